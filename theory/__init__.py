@@ -1,0 +1,58 @@
+"""cascade.theory: the symbolic layer (THEORY.md sections 1-3).
+
+Exact Hermite moments of link functions, information and generative exponents,
+the two model descriptions, and closed-form thresholds, staircases, error laws and
+exponents, as sympy objects that print as LaTeX.
+
+>>> from theory import hermite_moments, mse_exponent
+>>> hermite_moments("He2/2 + He4/48", 4)
+{0: 0, 1: 0, 2: 1, 3: 0, 4: 1/2}
+>>> mse_exponent("13/10")
+8/13
+"""
+from . import symbols
+from .compositional import (
+    layer1_overlaps,
+    nmse_law,
+    noise_variance,
+    refined_overlap,
+    separation,
+    spike_strengths,
+    staircase,
+    threshold_exponents,
+    thresholds_n,
+)
+from .hermite import (
+    gaussian_expectation,
+    generative_exponent,
+    hermite_coefficients,
+    hermite_moments,
+    information_exponent,
+    is_piecewise_polynomial,
+)
+from .model import CompositionalModel, HierarchicalModel, as_exact
+from .parsing import Y, Z, parse_link
+from .scaling import (
+    NoSpectralTransition,
+    c_gamma,
+    critical_alpha_law,
+    learned_directions,
+    mse_exponent,
+    mse_law,
+    mse_staircase,
+    mu2,
+    overlap_law,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "symbols", "Y", "Z", "parse_link",
+    "gaussian_expectation", "hermite_moments", "hermite_coefficients", "information_exponent",
+    "generative_exponent", "is_piecewise_polynomial",
+    "HierarchicalModel", "CompositionalModel", "as_exact",
+    "NoSpectralTransition", "mse_exponent", "c_gamma", "mu2", "critical_alpha_law", "overlap_law",
+    "learned_directions", "mse_law", "mse_staircase",
+    "spike_strengths", "noise_variance", "thresholds_n", "threshold_exponents", "staircase",
+    "refined_overlap", "layer1_overlaps", "nmse_law", "separation",
+]

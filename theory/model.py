@@ -1,0 +1,292 @@
+r"""The two model descriptions of THEORY.md: Model S (shallow) and Model C (compositional).
+
+Both are frozen dataclasses validated on construction; numerics and validation consume
+the same objects. Numbers are kept exact (``gamma=1.3`` becomes ``13/10``) and
+``gamma`` may be a sympy Symbol for symbolic work.
+
+Examples
+--------
+>>> m = HierarchicalModel(gamma="13/10", m=3)
+>>> m.gamma, m.weights()[0]
+(13/10, 1/sqrt(3**(2/5)/27 + 2**(2/5)/8 + 1))
+>>> CompositionalModel(d=100, q=2, eps=0.5, gamma=1).d1
+10
+"""
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import cached_property
+
+import sympy as sp
+
+from .parsing import Z, parse_link
+
+__all__ = ["HierarchicalModel", "CompositionalModel", "as_exact"]
+
+DEFAULT_LINK = "He2/2 + He4/48"
+DEFAULT_PREPROCESSING = "y/(1+|y|)"
+
+
+def as_exact(value, name: str, allow_symbol: bool = True):
+    """Turn a user number into an exact sympy number (or keep a Symbol).
+
+    Floats go through their shortest decimal repr (1.3 -> 13/10); strings may be
+    integers, decimals or fractions ("13/10") and are parsed with ``fractions``.
+
+    >>> as_exact(1.3, "gamma"), as_exact("13/10", "gamma"), as_exact(2, "m")
+    (13/10, 13/10, 2)
+    """
+    if isinstance(value, bool):
+        raise TypeError(f"{name}: expected a number, got {value!r}")
+    if isinstance(value, sp.Basic):
+        if value.free_symbols:
+            if not allow_symbol:
+                raise TypeError(f"{name}: must be a number here, got the expression {value}")
+            return value
+        if value in (sp.oo, -sp.oo) or value.has(sp.nan, sp.zoo) or not value.is_real:
+            if value == sp.oo:
+                return value
+            raise ValueError(f"{name}: must be a finite real number, got {value}")
+        return sp.nsimplify(value) if isinstance(value, sp.Float) else value
+    if isinstance(value, numbers.Integral):
+        return sp.Integer(int(value))
+    if isinstance(value, Fraction):
+        return sp.Rational(value.numerator, value.denominator)
+    if isinstance(value, numbers.Real):
+        if value != value or value in (float("inf"), float("-inf")):
+            if value == float("inf"):
+                return sp.oo
+            raise ValueError(f"{name}: must be a finite real number, got {value}")
+        return sp.Rational(Fraction(repr(float(value))))
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lower() in ("inf", "oo", "infinity"):
+            return sp.oo
+        try:
+            return sp.Rational(Fraction(text))
+        except (ValueError, ZeroDivisionError):
+            raise ValueError(f"{name}: {value!r} is not a number (write e.g. 1.3 or 13/10)") from None
+    raise TypeError(f"{name}: expected a number, got {type(value).__name__}")
+
+
+def _num_ok(x):
+    return not x.free_symbols
+
+
+@dataclass(frozen=True)
+class HierarchicalModel:
+    r"""Model S: :math:`y = \sum_{k\le m} a_k g_k(z_k) + \sqrt{\Delta}\,\xi` (THEORY 2).
+
+    Parameters
+    ----------
+    link : str or tuple of str
+        One link for every direction, or one per direction (length m).
+    gamma : number, str or sympy Symbol
+        Power-law exponent of the weights, :math:`a_k \propto k^{-\gamma}`.
+    m : int or ``"inf"``
+        Number of directions (m_star).
+    delta : number
+        Noise variance :math:`\Delta \ge 0`.
+    normalize : bool
+        If True, :math:`a_k = k^{-\gamma}/\sqrt{Z_m}` so that :math:`\sum a_k^2 = 1`.
+    preprocessing : str
+        :math:`T(y)`, written in ``y``.
+
+    >>> HierarchicalModel(gamma=1.3, m=10).Z_m.evalf(6)   # sum(k**-2.6 for k in 1..10) = 1.29098
+    1.29098
+    >>> HierarchicalModel(gamma=0.4, m="inf")
+    Traceback (most recent call last):
+    ...
+    ValueError: gamma: must be > 1/2 when normalize=True and m is infinite (Z_m = sum k^(-2 gamma) diverges), got 2/5
+    """
+
+    link: object = DEFAULT_LINK
+    gamma: object = sp.Rational(13, 10)
+    m: object = 10
+    delta: object = 0
+    normalize: bool = True
+    preprocessing: object = DEFAULT_PREPROCESSING
+
+    def __post_init__(self):
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
+        gamma = as_exact(self.gamma, "gamma")
+        if gamma == sp.oo:
+            raise ValueError("gamma: must be finite")
+        m = as_exact(self.m, "m", allow_symbol=False)
+        if m != sp.oo and (not m.is_Integer or m < 1):
+            raise ValueError(f"m: must be an integer >= 1 or 'inf', got {self.m!r}")
+        delta = as_exact(self.delta, "delta", allow_symbol=False)
+        if delta == sp.oo or delta < 0:
+            raise ValueError(f"delta: the noise variance must be a finite number >= 0, got {self.delta!r}")
+        if not isinstance(self.normalize, bool):
+            raise TypeError(f"normalize: expected True or False, got {self.normalize!r}")
+        if _num_ok(gamma) and gamma < 0:
+            raise ValueError(f"gamma: must be >= 0, got {gamma}")
+        if self.normalize and m == sp.oo and _num_ok(gamma) and gamma <= sp.Rational(1, 2):
+            raise ValueError(
+                "gamma: must be > 1/2 when normalize=True and m is infinite "
+                f"(Z_m = sum k^(-2 gamma) diverges), got {gamma}"
+            )
+        link = self.link
+        if isinstance(link, (list, tuple)):
+            if m == sp.oo:
+                raise ValueError("link: a list of links needs a finite m (one link per direction)")
+            if len(link) != int(m):
+                raise ValueError(f"link: got {len(link)} links for m = {m}; give one link or exactly m")
+            link = tuple(link)
+            if len(set(link)) == 1:
+                link = link[0]
+        exprs = tuple(parse_link(l) for l in (link if isinstance(link, tuple) else (link,)))
+        texprs = parse_link(self.preprocessing, variable="y")
+        set_("gamma", gamma)
+        set_("m", int(m) if m != sp.oo else sp.oo)
+        set_("delta", delta)
+        set_("link", link)
+        set_("_links", exprs)
+        set_("_T", texprs)
+
+    # -- links --------------------------------------------------------------------
+    @property
+    def links(self) -> tuple:
+        """The parsed links, one per direction (or a single shared link)."""
+        return self._links
+
+    def link_of(self, k: int):
+        """The link :math:`g_k` of direction k (1-based)."""
+        if len(self._links) == 1:
+            return self._links[0]
+        if not 1 <= k <= self.m:
+            raise ValueError(f"k: must lie in [1, {self.m}], got {k}")
+        return self._links[k - 1]
+
+    @property
+    def T(self):
+        """The preprocessing :math:`T(y)` as a sympy expression in ``y``."""
+        return self._T
+
+    @property
+    def shared_link(self) -> bool:
+        return len(self._links) == 1
+
+    # -- weights ------------------------------------------------------------------
+    @cached_property
+    def Z_m(self):
+        r""":math:`Z_m = \sum_{j\le m} j^{-2\gamma}` (exact; :math:`\zeta(2\gamma)` for m = oo)."""
+        if self.m == sp.oo:
+            return sp.zeta(2 * self.gamma)
+        return sp.Add(*[sp.Integer(j) ** (-2 * self.gamma) for j in range(1, self.m + 1)])
+
+    @property
+    def weight_normalization(self):
+        """:math:`Z_m` for normalized weights, 1 otherwise (the Z of THEORY 2.3-2.4)."""
+        return self.Z_m if self.normalize else sp.Integer(1)
+
+    def weight(self, k):
+        r""":math:`a_k = k^{-\gamma}/\sqrt{Z}` (``k`` may be a symbol)."""
+        k = sp.Integer(k) if isinstance(k, numbers.Integral) else k
+        return k ** (-self.gamma) / sp.sqrt(self.weight_normalization)
+
+    def weights(self) -> list:
+        """[a_1, ..., a_m] (finite m only)."""
+        if self.m == sp.oo:
+            raise ValueError("m: weights() needs a finite m")
+        return [self.weight(k) for k in range(1, self.m + 1)]
+
+    @property
+    def is_numeric(self) -> bool:
+        """True when every field is a number (so numerics can run on it)."""
+        return _num_ok(self.gamma) and self.m != sp.oo
+
+    def describe(self) -> dict:
+        """A JSON-friendly description (for provenance columns and the CLI)."""
+        return {
+            "model": "S",
+            "link": self.link if isinstance(self.link, str) else list(self.link),
+            "gamma": str(self.gamma),
+            "m": str(self.m),
+            "delta": str(self.delta),
+            "normalize": self.normalize,
+            "preprocessing": str(self.preprocessing),
+        }
+
+
+@dataclass(frozen=True)
+class CompositionalModel:
+    r"""Model C: :math:`y = g_*(s)`, :math:`s = \sum_{i\le d_1} b_i He_2(h_i)`,
+    :math:`h_i = \langle A_i, Z(x)\rangle` (THEORY 3).
+
+    Parameters
+    ----------
+    d : int
+        Input dimension (>= 2).
+    q : int
+        Degree of the Hermite features Z(x) (>= 2); D = C(d+q-1, q).
+    eps : number
+        :math:`d_1 = \mathrm{round}(d^{\epsilon})` latent features, 0 <= eps < 1.
+    gamma : number
+        Feature weights :math:`|b_i| = i^{-\gamma}`, gamma >= 0.
+    g_star : str
+        Outer link, written in ``z`` (identity by default).
+
+    >>> CompositionalModel(d=30, q=2, eps=0.5, gamma=1).D
+    465
+    """
+
+    d: int = 100
+    q: int = 2
+    eps: object = sp.Rational(1, 2)
+    gamma: object = 1
+    g_star: object = "z"
+
+    def __post_init__(self):
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
+        for name in ("d", "q"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+                raise TypeError(f"{name}: expected an integer, got {v!r}")
+        if self.d < 2:
+            raise ValueError(f"d: must be an integer >= 2, got {self.d}")
+        if self.q < 2:
+            raise ValueError(f"q: must be an integer >= 2, got {self.q}")
+        eps = as_exact(self.eps, "eps", allow_symbol=False)
+        if not (0 <= eps < 1):
+            raise ValueError(f"eps: must lie in [0, 1), got {self.eps!r}")
+        gamma = as_exact(self.gamma, "gamma", allow_symbol=False)
+        if gamma == sp.oo or gamma < 0:
+            raise ValueError(f"gamma: must be a finite number >= 0, got {self.gamma!r}")
+        g = parse_link(self.g_star)
+        if not g.has(Z):
+            raise ValueError("g_star: the outer link must depend on z (a constant target carries no signal)")
+        set_("d", int(self.d))
+        set_("q", int(self.q))
+        set_("eps", eps)
+        set_("gamma", gamma)
+        set_("_g", g)
+        if self.d1 < 1:
+            raise ValueError(f"eps: d^eps rounds to {self.d1} latent features; need d1 >= 1")
+
+    @property
+    def g(self):
+        """The outer link as a sympy expression in z."""
+        return self._g
+
+    @property
+    def D(self) -> int:
+        """Number of degree-q Hermite features, C(d+q-1, q)."""
+        return int(sp.binomial(self.d + self.q - 1, self.q))
+
+    @property
+    def d1(self) -> int:
+        r""":math:`d_1 = \mathrm{round}(d^\epsilon)` (half-integers round to even, as Python's round)."""
+        return int(round(float(sp.Integer(self.d) ** self.eps)))
+
+    @property
+    def is_identity_link(self) -> bool:
+        return sp.simplify(self._g - Z) == 0
+
+    def describe(self) -> dict:
+        return {"model": "C", "d": self.d, "q": self.q, "eps": str(self.eps), "gamma": str(self.gamma),
+                "g_star": str(self.g_star)}
+
