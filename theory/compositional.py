@@ -103,7 +103,7 @@ def threshold_exponents(model: CompositionalModel) -> list:
     if g == 0:
         return [q + eps] * model.d1
     base = q if g >= _HALF else q + (1 - 2 * g) * eps
-    return [base + 2 * g * sp.log(i) / sp.log(d) if i > 1 else sp.Integer(base) + 0 for i in range(1, model.d1 + 1)]
+    return [base + 2 * g * sp.log(i) / sp.log(d) if i > 1 else sp.nsimplify(base) for i in range(1, model.d1 + 1)]
 
 
 def staircase(model: CompositionalModel, n):

@@ -27,7 +27,15 @@ y/(Abs(y) + 1)
 >>> parse_link("__import__('os')")
 Traceback (most recent call last):
 ...
-ValueError: link: unknown name '__import__' at position 0; allowed: He, HeK (K = 0..64), abs, clip, cos, erf, exp, max, min, pi, relu, sign, sin, sqrt, tanh, z
+ValueError: link: unexpected character "'" at position 11
+>>> parse_link("os.system(1)")
+Traceback (most recent call last):
+...
+ValueError: link: unexpected character '.' at position 2
+>>> parse_link("exec(z)")
+Traceback (most recent call last):
+...
+ValueError: link: unknown name 'exec' at position 0; allowed: He, HeK (K = 0..64), abs, clip, cos, erf, exp, max, min, pi, relu, sign, sin, sqrt, tanh, z
 """
 from __future__ import annotations
 

@@ -1,0 +1,64 @@
+"""The theory subcommands of the CLI: output shapes and one-line errors."""
+import json
+
+import pytest
+
+from validation.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_exponents_json(capsys):
+    code, out, _ = run(capsys, "exponents", "--gamma", "13/10", "--format", "json")
+    data = json.loads(out)
+    assert code == 0 and data["mse_exponent"]["exact"] == "8/13" and data["C_gamma"]["exact"] == "169/72"
+
+
+def test_exponents_latex(capsys):
+    code, out, _ = run(capsys, "exponents", "--format", "latex")
+    assert code == 0 and r"\frac{8}{13}" in out
+
+
+def test_hermite_text_and_csv(capsys):
+    code, out, _ = run(capsys, "hermite", "He2/2 + He4/48", "--kmax", "4")
+    assert code == 0 and "mu_k = 1/2" in out and "information exponent" in out
+    code, out, _ = run(capsys, "hermite", "relu(z)", "--kmax", "2", "--format", "csv")
+    assert out.splitlines()[0] == "k,mu_k,c_k" and out.splitlines()[2].startswith("1,0.5")
+
+
+def test_thresholds_both_models(capsys):
+    code, out, _ = run(capsys, "thresholds", "--m", "3", "--kappa-T", "2", "--format", "json")
+    assert code == 0 and len(json.loads(out)) == 3
+    code, out, _ = run(capsys, "thresholds", "--model", "C", "--d", "16", "--gamma", "1")
+    assert code == 0 and "3485/36" in out
+
+
+@pytest.mark.parametrize(
+    "argv, text",
+    [
+        (["exponents", "--gamma", "0.3"], "gamma"),
+        (["hermite", "__import__('os')"], "unexpected character"),
+        (["thresholds", "--m", "x"], "--m"),
+        (["exponents", "--bogus"], "unrecognized"),
+        (["nosuch"], "invalid choice"),
+    ],
+)
+def test_errors_exit_2_with_one_line(capsys, argv, text):
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2 and text in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_help_for_every_subcommand(capsys):
+    for cmd in ("exponents", "hermite", "thresholds"):
+        with pytest.raises(SystemExit) as exc:
+            main([cmd, "--help"])
+        assert exc.value.code == 0
+    assert "--format" in capsys.readouterr().out

@@ -1,0 +1,225 @@
+"""The ``cascade`` command line: a thin layer over the theory, numerics and validation APIs.
+
+Every subcommand has ``--help`` and ``--format``. Bad flags and bad values exit with
+status 2 and a one-line message (no traceback).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import sympy as sp
+
+__all__ = ["main", "build_parser"]
+
+
+class CascadeError(Exception):
+    """A user error reported as one line with exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, status 2, no usage dump
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+# --- output -------------------------------------------------------------------------
+def _jsonable(v):
+    if isinstance(v, sp.Basic):
+        try:
+            f = float(v)
+            return {"exact": str(v), "value": f}
+        except (TypeError, ValueError):
+            return str(v)
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if hasattr(v, "item"):
+        return v.item()
+    return v
+
+
+def _render(rows: list[dict], fmt: str, title: str = "") -> str:
+    """rows: list of {name: value}; values may be sympy objects."""
+    if fmt == "json":
+        return json.dumps(_jsonable(rows if len(rows) != 1 else rows[0]), indent=2)
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    if fmt == "csv":
+        import csv
+        import io
+
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, keys)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (float(v) if isinstance(v, sp.Basic) and v.is_number and v.is_finite else v)
+                        for k, v in r.items()})
+        return buf.getvalue().rstrip("\n")
+    if fmt == "latex":
+        lines = []
+        for r in rows:
+            for k, v in r.items():
+                if isinstance(v, sp.Basic):
+                    lines.append(f"{k} = {sp.latex(v)}")
+        return "\n".join(lines)
+    # text
+    out = [title] if title else []
+    for r in rows:
+        parts = []
+        for k, v in r.items():
+            if isinstance(v, sp.Basic) and v.is_number and not v.is_Integer and v.is_finite and not v.is_Float:
+                parts.append(f"{k} = {v} = {float(v):.6g}")
+            elif isinstance(v, sp.Float):
+                parts.append(f"{k} = {float(v):.15g}")
+            else:
+                parts.append(f"{k} = {v}")
+        out.append("  ".join(parts))
+    return "\n".join(out)
+
+
+def _add_format(p, choices=("text", "json", "latex", "csv")):
+    p.add_argument("--format", choices=choices, default="text", help="output format (default: text)")
+
+
+# --- model flags ----------------------------------------------------------------------
+def add_model_s_flags(p):
+    g = p.add_argument_group("Model S")
+    g.add_argument("--link", default="He2/2 + He4/48", help="link g(z) (default: %(default)s)")
+    g.add_argument("--gamma", default="13/10", help="power-law exponent (default: %(default)s)")
+    g.add_argument("--m", default="10", help="number of directions, or inf (default: %(default)s)")
+    g.add_argument("--delta", default="0", help="noise variance (default: %(default)s)")
+    g.add_argument("--preprocessing", default="y/(1+|y|)", help="T(y) (default: %(default)s)")
+    g.add_argument("--no-normalize", action="store_true", help="use a_k = k^-gamma (no 1/sqrt(Z_m))")
+
+
+def model_s_from_args(args):
+    from theory import HierarchicalModel
+
+    m = args.m if args.m.lower() in ("inf", "oo") else _int(args.m, "--m")
+    return HierarchicalModel(link=args.link, gamma=args.gamma, m=m, delta=args.delta,
+                             normalize=not args.no_normalize, preprocessing=args.preprocessing)
+
+
+def add_model_c_flags(p):
+    g = p.add_argument_group("Model C")
+    g.add_argument("--d", default="100", help="input dimension (default: %(default)s)")
+    g.add_argument("--q", default="2", help="Hermite degree of the features (default: %(default)s)")
+    g.add_argument("--eps", default="1/2", help="d1 = round(d^eps) (default: %(default)s)")
+    g.add_argument("--g-star", default="z", help="outer link (default: %(default)s)")
+
+
+def model_c_from_args(args, gamma):
+    from theory import CompositionalModel
+
+    return CompositionalModel(d=_int(args.d, "--d"), q=_int(args.q, "--q"), eps=args.eps, gamma=gamma,
+                              g_star=args.g_star)
+
+
+def _int(text, name):
+    try:
+        return int(text)
+    except ValueError:
+        raise CascadeError(f"{name}: expected an integer, got {text!r}") from None
+
+
+# --- subcommands --------------------------------------------------------------------
+def cmd_exponents(args):
+    from theory import c_gamma, mse_exponent
+
+    rows = [{"gamma": _gamma_arg(args.gamma), "mse_exponent": mse_exponent(args.gamma), "C_gamma": c_gamma(args.gamma)}]
+    return _render(rows, args.format, "Scaling law MSE ~ (C_gamma/Z) (alpha/kappa)^(-exponent)")
+
+
+def _gamma_arg(text):
+    from theory import as_exact
+
+    return as_exact(text, "gamma")
+
+
+def cmd_hermite(args):
+    from theory import hermite_moments, information_exponent
+
+    mus = hermite_moments(args.link, args.kmax, dps=args.dps)
+    rows = [{"k": k, "mu_k": v, "c_k": sp.simplify(v / sp.sqrt(sp.factorial(k)))} for k, v in mus.items()]
+    if args.format == "latex":
+        return "\n".join(f"\\mu_{{{r['k']}}} = {sp.latex(r['mu_k'])}" for r in rows)
+    out = _render(rows, args.format)
+    if args.format == "text":
+        out += f"\ninformation exponent (k <= {args.kmax}): {information_exponent(args.link, max(args.kmax, 1), args.dps)}"
+    return out
+
+
+def cmd_thresholds(args):
+    if args.model == "S":
+        from theory import critical_alpha_law, mse_exponent
+        from theory.symbols import kappa_T
+
+        model = model_s_from_args(args)
+        kmax = model.m if model.m != sp.oo else 10
+        kt = None
+        if args.kappa_T is not None:
+            kt = _gamma_arg(args.kappa_T)
+        rows = []
+        for k in range(1, kmax + 1):
+            law = critical_alpha_law(model, k)
+            row = {"k": k, "alpha_k": law}
+            if kt is not None:
+                row["alpha_k"] = law.subs(kappa_T, kt)
+            rows.append(row)
+        head = f"Weak-signal thresholds alpha_k ~ kappa_T Z k^(2 gamma) / mu_2^2 (MSE exponent {mse_exponent(model.gamma)})"
+        return _render(rows, args.format, head)
+    from theory import separation, threshold_exponents, thresholds_n
+
+    model = model_c_from_args(args, args.gamma)
+    ns, ks = thresholds_n(model), threshold_exponents(model)
+    rows = [{"i": i + 1, "n_star": n_, "kappa_i": sp.nsimplify(k_) if k_.is_Rational else k_.evalf(6)}
+            for i, (n_, k_) in enumerate(zip(ns, ks))]
+    sep = separation(model)
+    head = (f"Model C (GE layer 1): D = {model.D}, d1 = {model.d1}; n_i* = D/(4 theta_i^2); "
+            f"layer-wise exponent {sep['layerwise']}, kernel exponent {sep['kernel']}")
+    return _render(rows, args.format, head)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="cascade", description="Thresholds and exponents of hierarchical learning.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    e = sub.add_parser("exponents", help="MSE exponent 1 - 1/(2 gamma) and C_gamma")
+    e.add_argument("--gamma", default="13/10", help="power-law exponent, e.g. 13/10 (default: %(default)s)")
+    _add_format(e)
+    e.set_defaults(func=cmd_exponents)
+
+    h = sub.add_parser("hermite", help="Hermite moments mu_k = E[g(z) He_k(z)] of a link")
+    h.add_argument("link", help='link in z, e.g. "He2/2 + He4/48", "relu(z)", "tanh(z)"')
+    h.add_argument("--kmax", type=int, default=6, help="largest degree (default: %(default)s)")
+    h.add_argument("--dps", type=int, default=30, help="digits for numeric links (default: %(default)s)")
+    _add_format(h)
+    h.set_defaults(func=cmd_hermite)
+
+    t = sub.add_parser("thresholds", help="closed-form threshold laws of Model S or Model C")
+    t.add_argument("--model", choices=("S", "C"), default="S", help="S: shallow, C: compositional")
+    add_model_s_flags(t)
+    add_model_c_flags(t)
+    t.add_argument("--kappa-T", default=None, help="substitute a value of kappa_T (Model S)")
+    _add_format(t)
+    t.set_defaults(func=cmd_thresholds)
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        out = args.func(args)
+    except (CascadeError, ValueError, TypeError) as exc:
+        print(f"cascade {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    if out:
+        print(out)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
