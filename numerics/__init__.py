@@ -1,0 +1,15 @@
+"""cascade.numerics: the d = infinity random-matrix equations of THEORY 2.2.
+
+>>> from theory import HierarchicalModel
+>>> from numerics import predict
+>>> p = predict(HierarchicalModel(), alphas=[50.0])
+>>> p.n_outliers.tolist()
+[5]
+"""
+from .label_law import LabelLaw, label_law
+from .predict import (Prediction, bulk_density, bulk_edge, kappa_T, outliers, predict, spectral_functions,
+                      thresholds)
+from .resolvent import ConvergenceError, SpectralFunctions
+
+__all__ = ["LabelLaw", "label_law", "Prediction", "predict", "bulk_edge", "bulk_density", "outliers",
+           "thresholds", "kappa_T", "spectral_functions", "ConvergenceError", "SpectralFunctions"]

@@ -1,0 +1,360 @@
+r"""The law of (T(Y), z_k) for Model S, as a discrete measure (THEORY 2.2).
+
+Every d = infinity formula is an expectation of :math:`f(\mathrm{T}(Y))` or of
+:math:`z_k^2 f(\mathrm{T}(Y))`. We represent the law by atoms :math:`\tau_j` with masses
+
+.. math::  p_j \approx P(\tau \approx \tau_j), \qquad r_{kj} \approx E[z_k^2;\ \tau\approx\tau_j],
+
+so each expectation is a dot product. Three constructions:
+
+* ``"quadrature"`` (m = 1, Delta = 0): Gauss-Legendre panels in z, split at the
+  zeros of g (where T(a g(z)) may have a kink), :math:`y = a_1 g(z)`.
+* ``"grid"`` (any m, any Delta): each term :math:`a_k g_k(z_k)` is deposited on a
+  uniform y-grid of spacing h (linear, mass and mean preserving), once with weight
+  :math:`\varphi(z)` and once with :math:`z^2\varphi(z)`; the law of Y and the
+  z_k^2-weighted laws are FFT convolutions (``scipy.signal.fftconvolve``) of these.
+  Noise enters as one more Gaussian term. The error is O(h^2) and is estimated by
+  repeating the construction at 2h (:attr:`LabelLaw.grid_error`).
+* ``"montecarlo"``: i.i.d. samples (a cross-check only).
+
+Examples
+--------
+>>> from theory import HierarchicalModel
+>>> law = label_law(HierarchicalModel(m=1, link="He2/2 + He4/48"))
+>>> law.method, round(float(law.p.sum()), 12), round(float(law.r[0].sum()), 12)
+('quadrature', 1.0, 1.0)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import sympy as sp
+from scipy.signal import fftconvolve
+
+from theory import HierarchicalModel
+from theory.parsing import Y, Z
+
+__all__ = ["LabelLaw", "label_law", "link_function", "preprocessing_function", "sup_preprocessing"]
+
+_ZMAX = 9.0  # P(|z| > 9) = 2e-19: below float64 resolution of every expectation here
+_PANEL = 0.25
+_GL_NODES = 24
+
+
+@dataclass(frozen=True, eq=False)
+class LabelLaw:
+    """Atoms of the law of (T(Y), z_k^2), see the module docstring."""
+
+    tau: np.ndarray
+    p: np.ndarray
+    r: np.ndarray  # shape (m, n_atoms)
+    y: np.ndarray
+    method: str
+    grid_error: float
+    tau_sup: float = float("nan")  # ess sup T(Y) of the exact law (>= every atom)
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def m(self) -> int:
+        return self.r.shape[0]
+
+    @property
+    def tau_max(self) -> float:
+        return float(self.tau.max())
+
+    def expect(self, f, weight="p"):
+        """E[f(tau)] (weight="p") or E[z_k^2 f(tau)] for every k (weight="r")."""
+        vals = f(self.tau)
+        return (self.p @ vals) if weight == "p" else (self.r @ vals)
+
+
+# --- sympy -> numpy ----------------------------------------------------------------------
+def link_function(expr):
+    """Vectorised numpy callable z -> g(z) for a parsed link."""
+    f = sp.lambdify(Z, expr, modules=["numpy", {"Heaviside": lambda x: np.heaviside(x, 0.5)}])
+    return lambda z: np.broadcast_to(np.asarray(f(z), dtype=float), np.shape(z)).copy()
+
+
+def preprocessing_function(expr):
+    """Vectorised numpy callable y -> T(y) for a parsed preprocessing."""
+    f = sp.lambdify(Y, expr, modules="numpy")
+
+    def T(y):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = np.broadcast_to(np.asarray(f(y), dtype=float), np.shape(y)).copy()
+        return out
+
+    return T
+
+
+def limit_at_infinity(expr, var, side):
+    """lim expr as var -> side (sp.oo or -sp.oo): sympy first, a numeric probe if sympy fails.
+
+    The probe evaluates at |var| = 1e6, 1e9, 1e12 and reports +-oo when the values keep
+    growing past 1e6 in magnitude, else the value at 1e12.
+    """
+    try:
+        lim = sp.limit(expr, var, side)
+        if lim.is_real or lim in (sp.oo, -sp.oo):
+            return lim
+    except Exception:  # noqa: BLE001 - sympy's gruntz raises assorted errors on Min/Max/sign
+        pass
+    f = sp.lambdify(var, expr, modules="numpy")
+    sgn = 1.0 if side == sp.oo else -1.0
+    with np.errstate(all="ignore"):
+        v = [float(f(sgn * x)) for x in (1e6, 1e9, 1e12)]
+    if abs(v[2]) > 1e6 and abs(v[2]) > abs(v[1]) > abs(v[0]):
+        return sp.oo if v[2] > 0 else -sp.oo
+    return sp.Float(v[2])
+
+
+def _unbounded_above(expr, var):
+    """True if expr -> +oo as var -> +oo or -oo."""
+    return any(limit_at_infinity(expr, var, side) == sp.oo for side in (sp.oo, -sp.oo))
+
+
+def _unbounded_sides(model):
+    """(Y unbounded above, Y unbounded below): weights are positive, so a link tending
+    to +oo (-oo) at either end of R makes Y unbounded above (below); so does noise."""
+    if model.delta > 0:
+        return True, True
+    up = down = False
+    for g in model.links:
+        for side in (sp.oo, -sp.oo):
+            lim = limit_at_infinity(g, Z, side)
+            up |= lim == sp.oo
+            down |= lim == -sp.oo
+    return up, down
+
+
+def _label_bounded(model):
+    return not any(_unbounded_sides(model))
+
+
+def _tau_sup(model, tau):
+    """ess sup T(Y): the atoms' maximum, or the limit of T where Y is unbounded.
+
+    The atoms stop where the truncated law does (|z| <= 9); T may keep rising beyond
+    (y/(1+|y|) -> 1), and the d = infinity formulas need lambda > the exact ess sup."""
+    sup = float(np.max(tau))
+    up, down = _unbounded_sides(model)
+    for flag, side in ((up, sp.oo), (down, -sp.oo)):
+        if flag:
+            lim = limit_at_infinity(model.T, Y, side)
+            if lim.is_finite and lim.is_real:
+                sup = max(sup, float(lim))
+    return sup
+
+
+def sup_preprocessing(model: HierarchicalModel) -> None:
+    """Refuse a preprocessing that is unbounded above on the label support.
+
+    The d = infinity formulas need :math:`\tau = \mathrm{ess\,sup}\, T(Y) < \infty`.
+
+    >>> from theory import HierarchicalModel
+    >>> sup_preprocessing(HierarchicalModel(m=1, preprocessing="y"))
+    Traceback (most recent call last):
+    ...
+    ValueError: preprocessing: T(y) = y is unbounded above on the label support, and the d = infinity formulas need sup T < infinity; clip it, e.g. 'clip(y, -5, 5)' or 'y/(1+|y|)'
+    """
+    if _unbounded_above(model.T, Y) and not _label_bounded(model):
+        raise ValueError(
+            f"preprocessing: T(y) = {model.T} is unbounded above on the label support, and the d = infinity "
+            "formulas need sup T < infinity; clip it, e.g. 'clip(y, -5, 5)' or 'y/(1+|y|)'"
+        )
+
+
+# --- quadrature in z --------------------------------------------------------------------
+def _z_rule(kinks=(), zmax=_ZMAX, panel=_PANEL, nodes=_GL_NODES):
+    """Gauss-Legendre panels on [-zmax, zmax] split at kinks: (z, w) with w = phi(z) dz."""
+    edges = set(np.arange(-zmax, zmax + 1e-12, panel)) | {k for k in kinks if -zmax < k < zmax}
+    edges = np.array(sorted(edges))
+    x, wx = np.polynomial.legendre.leggauss(nodes)
+    a, b = edges[:-1, None], edges[1:, None]
+    z = ((b - a) / 2 * x + (b + a) / 2).ravel()
+    w = ((b - a) / 2 * wx).ravel() * np.exp(-z**2 / 2) / np.sqrt(2 * np.pi)
+    return z, w
+
+
+def _zeros_of(expr):
+    """Real zeros of a link (where T(a g(z)) can kink) and its own kinks."""
+    from theory.hermite import _split_points
+
+    pts = set(_split_points(expr))
+    if expr.is_polynomial(Z) and sp.Poly(expr, Z).degree() > 0:
+        roots = np.roots([float(c) for c in sp.Poly(expr, Z).all_coeffs()])
+        pts.update(float(r.real) for r in roots if abs(r.imag) < 1e-12)
+    else:
+        zz = np.linspace(-_ZMAX, _ZMAX, 20001)
+        g = link_function(expr)(zz)
+        idx = np.nonzero(np.diff(np.sign(g)))[0]
+        pts.update(zz[idx].tolist())
+    return sorted(pts)
+
+
+# --- constructions ----------------------------------------------------------------------
+def _weights(model):
+    return np.array([float(a) for a in model.weights()])
+
+
+def _quadrature_law(model):
+    g = model.link_of(1)
+    z, w = _z_rule(_zeros_of(g))
+    a = float(model.weights()[0])
+    y = a * link_function(g)(z)
+    tau = preprocessing_function(model.T)(y)
+    return y, tau, w, (w * z**2)[None, :]
+
+
+def _deposit(values, weights, y0, h, n):
+    """Linear (cloud-in-cell) deposit: preserves the mass and the mean of the atoms."""
+    u = (values - y0) / h
+    i = np.floor(u).astype(np.int64)
+    frac = u - i
+    out = np.bincount(i, weights=weights * (1 - frac), minlength=n + 1)
+    out += np.bincount(i + 1, weights=weights * frac, minlength=n + 1)
+    return out[:n]
+
+
+def _grid_law(model, h):
+    m = model.m
+    a = _weights(model)
+    comps = []  # (lo, p_pmf, s_pmf) on local grids of spacing h
+    for k in range(1, m + 1):
+        g = model.link_of(k)
+        z, w = _z_rule(_zeros_of(g))
+        v = a[k - 1] * link_function(g)(z)
+        lo = np.floor(v.min() / h) * h
+        n = int(np.ceil((v.max() - lo) / h)) + 2
+        comps.append((lo, _deposit(v, w, lo, h, n), _deposit(v, w * z**2, lo, h, n)))
+    noise = None
+    if model.delta > 0:
+        s = float(sp.sqrt(model.delta))
+        z, w = _z_rule()
+        v = s * z
+        lo = np.floor(v.min() / h) * h
+        n = int(np.ceil((v.max() - lo) / h)) + 2
+        noise = (lo, _deposit(v, w, lo, h, n))
+
+    def conv(x, y):
+        # FFT round-off leaves +-1e-16 * max everywhere; it would fake a support reaching
+        # far into the tails (and so a wrong sup T). Entries below 1e-14 of the peak go to 0.
+        out = fftconvolve(x, y)
+        out[out < 1e-14 * out.max()] = 0.0
+        return out
+
+    # prefix/suffix convolutions give every leave-one-out law with O(m) FFTs
+    prefix = [(0.0, np.ones(1))]
+    for lo, p, _ in comps:
+        plo, pp = prefix[-1]
+        prefix.append((plo + lo, conv(pp, p)))
+    suffix = [(0.0, np.ones(1))]
+    for lo, p, _ in reversed(comps):
+        slo, sp_ = suffix[-1]
+        suffix.append((slo + lo, conv(sp_, p)))
+    suffix = suffix[::-1]  # suffix[k] = conv of comps[k:]
+    total_lo, total = prefix[-1]
+    if noise is not None:
+        total_lo, total = total_lo + noise[0], conv(total, noise[1])
+    n_tot = total.size
+    r = np.zeros((m, n_tot))
+    for k, (lo, _, s) in enumerate(comps):
+        olo = prefix[k][0] + suffix[k + 1][0]
+        other = conv(prefix[k][1], suffix[k + 1][1])
+        if noise is not None:
+            olo, other = olo + noise[0], conv(other, noise[1])
+        rk = conv(other, s)
+        off = int(round((olo + lo - total_lo) / h))
+        r[k, off: off + rk.size] = rk[: n_tot - off]
+    y = total_lo + h * np.arange(n_tot)
+    keep = total > 0
+    tau = preprocessing_function(model.T)(y[keep])
+    return y[keep], tau, total[keep], r[:, keep]
+
+
+def _montecarlo_law(model, n_samples, seed):
+    rng = np.random.default_rng(np.random.SeedSequence(seed))
+    m = model.m
+    zs = rng.standard_normal((n_samples, m))
+    a = _weights(model)
+    y = sum(a[k] * link_function(model.link_of(k + 1))(zs[:, k]) for k in range(m))
+    if model.delta > 0:
+        y = y + float(sp.sqrt(model.delta)) * rng.standard_normal(n_samples)
+    tau = preprocessing_function(model.T)(y)
+    w = np.full(n_samples, 1.0 / n_samples)
+    return y, tau, w, (zs.T**2) * w
+
+
+_CACHE: dict = {}
+
+
+def label_law(model: HierarchicalModel, method: str = "auto", h: float | None = None,
+              n_samples: int = 200_000, seed: int = 0) -> LabelLaw:
+    """Build (and cache per model and settings) the discrete law of (T(Y), z_k^2).
+
+    Parameters
+    ----------
+    model : theory.HierarchicalModel (numeric gamma, finite m)
+    method : "auto" | "quadrature" | "grid" | "montecarlo"
+        "auto" uses quadrature for m = 1 without noise and the grid otherwise.
+    h : float, optional
+        Grid spacing of the y-grid (default: range/2^17, at most 2e-3).
+    n_samples, seed : Monte Carlo settings.
+    """
+    if not isinstance(model, HierarchicalModel):
+        raise TypeError(f"model: expected a theory.HierarchicalModel, got {type(model).__name__}")
+    if not model.is_numeric:
+        raise ValueError("model: numerics needs a numeric gamma and a finite m")
+    if method not in ("auto", "quadrature", "grid", "montecarlo"):
+        raise ValueError(f"method: must be 'auto', 'quadrature', 'grid' or 'montecarlo', got {method!r}")
+    if method == "auto":
+        method = "quadrature" if (model.m == 1 and model.delta == 0) else "grid"
+    if method == "quadrature" and (model.m != 1 or model.delta != 0):
+        raise ValueError("method: 'quadrature' applies to m = 1 without noise; use 'grid'")
+    if h is not None and not (np.isfinite(h) and h > 0):
+        raise ValueError(f"h: the grid spacing must be a positive number, got {h!r}")
+    sup_preprocessing(model)
+    key = (model, method, h, n_samples if method == "montecarlo" else None, seed if method == "montecarlo" else None)
+    if key in _CACHE:
+        return _CACHE[key]
+    settings = {"method": method}
+    if method == "quadrature":
+        y, tau, p, r = _quadrature_law(model)
+        err = 0.0
+        settings.update(zmax=_ZMAX, panel=_PANEL, gl_nodes=_GL_NODES)
+    elif method == "montecarlo":
+        y, tau, p, r = _montecarlo_law(model, int(n_samples), seed)
+        err = float(1 / np.sqrt(n_samples))
+        settings.update(n_samples=int(n_samples), seed=seed)
+    else:
+        if h is None:
+            span = _span(model)
+            h = min(2e-3, span / 2**17)
+        y, tau, p, r = _grid_law(model, h)
+        # O(h^2): compare E[tau] and E[tau z_1^2] with the law at 2h
+        _, tau2, p2, r2 = _grid_law(model, 2 * h)
+        err = float(max(abs(p @ tau - p2 @ tau2), abs(r[0] @ tau - r2[0] @ tau2)) / 3)
+        settings.update(h=h, zmax=_ZMAX)
+    if not np.all(np.isfinite(tau[p > 0])):
+        raise ValueError("preprocessing: T(y) is not finite on the label support (division by zero?)")
+    finite = np.isfinite(tau)
+    y, tau, p, r = y[finite], tau[finite], p[finite], r[:, finite]
+    keep = p > 0
+    y, tau, p, r = y[keep], tau[keep], p[keep], r[:, keep]
+    law = LabelLaw(tau=tau, p=p, r=r, y=y, method=method, grid_error=err, tau_sup=_tau_sup(model, tau),
+                   settings=settings)
+    _CACHE[key] = law
+    return law
+
+
+def _span(model):
+    a = _weights(model)
+    total = 0.0
+    z = np.linspace(-_ZMAX, _ZMAX, 2001)
+    for k in range(1, model.m + 1):
+        v = a[k - 1] * link_function(model.link_of(k))(z)
+        total += v.max() - v.min()
+    if model.delta > 0:
+        total += 2 * _ZMAX * float(sp.sqrt(model.delta))
+    return total

@@ -1,0 +1,284 @@
+r"""Predictions of Model S at d = infinity: bulk, outliers, overlaps, thresholds, errors.
+
+Examples
+--------
+>>> import numpy as np
+>>> from theory import HierarchicalModel
+>>> p = predict(HierarchicalModel(), alphas=[20.0, 50.0])
+>>> np.round(p.q[0, :4], 2)          # THEORY 2.2 check values: 0.91, 0.80, 0.53, below threshold
+array([0.91, 0.8 , 0.53, 0.  ])
+>>> p.n_outliers.tolist()
+[3, 5]
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import sympy as sp
+
+from theory import HierarchicalModel
+from theory.parsing import Y
+
+from .label_law import LabelLaw, label_law
+from .resolvent import ConvergenceError, SpectralFunctions
+
+__all__ = ["Prediction", "predict", "bulk_edge", "outliers", "thresholds", "kappa_T", "spectral_functions",
+           "bulk_density"]
+
+_SF_CACHE: dict = {}
+
+
+def spectral_functions(law: LabelLaw) -> SpectralFunctions:
+    """The tabulated resolvent functions of a label law (cached per law)."""
+    sf = _SF_CACHE.get(id(law))
+    if sf is None or sf.law is not law:
+        sf = SpectralFunctions(law)
+        _SF_CACHE[id(law)] = sf
+    return sf
+
+
+def _alphas(alphas):
+    a = np.atleast_1d(np.asarray(alphas, dtype=float))
+    if a.ndim != 1 or a.size == 0:
+        raise ValueError("alphas: expected a non-empty 1-d sequence of sample ratios")
+    if not np.all(np.isfinite(a)) or np.any(a <= 0):
+        raise ValueError(f"alphas: every sample ratio must be a finite number > 0, got {a[~(np.isfinite(a) & (a > 0))][:3]}")
+    return a
+
+
+@dataclass(frozen=True, eq=False)
+class Prediction:
+    """d = infinity predictions on an alpha grid.
+
+    Arrays have shape (len(alphas),) or (len(alphas), m). ``eigenvalues`` holds the
+    outlier limits and is NaN exactly where ``is_outlier`` is False (no outlier: the
+    eigenvalue sticks to the bulk edge); ``q`` is 0 there.
+    """
+
+    model: HierarchicalModel
+    alphas: np.ndarray
+    bulk_edge: np.ndarray
+    lambda_bar: np.ndarray
+    eigenvalues: np.ndarray
+    is_outlier: np.ndarray
+    q: np.ndarray
+    thresholds: np.ndarray
+    mse: np.ndarray  # optimal shrinkage: sum a_k^2 (1 - q_k^2)
+    mse_plugin: np.ndarray  # 2 sum a_k^2 (1 - q_k)
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def n_outliers(self) -> np.ndarray:
+        return self.is_outlier.sum(axis=1)
+
+    def to_frame(self) -> pd.DataFrame:
+        """Tidy table: one row per (alpha, k) with columns alpha, k, q, eigenvalue,
+        is_outlier, alpha_k, bulk_edge, mse, mse_plugin, n_outliers."""
+        A, m = self.q.shape
+        return pd.DataFrame({
+            "alpha": np.repeat(self.alphas, m),
+            "k": np.tile(np.arange(1, m + 1), A),
+            "q": self.q.ravel(),
+            "eigenvalue": self.eigenvalues.ravel(),
+            "is_outlier": self.is_outlier.ravel(),
+            "alpha_k": np.tile(self.thresholds, A),
+            "bulk_edge": np.repeat(self.bulk_edge, m),
+            "mse": np.repeat(self.mse, m),
+            "mse_plugin": np.repeat(self.mse_plugin, m),
+            "n_outliers": np.repeat(self.n_outliers, m),
+        })
+
+
+def _check_model(model):
+    if not isinstance(model, HierarchicalModel):
+        raise TypeError(f"model: expected a theory.HierarchicalModel, got {type(model).__name__}")
+    if not model.is_numeric:
+        raise ValueError("model: numerics needs a numeric gamma and a finite m")
+
+
+def _diagonal_check(model):
+    """The per-direction split needs E[tau z_j z_k/(lambda - tau)] = 0 for j != k.
+
+    Flipping z_j leaves Y unchanged when g_j is even, so the split holds when at most
+    one link is not even; otherwise the m x m matrix Phi is not diagonal.
+    """
+    from theory.hermite import _is_even
+
+    odd = [k for k in range(1, len(model.links) + 1) if not _is_even(model.link_of(k))]
+    n_odd = len(odd) if not model.shared_link else (model.m if odd else 0)
+    if n_odd > 1:
+        raise NotImplementedError(
+            "link: with two or more non-even links the matrix Phi(lambda) of THEORY 2.2 is not diagonal "
+            "in the w-basis; this release solves the per-direction (diagonal) case only"
+        )
+
+
+def predict(model: HierarchicalModel, alphas, law: LabelLaw | None = None, **law_options) -> Prediction:
+    """Bulk edge, outlier eigenvalues, overlaps q_k, thresholds and MSE on an alpha grid.
+
+    Parameters
+    ----------
+    model : theory.HierarchicalModel
+    alphas : sequence of float > 0
+    law : LabelLaw, optional
+        A prebuilt label law (else ``label_law(model, **law_options)``, cached).
+    """
+    _check_model(model)
+    _diagonal_check(model)
+    a = _alphas(alphas)
+    t0 = time.perf_counter()
+    law = law if law is not None else label_law(model, **law_options)
+    sf = spectral_functions(law)
+    t1 = time.perf_counter()
+    m = model.m
+    ubar = sf.lambda_bar_u(a)
+    lbar, edge = _edge(sf, a, ubar)
+    q = np.zeros((a.size, m))
+    eig = np.full((a.size, m), np.nan)
+    thr = _thresholds(sf)
+    for k in range(m):
+        us = sf.outlier_u(a, ubar, k)
+        ok = np.isfinite(us)
+        if not np.any(ok):
+            continue
+        u = us[ok]
+        lam = sf.to_lam(u)
+        G1, G2, _, H = sf.at(u, k)
+        dpsi = 1 / a[ok] - G2
+        q[ok, k] = np.clip(dpsi / (dpsi + H), 0.0, 1.0)
+        eig[ok, k] = lam * (1 / a[ok] + G1)
+    w2 = np.array([float(w) ** 2 for w in model.weights()])
+    mse = (w2 * (1 - q**2)).sum(axis=1)
+    mse_plugin = 2 * (w2 * (1 - q)).sum(axis=1)
+    settings = dict(law.settings, grid_error=law.grid_error, n_atoms=int(law.tau.size),
+                    n_table=int(sf.u.size), setup_s=t1 - t0, solve_s=time.perf_counter() - t1)
+    return Prediction(model=model, alphas=a, bulk_edge=edge, lambda_bar=lbar, eigenvalues=eig,
+                      is_outlier=np.isfinite(eig), q=q, thresholds=thr, mse=mse, mse_plugin=mse_plugin,
+                      settings=settings)
+
+
+def _edge(sf, a, ubar):
+    """(lambda_bar, bulk edge); in the boundary regime lambda_bar = sup T exactly."""
+    lbar = sf.to_lam(ubar)
+    edge = lbar * (1 / a + sf.at(ubar, 0)[0])
+    if sf.open_top:
+        at_sup = ubar <= sf.u[0]
+        lbar = np.where(at_sup, sf.tmax, lbar)
+        edge = np.where(at_sup, sf.tmax * (1 / a + sf.G1_0), edge)
+    return lbar, edge
+
+
+def _thresholds(sf: SpectralFunctions) -> np.ndarray:
+    return np.array([sf.threshold_u(k)[1] for k in range(sf.m)])
+
+
+def thresholds(model: HierarchicalModel, **law_options) -> np.ndarray:
+    r"""k-critical thresholds :math:`\alpha_1..\alpha_m` (inf where a spike never leaves the bulk).
+
+    >>> from theory import HierarchicalModel
+    >>> round(float(thresholds(HierarchicalModel(m=1, link="z**2", preprocessing="1 - 1/y"))[0]), 10)
+    0.5
+    """
+    _check_model(model)
+    _diagonal_check(model)
+    return _thresholds(spectral_functions(label_law(model, **law_options)))
+
+
+def bulk_edge(model: HierarchicalModel, alpha, **law_options):
+    r"""Right edge :math:`b = \psi_\alpha(\bar\lambda)` of the bulk (array over alpha).
+
+    With T = 1 the bulk is Marchenko-Pastur and :math:`b = (1 + 1/\sqrt\alpha)^2`:
+
+    >>> from theory import HierarchicalModel
+    >>> round(float(bulk_edge(HierarchicalModel(m=1, preprocessing="1"), 4.0)[0]), 10)
+    2.25
+    """
+    _check_model(model)
+    a = _alphas(alpha)
+    sf = spectral_functions(label_law(model, **law_options))
+    return _edge(sf, a, sf.lambda_bar_u(a))[1]
+
+
+def outliers(model: HierarchicalModel, alpha: float, **law_options) -> list:
+    """Per direction k: {"k", "eigenvalue" (None if no outlier), "q"} at one alpha."""
+    p = predict(model, [alpha], **law_options)
+    return [{"k": k + 1, "eigenvalue": (float(p.eigenvalues[0, k]) if p.is_outlier[0, k] else None),
+             "q": float(p.q[0, k])} for k in range(model.m)]
+
+
+def kappa_T(model: HierarchicalModel, **law_options) -> float:
+    r""":math:`\kappa_T = E[T(Y)^2]/E[T'(Y)]^2` over the full label law (THEORY 2.3)."""
+    _check_model(model)
+    law = label_law(model, **law_options)
+    from .label_law import preprocessing_function
+
+    dT = preprocessing_function(sp.diff(model.T, Y))(law.y)
+    T = preprocessing_function(model.T)(law.y)
+    num, den = float(law.p @ T**2), float(law.p @ dT)
+    if den == 0:
+        raise ValueError("preprocessing: E[T'(Y)] = 0, so the weak-signal constant kappa_T is infinite")
+    return num / den**2
+
+
+def bulk_density(model: HierarchicalModel, alpha: float, x, eta: float = 1e-9, **law_options) -> np.ndarray:
+    r"""Bulk density :math:`\mathrm{Im}\, s(x+i0)/\pi` from the Stieltjes fixed point
+    :math:`s = (-x + E[\tau/(1+\tau s/\alpha)])^{-1}` (physical branch, Im s > 0).
+
+    The law of tau is binned on 4096 points for speed. Newton steps run along the x grid,
+    each started from the previous solution (or the semicircle guess).
+
+    >>> from theory import HierarchicalModel
+    >>> x = np.linspace(0.0, 3.0, 7)
+    >>> mp = bulk_density(HierarchicalModel(m=1, preprocessing="1"), 4.0, x)
+    >>> lo, hi = 0.25, 2.25   # MP with ratio 1/4: (1 -+ 1/2)^2, density sqrt((hi-x)(x-lo))/(2 pi x/4)
+    >>> ref = np.where((x > lo) & (x < hi), np.sqrt(np.clip((hi - x) * (x - lo), 0, None)) / (2 * np.pi * np.maximum(x, 1e-300) / 4), 0)
+    >>> bool(np.allclose(mp, ref, atol=1e-6))
+    True
+    """
+    _check_model(model)
+    a = float(_alphas(alpha)[0])
+    law = label_law(model, **law_options)
+    tau, p = law.tau, law.p
+    if np.ptp(tau) > 0 and tau.size > 4096:
+        edges = np.linspace(tau.min(), tau.max(), 4097)
+        idx = np.clip(np.searchsorted(edges, tau) - 1, 0, 4095)
+        pm = np.bincount(idx, weights=p, minlength=4096)
+        tm = np.bincount(idx, weights=p * tau, minlength=4096)
+        keep = pm > 0
+        tau, p = tm[keep] / pm[keep], pm[keep]
+    xs = np.atleast_1d(np.asarray(x, dtype=float))
+    out = np.zeros_like(xs)
+    Et, Et2 = float(p @ tau), float(p @ tau**2)
+    s_prev = None
+    for i, xi in enumerate(xs):
+        z = xi + 1j * eta
+        if s_prev is None or abs(s_prev.imag) < 1e-12:
+            # semicircle-like start (large alpha): center E[tau], variance E[tau^2]/alpha
+            v = max(Et2 / a, 1e-12)
+            w = z - Et
+            s = (-w + np.sqrt(w * w - 4 * v + 0j)) / (2 * v)
+            if s.imag <= 0:
+                s = (-w - np.sqrt(w * w - 4 * v + 0j)) / (2 * v)
+            s = s if s.imag > 0 else 1j
+        else:
+            s = s_prev
+        for _ in range(200):
+            den = 1 + tau * s / a
+            f = 1 / s + z - p @ (tau / den)
+            df = -1 / s**2 + p @ (tau**2 / a / den**2)
+            step = f / df
+            s_new = s - step
+            if s_new.imag <= 0:  # stay on the physical branch
+                s_new = complex(s_new.real, s.imag / 2)
+            s = s_new
+            if abs(step) < 1e-13 * max(1.0, abs(s)):
+                break
+        else:
+            raise ConvergenceError(f"bulk density at alpha = {a:g}, x = {xi:g}: Newton did not converge; "
+                                   "use a coarser x grid or a larger eta")
+        s_prev = s
+        out[i] = max(s.imag, 0.0) / np.pi
+    return out

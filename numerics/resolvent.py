@@ -1,0 +1,249 @@
+r"""d = infinity spectrum of :math:`D_n = \frac1n\sum_i T(y_i)x_ix_i^\top` (THEORY 2.2).
+
+With :math:`\tau = T(Y)` and :math:`\lambda > \tau_{\max}` every formula is built from
+four functions of :math:`\lambda` alone,
+
+.. math::
+    G_1 = E\Big[\frac{\tau}{\lambda-\tau}\Big],\quad
+    G_2 = E\Big[\frac{\tau^2}{(\lambda-\tau)^2}\Big],\quad
+    F_k = E\Big[\frac{\tau(z_k^2-1)}{\lambda-\tau}\Big],\quad
+    H_k = E\Big[\frac{\tau^2 z_k^2}{(\lambda-\tau)^2}\Big],
+
+since :math:`\psi_\alpha = \lambda(1/\alpha + G_1)`, :math:`\psi'_\alpha = 1/\alpha - G_2`,
+:math:`\phi_k = \lambda(F_k + G_1)`, :math:`\phi'_k = -H_k`. Hence
+
+* bulk edge: :math:`G_2(\bar\lambda) = 1/\alpha`, :math:`b = \psi_\alpha(\bar\lambda)`;
+* outlier k iff :math:`F_k(\bar\lambda) > G_2(\bar\lambda)`; it sits at :math:`\psi_\alpha(\lambda_k^*)`
+  with :math:`F_k(\lambda^*_k) = 1/\alpha`, and
+  :math:`q_k = \psi'/(\psi' + H_k)` there;
+* threshold: :math:`F_k(\lambda) = G_2(\lambda)` at :math:`\lambda_k`, :math:`\alpha_k = 1/G_2(\lambda_k)`.
+
+The functions are tabulated once per label law on a grid in
+:math:`u = \log(\lambda - \tau_{\max})` (cubic splines), roots are bracketed on the
+table, and the brackets grow beyond it when needed.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy.interpolate import CubicSpline
+from scipy.optimize import brentq
+
+from .label_law import LabelLaw
+
+__all__ = ["ConvergenceError", "SpectralFunctions"]
+
+_CHUNK = 4_000_000  # kernel entries per block
+
+
+class ConvergenceError(RuntimeError):
+    """A numerical solve that could not verify its result. The message names the
+    quantity, the alpha and a remedy."""
+
+
+class SpectralFunctions:
+    """G1, G2, F_k, H_k of a label law: exact (atom sums) and tabulated (splines)."""
+
+    def __init__(self, law: LabelLaw, n_table: int = 1200, u_span=(-16.0, 14.0)):
+        self.law = law
+        self.m = law.m
+        tau, p, r = law.tau, law.p, law.r
+        self.tmax = float(law.tau_sup) if np.isfinite(law.tau_sup) else float(tau.max())
+        self._tau, self._p, self._r = tau, p, r
+        self.Etau2 = float(self._p @ self._tau**2)
+        self.theta = (self._r - self._p) @ self._tau  # E[tau He_2(z_k)], the spike strengths
+        # a robust spread of tau (1%-99% mass quantiles): T may reach -oo (1 - 1/y near y = 0)
+        order = np.argsort(tau)
+        cdf = np.cumsum(p[order]) / p.sum()
+        q01, q99 = tau[order][np.searchsorted(cdf, [0.01, 0.99]).clip(0, tau.size - 1)]
+        self.scale = max(float(q99 - q01), 1e-6 * max(1.0, abs(self.tmax)))
+        lo, hi = u_span
+        self.u = np.linspace(np.log(self.scale) + lo, np.log(self.scale) + hi, n_table)
+        G1, G2, F, H = self.exact(self.tmax + np.exp(self.u))
+        # values at lambda = sup T itself when no atom sits there (then they are finite):
+        # the boundary regime (lambda_bar = sup T) uses them exactly
+        self.open_top = bool(tau.max() < self.tmax)
+        if self.open_top:
+            self.G1_0, self.G2_0, F0, H0 = self.exact(np.array([self.tmax]), allow_sup=True)
+            self.G1_0, self.G2_0, self.F_0, self.H_0 = float(self.G1_0[0]), float(self.G2_0[0]), F0[:, 0], H0[:, 0]
+        self._s_G1 = CubicSpline(self.u, G1)
+        self._s_lG2 = CubicSpline(self.u, np.log(G2))
+        self._F_table = F
+        self._s_Fk = [CubicSpline(self.u, F[k]) for k in range(self.m)]
+        self._s_Hk = [CubicSpline(self.u, H[k]) for k in range(self.m)]
+
+    # -- exact sums --------------------------------------------------------------------
+    def exact(self, lam, which: slice | None = None, allow_sup: bool = False):
+        """(G1, G2, F, H) at the points lam (F, H have shape (m, len(lam)))."""
+        lam = np.atleast_1d(np.asarray(lam, dtype=float))
+        if np.any(lam < self.tmax) or (not allow_sup and np.any(lam == self.tmax)):
+            raise ValueError("lambda: the resolvent functions need lambda > sup T")
+        tau, p = self._tau, self._p
+        r = self._r if which is None else self._r[which]
+        P1 = np.vstack([p, r - p]).T  # N x (1+m)
+        P2 = np.vstack([p, r]).T
+        rows = max(1, _CHUNK // max(tau.size, 1))
+        out1 = np.empty((lam.size, P1.shape[1]))
+        out2 = np.empty_like(out1)
+        for s in range(0, lam.size, rows):
+            K1 = tau[None, :] / (lam[s: s + rows, None] - tau[None, :])
+            out1[s: s + rows] = K1 @ P1
+            np.square(K1, out=K1)
+            out2[s: s + rows] = K1 @ P2
+        return out1[:, 0], out2[:, 0], out1[:, 1:].T, out2[:, 1:].T
+
+    # -- tabulated ----------------------------------------------------------------------
+    def to_u(self, lam):
+        return np.log(np.asarray(lam, dtype=float) - self.tmax)
+
+    def to_lam(self, u):
+        return self.tmax + np.exp(u)
+
+    def G1(self, u):
+        return self._s_G1(u)
+
+    def G2(self, u):
+        return np.exp(self._s_lG2(u))
+
+    def F(self, u, k):
+        return self._s_Fk[k](u)
+
+    def H(self, u, k):
+        return self._s_Hk[k](u)
+
+    def in_table(self, u):
+        return (u >= self.u[0]) & (u <= self.u[-1])
+
+    def at(self, u, k: int):
+        """(G1, G2, F_k, H_k) at the points u: splines inside the table, exact sums beyond it."""
+        u = np.asarray(u, dtype=float)
+        G1, G2, F, H = self.G1(u), self.G2(u), self.F(u, k), self.H(u, k)
+        out = ~self.in_table(u)
+        if np.any(out):
+            e1, e2, ef, eh = self.exact(self.to_lam(u[out]), which=slice(k, k + 1))
+            G1[out], G2[out], F[out], H[out] = e1, e2, ef[0], eh[0]
+        return G1, G2, F, H
+
+    # -- bulk edge ----------------------------------------------------------------------
+    def lambda_bar_u(self, alphas):
+        r"""u of :math:`\bar\lambda(\alpha)`: solves :math:`\log G_2 = -\log\alpha` (G2 decreasing)."""
+        alphas = np.asarray(alphas, dtype=float)
+        target = -np.log(alphas)
+        lg = self._s_lG2(self.u)
+        out = np.empty_like(target)
+        # boundary regime: G2 stays below 1/alpha down to sup T, so psi is increasing on
+        # (sup T, oo) and its infimum sits at lambda_bar = sup T (the table's first point,
+        # lambda - sup T = 1e-7 * scale). With an atom at sup T, G2 -> oo and this never occurs.
+        boundary = target > lg[0]
+        if np.any(boundary) and self.lg0_slope() > 0.5:
+            bad = alphas[boundary].min()
+            raise ConvergenceError(
+                f"bulk edge at alpha = {bad:g}: G2 diverges at sup T and lambda_bar is closer to sup T than "
+                "the table reaches; use a larger alpha or widen u_span"
+            )
+        out[boundary] = self.u[0]
+        beyond = target < lg[-1]
+        interior = ~boundary & ~beyond
+        # bracket on the table, then bisection/Newton on the spline
+        idx = np.searchsorted(-lg, -target[interior])  # lg decreasing
+        idx = np.clip(idx, 1, self.u.size - 1)
+        a, b = self.u[idx - 1], self.u[idx]
+        t = target[interior]
+        for _ in range(60):
+            mid = (a + b) / 2
+            hi_side = self._s_lG2(mid) > t
+            a = np.where(hi_side, mid, a)
+            b = np.where(hi_side, b, mid)
+        out[interior] = (a + b) / 2
+        if np.any(beyond):  # large alpha: G2 ~ E[tau^2]/lambda^2, solve exactly
+            for i in np.nonzero(beyond)[0]:
+                f = lambda u: np.log(self.exact(self.to_lam(u))[1][0]) - target[i]  # noqa: E731
+                lo = self.u[-1]
+                hi = lo + 1.0
+                while f(hi) > 0:
+                    hi += 2.0
+                    if hi > lo + 200:
+                        raise ConvergenceError(f"bulk edge at alpha = {alphas[i]:g}: no bracket found")
+                out[i] = brentq(f, lo, hi, xtol=1e-14)
+        return out
+
+    # -- thresholds ---------------------------------------------------------------------
+    def threshold_u(self, k: int):
+        r"""Threshold of direction k as (u, alpha_k); (None, inf) if the spike never leaves the bulk.
+
+        Interior regime: the largest root u_k of :math:`F_k - G_2`, :math:`\alpha_k = 1/G_2(u_k)`.
+        If :math:`F_k > G_2` down to sup T, the transition happens while
+        :math:`\bar\lambda = \sup T`: :math:`\alpha_k = 1/F_k(\sup T)`.
+        """
+        D = self._F_table[k] - np.exp(self._s_lG2(self.u))
+        if D[-1] <= 0:
+            # grow the bracket beyond the table: D ~ theta/lambda - E[tau^2]/lambda^2
+            if self.theta[k] <= 0:
+                return None, np.inf
+            f = lambda u: self._D_exact(k, u)  # noqa: E731
+            lo, hi = self.u[-1], self.u[-1] + 1.0
+            while f(hi) <= 0:
+                lo, hi = hi, hi + 2.0
+                if hi > self.u[-1] + 200:
+                    return None, np.inf
+            u = brentq(f, lo, hi, xtol=1e-13)
+            return u, 1.0 / float(self.exact(self.to_lam(u))[1][0])
+        neg = np.nonzero(D <= 0)[0]
+        if neg.size == 0:
+            if self.open_top:  # D > 0 on (sup T, oo), so F_0 >= G2_0 by continuity
+                return -np.inf, 1.0 / float(self.F_0[k])
+            if self.lg0_slope() > 0.5:
+                raise ConvergenceError(
+                    f"threshold of direction {k + 1}: F_k > G_2 down to lambda - sup T = {np.exp(self.u[0]):.2e} "
+                    "while G_2 diverges there; widen u_span")
+            return self.u[0], 1.0 / float(self._F_table[k][0])
+        j = neg[-1]
+        g = lambda u: self._s_Fk[k](u) - np.exp(self._s_lG2(u))  # noqa: E731
+        u = brentq(g, self.u[j], self.u[j + 1], xtol=1e-14)
+        return u, 1.0 / float(self.exact(self.to_lam(u))[1][0])
+
+    def lg0_slope(self):
+        """-d log G2 / du at the bottom of the table (2 when G2 diverges like an atom's)."""
+        return float(-(self._s_lG2(self.u[1]) - self._s_lG2(self.u[0])) / (self.u[1] - self.u[0]))
+
+    def _D_exact(self, k, u):
+        G1, G2, F, H = self.exact(self.to_lam(u), which=slice(k, k + 1))
+        return F[0, 0] - G2[0]
+
+    # -- outliers -----------------------------------------------------------------------
+    def outlier_u(self, alphas, ubar, k: int):
+        r"""u of :math:`\lambda^*_k(\alpha)` (NaN where direction k is not an outlier)."""
+        alphas = np.asarray(alphas, dtype=float)
+        inv = 1.0 / alphas
+        out = np.full(alphas.shape, np.nan)
+        Fbar = self._s_Fk[k](ubar)
+        is_out = Fbar > inv  # = G2(ubar)
+        Fk = self._F_table[k]
+        for i in np.nonzero(is_out)[0]:
+            above = self.u > ubar[i]
+            pos = np.nonzero(above & (Fk > inv[i]))[0]
+            j = pos[-1] if pos.size else None
+            if j is None:  # the crossing lies between ubar and the first table point
+                a, b = ubar[i], self.u[np.argmax(above)]
+            elif j == self.u.size - 1:  # beyond the table
+                a, b = self.u[-1], self.u[-1] + 1.0
+                f = lambda u: self.exact(self.to_lam(u), slice(k, k + 1))[2][0, 0] - inv[i]  # noqa: E731
+                while f(b) > 0:
+                    a, b = b, b + 2.0
+                    if b > self.u[-1] + 200:
+                        raise ConvergenceError(f"outlier {k + 1} at alpha = {alphas[i]:g}: no bracket found")
+                out[i] = brentq(f, a, b, xtol=1e-14)
+                continue
+            else:
+                a, b = self.u[j], self.u[j + 1]
+            g = lambda u: self._s_Fk[k](u) - inv[i]  # noqa: E731
+            fa, fb = g(a), g(b)
+            if fa * fb > 0:
+                a = ubar[i]
+                fa = g(a)
+                if fa * fb > 0:
+                    raise ConvergenceError(
+                        f"outlier {k + 1} at alpha = {alphas[i]:g}: could not bracket F_k = 1/alpha above the edge; "
+                        "refine the table (n_table) or the label law grid"
+                    )
+            out[i] = brentq(g, a, b, xtol=1e-14)
+        return out
