@@ -177,20 +177,34 @@ def _z_rule(kinks=(), zmax=_ZMAX, panel=_PANEL, nodes=_GL_NODES):
     return z, w
 
 
-def _zeros_of(expr):
-    """Real zeros of a link (where T(a g(z)) can kink) and its own kinks."""
+def _zeros_of(expr, levels=(0.0,)):
+    """Real solutions of g(z) = c for each level c, plus the kinks of g itself.
+
+    T(a g(z)) can kink where a g(z) sits at a kink of T (0 for |y|, the clip points...).
+    """
     from theory.hermite import _split_points
 
     pts = set(_split_points(expr))
-    if expr.is_polynomial(Z) and sp.Poly(expr, Z).degree() > 0:
-        roots = np.roots([float(c) for c in sp.Poly(expr, Z).all_coeffs()])
-        pts.update(float(r.real) for r in roots if abs(r.imag) < 1e-12)
-    else:
-        zz = np.linspace(-_ZMAX, _ZMAX, 20001)
-        g = link_function(expr)(zz)
-        idx = np.nonzero(np.diff(np.sign(g)))[0]
-        pts.update(zz[idx].tolist())
-    return sorted(pts)
+    for c in levels:
+        h = expr - sp.nsimplify(c)
+        if h.is_polynomial(Z) and sp.Poly(h, Z).degree() > 0:
+            roots = np.roots([float(v) for v in sp.Poly(h, Z).all_coeffs()])
+            pts.update(float(r.real) for r in roots if abs(r.imag) < 1e-12)
+        else:
+            zz = np.linspace(-_ZMAX, _ZMAX, 20001)
+            g = link_function(h)(zz)
+            idx = np.nonzero(np.diff(np.sign(g)))[0]
+            pts.update(zz[idx].tolist())
+    return sorted(p for p in pts if np.isfinite(p))
+
+
+def z_kinks(model: HierarchicalModel, k: int = 1):
+    """Points where z -> T(a_k g_k(z)) may kink (used to split z-quadratures)."""
+    from theory.hermite import _split_points
+
+    a = float(model.weights()[k - 1])
+    levels = {0.0} | {y / a for y in _split_points(model.T, Y)}
+    return _zeros_of(model.link_of(k), sorted(levels))
 
 
 # --- constructions ----------------------------------------------------------------------
@@ -200,7 +214,7 @@ def _weights(model):
 
 def _quadrature_law(model):
     g = model.link_of(1)
-    z, w = _z_rule(_zeros_of(g))
+    z, w = _z_rule(z_kinks(model, 1))
     a = float(model.weights()[0])
     y = a * link_function(g)(z)
     tau = preprocessing_function(model.T)(y)

@@ -103,27 +103,32 @@ def _midpoint(a, b):
     return sp.nsimplify(sp.Rational(str(float((a + b) / 2))))  # exact rational strictly inside (a, b)
 
 
-def _pieces(expr, a=-sp.oo, b=sp.oo):
-    """Yield (a, b, polynomial) with expr == polynomial on (a, b); None if not piecewise polynomial."""
+def _pieces(expr, a=-sp.oo, b=sp.oo, var=Z, polynomial=True):
+    """Yield (a, b, piece) with expr == piece (smooth; a polynomial if ``polynomial``) on (a, b).
+
+    Raises _NotPiecewisePolynomial when a piece is not polynomial (with ``polynomial``)
+    or a kink sits where a non-polynomial argument vanishes.
+    """
     atoms = _innermost_nonsmooth(expr)
     if not atoms:
-        if not expr.is_polynomial(Z):
+        if polynomial and not expr.is_polynomial(var):
             raise _NotPiecewisePolynomial
-        yield a, b, sp.expand(expr)
+        yield a, b, sp.expand(expr) if polynomial else expr
         return
     cuts = set()
     for node in atoms:
         args = node.args if isinstance(node, (sp.Max, sp.Min)) else (node.args[0],)
         diffs = [x - y for i, x in enumerate(args) for y in args[i + 1:]] if len(args) > 1 else args
         for u in diffs:
-            if not u.is_polynomial(Z):
+            if not u.is_polynomial(var):
                 raise _NotPiecewisePolynomial
+            u = u.subs(var, Z)
             cuts.update(r for r in _real_roots(u) if (a == -sp.oo or r > a) and (b == sp.oo or r < b))
     edges = [a, *sorted(cuts, key=lambda r: float(r)), b]
     for lo, hi in zip(edges[:-1], edges[1:]):
         t = _midpoint(lo, hi)
-        piece = expr.xreplace({node: _branch(node, t) for node in atoms})
-        yield from _pieces(piece, lo, hi)
+        piece = expr.subs(var, Z).xreplace({node.subs(var, Z): _branch(node.subs(var, Z), t) for node in atoms})
+        yield from _pieces(piece.subs(Z, var), lo, hi, var, polynomial)
 
 
 class _NotPiecewisePolynomial(Exception):
@@ -177,15 +182,21 @@ def _exact_expectation(pieces):
     return sp.simplify(total)
 
 
-def _split_points(expr):
-    """Real kinks of a non-smooth expression (numeric), used to split quadrature."""
+def _split_points(expr, var=Z):
+    """Real kinks of a non-smooth expression in ``var`` (numeric), used to split quadrature."""
+    try:  # nested kinks (clip = Min(c, Max(-c, y))) come out of the recursive splitter
+        edges = {float(a) for a, b, _ in _pieces(expr, var=var, polynomial=False)} - {float("-inf")}
+        return sorted(edges)
+    except _NotPiecewisePolynomial:
+        pass
     pts = set()
     for node in sp.preorder_traversal(expr):
         if isinstance(node, _NONSMOOTH):
             args = node.args if isinstance(node, (sp.Max, sp.Min)) else (node.args[0],)
             diffs = [x - y for i, x in enumerate(args) for y in args[i + 1:]] if len(args) > 1 else args
             for u in diffs:
-                if u.is_polynomial(Z) and not u.has(*_NONSMOOTH):
+                if u.is_polynomial(var) and not u.has(*_NONSMOOTH) and u.has(var):
+                    u = u.subs(var, Z)
                     pts.update(float(r) for r in _real_roots(u))
     return sorted(pts)
 
