@@ -53,7 +53,7 @@ class SpectralFunctions:
         self.theta = (self._r - self._p) @ self._tau  # E[tau He_2(z_k)], the spike strengths
         # a robust spread of tau (1%-99% mass quantiles): T may reach -oo (1 - 1/y near y = 0)
         order = np.argsort(tau)
-        cdf = np.cumsum(p[order]) / p.sum()
+        cdf = np.cumsum(np.abs(p[order])) / np.abs(p).sum()
         q01, q99 = tau[order][np.searchsorted(cdf, [0.01, 0.99]).clip(0, tau.size - 1)]
         self.scale = max(float(q99 - q01), 1e-6 * max(1.0, abs(self.tmax)))
         lo, hi = u_span
