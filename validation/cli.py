@@ -181,6 +181,67 @@ def cmd_thresholds(args):
     return _render(rows, args.format, head)
 
 
+def parse_alphas(text: str):
+    """'1:2000:200log' (geometric), '1:10:10' (linear) or '5,20,50' (a list)."""
+    import numpy as np
+
+    try:
+        if ":" in text:
+            parts = text.split(":")
+            if len(parts) != 3:
+                raise ValueError
+            lo, hi, n = parts
+            geometric = n.endswith("log")
+            n = int(n[:-3] if geometric else n)
+            lo, hi = float(lo), float(hi)
+            if n < 1 or not (0 < lo <= hi):
+                raise ValueError
+            return np.geomspace(lo, hi, n) if geometric else np.linspace(lo, hi, n)
+        vals = np.array([float(v) for v in text.split(",")])
+    except ValueError:
+        raise CascadeError(f"--alphas: expected LO:HI:N, LO:HI:Nlog or a comma list of numbers > 0, got {text!r}") from None
+    if vals.size == 0 or np.any(~(vals > 0)):
+        raise CascadeError(f"--alphas: every sample ratio must be > 0, got {text!r}")
+    return vals
+
+
+def cmd_predict(args):
+    import pandas as pd
+
+    from numerics import predict
+
+    model = model_s_from_args(args)
+    if model.m == sp.oo:
+        raise CascadeError("--m: numerics needs a finite m")
+    pred = predict(model, parse_alphas(args.alphas))
+    table = pd.DataFrame({"alpha": pred.alphas, "bulk_edge": pred.bulk_edge, "n_outliers": pred.n_outliers,
+                          "mse": pred.mse, "mse_plugin": pred.mse_plugin})
+    for k in range(model.m):
+        table[f"q_{k + 1}"] = pred.q[:, k]
+    notes = []
+    if args.plot:
+        from .plots import plot_prediction
+
+        notes.append("wrote " + ", ".join(plot_prediction(pred, args.plot)))
+    thr = ", ".join(f"{t:.6g}" for t in pred.thresholds)
+    if args.format == "json":
+        return json.dumps({"model": model.describe(), "thresholds": pred.thresholds.tolist(),
+                           "settings": pred.settings, "table": table.to_dict(orient="records")}, indent=2, default=str)
+    if args.format == "csv":
+        return table.to_csv(index=False).rstrip("\n")
+    if args.format == "latex":
+        return table.to_latex(index=False, float_format="%.4g")
+    head = (f"d = infinity prediction (MSE: optimal shrinkage sum a_k^2 (1 - q_k^2); plug-in 2 sum a_k^2 (1 - q_k))\n"
+            f"thresholds alpha_k: {thr}")
+    return "\n".join([head, table.to_string(index=False, float_format=lambda v: f"{v:.4g}"), *notes])
+
+
+def cmd_bench(args):
+    from .bench import run_bench
+
+    return run_bench(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="cascade", description="Thresholds and exponents of hierarchical learning.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -205,6 +266,18 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--kappa-T", default=None, help="substitute a value of kappa_T (Model S)")
     _add_format(t)
     t.set_defaults(func=cmd_thresholds)
+
+    pr = sub.add_parser("predict", help="d = infinity bulk edge, overlaps q_k, thresholds and MSE (Model S)")
+    add_model_s_flags(pr)
+    pr.add_argument("--alphas", default="1:2000:40log", help="LO:HI:N, LO:HI:Nlog or a list (default: %(default)s)")
+    pr.add_argument("--plot", default=None, help="write q_k(alpha) and MSE(alpha) to this path (.png and .pdf)")
+    _add_format(pr)
+    pr.set_defaults(func=cmd_predict)
+
+    b = sub.add_parser("bench", help="speed and memory benchmarks, reported as ratios measured in one run")
+    b.add_argument("--quick", action="store_true", help="smaller sizes")
+    _add_format(b, ("text", "json"))
+    b.set_defaults(func=cmd_bench)
     return p
 
 

@@ -1,0 +1,65 @@
+"""Figures (matplotlib, Agg backend): theory curves, with simulation points when given."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+__all__ = ["plot_prediction", "save"]
+
+
+def save(fig, path) -> list[str]:
+    """Save as PNG and PDF next to each other; returns the written paths."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out = []
+    for ext in (".png", ".pdf"):
+        p = path.with_suffix(ext)
+        fig.savefig(p, dpi=130, bbox_inches="tight")
+        out.append(str(p))
+    plt.close(fig)
+    return out
+
+
+def plot_prediction(pred, path, sim=None) -> list[str]:
+    """q_k(alpha) staircase and MSE_gamma(alpha) of a numerics.Prediction.
+
+    ``sim`` (optional) is the summary DataFrame of validation.compare: its points are
+    drawn with error bars on the same axes.
+    """
+    gamma = float(pred.model.gamma)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    colors = plt.cm.viridis(np.linspace(0, 0.9, pred.q.shape[1]))
+    for k in range(pred.q.shape[1]):
+        ax1.semilogx(pred.alphas, pred.q[:, k], color=colors[k], lw=1.4, label=f"k={k + 1}" if k < 6 else None)
+        if sim is not None:
+            s = sim[sim["k"] == k + 1]
+            ax1.errorbar(s["alpha"], s["q_sim"], yerr=s["q_sem"], fmt="o", ms=3.5, color=colors[k], capsize=2)
+    ax1.set_xlabel(r"$\alpha = n/d$")
+    ax1.set_ylabel(r"$q_k = \langle w_k, v_k\rangle^2$")
+    ax1.set_title("per-direction overlaps" + (" (theory lines, simulation points)" if sim is not None else " (d = infinity)"))
+    ax1.legend(fontsize=7, loc="upper left")
+    ax2.loglog(pred.alphas, pred.mse, "k-", lw=1.6, label=r"theory $\mathrm{MSE}_\gamma$ (optimal)")
+    ax2.loglog(pred.alphas, pred.mse_plugin, "k:", lw=1.0, label="theory (plug-in)")
+    if sim is not None:
+        s = sim.drop_duplicates("alpha")
+        ax2.errorbar(s["alpha"], s["mse_sim"], yerr=s["mse_sem"], fmt="o", color="C3", ms=4, capsize=2,
+                     label="simulation")
+    for t in pred.thresholds[np.isfinite(pred.thresholds)]:
+        if pred.alphas.min() <= t <= pred.alphas.max():
+            ax2.axvline(t, color="0.85", lw=0.8, zorder=0)
+    slope = -(1 - 1 / (2 * gamma))
+    a0 = np.sqrt(pred.alphas.min() * pred.alphas.max())
+    i0 = np.argmin(np.abs(pred.alphas - a0))
+    guide = pred.mse[i0] * 1.6 * (pred.alphas / pred.alphas[i0]) ** slope
+    ax2.loglog(pred.alphas, guide, "--", color="C0", lw=1, label=rf"slope $-(1-1/2\gamma) = {slope:.3f}$")
+    ax2.set_xlabel(r"$\alpha$")
+    ax2.set_ylabel(r"$\mathrm{MSE}_\gamma$")
+    ax2.set_title(r"error; grey lines: thresholds $\alpha_k$")
+    ax2.legend(fontsize=7)
+    fig.tight_layout()
+    return save(fig, path)
