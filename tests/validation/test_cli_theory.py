@@ -74,5 +74,5 @@ def test_predict_table_json_and_plot(capsys, tmp_path):
 
 @pytest.mark.parametrize("alphas", ["1:x", "0:10:5", "-1,2", "1:2"])
 def test_predict_bad_alphas(capsys, alphas):
-    code, _, err = run(capsys, "predict", "--alphas", alphas)
+    code, _, err = run(capsys, "predict", f"--alphas={alphas}")
     assert code == 2 and "--alphas" in err
