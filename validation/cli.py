@@ -236,6 +236,28 @@ def cmd_predict(args):
     return "\n".join([head, table.to_string(index=False, float_format=lambda v: f"{v:.4g}"), *notes])
 
 
+def cmd_validate(args):
+    import numpy as np
+
+    from .validate import DEFAULT_ALPHAS, DEFAULT_D, format_report, run_validate
+
+    model = model_s_from_args(args)
+    if model.m == sp.oo:
+        raise CascadeError("--m: simulation needs a finite m")
+    alphas = parse_alphas(args.alphas) if args.alphas else np.array(DEFAULT_ALPHAS)
+    d = _int(args.d, "--d") if args.d else DEFAULT_D
+    seeds = range(_int(args.seeds, "--seeds"))
+    if len(seeds) < 1:
+        raise CascadeError("--seeds: need at least 1 seed")
+    res = run_validate(model, d=d, alphas=alphas, seeds=seeds, outdir=args.out,
+                       dtype=np.float32 if args.float32 else np.float64, progress=not args.quiet)
+    if args.format == "json":
+        return res["summary"].to_json(orient="records", indent=2)
+    if args.format == "csv":
+        return res["summary"].to_csv(index=False).rstrip("\n")
+    return format_report(res)
+
+
 def cmd_bench(args):
     from .bench import run_bench
 
@@ -273,6 +295,17 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--plot", default=None, help="write q_k(alpha) and MSE(alpha) to this path (.png and .pdf)")
     _add_format(pr)
     pr.set_defaults(func=cmd_predict)
+
+    v = sub.add_parser("validate", help="main job: simulate Model S at finite d and compare with the theory")
+    add_model_s_flags(v)
+    v.add_argument("--d", default=None, help="dimension (default: 600)")
+    v.add_argument("--alphas", default=None, help="LO:HI:N[log] or a list (default: 2,5,10,20,50,100,200,400)")
+    v.add_argument("--seeds", default="6", help="number of seeds 0..N-1 (default: %(default)s)")
+    v.add_argument("--out", default="cascade-out", help="output directory (default: %(default)s)")
+    v.add_argument("--float32", action="store_true", help="accumulate in float32")
+    v.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_format(v, ("text", "json", "csv"))
+    v.set_defaults(func=cmd_validate)
 
     b = sub.add_parser("bench", help="speed and memory benchmarks, reported as ratios measured in one run")
     b.add_argument("--quick", action="store_true", help="smaller sizes")

@@ -63,3 +63,26 @@ def plot_prediction(pred, path, sim=None) -> list[str]:
     ax2.legend(fontsize=7)
     fig.tight_layout()
     return save(fig, path)
+
+
+def plot_spectrum(model, alpha, evals, d, path) -> list[str]:
+    """Eigenvalue histogram at one alpha with the d = infinity bulk density and outliers ([D] figure type)."""
+    from numerics import bulk_density, predict
+
+    pred = predict(model, [alpha])
+    edge = pred.bulk_edge[0]
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    lo = min(evals.min(), edge) - 0.05 * abs(edge - evals.min())
+    x = np.linspace(lo, edge * 1.02 + 1e-3, 500)
+    ax.hist(evals, bins=80, density=True, color="0.75", label=f"simulation, d = {d}")
+    ax.plot(x, bulk_density(model, alpha, x), "k-", lw=1.3, label="bulk density (d = inf)")
+    for j, e in enumerate(pred.eigenvalues[0][pred.is_outlier[0]]):
+        ax.axvline(e, color="C3", lw=1, ls="--", label="predicted outliers" if j == 0 else None)
+    ax.axvline(edge, color="C0", lw=1, label="bulk edge")
+    ax.set_yscale("log")
+    ax.set_ylim(1e-3, None)
+    ax.set_xlabel("eigenvalue of $D_n$")
+    ax.set_title(rf"spectrum at $\alpha = {alpha:g}$")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return save(fig, path)

@@ -104,9 +104,19 @@ def test_no_nan_and_continuity_at_thresholds():
     for k in range(3):
         below = p.alphas < p.thresholds[k]
         assert np.all(p.q[below, k] == 0)
-        just_above = (p.alphas > p.thresholds[k]) & (p.alphas < 1.02 * p.thresholds[k])
-        assert np.all(p.q[just_above, k] < 0.2)  # q rises continuously from 0
     assert np.all(np.diff(p.mse) <= 1e-12) and np.all(p.mse_plugin >= p.mse - 1e-12)
+
+
+def test_continuity_at_interior_thresholds_and_jump_in_the_boundary_regime():
+    # Interior regime (alpha_k > alpha_b = 1/G2(sup T)): q rises linearly from 0 at alpha_k.
+    # Boundary regime (lambda_bar = sup T, here alpha_1 = 1.26 < alpha_b = 2.36 for T = y/(1+|y|)):
+    # psi' > 0 at lambda* -> sup T, so q jumps to psi'/(psi' + H) > 0 at the threshold.
+    thr = predict(DEFAULT, [1.0]).thresholds
+    for k in (1, 2):
+        q = predict(DEFAULT, thr[k] * np.array([1 + 1e-6, 1 + 1e-4])).q[:, k]
+        assert q[0] < 1e-5 and q[1] < 1e-3 and q[1] / q[0] == pytest.approx(100, rel=0.01)
+    q1 = predict(DEFAULT, thr[0] * np.array([1 - 1e-6, 1 + 1e-6])).q[:, 0]
+    assert q1[0] == 0 and 0.1 < q1[1] < 0.2
 
 
 def test_prediction_frame():

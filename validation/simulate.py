@@ -1,0 +1,238 @@
+r"""Finite-d spectral simulation of Model S (THEORY 2.1).
+
+One task is (model, d, seed) with an alpha grid: a single stream of samples
+:math:`x_i \sim N(0, I_d)` feeds the accumulator
+:math:`S = \sum_i T(y_i) x_i x_i^\top` (BLAS ``syrk`` on the positive and negative parts
+of T, in chunks: memory O(d^2 + chunk d)), and a snapshot :math:`D_n = S/n` is taken
+each time n reaches alpha d. A whole grid therefore costs as much as its largest alpha.
+Each snapshot is an honest i.i.d. sample of size n, but curves across alpha are
+correlated within one seed (they share samples).
+
+Every random draw comes from ``numpy.random.SeedSequence([seed, d, model hash])``.
+
+Examples
+--------
+>>> from theory import HierarchicalModel
+>>> df = simulate(HierarchicalModel(m=2, gamma=1), d=60, alphas=[30], seeds=[0])
+>>> sorted(df.columns)[:4], len(df)
+(['alpha', 'd', 'eigenvalue', 'gamma'], 2)
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+
+import numpy as np
+import pandas as pd
+from scipy.linalg import blas
+from scipy.optimize import brentq
+
+from numerics.label_law import link_function, preprocessing_function
+from theory import HierarchicalModel
+
+__all__ = ["simulate", "simulate_task", "empirical_bulk_edge", "bench_accumulation", "model_hash"]
+
+TW_MEAN = -1.2065  # mean of the GOE Tracy-Widom law (beta = 1)
+TW_SD = 1.2680
+
+
+def model_hash(model: HierarchicalModel) -> int:
+    """A stable 32-bit hash of the model description (for seeding)."""
+    text = json.dumps(model.describe(), sort_keys=True)
+    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
+
+
+def _labels(model, Z, rng):
+    a = [float(w) for w in model.weights()]
+    y = np.zeros(Z.shape[0])
+    for k in range(model.m):
+        y += a[k] * link_function(model.link_of(k + 1))(Z[:, k])
+    if model.delta > 0:
+        y += np.sqrt(float(model.delta)) * rng.standard_normal(Z.shape[0])
+    return y
+
+
+class _Accumulator:
+    """S = sum_i t_i x_i x_i^T, upper triangle, via syrk on sqrt(|t|)-weighted rows."""
+
+    def __init__(self, d, dtype):
+        self.dtype = np.dtype(dtype)
+        self.S = np.zeros((d, d), dtype=self.dtype, order="F")
+        self.syrk = blas.dsyrk if self.dtype == np.float64 else blas.ssyrk
+
+    def add(self, X, t):
+        for sign, mask in ((1.0, t > 0), (-1.0, t < 0)):
+            if np.any(mask):
+                Xw = X[mask] * np.sqrt(np.abs(t[mask]))[:, None].astype(self.dtype)
+                # a = Xw^T is Fortran-ordered (d x rows): S += a a^T without a copy
+                self.S = self.syrk(sign, Xw.T, beta=1.0, c=self.S, trans=0, lower=0, overwrite_c=1)
+
+    def matrix(self, n):
+        U = np.triu(self.S).astype(np.float64)
+        return (U + np.triu(U, 1).T) / n
+
+
+def empirical_bulk_edge(tau: np.ndarray, alpha: float, d: int, margin_sd: float = 3.0) -> tuple[float, float]:
+    r"""Bulk edge from the data alone: :math:`\psi_\alpha(\bar\lambda)` with the empirical law of
+    T(y_i), and the Tracy-Widom scale :math:`s\,d^{-2/3}`,
+    :math:`s = [\alpha/\bar\lambda^2 \sqrt{2/\psi''(\bar\lambda)}]^{-2/3}` (THEORY 4).
+
+    Returns (edge, cut): eigenvalues above ``cut = edge + (TW_MEAN + margin_sd TW_SD) s d^{-2/3}``
+    are declared outliers.
+    """
+    tau = np.asarray(tau, dtype=float)
+    if tau.size > 400_000:
+        tau = tau[:: tau.size // 400_000 + 1]
+    tmax = tau.max()
+    G2 = lambda lam: np.mean(tau**2 / (lam - tau) ** 2)  # noqa: E731
+    f = lambda u: np.log(G2(tmax + np.exp(u))) + np.log(alpha)  # noqa: E731
+    lo, hi = np.log(1e-12 + 1e-9 * abs(tmax)), 0.0
+    while f(hi) > 0:
+        hi += 2.0
+    while f(lo) < 0:
+        lo -= 2.0
+    lam = tmax + np.exp(brentq(f, lo, hi, xtol=1e-12))
+    edge = lam * (1 / alpha + np.mean(tau / (lam - tau)))
+    psi2 = 2 * np.mean(tau**2 / (lam - tau) ** 3)
+    s = (alpha / lam**2 * np.sqrt(2 / psi2)) ** (-2 / 3)
+    return float(edge), float(edge + (TW_MEAN + margin_sd * TW_SD) * s * d ** (-2 / 3))
+
+
+def _check(model, d, alphas, chunk):
+    if not isinstance(model, HierarchicalModel) or not model.is_numeric:
+        raise TypeError("model: expected a numeric theory.HierarchicalModel (finite m, numeric gamma)")
+    if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 2:
+        raise ValueError(f"d: the dimension must be an integer >= 2, got {d!r}")
+    if model.m > d:
+        raise ValueError(f"d: must be >= m = {model.m}, got {d}")
+    a = np.sort(np.atleast_1d(np.asarray(alphas, dtype=float)))
+    if a.size == 0 or not np.all(np.isfinite(a)) or np.any(a <= 0):
+        raise ValueError("alphas: expected a non-empty list of sample ratios > 0")
+    if np.any(np.round(a * d) < 1):
+        raise ValueError(f"alphas: alpha * d must be >= 1 sample, got alpha = {a.min():g} at d = {d}")
+    if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
+        raise ValueError(f"chunk: must be a positive integer, got {chunk!r}")
+    return a
+
+
+def simulate_task(model: HierarchicalModel, d: int, alphas, seed: int, chunk: int = 4096,
+                  dtype=np.float64, keep_spectrum: bool = False) -> tuple[pd.DataFrame, dict]:
+    """One (model, d, seed) task over an alpha grid. Returns (rows, spectra).
+
+    rows: one row per (alpha, k) with q_best (max_j <w_k, v_j>^2 over the top m
+    eigenvectors), q_rank (<w_k, v_k>^2), proj (||P_hat w_k||^2 on the k_hat selected
+    outliers), eigenvalue (k-th largest), k_hat, edge_emp, mse, mse_plugin.
+    spectra: {alpha: all eigenvalues} when ``keep_spectrum``.
+    """
+    a = _check(model, d, alphas, chunk)
+    ss = np.random.SeedSequence([int(seed), int(d), model_hash(model)])
+    rng = np.random.default_rng(ss)
+    m = model.m
+    W = np.linalg.qr(rng.standard_normal((d, m)))[0]
+    T = preprocessing_function(model.T)
+    acc = _Accumulator(d, dtype)
+    targets = np.round(a * d).astype(np.int64)
+    taus = np.empty(targets[-1])
+    w2 = np.array([float(x) ** 2 for x in model.weights()])
+    rows, spectra = [], {}
+    n = 0
+    t0 = time.perf_counter()
+    for alpha, target in zip(a, targets):
+        while n < target:
+            b = int(min(chunk, target - n))
+            X = rng.standard_normal((b, d)).astype(dtype, copy=False)
+            y = _labels(model, X.astype(np.float64, copy=False) @ W, rng)
+            t = T(y)
+            if not np.all(np.isfinite(t)):
+                raise ValueError("preprocessing: T(y) is not finite on a simulated label (division by zero?)")
+            taus[n: n + b] = t
+            acc.add(X, t.astype(dtype))
+            n += b
+        D = acc.matrix(n)
+        evals, evecs = np.linalg.eigh(D)
+        evals, evecs = evals[::-1], evecs[:, ::-1]
+        edge, cut = empirical_bulk_edge(taus[:n], n / d, d)
+        k_hat = int(np.sum(evals > cut))
+        O = (W.T @ evecs[:, : max(m, k_hat)]) ** 2  # m x (top eigenvectors)
+        q_best = O[:, :m].max(axis=1)
+        q_rank = np.diag(O[:, :m])
+        proj = O[:, :k_hat].sum(axis=1) if k_hat else np.zeros(m)
+        mse = float(np.sum(w2 * (1 - proj**2)))
+        mse_plugin = float(2 * np.sum(w2 * (1 - proj)))
+        for k in range(m):
+            rows.append({"alpha": float(alpha), "n": int(n), "k": k + 1, "q_best": q_best[k], "q_rank": q_rank[k],
+                         "proj": proj[k], "eigenvalue": evals[k], "k_hat": k_hat, "edge_emp": edge, "cut": cut,
+                         "top_bulk": evals[k_hat] if k_hat < d else np.nan, "mse": mse, "mse_plugin": mse_plugin})
+        if keep_spectrum:
+            spectra[float(alpha)] = evals.copy()
+    df = pd.DataFrame(rows)
+    df["seed"] = int(seed)
+    df["d"] = int(d)
+    df["wall_s"] = time.perf_counter() - t0
+    return df, spectra
+
+
+def simulate(model: HierarchicalModel, d: int, alphas, seeds, chunk: int = 4096, dtype=np.float64,
+             progress=None) -> pd.DataFrame:
+    """Run ``simulate_task`` for every seed; a tidy DataFrame (one row per alpha, seed, k)
+    with provenance columns (model fields, d, seed, dtype, package version)."""
+    from theory import __version__
+
+    seeds = list(seeds)
+    if not seeds:
+        raise ValueError("seeds: expected at least one seed")
+    frames = []
+    for i, s in enumerate(seeds):
+        frames.append(simulate_task(model, d, alphas, s, chunk=chunk, dtype=dtype)[0])
+        if progress is not None:
+            progress(i + 1, len(seeds))
+    df = pd.concat(frames, ignore_index=True)
+    for key, val in model.describe().items():
+        df[key] = json.dumps(val) if isinstance(val, list) else val
+    df["dtype"] = np.dtype(dtype).name
+    df["version"] = __version__
+    return df
+
+
+def bench_accumulation(quick: bool = False) -> list[dict]:
+    """Accumulation throughput as a ratio to a raw numpy matmul of the same shapes
+    (X^T (t X), chunk x d), and peak memory of one [D]-size task, measured in this run."""
+    import resource
+
+    d = 500 if quick else 1000
+    chunk, reps = 4096, 3 if quick else 6
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((chunk, d))
+    t = np.tanh(rng.standard_normal(chunk))
+    acc = _Accumulator(d, np.float64)
+    S = np.zeros((d, d))
+
+    def ours():
+        for _ in range(reps):
+            acc.add(X, t)
+
+    def raw():
+        nonlocal S
+        for _ in range(reps):
+            S += X.T @ (t[:, None] * X)
+
+    def best(fn):
+        out = np.inf
+        for _ in range(3):
+            t0 = time.perf_counter()
+            fn()
+            out = min(out, time.perf_counter() - t0)
+        return out
+
+    t_ours, t_raw = best(ours), best(raw)
+    rows = [{"name": f"accumulation d={d}, chunk={chunk}", "ours_s": t_ours, "numpy_matmul_s": t_raw,
+             "throughput_ratio": t_raw / t_ours}]
+    alpha = 164 if quick else 1638
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    simulate_task(HierarchicalModel(m=20), d, [alpha], seed=0, chunk=chunk)
+    rows.append({"name": f"one task d={d}, alpha={alpha}, m=20", "wall_s": time.perf_counter() - t0,
+                 "peak_rss_MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                 "rss_before_MB": before / 1024})
+    return rows
