@@ -35,7 +35,7 @@ from scipy.signal import fftconvolve
 from theory import HierarchicalModel
 from theory.parsing import Y, Z
 
-__all__ = ["LabelLaw", "label_law", "link_function", "preprocessing_function", "sup_preprocessing"]
+__all__ = ["check_model", "LabelLaw", "label_law", "link_function", "preprocessing_function", "sup_preprocessing"]
 
 _ZMAX = 9.0  # P(|z| > 9) = 2e-19: below float64 resolution of every expectation here
 _PANEL = 0.25
@@ -303,6 +303,14 @@ def _montecarlo_law(model, n_samples, seed):
 _CACHE: dict = {}
 
 
+def check_model(model) -> None:
+    """Numerics and simulation need a numeric Model S: a HierarchicalModel with numeric gamma and finite m."""
+    if not isinstance(model, HierarchicalModel):
+        raise TypeError(f"model: expected a theory.HierarchicalModel, got {type(model).__name__}")
+    if not model.is_numeric:
+        raise ValueError("model: numerics needs a numeric gamma and a finite m")
+
+
 def label_law(model: HierarchicalModel, method: str = "auto", h: float | None = None,
               n_samples: int = 200_000, seed: int = 0) -> LabelLaw:
     """Build (and cache per model and settings) the discrete law of (T(Y), z_k^2).
@@ -316,10 +324,7 @@ def label_law(model: HierarchicalModel, method: str = "auto", h: float | None = 
         Grid spacing of the y-grid (default: range/2^17, at most 2e-3).
     n_samples, seed : Monte Carlo settings.
     """
-    if not isinstance(model, HierarchicalModel):
-        raise TypeError(f"model: expected a theory.HierarchicalModel, got {type(model).__name__}")
-    if not model.is_numeric:
-        raise ValueError("model: numerics needs a numeric gamma and a finite m")
+    check_model(model)
     if method not in ("auto", "quadrature", "grid", "montecarlo"):
         raise ValueError(f"method: must be 'auto', 'quadrature', 'grid' or 'montecarlo', got {method!r}")
     if method == "auto":

@@ -22,7 +22,7 @@ import sympy as sp
 from theory import HierarchicalModel
 from theory.parsing import Y
 
-from .label_law import LabelLaw, label_law
+from .label_law import LabelLaw, check_model, label_law
 from .resolvent import ConvergenceError, SpectralFunctions
 
 __all__ = ["Prediction", "predict", "bulk_edge", "outliers", "thresholds", "kappa_T", "spectral_functions",
@@ -92,13 +92,6 @@ class Prediction:
         })
 
 
-def _check_model(model):
-    if not isinstance(model, HierarchicalModel):
-        raise TypeError(f"model: expected a theory.HierarchicalModel, got {type(model).__name__}")
-    if not model.is_numeric:
-        raise ValueError("model: numerics needs a numeric gamma and a finite m")
-
-
 def _diagonal_check(model):
     """The per-direction split needs E[tau z_j z_k/(lambda - tau)] = 0 for j != k.
 
@@ -126,7 +119,7 @@ def predict(model: HierarchicalModel, alphas, law: LabelLaw | None = None, **law
     law : LabelLaw, optional
         A prebuilt label law (else ``label_law(model, **law_options)``, cached).
     """
-    _check_model(model)
+    check_model(model)
     _diagonal_check(model)
     a = _alphas(alphas)
     t0 = time.perf_counter()
@@ -182,7 +175,7 @@ def thresholds(model: HierarchicalModel, **law_options) -> np.ndarray:
     >>> round(float(thresholds(HierarchicalModel(m=1, link="z**2", preprocessing="1 - 1/y"))[0]), 10)
     0.5
     """
-    _check_model(model)
+    check_model(model)
     _diagonal_check(model)
     return _thresholds(spectral_functions(label_law(model, **law_options)))
 
@@ -196,7 +189,7 @@ def bulk_edge(model: HierarchicalModel, alpha, **law_options):
     >>> round(float(bulk_edge(HierarchicalModel(m=1, preprocessing="1"), 4.0)[0]), 10)
     2.25
     """
-    _check_model(model)
+    check_model(model)
     a = _alphas(alpha)
     sf = spectral_functions(label_law(model, **law_options))
     return _edge(sf, a, sf.lambda_bar_u(a))[1]
@@ -211,7 +204,7 @@ def outliers(model: HierarchicalModel, alpha: float, **law_options) -> list:
 
 def kappa_T(model: HierarchicalModel, **law_options) -> float:
     r""":math:`\kappa_T = E[T(Y)^2]/E[T'(Y)]^2` over the full label law (THEORY 2.3)."""
-    _check_model(model)
+    check_model(model)
     law = label_law(model, **law_options)
     from .label_law import preprocessing_function
 
@@ -238,7 +231,7 @@ def bulk_density(model: HierarchicalModel, alpha: float, x, eta: float = 1e-9, *
     >>> bool(np.allclose(mp, ref, atol=1e-6))
     True
     """
-    _check_model(model)
+    check_model(model)
     a = float(_alphas(alpha)[0])
     law = label_law(model, **law_options)
     tau, p = law.tau, law.p

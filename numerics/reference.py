@@ -18,7 +18,7 @@ import sympy as sp
 from theory import HierarchicalModel
 from theory.parsing import Y, Z
 
-from .label_law import _tau_sup, z_kinks
+from .label_law import _tau_sup, check_model, z_kinks
 from .resolvent import ConvergenceError
 
 __all__ = ["predict_mp"]
@@ -30,8 +30,7 @@ def predict_mp(model: HierarchicalModel, alphas, dps: int = 30) -> dict:
     Returns a dict of lists of mpf: ``bulk_edge``, ``eigenvalue`` (None below the
     threshold), ``q``, and the mpf ``threshold``.
     """
-    if not isinstance(model, HierarchicalModel) or not model.is_numeric:
-        raise TypeError("model: expected a numeric theory.HierarchicalModel")
+    check_model(model)
     if model.m != 1 or model.delta != 0:
         raise ValueError("model: the mpmath reference integrates the label law directly, so it needs m = 1 and delta = 0")
     if isinstance(dps, bool) or not isinstance(dps, int) or not 15 <= dps <= 200:
