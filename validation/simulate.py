@@ -43,11 +43,11 @@ def model_hash(model: HierarchicalModel) -> int:
     return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
 
 
-def _labels(model, Z, rng):
+def _labels(model, Z, rng, links):
     a = [float(w) for w in model.weights()]
     y = np.zeros(Z.shape[0])
     for k in range(model.m):
-        y += a[k] * link_function(model.link_of(k + 1))(Z[:, k])
+        y += a[k] * links[k](Z[:, k])
     if model.delta > 0:
         y += np.sqrt(float(model.delta)) * rng.standard_normal(Z.shape[0])
     return y
@@ -130,6 +130,7 @@ def simulate_task(model: HierarchicalModel, d: int, alphas, seed: int, chunk: in
     m = model.m
     W = np.linalg.qr(rng.standard_normal((d, m)))[0]
     T = preprocessing_function(model.T)
+    links = [link_function(model.link_of(k + 1)) for k in range(m)]  # lambdify once, not per chunk
     acc = _Accumulator(d, dtype)
     targets = np.round(a * d).astype(np.int64)
     taus = np.empty(targets[-1])
@@ -141,7 +142,7 @@ def simulate_task(model: HierarchicalModel, d: int, alphas, seed: int, chunk: in
         while n < target:
             b = int(min(chunk, target - n))
             X = rng.standard_normal((b, d)).astype(dtype, copy=False)
-            y = _labels(model, X.astype(np.float64, copy=False) @ W, rng)
+            y = _labels(model, X.astype(np.float64, copy=False) @ W, rng, links)
             t = T(y)
             if not np.all(np.isfinite(t)):
                 raise ValueError("preprocessing: T(y) is not finite on a simulated label (division by zero?)")

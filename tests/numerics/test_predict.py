@@ -128,7 +128,7 @@ _EVEN_LINKS = ["He2", "He2/2 + He4/48", "|z|", "z**2", "He4/4 + He2"]
 _PREPROC = ["y/(1+|y|)", "tanh(y)", "clip(y, -2, 2)"]
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=6, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(st.floats(0.8, 2.0), st.integers(2, 4), st.sampled_from(_EVEN_LINKS), st.sampled_from(_PREPROC))
 def test_properties_on_random_models(gamma, m, link, pre):
     model = HierarchicalModel(link=link, gamma=round(gamma, 2), m=m, preprocessing=pre)
