@@ -97,16 +97,18 @@ def test_reference_check_of_theory_section_2_2_at_d_500():
 @pytest.mark.slow
 def test_outlier_counts_at_d_1000_m_20():
     # [D] snapshots alpha = 5, 164, 611, 1638 at d = 1000, m = 20. The data-driven selection makes
-    # no false positives (k_hat <= d = inf count), and finds every direction well outside the
-    # critical window (w = d^(1/3) (alpha/alpha_k - 1) >= 4, THEORY 4). Directions with
-    # w ~ 1-3 sit within a few Tracy-Widom scales of the edge and cannot be told from it at
-    # this d (alpha = 611: k = 14, 15 at w = 3.7, 1.5, only 3.7e-4 and 7e-5 above the edge).
+    # no false positives (k_hat <= the d = inf count) and finds every direction whose predicted
+    # gap above the bulk edge exceeds twice the selection margin (cut - edge, the Tracy-Widom
+    # allowance of that very run). Directions closer to the edge are within the eigenvalue
+    # fluctuations at this d: e.g. alpha = 611, k = 14 and 15 lie 3.7e-4 and 7e-5 above the edge
+    # (margin ~3.4e-4), so the "-1/+0" count cannot be guaranteed there.
     model = HierarchicalModel(m=20)
     alphas = [5.0, 164.0, 611.0, 1638.0]
     sim = simulate(model, 1000, alphas, seeds=range(2))
     pred = predict(model, alphas)
     for i, a in enumerate(alphas):
-        w = 1000 ** (1 / 3) * (a / pred.thresholds - 1)
-        must = int(np.sum(w >= 4))
-        k_hat = sim[sim.alpha == a].groupby("seed")["k_hat"].first()
-        assert ((k_hat <= pred.n_outliers[i]) & (k_hat >= must)).all(), (a, pred.n_outliers[i], must, k_hat.tolist())
+        gaps = np.nan_to_num(pred.eigenvalues[i] - pred.bulk_edge[i], nan=-np.inf)
+        for seed, rows in sim[sim.alpha == a].groupby("seed"):
+            r = rows.iloc[0]
+            must = int(np.sum(gaps > 2 * (r["cut"] - r["edge_emp"])))
+            assert must <= r["k_hat"] <= pred.n_outliers[i], (a, seed, must, r["k_hat"], pred.n_outliers[i])
