@@ -17,3 +17,6 @@ from .optimal import conditional_second_moment, optimal_preprocessing, optimal_t
 from .reference import predict_mp  # noqa: E402
 
 __all__ += ["conditional_second_moment", "optimal_preprocessing", "optimal_threshold", "predict_mp"]
+from .compositional import layer1_model, layer1_prediction  # noqa: E402
+
+__all__ += ["layer1_model", "layer1_prediction"]

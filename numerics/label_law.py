@@ -156,12 +156,13 @@ def sup_preprocessing(model: HierarchicalModel) -> None:
     >>> sup_preprocessing(HierarchicalModel(m=1, preprocessing="y"))
     Traceback (most recent call last):
     ...
-    ValueError: preprocessing: T(y) = y is unbounded above on the label support, and the d = infinity formulas need sup T < infinity; clip it, e.g. 'clip(y, -5, 5)' or 'y/(1+|y|)'
+    ValueError: preprocessing: T(y) = y is unbounded above on the label support, and the d = infinity formulas need sup T < infinity; clip it, e.g. 'clip(y, -5, 5)' or 'y/(1+|y|)' (or pass support='effective' for the large-alpha regime)
     """
     if _unbounded_above(model.T, Y) and not _label_bounded(model):
         raise ValueError(
             f"preprocessing: T(y) = {model.T} is unbounded above on the label support, and the d = infinity "
-            "formulas need sup T < infinity; clip it, e.g. 'clip(y, -5, 5)' or 'y/(1+|y|)'"
+            "formulas need sup T < infinity; clip it, e.g. 'clip(y, -5, 5)' or 'y/(1+|y|)' "
+            "(or pass support='effective' for the large-alpha regime)"
         )
 
 
@@ -312,7 +313,7 @@ def check_model(model) -> None:
 
 
 def label_law(model: HierarchicalModel, method: str = "auto", h: float | None = None,
-              n_samples: int = 200_000, seed: int = 0) -> LabelLaw:
+              n_samples: int = 200_000, seed: int = 0, support: str = "exact") -> LabelLaw:
     """Build (and cache per model and settings) the discrete law of (T(Y), z_k^2).
 
     Parameters
@@ -323,6 +324,13 @@ def label_law(model: HierarchicalModel, method: str = "auto", h: float | None = 
     h : float, optional
         Grid spacing of the y-grid (default: range/2^17, at most 2e-3).
     n_samples, seed : Monte Carlo settings.
+    support : "exact" | "effective"
+        ``"exact"`` (default) refuses a T that is unbounded above on the label support
+        (the formulas need sup T < inf). ``"effective"`` accepts it and takes sup T over
+        the truncated law (|z_k| <= 9, mass lost < 1e-18): the large-alpha regime where
+        the bulk edge sits far above the tail of T(Y) (Model C layer 1, T(y) = y).
+        ``predict`` then checks that the tail beyond the truncation cannot move the
+        result and raises ``ConvergenceError`` otherwise.
     """
     check_model(model)
     if method not in ("auto", "quadrature", "grid", "montecarlo"):
@@ -333,11 +341,15 @@ def label_law(model: HierarchicalModel, method: str = "auto", h: float | None = 
         raise ValueError("method: 'quadrature' applies to m = 1 without noise; use 'grid'")
     if h is not None and not (np.isfinite(h) and h > 0):
         raise ValueError(f"h: the grid spacing must be a positive number, got {h!r}")
-    sup_preprocessing(model)
-    key = (model, method, h, n_samples if method == "montecarlo" else None, seed if method == "montecarlo" else None)
+    if support not in ("exact", "effective"):
+        raise ValueError(f"support: must be 'exact' or 'effective', got {support!r}")
+    if support == "exact":
+        sup_preprocessing(model)
+    key = (model, method, h, n_samples if method == "montecarlo" else None, seed if method == "montecarlo" else None,
+           support)
     if key in _CACHE:
         return _CACHE[key]
-    settings = {"method": method}
+    settings = {"method": method, "support": support}
     if method == "quadrature":
         y, tau, p, r = _quadrature_law(model)
         err = 0.0
@@ -364,10 +376,23 @@ def label_law(model: HierarchicalModel, method: str = "auto", h: float | None = 
     y, tau, p, r = y[finite], tau[finite], p[finite], r[:, finite]
     keep = p != 0  # Richardson weights are signed
     y, tau, p, r = y[keep], tau[keep], p[keep], r[:, keep]
-    law = LabelLaw(tau=tau, p=p, r=r, y=y, method=method, grid_error=err, tau_sup=_tau_sup(model, tau),
-                   settings=settings)
+    if support == "effective":
+        y, tau, p, r = _trim_top(y, tau, p, r)
+    tau_sup = _tau_sup(model, tau) if support == "exact" else float(tau.max())
+    law = LabelLaw(tau=tau, p=p, r=r, y=y, method=method, grid_error=err, tau_sup=tau_sup, settings=settings)
     _CACHE[key] = law
     return law
+
+
+def _trim_top(y, tau, p, r, mass=1e-14):
+    """Drop the top ``mass`` of the law of tau, then any negative (Richardson) atoms left on
+    top: an unbounded T has no sup, and a signed top atom would make G2 < 0 near it."""
+    order = np.argsort(tau)[::-1]
+    cut = int(np.searchsorted(np.cumsum(np.abs(p[order])), mass))
+    while cut < order.size and p[order[cut]] <= 0:
+        cut += 1
+    keep = np.sort(order[cut:])
+    return y[keep], tau[keep], p[keep], r[:, keep]
 
 
 def _span(model):

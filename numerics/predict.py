@@ -129,6 +129,8 @@ def predict(model: HierarchicalModel, alphas, law: LabelLaw | None = None, **law
     m = model.m
     ubar = sf.lambda_bar_u(a)
     lbar, edge = _edge(sf, a, ubar)
+    if law.settings.get("support") == "effective":
+        _check_effective_support(sf, a, ubar)
     q = np.zeros((a.size, m))
     eig = np.full((a.size, m), np.nan)
     thr = _thresholds(sf)
@@ -151,6 +153,24 @@ def predict(model: HierarchicalModel, alphas, law: LabelLaw | None = None, **law
     return Prediction(model=model, alphas=a, bulk_edge=edge, lambda_bar=lbar, eigenvalues=eig,
                       is_outlier=np.isfinite(eig), q=q, thresholds=thr, mse=mse, mse_plugin=mse_plugin,
                       settings=settings)
+
+
+def _check_effective_support(sf, a, ubar, tail_mass=1e-12, tol=1e-8):
+    r"""With T unbounded above (``support="effective"``), the law is truncated where its mass
+    is below float64 resolution. The result stands only if the far tail of T(Y) cannot
+    reach the bulk edge: the atoms in the top ``tail_mass`` of the law must carry less than
+    ``tol`` of :math:`G_2(\bar\lambda)`, and :math:`\bar\lambda` must be an interior minimum."""
+    tau, p = sf._tau, sf._p
+    order = np.argsort(tau)[::-1]
+    cum = np.cumsum(p[order])
+    tail = order[: max(1, int(np.searchsorted(cum, tail_mass)))]
+    lam = sf.to_lam(ubar)
+    share = (p[tail] @ (tau[tail, None] ** 2 / (lam[None, :] - tau[tail, None]) ** 2)) / sf.G2(ubar)
+    bad = (ubar <= sf.u[0]) | ~(np.abs(share) < tol)
+    if np.any(bad):
+        raise ConvergenceError(
+            f"bulk edge at alpha = {a[bad].min():g}: T is unbounded above and the edge is set by the far tail of "
+            "T(Y) (the d = infinity limit does not exist there); use a larger alpha or a clipped T")
 
 
 def _edge(sf, a, ubar):
