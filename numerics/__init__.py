@@ -14,9 +14,9 @@ from .resolvent import ConvergenceError, SpectralFunctions
 __all__ = ["LabelLaw", "label_law", "Prediction", "predict", "bulk_edge", "bulk_density", "outliers",
            "thresholds", "kappa_T", "spectral_functions", "ConvergenceError", "SpectralFunctions"]
 from .optimal import conditional_second_moment, optimal_preprocessing, optimal_threshold  # noqa: E402
-from .reference import predict_mp  # noqa: E402
+from .reference import predict_mp, resolvent_mp  # noqa: E402
 
-__all__ += ["conditional_second_moment", "optimal_preprocessing", "optimal_threshold", "predict_mp"]
+__all__ += ["conditional_second_moment", "optimal_preprocessing", "optimal_threshold", "predict_mp", "resolvent_mp"]
 from .compositional import layer1_model, layer1_prediction  # noqa: E402
 
 __all__ += ["layer1_model", "layer1_prediction"]

@@ -35,7 +35,7 @@ from scipy.signal import fftconvolve
 from theory import HierarchicalModel
 from theory.parsing import Y, Z
 
-__all__ = ["check_model", "LabelLaw", "label_law", "link_function", "preprocessing_function", "sup_preprocessing"]
+__all__ = ["check_model", "coupled_pairs", "LabelLaw", "label_law", "link_function", "preprocessing_function", "sup_preprocessing"]
 
 _ZMAX = 9.0  # P(|z| > 9) = 2e-19: below float64 resolution of every expectation here
 _PANEL = 0.25
@@ -54,6 +54,8 @@ class LabelLaw:
     grid_error: float
     tau_sup: float = float("nan")  # ess sup T(Y) of the exact law (>= every atom)
     settings: dict = field(default_factory=dict)
+    pairs: tuple = ()  # the (j, k), j < k (0-based), whose cross moments are held in ``cross``
+    cross: np.ndarray | None = None  # shape (len(pairs), n_atoms): E[z_j z_k; tau ~ tau_atom]
 
     @property
     def m(self) -> int:
@@ -232,17 +234,29 @@ def _deposit(values, weights, y0, h, n):
     return out[:n]
 
 
-def _grid_law(model, h):
+def coupled_pairs(model: HierarchicalModel) -> tuple:
+    """Pairs (j, k), j < k (0-based), whose cross moments E[f(tau) z_j z_k] may be nonzero.
+
+    Flipping z_j leaves Y unchanged when g_j is even, so E[f(tau) z_j z_k] = 0 unless both
+    g_j and g_k are not even (THEORY 2.2: the per-direction split holds otherwise).
+    """
+    from theory.hermite import _is_even
+
+    odd = [k for k in range(model.m) if not _is_even(model.link_of(k + 1))]
+    return tuple((j, k) for i, j in enumerate(odd) for k in odd[i + 1:])
+
+
+def _grid_law(model, h, pairs=()):
     m = model.m
     a = _weights(model)
-    comps = []  # (lo, p_pmf, s_pmf) on local grids of spacing h
+    comps = []  # (lo, p_pmf, s_pmf, z_pmf) on local grids of spacing h
     for k in range(1, m + 1):
         g = model.link_of(k)
         z, w = _z_rule(_zeros_of(g))
         v = a[k - 1] * link_function(g)(z)
         lo = np.floor(v.min() / h) * h
         n = int(np.ceil((v.max() - lo) / h)) + 2
-        comps.append((lo, _deposit(v, w, lo, h, n), _deposit(v, w * z**2, lo, h, n)))
+        comps.append((lo, _deposit(v, w, lo, h, n), _deposit(v, w * z**2, lo, h, n), _deposit(v, w * z, lo, h, n)))
     noise = None
     if model.delta > 0:
         s = float(sp.sqrt(model.delta))
@@ -259,13 +273,18 @@ def _grid_law(model, h):
         out[out < 1e-14 * out.max()] = 0.0
         return out
 
+    def conv_signed(x, y):  # the z-weighted pmfs change sign: trim by magnitude
+        out = fftconvolve(x, y)
+        out[np.abs(out) < 1e-14 * np.abs(out).max()] = 0.0
+        return out
+
     # prefix/suffix convolutions give every leave-one-out law with O(m) FFTs
     prefix = [(0.0, np.ones(1))]
-    for lo, p, _ in comps:
+    for lo, p, *_ in comps:
         plo, pp = prefix[-1]
         prefix.append((plo + lo, conv(pp, p)))
     suffix = [(0.0, np.ones(1))]
-    for lo, p, _ in reversed(comps):
+    for lo, p, *_ in reversed(comps):
         slo, sp_ = suffix[-1]
         suffix.append((slo + lo, conv(sp_, p)))
     suffix = suffix[::-1]  # suffix[k] = conv of comps[k:]
@@ -274,7 +293,7 @@ def _grid_law(model, h):
         total_lo, total = total_lo + noise[0], conv(total, noise[1])
     n_tot = total.size
     r = np.zeros((m, n_tot))
-    for k, (lo, _, s) in enumerate(comps):
+    for k, (lo, _, s, _z) in enumerate(comps):
         olo = prefix[k][0] + suffix[k + 1][0]
         other = conv(prefix[k][1], suffix[k + 1][1])
         if noise is not None:
@@ -282,13 +301,25 @@ def _grid_law(model, h):
         rk = conv(other, s)
         off = int(round((olo + lo - total_lo) / h))
         r[k, off: off + rk.size] = rk[: n_tot - off]
+    cross = np.zeros((len(pairs), n_tot))
+    for i, (j, k) in enumerate(pairs):
+        # all components but j and k with weight 1, then z_j- and z_k-weighted ones
+        lo_c, pmf = prefix[j]
+        for t in range(j + 1, k):
+            lo_c, pmf = lo_c + comps[t][0], conv(pmf, comps[t][1])
+        lo_c, pmf = lo_c + suffix[k + 1][0], conv(pmf, suffix[k + 1][1])
+        if noise is not None:
+            lo_c, pmf = lo_c + noise[0], conv(pmf, noise[1])
+        lo_c, pmf = lo_c + comps[j][0] + comps[k][0], conv_signed(conv_signed(pmf, comps[j][3]), comps[k][3])
+        off = int(round((lo_c - total_lo) / h))
+        cross[i, off: off + pmf.size] = pmf[: n_tot - off]
     y = total_lo + h * np.arange(n_tot)
     keep = total > 0
     tau = preprocessing_function(model.T)(y[keep])
-    return y[keep], tau, total[keep], r[:, keep]
+    return y[keep], tau, total[keep], r[:, keep], cross[:, keep]
 
 
-def _montecarlo_law(model, n_samples, seed):
+def _montecarlo_law(model, n_samples, seed, pairs=()):
     rng = np.random.default_rng(np.random.SeedSequence(seed))
     m = model.m
     zs = rng.standard_normal((n_samples, m))
@@ -298,7 +329,8 @@ def _montecarlo_law(model, n_samples, seed):
         y = y + float(sp.sqrt(model.delta)) * rng.standard_normal(n_samples)
     tau = preprocessing_function(model.T)(y)
     w = np.full(n_samples, 1.0 / n_samples)
-    return y, tau, w, (zs.T**2) * w
+    cross = np.array([zs[:, j] * zs[:, k] * w for j, k in pairs]).reshape(len(pairs), n_samples)
+    return y, tau, w, (zs.T**2) * w, cross
 
 
 _CACHE: dict = {}
@@ -350,12 +382,15 @@ def label_law(model: HierarchicalModel, method: str = "auto", h: float | None = 
     if key in _CACHE:
         return _CACHE[key]
     settings = {"method": method, "support": support}
+    pairs = coupled_pairs(model)
+    cross = np.zeros((0, 1))
     if method == "quadrature":
         y, tau, p, r = _quadrature_law(model)
+        cross = np.zeros((0, tau.size))
         err = 0.0
         settings.update(zmax=_ZMAX, panel=_PANEL, gl_nodes=_GL_NODES)
     elif method == "montecarlo":
-        y, tau, p, r = _montecarlo_law(model, int(n_samples), seed)
+        y, tau, p, r, cross = _montecarlo_law(model, int(n_samples), seed, pairs)
         err = float(1 / np.sqrt(n_samples))
         settings.update(n_samples=int(n_samples), seed=seed)
     else:
@@ -363,28 +398,28 @@ def label_law(model: HierarchicalModel, method: str = "auto", h: float | None = 
             h = min(1e-3, _span(model) / 2**18)
         # Richardson at the level of the measure: every expectation is linear in it, so
         # (4 law(h) - law(2h)) / 3 cancels the O(h^2) deposition error of each one.
-        y1, t1, p1, r1 = _grid_law(model, h)
-        y2, t2, p2, r2 = _grid_law(model, 2 * h)
+        y1, t1, p1, r1, c1 = _grid_law(model, h, pairs)
+        y2, t2, p2, r2, c2 = _grid_law(model, 2 * h, pairs)
         y, tau = np.concatenate([y1, y2]), np.concatenate([t1, t2])
         p, r = np.concatenate([4 / 3 * p1, -1 / 3 * p2]), np.hstack([4 / 3 * r1, -1 / 3 * r2])
+        cross = np.hstack([4 / 3 * c1, -1 / 3 * c2])
         # size of the correction (an upper bound on the error left): E[tau], E[tau z_k^2]
         err = float(max(abs(p1 @ t1 - p2 @ t2), np.max(np.abs(r1 @ t1 - r2 @ t2))) / 3)
         settings.update(h=h, zmax=_ZMAX, richardson=True)
     if not np.all(np.isfinite(tau[p != 0])):
         raise ValueError("preprocessing: T(y) is not finite on the label support (division by zero?)")
-    finite = np.isfinite(tau)
-    y, tau, p, r = y[finite], tau[finite], p[finite], r[:, finite]
-    keep = p != 0  # Richardson weights are signed
-    y, tau, p, r = y[keep], tau[keep], p[keep], r[:, keep]
+    keep = np.isfinite(tau) & (p != 0)  # Richardson weights are signed
+    y, tau, p, r, cross = y[keep], tau[keep], p[keep], r[:, keep], cross[:, keep]
     if support == "effective":
-        y, tau, p, r = _trim_top(y, tau, p, r)
+        y, tau, p, r, cross = _trim_top(y, tau, p, r, cross)
     tau_sup = _tau_sup(model, tau) if support == "exact" else float(tau.max())
-    law = LabelLaw(tau=tau, p=p, r=r, y=y, method=method, grid_error=err, tau_sup=tau_sup, settings=settings)
+    law = LabelLaw(tau=tau, p=p, r=r, y=y, method=method, grid_error=err, tau_sup=tau_sup, settings=settings,
+                   pairs=pairs if method != "quadrature" else (), cross=cross)
     _CACHE[key] = law
     return law
 
 
-def _trim_top(y, tau, p, r, mass=1e-14):
+def _trim_top(y, tau, p, r, cross, mass=1e-14):
     """Drop the top ``mass`` of the law of tau, then any negative (Richardson) atoms left on
     top: an unbounded T has no sup, and a signed top atom would make G2 < 0 near it."""
     order = np.argsort(tau)[::-1]
@@ -392,7 +427,7 @@ def _trim_top(y, tau, p, r, mass=1e-14):
     while cut < order.size and p[order[cut]] <= 0:
         cut += 1
     keep = np.sort(order[cut:])
-    return y[keep], tau[keep], p[keep], r[:, keep]
+    return y[keep], tau[keep], p[keep], r[:, keep], cross[:, keep]
 
 
 def _span(model):

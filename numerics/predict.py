@@ -56,6 +56,12 @@ class Prediction:
     Arrays have shape (len(alphas),) or (len(alphas), m). ``eigenvalues`` holds the
     outlier limits and is NaN exactly where ``is_outlier`` is False (no outlier: the
     eigenvalue sticks to the bulk edge); ``q`` is 0 there.
+
+    With coupled directions (``settings["solver"] == "matrix"``) the columns of
+    ``eigenvalues``, ``is_outlier`` and ``thresholds`` are eigen-branches of the m x m
+    matrix of THEORY 2.2 (largest first), not directions, and ``q[:, k]`` is the subspace
+    projection :math:`||P w_k||^2` on the outlier eigenvectors (THEORY 5); with
+    uncoupled directions both readings coincide.
     """
 
     model: HierarchicalModel
@@ -69,6 +75,10 @@ class Prediction:
     mse: np.ndarray  # optimal shrinkage: sum a_k^2 (1 - q_k^2)
     mse_plugin: np.ndarray  # 2 sum a_k^2 (1 - q_k)
     settings: dict = field(default_factory=dict)
+    # matrix solver only (coupled directions): per outlier branch i, the total overlap
+    # ||W^T v_i||^2 and the unit vector u_i with W^T v_i -> sqrt(q_i) u_i; NaN where no outlier
+    branch_q: np.ndarray | None = None
+    branch_vectors: np.ndarray | None = None
 
     @property
     def n_outliers(self) -> np.ndarray:
@@ -92,24 +102,43 @@ class Prediction:
         })
 
 
-def _diagonal_check(model):
-    """The per-direction split needs E[tau z_j z_k/(lambda - tau)] = 0 for j != k.
+_MF_CACHE: dict = {}
 
-    Flipping z_j leaves Y unchanged when g_j is even, so the split holds when at most
-    one link is not even; otherwise the m x m matrix Phi is not diagonal.
+
+def matrix_functions(sf: SpectralFunctions):
+    """The tabulated m x m functions M, H of THEORY 2.2 (cached per law)."""
+    from .multi_index import MatrixFunctions
+
+    mf = _MF_CACHE.get(id(sf))
+    if mf is None or mf.sf is not sf:
+        mf = MatrixFunctions(sf)
+        _MF_CACHE[id(sf)] = mf
+    return mf
+
+
+COUPLING_TOL = 1e-10
+
+
+def _solver(sf, solver):
+    """'diagonal' or 'matrix': the per-direction split holds when M(lambda) is diagonal.
+
+    Pairs of non-even links are the only ones that can couple (``coupled_pairs``); for
+    them the off-diagonal entries are computed and compared with the diagonal ones on the
+    whole lambda table, so the shortcut is used only where it was checked.
     """
-    from theory.hermite import _is_even
+    if solver not in ("auto", "diagonal", "matrix"):
+        raise ValueError(f"solver: must be 'auto', 'diagonal' or 'matrix', got {solver!r}")
+    if solver == "matrix":
+        return "matrix"
+    coupled = bool(sf.law.pairs) and matrix_functions(sf).coupling > COUPLING_TOL
+    if solver == "diagonal" and coupled:
+        raise ValueError(f"solver: the directions couple (off-diagonal/diagonal = {matrix_functions(sf).coupling:.2e}), "
+                         "so the per-direction split of THEORY 2.2 does not hold; use solver='matrix' or 'auto'")
+    return "matrix" if coupled else "diagonal"
 
-    odd = [k for k in range(1, len(model.links) + 1) if not _is_even(model.link_of(k))]
-    n_odd = len(odd) if not model.shared_link else (model.m if odd else 0)
-    if n_odd > 1:
-        raise NotImplementedError(
-            "link: with two or more non-even links the matrix Phi(lambda) of THEORY 2.2 is not diagonal "
-            "in the w-basis; this release solves the per-direction (diagonal) case only"
-        )
 
-
-def predict(model: HierarchicalModel, alphas, law: LabelLaw | None = None, **law_options) -> Prediction:
+def predict(model: HierarchicalModel, alphas, law: LabelLaw | None = None, solver: str = "auto",
+            **law_options) -> Prediction:
     """Bulk edge, outlier eigenvalues, overlaps q_k, thresholds and MSE on an alpha grid.
 
     Parameters
@@ -118,9 +147,10 @@ def predict(model: HierarchicalModel, alphas, law: LabelLaw | None = None, **law
     alphas : sequence of float > 0
     law : LabelLaw, optional
         A prebuilt label law (else ``label_law(model, **law_options)``, cached).
+    solver : "auto" | "diagonal" | "matrix"
+        "auto" detects coupled directions (see ``_solver``) and uses the m x m form then.
     """
     check_model(model)
-    _diagonal_check(model)
     a = _alphas(alphas)
     t0 = time.perf_counter()
     law = law if law is not None else label_law(model, **law_options)
@@ -131,6 +161,9 @@ def predict(model: HierarchicalModel, alphas, law: LabelLaw | None = None, **law
     lbar, edge = _edge(sf, a, ubar)
     if law.settings.get("support") == "effective":
         _check_effective_support(sf, a, ubar)
+    kind = _solver(sf, solver)
+    if kind == "matrix":
+        return _predict_matrix(model, a, law, sf, ubar, lbar, edge, t0, t1)
     q = np.zeros((a.size, m))
     eig = np.full((a.size, m), np.nan)
     thr = _thresholds(sf)
@@ -145,11 +178,9 @@ def predict(model: HierarchicalModel, alphas, law: LabelLaw | None = None, **law
         dpsi = 1 / a[ok] - G2
         q[ok, k] = np.clip(dpsi / (dpsi + H), 0.0, 1.0)
         eig[ok, k] = lam * (1 / a[ok] + G1)
-    w2 = np.array([float(w) ** 2 for w in model.weights()])
-    mse = (w2 * (1 - q**2)).sum(axis=1)
-    mse_plugin = 2 * (w2 * (1 - q)).sum(axis=1)
+    mse, mse_plugin = _mse(model, q)
     settings = dict(law.settings, grid_error=law.grid_error, n_atoms=int(law.tau.size),
-                    n_table=int(sf.u.size), setup_s=t1 - t0, solve_s=time.perf_counter() - t1)
+                    n_table=int(sf.u.size), setup_s=t1 - t0, solve_s=time.perf_counter() - t1, solver="diagonal")
     return Prediction(model=model, alphas=a, bulk_edge=edge, lambda_bar=lbar, eigenvalues=eig,
                       is_outlier=np.isfinite(eig), q=q, thresholds=thr, mse=mse, mse_plugin=mse_plugin,
                       settings=settings)
@@ -171,6 +202,33 @@ def _check_effective_support(sf, a, ubar, tail_mass=1e-12, tol=1e-8):
         raise ConvergenceError(
             f"bulk edge at alpha = {a[bad].min():g}: T is unbounded above and the edge is set by the far tail of "
             "T(Y) (the d = infinity limit does not exist there); use a larger alpha or a clipped T")
+
+
+def _mse(model, q):
+    w2 = np.array([float(w) ** 2 for w in model.weights()])
+    return (w2 * (1 - q**2)).sum(axis=1), 2 * (w2 * (1 - q)).sum(axis=1)
+
+
+def _predict_matrix(model, a, law, sf, ubar, lbar, edge, t0, t1):
+    mf = matrix_functions(sf)
+    m = model.m
+    eig = np.full((a.size, m), np.nan)
+    bq = np.full((a.size, m), np.nan)
+    bv = np.full((a.size, m, m), np.nan)
+    proj = np.zeros((a.size, m))
+    for ia, found in enumerate(mf.solve(a, ubar)):
+        for i, (u, qi, vec) in enumerate(found):
+            lam = float(sf.to_lam(u))
+            eig[ia, i] = lam * (1 / a[ia] + float(sf.G1(u)))
+            bq[ia, i], bv[ia, i] = qi, vec
+            proj[ia] += qi * vec**2
+    proj = np.clip(proj, 0.0, 1.0)
+    mse, mse_plugin = _mse(model, proj)
+    settings = dict(law.settings, grid_error=law.grid_error, n_atoms=int(law.tau.size), n_table=int(sf.u.size),
+                    setup_s=t1 - t0, solve_s=time.perf_counter() - t1, solver="matrix", coupling=mf.coupling)
+    return Prediction(model=model, alphas=a, bulk_edge=edge, lambda_bar=lbar, eigenvalues=eig,
+                      is_outlier=np.isfinite(eig), q=proj, thresholds=mf.thresholds(), mse=mse,
+                      mse_plugin=mse_plugin, settings=settings, branch_q=bq, branch_vectors=bv)
 
 
 def _edge(sf, a, ubar):
@@ -196,8 +254,10 @@ def thresholds(model: HierarchicalModel, **law_options) -> np.ndarray:
     0.5
     """
     check_model(model)
-    _diagonal_check(model)
-    return _thresholds(spectral_functions(label_law(model, **law_options)))
+    sf = spectral_functions(label_law(model, **law_options))
+    if _solver(sf, "auto") == "matrix":
+        return matrix_functions(sf).thresholds()
+    return _thresholds(sf)
 
 
 def bulk_edge(model: HierarchicalModel, alpha, **law_options):
