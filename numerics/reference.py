@@ -152,10 +152,14 @@ def resolvent_mp(model: HierarchicalModel, lams, dps: int = 20, level: int = 3) 
     or FFTs: an independent route to the expectations behind the float64 tables. Each
     value is a list over ``lams``; ``error`` is the largest change from ``level - 1``.
 
+    It takes about a minute per model at dps = 15 (one pass evaluates T once per node for
+    every function and every lambda); tests/numerics/test_multi_index.py runs it.
+
     >>> from theory import HierarchicalModel
-    >>> r = resolvent_mp(HierarchicalModel(m=2, gamma=1, link="He2", preprocessing="1"), [3], dps=15)
-    >>> float(r["G1"][0]), abs(float(r["F"][0][0])) < 1e-15     # T = 1: 1/(lam - 1), E[z^2 - 1] = 0
-    (0.5, True)
+    >>> resolvent_mp(HierarchicalModel(m=2, link="tanh(z)"), [2.0])
+    Traceback (most recent call last):
+    ...
+    ValueError: link: the nested-quadrature reference needs polynomial links (the kinks of T are located by roots)
     """
     from theory.hermite import _split_points
 
