@@ -42,6 +42,7 @@ from .scaling import (
     mse_staircase,
     mu2,
     overlap_law,
+    readout_excess_risk,
 )
 
 __version__ = "0.1.0"
@@ -52,7 +53,7 @@ __all__ = [
     "generative_exponent", "is_piecewise_polynomial",
     "HierarchicalModel", "CompositionalModel", "as_exact",
     "NoSpectralTransition", "mse_exponent", "c_gamma", "mu2", "critical_alpha_law", "overlap_law",
-    "learned_directions", "mse_law", "mse_staircase",
+    "learned_directions", "mse_law", "mse_staircase", "readout_excess_risk",
     "spike_strengths", "noise_variance", "thresholds_n", "threshold_exponents", "staircase",
     "refined_overlap", "layer1_overlaps", "nmse_law", "separation",
 ]

@@ -31,6 +31,7 @@ from .model import HierarchicalModel, as_exact
 from .symbols import alpha, kappa_T
 
 __all__ = [
+    "readout_excess_risk",
     "NoSpectralTransition",
     "mse_exponent",
     "c_gamma",
@@ -207,3 +208,41 @@ def mse_staircase(model: HierarchicalModel, form: str = "optimal"):
         a2 = model.weight(k) ** 2
         terms.append(a2 * (1 - q**2) if form == "optimal" else 2 * a2 * (1 - q))
     return sp.Add(*terms)
+
+
+def readout_excess_risk(model: HierarchicalModel, q, jmax: int | None = None):
+    r"""Excess risk of the best readout from :math:`\hat z_k = \sqrt{q_k} z_k + \sqrt{1-q_k}\,\xi_k`
+    (THEORY 2.4, two-stage network):
+
+    .. math:: R = \sum_k a_k^2 \sum_{j\ge 1} \frac{\mu_j(g_k)^2}{j!}\,(1 - q_k^j)
+
+    (by Mehler's formula :math:`E[He_j(z)|\hat z] = q^{j/2} He_j(\hat z)`; the sum starts at
+    j = 1, and the mean j = 0 costs nothing). ``q`` is a sequence of m overlaps (numbers or
+    sympy expressions); ``jmax`` defaults to the link's degree for polynomial links and 12
+    otherwise. Exact where the inputs are.
+
+    >>> from theory import HierarchicalModel
+    >>> readout_excess_risk(HierarchicalModel(m=1), [0])       # E[g^2] = 49/96 for He2/2 + He4/48
+    49/96
+    >>> readout_excess_risk(HierarchicalModel(m=1), [1])
+    0
+    """
+    from .hermite import hermite_moments
+    from .parsing import Z
+
+    if model.m == sp.oo:
+        raise ValueError("m: readout_excess_risk needs a finite m")
+    q = list(q)
+    if len(q) != model.m:
+        raise ValueError(f"q: expected {model.m} overlaps, got {len(q)}")
+    qs = [sp.nsimplify(v) if isinstance(v, (int, float)) else v for v in q]
+    for v in qs:
+        if v.is_number and not (0 <= v <= 1):
+            raise ValueError(f"q: every overlap must lie in [0, 1], got {v}")
+    total = sp.Integer(0)
+    for k in range(1, model.m + 1):
+        g = model.link_of(k)
+        J = jmax if jmax is not None else (sp.Poly(g, Z).degree() if g.is_polynomial(Z) else 12)
+        mus = hermite_moments(g, int(J))
+        total += model.weight(k) ** 2 * sum(mus[j] ** 2 / sp.factorial(j) * (1 - qs[k - 1] ** j) for j in range(1, J + 1))
+    return sp.simplify(total) if model.m <= 3 else total

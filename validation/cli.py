@@ -213,7 +213,7 @@ def cmd_predict(args):
     model = model_s_from_args(args)
     if model.m == sp.oo:
         raise CascadeError("--m: numerics needs a finite m")
-    pred = predict(model, parse_alphas(args.alphas))
+    pred = predict(model, parse_alphas(args.alphas), solver=args.solver)
     table = pd.DataFrame({"alpha": pred.alphas, "bulk_edge": pred.bulk_edge, "n_outliers": pred.n_outliers,
                           "mse": pred.mse, "mse_plugin": pred.mse_plugin})
     for k in range(model.m):
@@ -231,8 +231,10 @@ def cmd_predict(args):
         return table.to_csv(index=False).rstrip("\n")
     if args.format == "latex":
         return table.to_latex(index=False, float_format="%.4g")
+    solver = pred.settings["solver"]
     head = (f"d = infinity prediction (MSE: optimal shrinkage sum a_k^2 (1 - q_k^2); plug-in 2 sum a_k^2 (1 - q_k))\n"
-            f"thresholds alpha_k: {thr}")
+            f"solver: {solver}" + (" (coupled directions: q_k are subspace projections, thresholds are per "
+                                   "eigen-branch)" if solver == "matrix" else "") + f"\nthresholds alpha_k: {thr}")
     return "\n".join([head, table.to_string(index=False, float_format=lambda v: f"{v:.4g}"), *notes])
 
 
@@ -293,6 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_s_flags(pr)
     pr.add_argument("--alphas", default="1:2000:40log", help="LO:HI:N, LO:HI:Nlog or a list (default: %(default)s)")
     pr.add_argument("--plot", default=None, help="write q_k(alpha) and MSE(alpha) to this path (.png and .pdf)")
+    pr.add_argument("--solver", choices=("auto", "diagonal", "matrix"), default="auto",
+                    help="per-direction split or the m x m form of THEORY 2.2 (default: auto-detect coupling)")
     _add_format(pr)
     pr.set_defaults(func=cmd_predict)
 

@@ -116,13 +116,14 @@ def _check(model, d, alphas, chunk):
 
 
 def simulate_task(model: HierarchicalModel, d: int, alphas, seed: int, chunk: int = 4096,
-                  dtype=np.float64, keep_spectrum: bool = False) -> tuple[pd.DataFrame, dict]:
+                  dtype=np.float64, keep_spectrum: bool = False, keep_estimates: bool = False) -> tuple[pd.DataFrame, dict]:
     """One (model, d, seed) task over an alpha grid. Returns (rows, spectra).
 
     rows: one row per (alpha, k) with q_best (max_j <w_k, v_j>^2 over the top m
     eigenvectors), q_rank (<w_k, v_k>^2), proj (||P_hat w_k||^2 on the k_hat selected
     outliers), eigenvalue (k-th largest), k_hat, edge_emp, mse, mse_plugin.
-    spectra: {alpha: all eigenvalues} when ``keep_spectrum``.
+    spectra: {alpha: all eigenvalues} when ``keep_spectrum``; with ``keep_estimates`` also
+    "W" (the true directions, d x m) and "V_hat" ({alpha: the k_hat selected eigenvectors}).
     """
     a = _check(model, d, alphas, chunk)
     ss = np.random.SeedSequence([int(seed), int(d), model_hash(model)])
@@ -173,6 +174,9 @@ def simulate_task(model: HierarchicalModel, d: int, alphas, seed: int, chunk: in
                          "top_bulk": evals[k_hat] if k_hat < d else np.nan, "mse": mse, "mse_plugin": mse_plugin})
         if keep_spectrum:
             spectra[float(alpha)] = evals.copy()
+        if keep_estimates:
+            spectra["W"] = W
+            spectra.setdefault("V_hat", {})[float(alpha)] = evecs[:, :k_hat].copy()
     df = pd.DataFrame(rows)
     df["seed"] = int(seed)
     df["d"] = int(d)
