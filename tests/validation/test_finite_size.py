@@ -1,0 +1,42 @@
+"""Finite-size smoothing (THEORY 4): the study's plumbing, its estimator and bad input."""
+import numpy as np
+import pytest
+
+from theory import HierarchicalModel
+from validation.finite_size import _fit_power, boundary_alpha, finite_size_study
+
+CONTINUOUS = HierarchicalModel(m=1, link="He2", preprocessing="clip(y, -1, 3)")  # atom at sup T: no boundary regime
+
+
+def test_power_fit_recovers_a_known_exponent():
+    d = np.array([100.0, 200, 400, 800, 1600])
+    y = 2.0 * d ** (-1 / 3)
+    slope, se = _fit_power(d, y, 0.01 * y)
+    assert slope == pytest.approx(-1 / 3, abs=1e-12) and se < 0.01
+
+
+def test_boundary_regime_is_refused():
+    # the default model's k = 1 jumps at alpha_1 = 1.26 < alpha_b = 2.36 (docs/numerics.md)
+    assert boundary_alpha(HierarchicalModel()) == pytest.approx(2.362, abs=1e-3)
+    assert boundary_alpha(CONTINUOUS) == 0.0
+    with pytest.raises(ValueError, match="boundary regime"):
+        finite_size_study(HierarchicalModel(), ds=(50, 100), seeds=[0], k=1)
+
+
+def test_study_columns_and_window_geometry():
+    r = finite_size_study(CONTINUOUS, ds=(60, 120), seeds=range(2))
+    assert r["k"] == 1 and set(r["per_d"]["d"]) == {60, 120}
+    s = r["summary"]
+    # the collapse points sit at the requested w for every d
+    for d, grp in s.groupby("d"):
+        assert np.any(np.isclose(grp["w"], 0.0)) and np.any(np.isclose(grp["w"], 2.0))
+    assert np.all(np.isfinite(r["per_d"]["width"]))
+
+
+@pytest.mark.parametrize("kwargs, text", [
+    ({"ds": (100,)}, "ds"), ({"seeds": []}, "seeds"), ({"k": 5}, "k:"),
+])
+def test_bad_input(kwargs, text):
+    args = {"ds": (50, 100), "seeds": [0]} | kwargs
+    with pytest.raises(ValueError, match=text):
+        finite_size_study(CONTINUOUS, **args)
