@@ -49,9 +49,10 @@ def boundary_alpha(model: HierarchicalModel) -> float:
 
 
 def _fit_power(x, y, se):
-    """Weighted least squares of log y on log x: (slope, its standard error)."""
+    """Weighted least squares of log y on log x: (slope, its standard error). ``se`` is the
+    standard error of y; that of log y is se/y."""
     X = np.column_stack([np.ones_like(x), np.log(x)])
-    w = 1.0 / np.maximum(se, 1e-12) ** 2
+    w = 1.0 / np.maximum(se / y, 1e-12) ** 2
     A = X.T @ (w[:, None] * X)
     beta = np.linalg.solve(A, X.T @ (w * np.log(y)))
     resid = np.log(y) - X @ beta
@@ -159,6 +160,8 @@ def plot_finite_size(study: dict, path) -> list[str]:
     ax[2].set_xlabel(r"$w = d^{1/3}(\alpha/\alpha_k - 1)$")
     ax[2].set_ylabel(r"$d^{1/3} q_k / s$")
     ax[2].set_xlim(-2.5, 4.5)
+    shown = s[(s["w"] >= -2.5) & (s["w"] <= 4.5)]
+    ax[2].set_ylim(0, 1.15 * float((shown["collapse"] + shown["d"] ** (1 / 3) * shown["q_sem"] / study["slope"]).max()))
     ax[2].set_title("collapse")
     fig.tight_layout()
     return save(fig, path)
