@@ -211,6 +211,29 @@ class HierarchicalModel:
             "preprocessing": str(self.preprocessing),
         }
 
+    @classmethod
+    def from_description(cls, desc: dict) -> "HierarchicalModel":
+        """Inverse of :meth:`describe` (also accepts a subset of the fields; the rest default).
+
+        >>> m = HierarchicalModel(gamma=1, m=3)
+        >>> HierarchicalModel.from_description(m.describe()) == m
+        True
+        """
+        if not isinstance(desc, dict):
+            raise TypeError(f"desc: expected a dict of model fields, got {type(desc).__name__}")
+        fields = {"link", "gamma", "m", "delta", "normalize", "preprocessing"}
+        unknown = set(desc) - fields - {"model"}
+        if unknown:
+            raise ValueError(f"desc: unknown model field(s) {sorted(unknown)}; valid: {sorted(fields)}")
+        if desc.get("model", "S") != "S":
+            raise ValueError(f"desc: model must be 'S' for a HierarchicalModel, got {desc.get('model')!r}")
+        kw = {k: v for k, v in desc.items() if k in fields}
+        if isinstance(kw.get("link"), list):
+            kw["link"] = tuple(kw["link"])
+        if isinstance(kw.get("m"), str) and kw["m"].strip().lstrip("-").isdigit():
+            kw["m"] = int(kw["m"])
+        return cls(**kw)
+
 
 @dataclass(frozen=True)
 class CompositionalModel:

@@ -320,6 +320,47 @@ def cmd_readout(args):
             + df.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
 
 
+def _sweep_spec_from_args(args):
+    from .sweep import load_spec, sweep_spec
+
+    if args.spec:
+        return load_spec(args.spec)
+    model = model_s_from_args(args)
+    if not args.ds:
+        raise CascadeError("sweep: give a spec file, or --ds (with --alphas and --seeds) and the model flags")
+    return sweep_spec({"name": args.name, "models": [model.describe()],
+                       "grid": {"ds": _int_list(args.ds, "--ds"), "alphas": args.alphas or "5,20,50",
+                                "seeds": _int(args.seeds, "--seeds")}})
+
+
+def cmd_sweep(args):
+    from .sweep import load_results, run_sweep, sweep_status
+
+    spec = _sweep_spec_from_args(args)
+    if args.action == "status":
+        st = sweep_status(spec, args.store)
+        if args.format == "json":
+            return json.dumps(st, indent=2)
+        lines = [f"sweep {spec.name}: {len(st['done'])} done, {len(st['pending'])} pending, "
+                 f"{len(st['failed'])} failed of {st['total']} tasks (store {args.store})"]
+        lines += [f"  failed {k}: {e}" for k, e in st["errors"].items()]
+        return "\n".join(lines)
+    if args.action == "collect":
+        df = load_results(spec, args.store)
+        if args.out:
+            df.to_parquet(args.out, index=False)
+            return f"wrote {len(df)} rows to {args.out}"
+        return df.to_csv(index=False).rstrip("\n") if args.format == "csv" else df.to_string(index=False)
+    jobs = _int(args.jobs, "--jobs")
+    res = run_sweep(spec, args.store, jobs=jobs, scheduler=args.scheduler, progress=not args.quiet)
+    if args.format == "json":
+        return json.dumps(res, indent=2)
+    lines = [f"sweep {res['name']} ({res['executor']}): {res['tasks']} tasks, {res['computed']} computed, "
+             f"{res['skipped']} already stored, {res['failed']} failed, wall {res['wall_s']:.1f} s; store {res['store']}"]
+    lines += [f"  failed {k}: {e}" for k, e in res["errors"].items()]
+    return "\n".join(lines)
+
+
 def cmd_bench(args):
     from .bench import run_bench
 
@@ -389,8 +430,25 @@ def build_parser() -> argparse.ArgumentParser:
     _add_format(ro, ("text", "json", "csv"))
     ro.set_defaults(func=cmd_readout)
 
+    sw = sub.add_parser("sweep", help="run a sweep of simulations into a resumable Parquet store (local or Dask)")
+    sw.add_argument("action", choices=("run", "status", "collect"), help="run the pending tasks, show status, or collect the table")
+    sw.add_argument("spec", nargs="?", default=None, help="TOML spec file (or give --ds/--alphas/--seeds and model flags)")
+    add_model_s_flags(sw)
+    sw.add_argument("--name", default="sweep", help="sweep name without a spec file (default: %(default)s)")
+    sw.add_argument("--ds", default=None, help="dimensions, e.g. 200,400")
+    sw.add_argument("--alphas", default=None, help="sample ratios (default: 5,20,50)")
+    sw.add_argument("--seeds", default="4", help="number of seeds (default: %(default)s)")
+    sw.add_argument("--store", default="cascade-store", help="store directory (default: %(default)s)")
+    sw.add_argument("--jobs", default="1", help="local worker processes (default: %(default)s)")
+    sw.add_argument("--scheduler", default=None, help="Dask scheduler address, e.g. tcp://host:8786")
+    sw.add_argument("--out", default=None, help="collect: write the table to this Parquet file")
+    sw.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_format(sw, ("text", "json", "csv"))
+    sw.set_defaults(func=cmd_sweep)
+
     b = sub.add_parser("bench", help="speed and memory benchmarks, reported as ratios measured in one run")
     b.add_argument("--quick", action="store_true", help="smaller sizes")
+    b.add_argument("--sweep", action="store_true", help="also time a sweep on 1 and 2 local workers and on Dask")
     _add_format(b, ("text", "json"))
     b.set_defaults(func=cmd_bench)
     return p

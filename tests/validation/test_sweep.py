@@ -1,0 +1,129 @@
+"""Sweeps: spec, hashed tasks, atomic resumable store, failures, local and Dask executors, SIGKILL."""
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from theory import __version__
+from validation import sweep as sw
+
+SPEC = {"name": "t", "models": [{"gamma": 1, "m": 2}], "grid": {"ds": [40, 50], "alphas": [10, 30], "seeds": 2}}
+
+
+def _frames_equal(a, b):
+    cols = [c for c in a.columns if c != "wall_s"]  # wall time is the only non-deterministic column
+    key = ["task", "alpha", "k"]
+    pd.testing.assert_frame_equal(a[cols].sort_values(key).reset_index(drop=True),
+                                  b[cols].sort_values(key).reset_index(drop=True))
+
+
+def test_tasks_and_content_hashes_are_stable():
+    spec = sw.sweep_spec(SPEC)
+    tasks = spec.tasks()
+    assert len(tasks) == 4 and len({t.key for t in tasks}) == 4
+    t = tasks[0]
+    # the key is the SHA-256 of the canonical JSON, computed here independently
+    doc = {"model": t.model, "d": t.d, "seed": t.seed, "alphas": list(t.alphas), "dtype": "float64",
+           "chunk": 4096, "version": __version__}
+    assert t.key == hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+    # same content, keys written in another order: same tasks
+    again = sw.sweep_spec({"grid": {"seeds": [0, 1], "alphas": [30, 10], "ds": [40, 50]}, "models": [{"m": 2, "gamma": "1"}],
+                           "name": "t"})
+    assert [x.key for x in again.tasks()] == [x.key for x in tasks]
+
+
+def test_toml_spec(tmp_path):
+    p = tmp_path / "s.toml"
+    p.write_text('name = "demo"\n[[models]]\ngamma = "13/10"\nm = 3\n[grid]\nds = [30]\nalphas = "5:50:3log"\nseeds = 2\n')
+    spec = sw.load_spec(p)
+    assert spec.name == "demo" and len(spec.tasks()) == 2 and spec.alphas[0] == pytest.approx(5.0)
+
+
+@pytest.mark.parametrize("change, text", [
+    ({"name": "a b"}, "name"), ({"models": []}, "models"), ({"grid": {"ds": [40], "alphas": [0], "seeds": 1}}, "alphas"),
+    ({"grid": {"ds": [1], "alphas": [5], "seeds": 1}}, "grid.ds"), ({"extra": 1}, "unknown"),
+    ({"models": [{"gamma": 1, "m": 2, "colour": 1}]}, "colour"), ({"options": {"dtype": "int8"}}, "dtype"),
+])
+def test_bad_specs(change, text):
+    with pytest.raises(ValueError, match=text):
+        sw.sweep_spec(SPEC | change)
+
+
+def test_resume_skips_stored_tasks_and_failures_do_not_stop_the_sweep(tmp_path, monkeypatch):
+    spec = sw.sweep_spec(SPEC)
+    real = sw.execute_task
+
+    def flaky(task, blas_threads=1):
+        if task.seed == 1 and task.d == 50:
+            raise RuntimeError("injected failure")
+        return real(task, blas_threads)
+
+    monkeypatch.setattr(sw, "execute_task", flaky)
+    res = sw.run_sweep(spec, tmp_path, progress=False)
+    assert (res["computed"], res["failed"]) == (3, 1)
+    st = sw.sweep_status(spec, tmp_path)
+    assert len(st["done"]) == 3 and len(st["failed"]) == 1 and "injected failure" in next(iter(st["errors"].values()))
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "t" / "tasks").glob("*.parquet")}
+    monkeypatch.setattr(sw, "execute_task", real)
+    res = sw.run_sweep(spec, tmp_path, progress=False)
+    assert (res["skipped"], res["computed"], res["failed"]) == (3, 1, 0)
+    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())  # nothing finished was rewritten
+    assert sw.sweep_status(spec, tmp_path)["failed"] == []
+    assert len(sw.load_results(spec, tmp_path)) == 4 * 2 * 2
+
+
+def test_two_local_workers_give_the_same_table(tmp_path):
+    spec = sw.sweep_spec(SPEC)
+    sw.run_sweep(spec, tmp_path / "a", jobs=1, progress=False, blas_threads=1)
+    sw.run_sweep(spec, tmp_path / "b", jobs=2, progress=False, blas_threads=1)
+    _frames_equal(sw.load_results(spec, tmp_path / "a"), sw.load_results(spec, tmp_path / "b"))
+
+
+def test_dask_local_cluster_gives_the_same_table(tmp_path):
+    distributed = pytest.importorskip("dask.distributed")
+    spec = sw.sweep_spec(SPEC)
+    sw.run_sweep(spec, tmp_path / "local", jobs=1, progress=False, blas_threads=1)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        res = sw.run_sweep(spec, tmp_path / "dask", scheduler=cluster.scheduler_address, progress=False)
+    assert res["executor"] == "dask" and res["computed"] == 4
+    _frames_equal(sw.load_results(spec, tmp_path / "local"), sw.load_results(spec, tmp_path / "dask"))
+
+
+def test_sigkill_then_restart_stores_every_task_exactly_once(tmp_path):
+    spec_file = tmp_path / "kill.toml"
+    # 12 tasks of ~0.3 s each, so the kill lands mid-sweep
+    spec_file.write_text('name = "kill"\n[[models]]\ngamma = 1\nm = 3\n[grid]\nds = [250]\nalphas = [50, 150]\nseeds = 12\n')
+    store = tmp_path / "store"
+    cmd = [sys.executable, "-m", "validation.cli", "sweep", "run", str(spec_file), "--store", str(store), "--quiet"]
+    tasks_dir = store / "kill" / "tasks"
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    t0 = time.time()
+    while time.time() - t0 < 120:
+        if tasks_dir.exists() and len(list(tasks_dir.glob("*.parquet"))) >= 2:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in tasks_dir.glob("*.parquet")}
+    assert 2 <= len(before) < 12, "the kill must land mid-sweep"
+    for p in tasks_dir.glob("*.parquet"):
+        pd.read_parquet(p)  # every stored file is complete
+    out = subprocess.run(cmd + ["--format", "json"], capture_output=True, text=True, check=True)
+    res = json.loads(out.stdout)
+    assert res["skipped"] == len(before) and res["computed"] == 12 - len(before) and res["failed"] == 0
+    after = list(tasks_dir.glob("*.parquet"))
+    spec = sw.load_spec(spec_file)
+    assert sorted(p.stem for p in after) == sorted(t.key for t in spec.tasks())  # each exactly once
+    assert not list(tasks_dir.glob(".tmp-*"))
+    for p in after:
+        if p.name in before:
+            assert (p.stat().st_ino, p.stat().st_mtime_ns) == before[p.name]  # not recomputed
+    df = sw.load_results(spec, store)
+    assert df.groupby("task").size().eq(2 * 3).all() and df["task"].nunique() == 12
