@@ -361,6 +361,24 @@ def cmd_sweep(args):
     return "\n".join(lines)
 
 
+def cmd_reproduce(args):
+    from .reproduce import reproduce
+
+    res = reproduce(args.name, outdir=args.out, full=args.full, jobs=_int(args.jobs, "--jobs"),
+                    scheduler=args.scheduler, progress=not args.quiet)
+    s = res["summary"]
+    n_ok = int(s["agrees"].sum())
+    return (f"reproduced {args.name} at d = {res['d']} with {res['seeds']} seeds "
+            f"({res['sweep']['computed']} tasks computed, {res['sweep']['skipped']} reused from the store); "
+            f"{n_ok}/{len(s)} (alpha, k) points within the finite-size tolerance\nwrote " + ", ".join(res["files"]))
+
+
+def cmd_plot(args):
+    from .reproduce import plot_table
+
+    return "wrote " + ", ".join(plot_table(args.table, args.out))
+
+
 def cmd_bench(args):
     from .bench import run_bench
 
@@ -445,6 +463,20 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_format(sw, ("text", "json", "csv"))
     sw.set_defaults(func=cmd_sweep)
+
+    rp = sub.add_parser("reproduce", help="regenerate a figure of the seed papers (scaled down unless --full)")
+    rp.add_argument("name", choices=("D",), help="D: [D] MSE, overlaps and spectra")
+    rp.add_argument("--full", action="store_true", help="the papers' sizes (d = 1000, 70 seeds; resumable)")
+    rp.add_argument("--out", default="cascade-out", help="output directory (default: %(default)s)")
+    rp.add_argument("--jobs", default="1", help="local worker processes (default: %(default)s)")
+    rp.add_argument("--scheduler", default=None, help="Dask scheduler address")
+    rp.add_argument("--quiet", action="store_true", help="no progress bar")
+    rp.set_defaults(func=cmd_reproduce, format="text")
+
+    pl = sub.add_parser("plot", help="redraw a figure from a stored Parquet table (no simulation)")
+    pl.add_argument("table", help="a table written by validate or reproduce")
+    pl.add_argument("--out", default=None, help="output path without extension (default: next to the table)")
+    pl.set_defaults(func=cmd_plot, format="text")
 
     b = sub.add_parser("bench", help="speed and memory benchmarks, reported as ratios measured in one run")
     b.add_argument("--quick", action="store_true", help="smaller sizes")

@@ -65,13 +65,12 @@ def plot_prediction(pred, path, sim=None) -> list[str]:
     return save(fig, path)
 
 
-def plot_spectrum(model, alpha, evals, d, path) -> list[str]:
-    """Eigenvalue histogram at one alpha with the d = infinity bulk density and outliers ([D] figure type)."""
+def draw_spectrum(ax, model, alpha, evals, d):
+    """Eigenvalue histogram at one alpha with the d = infinity bulk density and predicted outliers."""
     from numerics import bulk_density, predict
 
     pred = predict(model, [alpha])
     edge = pred.bulk_edge[0]
-    fig, ax = plt.subplots(figsize=(6.5, 4))
     lo = min(evals.min(), edge) - 0.05 * abs(edge - evals.min())
     x = np.linspace(lo, edge * 1.02 + 1e-3, 500)
     ax.hist(evals, bins=80, density=True, color="0.75", label=f"simulation, d = {d}")
@@ -84,5 +83,25 @@ def plot_spectrum(model, alpha, evals, d, path) -> list[str]:
     ax.set_xlabel("eigenvalue of $D_n$")
     ax.set_title(rf"spectrum at $\alpha = {alpha:g}$")
     ax.legend(fontsize=7)
+
+
+def plot_spectrum(model, alpha, evals, d, path) -> list[str]:
+    """Eigenvalue histogram at one alpha with the d = infinity bulk density and outliers ([D] figure type)."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    draw_spectrum(ax, model, alpha, evals, d)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def plot_spectra(model, spectra: dict, d, path) -> list[str]:
+    """One panel per alpha (the [D] figure of sequential emergence); ``spectra`` maps alpha -> eigenvalues."""
+    alphas = sorted(spectra)
+    cols = min(2, len(alphas))
+    rows = int(np.ceil(len(alphas) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(6.2 * cols, 3.8 * rows), squeeze=False)
+    for ax, a in zip(axes.ravel(), alphas):
+        draw_spectrum(ax, model, a, np.asarray(spectra[a]), d)
+    for ax in axes.ravel()[len(alphas):]:
+        ax.axis("off")
     fig.tight_layout()
     return save(fig, path)

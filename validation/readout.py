@@ -100,6 +100,7 @@ def two_stage(model: HierarchicalModel, d: int, alphas, seed: int, degree: int |
     W = est["W"]
     links = [link_function(g) for g in links_expr]
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(d), model_hash(model), 2024]))
+    a_float = [float(w) for w in model.weights()]
     rows = []
     for alpha, V in est["V_hat"].items():
         k_hat = V.shape[1]
@@ -111,7 +112,7 @@ def two_stage(model: HierarchicalModel, d: int, alphas, seed: int, degree: int |
         for start in range(0, nf, 8192):
             m = min(8192, nf - start)
             X = rng.standard_normal((m, d))
-            y = _labels(model, X @ W, rng, links)
+            y = _labels(model, X @ W, rng, links, a_float)
             F = hermite_product_features(X @ V, degree) if k_hat else np.ones((m, 1))
             G += F.T @ F
             b += F.T @ y

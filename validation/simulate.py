@@ -43,8 +43,11 @@ def model_hash(model: HierarchicalModel) -> int:
     return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
 
 
-def _labels(model, Z, rng, links):
-    a = [float(w) for w in model.weights()]
+def _labels(model, Z, rng, links, a=None):
+    """y = sum_k a_k g_k(z_k) (+ noise). Pass the float weights ``a`` in loops: evaluating the
+    exact sympy weights costs ~1 ms each."""
+    if a is None:
+        a = [float(w) for w in model.weights()]
     y = np.zeros(Z.shape[0])
     for k in range(model.m):
         y += a[k] * links[k](Z[:, k])
@@ -132,6 +135,7 @@ def simulate_task(model: HierarchicalModel, d: int, alphas, seed: int, chunk: in
     W = np.linalg.qr(rng.standard_normal((d, m)))[0]
     T = preprocessing_function(model.T)
     links = [link_function(model.link_of(k + 1)) for k in range(m)]  # lambdify once, not per chunk
+    a_float = [float(w) for w in model.weights()]
     acc = _Accumulator(d, dtype)
     targets = np.round(a * d).astype(np.int64)
     taus = np.empty(targets[-1])
@@ -143,7 +147,7 @@ def simulate_task(model: HierarchicalModel, d: int, alphas, seed: int, chunk: in
         while n < target:
             b = int(min(chunk, target - n))
             X = rng.standard_normal((b, d)).astype(dtype, copy=False)
-            y = _labels(model, X.astype(np.float64, copy=False) @ W, rng, links)
+            y = _labels(model, X.astype(np.float64, copy=False) @ W, rng, links, a_float)
             t = T(y)
             if not np.all(np.isfinite(t)):
                 raise ValueError("preprocessing: T(y) is not finite on a simulated label (division by zero?)")

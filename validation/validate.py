@@ -1,6 +1,7 @@
 """The main job: a default Model S experiment, theory next to simulation, figure and table."""
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -67,6 +68,7 @@ def run_validate(model: HierarchicalModel | None = None, d: int = DEFAULT_D, alp
         sim[key] = str(val)
     sim["dtype"] = np.dtype(dtype).name
     summary = compare(pred_grid, sim)
+    summary["model_json"] = json.dumps(model.describe())  # lets `cascade plot` redraw from the table alone
     files = plot_prediction(pred_grid, outdir / "validate", sim=summary)
     files += plot_spectrum(model, a_spec, spectrum, d, outdir / "spectrum")
     sim.to_parquet(outdir / "validate.parquet", index=False)
