@@ -486,6 +486,28 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def cli_reference() -> str:
+    """The CLI reference (docs/cli.md), generated from the parsers themselves."""
+    import os
+
+    old = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = "100"  # argparse wraps to the terminal: fix the width
+    try:
+        parser = build_parser()
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parts = ["# Command-line reference", "",
+                 "Generated from the parsers by `python -m validation.cli_reference`; a test checks it is current.",
+                 "", "```text", parser.format_help().rstrip(), "```"]
+        for name, sp_ in sub.choices.items():
+            parts += ["", f"## cascade {name}", "", "```text", sp_.format_help().rstrip(), "```"]
+        return "\n".join(parts) + "\n"
+    finally:
+        if old is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = old
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -76,3 +76,13 @@ def test_predict_table_json_and_plot(capsys, tmp_path):
 def test_predict_bad_alphas(capsys, alphas):
     code, _, err = run(capsys, "predict", f"--alphas={alphas}")
     assert code == 2 and "--alphas" in err
+
+
+def test_cli_reference_in_docs_is_current():
+    # docs/cli.md is generated from the parsers; regenerate with `python -m validation.cli_reference`
+    from pathlib import Path
+
+    from validation.cli import cli_reference
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
+    assert doc.read_text() == cli_reference()
