@@ -36,10 +36,10 @@ from .simulate import _labels, model_hash, simulate_task
 __all__ = ["hermite_product_features", "two_stage"]
 
 
-def _multi_indices(k, degree):
-    """Exponent vectors (length k) with 1 <= total degree <= degree."""
+def _multi_indices(k, degree, lowest=1):
+    """Exponent vectors (length k) with lowest <= total degree <= degree."""
     out = []
-    for total in range(1, degree + 1):
+    for total in range(lowest, degree + 1):
         for combo in combinations_with_replacement(range(k), total):
             e = np.zeros(k, dtype=int)
             for i in combo:
@@ -48,9 +48,10 @@ def _multi_indices(k, degree):
     return np.array(out).reshape(-1, k)
 
 
-def hermite_product_features(zhat: np.ndarray, degree: int) -> np.ndarray:
+def hermite_product_features(zhat: np.ndarray, degree: int, exact: bool = False) -> np.ndarray:
     """Orthonormal Hermite-product features of the columns of ``zhat`` (n x k), with the
-    constant first: ``1 + C(k + degree, degree) - 1`` columns."""
+    constant first: ``1 + C(k + degree, degree) - 1`` columns. With ``exact``, only the
+    C(k + degree - 1, degree) products of total degree ``degree`` (the Z(x) of Model C)."""
     n, k = zhat.shape
     He = np.empty((degree + 1, n, k))
     He[0] = 1.0
@@ -60,8 +61,8 @@ def hermite_product_features(zhat: np.ndarray, degree: int) -> np.ndarray:
         He[j + 1] = zhat * He[j] - j * He[j - 1]
     for j in range(degree + 1):
         He[j] /= np.sqrt(factorial(j))
-    cols = [np.ones(n)]
-    for e in _multi_indices(k, degree):
+    cols = [] if exact else [np.ones(n)]
+    for e in _multi_indices(k, degree, lowest=degree if exact else 1):
         f = np.ones(n)
         for i in np.nonzero(e)[0]:
             f = f * He[e[i], :, i]

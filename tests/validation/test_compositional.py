@@ -1,0 +1,107 @@
+"""Model C at finite size: samplers, the matrix-free layer 1, the layer-wise algorithm vs theory."""
+import numpy as np
+import pytest
+
+from numerics import layer1_prediction
+from theory import CompositionalModel
+from validation.compositional import (CompositionalSampler, matrix_free_layer1, run_layerwise, sym_to_vec,
+                                      vec_to_sym)
+
+TINY = CompositionalModel(d=12, eps=0.5, gamma=1)  # D = 78, d1 = 3
+GE150 = CompositionalModel(d=40, eps=0.92, gamma=1)  # d1 = round(40^0.92) = 30; used in an abstract D = 150
+
+
+def test_symmetric_matrix_coordinates_are_the_feature_coordinates():
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((TINY.D, 3))
+    np.testing.assert_allclose(sym_to_vec(vec_to_sym(a, 12)), a, atol=1e-14)
+    smp = CompositionalSampler(TINY, 0, "true")
+    X, Z, _ = smp.draw(5)
+    M = vec_to_sym(a[:, :1], 12)[0]
+    # <Z(x), a> = x^T M x - tr M, the identity the matrix-free operator rests on
+    np.testing.assert_allclose(Z @ a[:, 0], np.einsum("ij,jk,ik->i", X, M, X) - np.trace(M), atol=1e-12)
+
+
+def test_features_are_orthonormal_and_counted_by_the_binomial():
+    smp = CompositionalSampler(CompositionalModel(d=5, q=3, eps=0.5, gamma=1), 0, "true")
+    _, Z, _ = smp.draw(200_000)
+    assert Z.shape[1] == 35  # C(5 + 2, 3)
+    G = Z.T @ Z / len(Z)
+    sem = np.sqrt(((Z**2).T @ Z**2 / len(Z) - G**2) / len(Z))
+    assert np.all(np.abs(G - np.eye(35)) <= 5 * sem)
+
+
+def test_labels_are_standardized():
+    # g_star = id: y = s / sqrt(2 sum b^2) has mean 0 and variance 1 exactly; check on 2e5 draws
+    _, _, y = CompositionalSampler(TINY, 1, "ge").draw(200_000)
+    assert abs(y.mean()) < 5 / np.sqrt(2e5) and abs(y.var() - 1) < 5 * np.sqrt(y.var() * 8 / 2e5)
+    _, _, y = CompositionalSampler(CompositionalModel(d=12, eps=0.5, gamma=1, g_star="z**2"), 1, "ge").draw(200_000)
+    assert abs(y.mean()) < 0.05 and abs(y.std() - 1) < 0.05
+
+
+def test_matrix_free_layer1_equals_the_dense_matrix():
+    smp = CompositionalSampler(TINY, 0, "true")
+    X, Z, y = smp.draw(4000)
+    M1 = (Z.T * y) @ Z / (2 * 4000) - y.mean() / 2 * np.eye(TINY.D)
+    vals, vecs = np.linalg.eigh(M1)
+    order = np.argsort(-np.abs(vals))[:3]
+    mf_vals, mf_vecs = matrix_free_layer1(X, y, 3)
+    np.testing.assert_allclose(mf_vals, vals[order], rtol=1e-8)
+    np.testing.assert_allclose(np.abs(np.sum(mf_vecs * vecs[:, order], axis=0)), 1.0, atol=1e-8)
+
+
+def test_ge_pipeline_runs_and_reports():
+    r = run_layerwise(TINY, n=78 * 200, seed=0, kind="ge")
+    assert r["layer1"] == "dense" and r["feature_proj"].shape == (3,)
+    assert 0 <= r["subspace_overlap"] <= 1 and r["nmse"] < 1
+    # at alpha = 200 every feature of this d1 = 3 model is an outlier (n_i* / D <= 9 / (4 * 0.61^2 ...))
+    assert r["k_sel"] == 3
+
+
+@pytest.mark.parametrize("kwargs, text", [
+    ({"n": 5}, "n:"), ({"kind": "deep"}, "kind"), ({"layer1": "magic"}, "layer1"), ({"keep": "all"}, "keep"),
+    ({"kind": "true", "D": 50}, "abstract D"), ({"kind": "ge", "layer1": "matrix_free"}, "matrix-free"),
+])
+def test_bad_input(kwargs, text):
+    args = {"n": 1000, "seed": 0, "kind": "ge"} | kwargs
+    with pytest.raises(ValueError, match=text):
+        run_layerwise(TINY, **args)
+
+
+def test_too_many_features_for_D_is_refused():
+    with pytest.raises(ValueError, match="d1"):
+        CompositionalSampler(GE150, 0, "ge", D=20)
+
+
+@pytest.mark.slow
+def test_ge_overlaps_agree_with_the_solver_at_large_n_over_D():
+    # GE, D = 150, d1 = 30, gamma = 1, 6 seeds, n/D = 100 and 200. The solver (numerics.layer1_prediction,
+    # with each seed's signs) is the d = inf prediction; the projection on the selected outliers is the
+    # robust per-feature quantity (THEORY 5). The issue's +-0.02 applies to the expectation; the 6-seed
+    # mean adds its own standard error (2 sem). Measured: within 0.006 for the top 4 and 0.020 for i = 5
+    # at n/D = 100, within 0.005 at 200. Best-match overlaps sit lower (mixing): reported, not asserted.
+    for alpha in (100, 200):
+        res = [run_layerwise(GE150, n=alpha * 150, seed=s, kind="ge", D=150) for s in range(6)]
+        P = np.array([r["feature_proj"] for r in res])
+        proj, sem = P.mean(axis=0), P.std(axis=0, ddof=1) / np.sqrt(len(P))
+        theory = np.mean([layer1_prediction(GE150, n=[alpha * 150], signs=r["signs"], D=150)["rho2"][0] for r in res],
+                         axis=0)
+        assert np.all(np.abs(proj[:5] - theory[:5]) <= 0.02 + 2 * sem[:5])
+        # subspace overlap on the selected outliers vs sum rho_i^2 / d1
+        sub = np.mean([r["feature_proj"].sum() / r["d1"] for r in res])
+        assert abs(sub - theory.sum() / 30) <= 0.02
+
+
+@pytest.mark.slow
+def test_pipeline_nmse_matches_the_formula_with_a_fresh_split():
+    # NMSE vs sum_i w_i (1 - rho_i^4) / sum_i w_i with the measured rho_i^2 (projections), n/D = 100, 200:
+    # within 15% (measured 0.2%-2%) when layer 2 is fitted on fresh samples. Reusing the layer-1 samples
+    # (THEORY 3's algorithm) costs a factor 1.6-2.2 here: B_hat = A_hat^T M1 A_hat = diag(lambda) puts the
+    # edge eigenvalues of the bulk directions into the predictor (docs/compositional.md).
+    w = np.arange(1, 31) ** -2.0
+    for alpha in (100, 200):
+        res = [run_layerwise(GE150, n=alpha * 150, seed=s, kind="ge", D=150, fresh_split=True, keep="outliers")
+               for s in range(3)]
+        nmse = np.mean([r["nmse"] for r in res])
+        formula = np.mean([np.sum(w * (1 - r["feature_proj"] ** 2)) / w.sum() for r in res])
+        assert abs(nmse / formula - 1) <= 0.15

@@ -1,0 +1,249 @@
+r"""Model C at finite size: samplers, the layer-wise spectral algorithm, metrics (THEORY 3).
+
+Samplers (one stream per (model, seed, kind) from ``numpy.random.SeedSequence``):
+
+* ``"ge"`` (Gaussian-equivalent): :math:`Z \sim N(0, I_D)` directly, in an abstract D;
+* ``"true"``: :math:`Z(x)`, the orthonormal degree-q Hermite products of
+  :math:`x \sim N(0, I_d)` (:math:`x_ix_j`, :math:`He_2(x_i)/\sqrt2` for q = 2).
+
+Latent directions :math:`A_i` are Haar-orthonormal in :math:`R^D`, signs random,
+:math:`b_i = \pm i^{-\gamma}`, :math:`s = \sum_i b_i He_2(h_i)`, :math:`y = g_*(s)`
+standardized (exactly for :math:`g_* = id`; otherwise with the mean and standard
+deviation of :math:`g_*(s)` over 400 000 draws of the latent law).
+
+Layer 1: :math:`M_1 = \frac1{2n}\sum_\mu y_\mu(Z_\mu Z_\mu^\top - I_D)`, accumulated in
+chunks (``dense``), or, for the true model with q = 2, applied matrix-free in the d x d
+form (``matrix_free``, below) and diagonalised by ARPACK (``eigsh``, which="LM") on a
+``LinearOperator``: never a D x D matrix. The top d1 eigenvectors by |eigenvalue| give
+:math:`\hat A`, :math:`\hat h = \hat A^\top Z(x)`.
+
+Layer 2 (same samples, as in [S]): :math:`\hat B = \frac1{2n}\sum y(\hat h\hat h^\top - I)`,
+:math:`\hat s = \hat h^\top\hat B\hat h - \mathrm{tr}\hat B`, then a 1-d least-squares
+readout of y on :math:`(1, \hat s)` (:math:`g_* = id`) or on :math:`1, \hat s, \hat s^2, \hat s^3`.
+
+Matrix-free layer 1 for q = 2: write :math:`a \in R^D` as the symmetric matrix M with
+:math:`M_{ii} = a_{ii}/\sqrt2`, :math:`M_{ij} = a_{ij}/2`; then
+:math:`\langle Z(x), a\rangle = x^\top Mx - \mathrm{tr}M`, Z(x) itself is
+:math:`(xx^\top - I)/2`, and
+
+.. math:: M_1 a \leftrightarrow \frac1{4n}\Big[X^\top \mathrm{diag}(y\odot u)X
+          - \big(\textstyle\sum_\mu y_\mu u_\mu\big) I - 2\big(\textstyle\sum_\mu y_\mu\big)M\Big],
+          \qquad u_\mu = x_\mu^\top M x_\mu - \mathrm{tr}M,
+
+at O(n d^2) per vector.
+
+Examples
+--------
+>>> from theory import CompositionalModel
+>>> r = run_layerwise(CompositionalModel(d=10, eps=0.5, gamma=1), n=4000, seed=0, kind="ge")
+>>> r["d1"], r["layer1"], 0 <= r["subspace_overlap"] <= 1
+(3, 'dense', True)
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+
+import numpy as np
+
+from numerics.label_law import link_function
+from theory import CompositionalModel
+
+from .readout import hermite_product_features
+from .simulate import _Accumulator, empirical_bulk_edge
+
+__all__ = ["CompositionalSampler", "run_layerwise", "matrix_free_layer1", "sym_to_vec", "vec_to_sym"]
+
+
+def _model_hash(model: CompositionalModel) -> int:
+    return int(hashlib.sha256(json.dumps(model.describe(), sort_keys=True).encode()).hexdigest()[:8], 16)
+
+
+# --- q = 2 coordinates: R^D <-> symmetric d x d ---------------------------------------------
+def _pairs(d):
+    iu = [(i, j) for i in range(d) for j in range(i, d)]  # combinations_with_replacement order
+    return np.array([p[0] for p in iu]), np.array([p[1] for p in iu])
+
+
+def vec_to_sym(a: np.ndarray, d: int) -> np.ndarray:
+    """Columns of a (D x k) -> k symmetric matrices (k x d x d) with <Z(x), a> = x^T M x - tr M."""
+    a = a.reshape(a.shape[0], -1)
+    I, J = _pairs(d)
+    M = np.zeros((a.shape[1], d, d))
+    diag = I == J
+    M[:, I[diag], J[diag]] = a[diag].T / np.sqrt(2)
+    M[:, I[~diag], J[~diag]] = a[~diag].T / 2
+    M[:, J[~diag], I[~diag]] = a[~diag].T / 2
+    return M
+
+
+def sym_to_vec(M: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`vec_to_sym`: (k x d x d) -> (D x k)."""
+    d = M.shape[-1]
+    I, J = _pairs(d)
+    diag = I == J
+    out = np.where(diag[:, None], np.sqrt(2) * M[:, I, J].T, 2 * M[:, I, J].T)
+    return out
+
+
+class CompositionalSampler:
+    """Draws (Z or x, y) chunks of Model C; holds the latent directions and signs of one seed."""
+
+    def __init__(self, model: CompositionalModel, seed: int, kind: str = "ge", D: int | None = None):
+        if not isinstance(model, CompositionalModel):
+            raise TypeError(f"model: expected a theory.CompositionalModel, got {type(model).__name__}")
+        if kind not in ("ge", "true"):
+            raise ValueError(f"kind: must be 'ge' or 'true', got {kind!r}")
+        if kind == "true" and D is not None and D != model.D:
+            raise ValueError(f"D: the true model has D = C(d+q-1, q) = {model.D}; an abstract D needs kind='ge'")
+        self.model, self.kind = model, kind
+        self.D = model.D if D is None else int(D)
+        self.d1 = model.d1
+        if self.d1 > self.D:
+            raise ValueError(f"d1 = {self.d1} latent features exceed D = {self.D}; lower eps or raise d")
+        self.rng = np.random.default_rng(np.random.SeedSequence([int(seed), self.D, _model_hash(model),
+                                                                 0 if kind == "ge" else 1]))
+        self.A = np.linalg.qr(self.rng.standard_normal((self.D, self.d1)))[0]
+        self.signs = self.rng.choice([-1.0, 1.0], size=self.d1)
+        self.b = self.signs * np.arange(1, self.d1 + 1, dtype=float) ** (-float(model.gamma))
+        self.g = link_function(model.g)
+        if model.is_identity_link:
+            self.mean, self.std = 0.0, float(np.sqrt(2 * np.sum(self.b**2)))
+        else:  # the law of s depends on b only: standardize once from the latent law
+            pilot = np.random.default_rng(np.random.SeedSequence([int(seed), 7])).standard_normal((400_000, self.d1))
+            gs = self.g((pilot**2 - 1) @ self.b)
+            self.mean, self.std = float(gs.mean()), float(gs.std())
+
+    def features(self, X):
+        """Z(x): the orthonormal degree-q Hermite products of the rows of X."""
+        return hermite_product_features(X, self.model.q, exact=True)
+
+    def draw(self, n):
+        """(inputs, Z, y): inputs are x (true) or Z (ge)."""
+        if self.kind == "ge":
+            Z = self.rng.standard_normal((n, self.D))
+            inputs = Z
+        else:
+            inputs = self.rng.standard_normal((n, self.model.d))
+            Z = self.features(inputs)
+        h = Z @ self.A
+        y = (self.g((h**2 - 1) @ self.b) - self.mean) / self.std
+        return inputs, Z, y
+
+
+def matrix_free_layer1(X: np.ndarray, y: np.ndarray, k: int, tol: float = 1e-8):
+    """Top-k eigenpairs by |eigenvalue| of M1 for the true model with q = 2, matrix-free.
+
+    ARPACK (``scipy.sparse.linalg.eigsh``, which="LM") on a LinearOperator over R^D whose
+    product costs O(n d^2); converged to ``tol`` relative (ARPACK's own criterion).
+    Returns (eigenvalues, D x k eigenvectors).
+    """
+    from scipy.sparse.linalg import LinearOperator, eigsh
+
+    n, d = X.shape
+    D = d * (d + 1) // 2
+    ysum = float(y.sum())
+
+    def matvec(a):
+        M = vec_to_sym(np.asarray(a, dtype=float).reshape(-1, 1), d)[0]
+        u = np.einsum("ij,ij->i", X @ M, X) - np.trace(M)
+        w = y * u
+        out = (X.T * w) @ X - w.sum() * np.eye(d) - 2 * ysum * M
+        return sym_to_vec(out[None] / (4 * n))[:, 0]
+
+    op = LinearOperator((D, D), matvec=matvec, dtype=float)
+    vals, vecs = eigsh(op, k=k, which="LM", tol=tol)
+    order = np.argsort(-np.abs(vals))
+    return vals[order], vecs[:, order]
+
+
+def run_layerwise(model: CompositionalModel, n: int, seed: int, kind: str = "ge", D: int | None = None,
+                  layer1: str = "auto", n_test: int = 20_000, chunk: int = 4096, fresh_split: bool = False,
+                  keep: str = "top") -> dict:
+    """Draw n samples, run the layer-wise algorithm, return the metrics.
+
+    Metrics: ``nmse`` (test-set mean squared error / Var y, Var y = 1), ``subspace_overlap``
+    = ||A^T A_hat||_F^2 / d1, ``feature_proj`` (||P_sel A_i||^2 on the selected outliers,
+    THEORY 5), ``feature_cos2`` (best-match <A_i, A_hat_j>^2), ``principal_cos2`` (the
+    squared singular values of A^T A_hat, decreasing), ``recovered`` (# principal cos^2 >
+    1/2), ``k_sel`` (outliers selected from the data: beyond the edges of psi of the empirical
+    labels, both signs), ``eigenvalues`` (the d1 largest |eigenvalue| of M1).
+    ``fresh_split`` fits layer 2 and the readout on n fresh samples instead of reusing them.
+    ``keep``: "top" (THEORY 3: the d1 eigenvectors of largest |eigenvalue| feed layer 2) or
+    "outliers" (only the selected outliers, as the Model S estimator does). With "top" and
+    reused samples, the bulk eigenvectors among the top d1 enter layer 2 with
+    :math:`\hat B = \hat A^\top M_1 \hat A = \mathrm{diag}(\lambda)`, i.e. with weights equal
+    to their (edge) eigenvalues: fitted noise, which the NMSE pays for.
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 10:
+        raise ValueError(f"n: the number of samples must be an integer >= 10, got {n!r}")
+    if keep not in ("top", "outliers"):
+        raise ValueError(f"keep: must be 'top' or 'outliers', got {keep!r}")
+    if layer1 not in ("auto", "dense", "matrix_free"):
+        raise ValueError(f"layer1: must be 'auto', 'dense' or 'matrix_free', got {layer1!r}")
+    smp = CompositionalSampler(model, seed, kind, D)
+    Dm, d1 = smp.D, smp.d1
+    if layer1 == "auto":
+        layer1 = "matrix_free" if (kind == "true" and model.q == 2 and Dm > 2000) else "dense"
+    if layer1 == "matrix_free" and (kind != "true" or model.q != 2):
+        raise ValueError("layer1: the matrix-free operator is the q = 2 true model's; use 'dense'")
+    if n <= d1:
+        raise ValueError(f"n: {n} samples cannot estimate d1 = {d1} features")
+    t0 = time.perf_counter()
+    inputs, ys = [], []
+    acc = _Accumulator(Dm, np.float64) if layer1 == "dense" else None
+    for start in range(0, n, chunk):
+        m = min(chunk, n - start)
+        x, Z, y = smp.draw(m)
+        if acc is not None:
+            acc.add(Z, y)
+        inputs.append(x)
+        ys.append(y)
+    X, y = np.vstack(inputs), np.concatenate(ys)
+    if layer1 == "dense":
+        M1 = (acc.matrix(n) - y.mean() * np.eye(Dm)) / 2
+        vals, vecs = np.linalg.eigh(M1)
+        order = np.argsort(-np.abs(vals))
+        vals, vecs = vals[order], vecs[:, order]
+    else:
+        vals, vecs = matrix_free_layer1(X, y, d1)
+    A_hat = vecs[:, :d1]
+    # outliers from the data alone: the psi edge of the empirical labels on each side (M1 = D_n / 2)
+    _, cut_hi = empirical_bulk_edge(y, n / Dm, Dm)
+    _, cut_lo = empirical_bulk_edge(-y, n / Dm, Dm)
+    sel = (vals[:d1] > cut_hi / 2) | (vals[:d1] < -cut_lo / 2)
+    O = (smp.A.T @ A_hat) ** 2  # d1 x d1
+    proj = O[:, sel].sum(axis=1)
+    cos2 = np.linalg.svd(smp.A.T @ A_hat, compute_uv=False) ** 2
+    t1 = time.perf_counter()
+    A2 = A_hat if keep == "top" else A_hat[:, sel]
+    # layer 2 on the same samples (or a fresh split) and the 1-d readout
+    if fresh_split:
+        x2, Z2, y2 = smp.draw(n)
+        Z2 = Z2 if kind == "ge" else None
+    else:
+        x2, y2 = X, y
+        Z2 = X if kind == "ge" else None
+
+    def hhat(inp):
+        return (inp if kind == "ge" else smp.features(inp)) @ A2
+
+    H = np.vstack([hhat(x2[s: s + chunk]) for s in range(0, n, chunk)]) if Z2 is None else Z2 @ A2
+    B = (H.T * y2) @ H / (2 * n) - y2.mean() / 2 * np.eye(A2.shape[1])
+
+    def shat(Hm):
+        return np.einsum("ij,jk,ik->i", Hm, B, Hm) - np.trace(B)
+
+    degree = 1 if model.is_identity_link else 3
+    V = np.vander(shat(H), degree + 1, increasing=True)
+    coef = np.linalg.lstsq(V, y2, rcond=None)[0]
+    xt, _, yt = smp.draw(n_test)
+    pred = np.vander(shat(hhat(xt)), degree + 1, increasing=True) @ coef
+    nmse = float(np.mean((pred - yt) ** 2))
+    return {"kind": kind, "n": int(n), "D": Dm, "d1": d1, "seed": int(seed), "layer1": layer1,
+            "nmse": nmse, "nmse_sem": float(np.std((pred - yt) ** 2, ddof=1) / np.sqrt(n_test)),
+            "subspace_overlap": float(O.sum() / d1), "feature_proj": proj, "feature_cos2": O.max(axis=1),
+            "principal_cos2": cos2, "recovered": int(np.sum(cos2 > 0.5)), "k_sel": int(sel.sum()),
+            "eigenvalues": vals[:d1], "signs": smp.signs, "wall_layer1_s": t1 - t0,
+            "wall_s": time.perf_counter() - t0, "_A_hat": A_hat}
