@@ -241,7 +241,31 @@ def cmd_predict(args):
 def cmd_validate(args):
     import numpy as np
 
-    from .validate import DEFAULT_ALPHAS, DEFAULT_D, format_report, run_validate
+    from .validate import DEFAULT_ALPHAS, DEFAULT_D, Progress, format_report, run_validate
+
+    if args.model == "compositional":
+        from theory import CompositionalModel
+
+        from .validate_compositional import DEFAULT_C_MODEL, DEFAULT_C_RATIOS, format_compositional, \
+            run_validate_compositional
+
+        kw = dict(DEFAULT_C_MODEL)
+        if args.d:
+            kw["d"] = _int(args.d, "--d")
+        if args.eps:
+            kw["eps"] = args.eps
+        if args.gamma != "13/10":
+            kw["gamma"] = args.gamma
+        ratios = [float(v) for v in parse_alphas(args.alphas)] if args.alphas else DEFAULT_C_RATIOS
+        seeds = range(_int(args.seeds, "--seeds") if args.seeds != "6" else 2)
+        bar = Progress(2 * len(ratios) * len(seeds), "simulating Model C", enabled=not args.quiet)
+        res = run_validate_compositional(CompositionalModel(**kw), ratios=ratios, seeds=seeds, outdir=args.out,
+                                         progress=bar)
+        if args.format == "json":
+            return res["table"].to_json(orient="records", indent=2)
+        if args.format == "csv":
+            return res["table"].to_csv(index=False).rstrip("\n")
+        return format_compositional(res)
 
     model = model_s_from_args(args)
     if model.m == sp.oo:
@@ -420,6 +444,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.set_defaults(func=cmd_predict)
 
     v = sub.add_parser("validate", help="main job: simulate Model S at finite d and compare with the theory")
+    v.add_argument("--model", choices=("S", "compositional"), default="S",
+                   help="S (default) or compositional: Model C, GE and true side by side (--alphas are n/D there)")
+    v.add_argument("--eps", default=None, help="Model C: d1 = round(d^eps) (default 1/2)")
     add_model_s_flags(v)
     v.add_argument("--d", default=None, help="dimension (default: 600)")
     v.add_argument("--alphas", default=None, help="LO:HI:N[log] or a list (default: 2,5,10,20,50,100,200,400)")

@@ -8,8 +8,9 @@ Samplers (one stream per (model, seed, kind) from ``numpy.random.SeedSequence``)
 
 Latent directions :math:`A_i` are Haar-orthonormal in :math:`R^D`, signs random,
 :math:`b_i = \pm i^{-\gamma}`, :math:`s = \sum_i b_i He_2(h_i)`, :math:`y = g_*(s)`
-standardized (exactly for :math:`g_* = id`; otherwise with the mean and standard
-deviation of :math:`g_*(s)` over 400 000 draws of the latent law).
+standardized (exactly for the GE model with :math:`g_* = id`; otherwise with the mean and
+standard deviation of :math:`g_*(s)` over a 200 000-sample pilot from its own stream: in the
+true model :math:`h_i` is a quadratic form of x, so :math:`\mathrm{Var}\,He_2(h_i) \ne 2`).
 
 Layer 1: :math:`M_1 = \frac1{2n}\sum_\mu y_\mu(Z_\mu Z_\mu^\top - I_D)`, accumulated in
 chunks (``dense``), or, for the true model with q = 2, applied matrix-free in the d x d
@@ -108,11 +109,20 @@ class CompositionalSampler:
         self.signs = self.rng.choice([-1.0, 1.0], size=self.d1)
         self.b = self.signs * np.arange(1, self.d1 + 1, dtype=float) ** (-float(model.gamma))
         self.g = link_function(model.g)
-        if model.is_identity_link:
+        if model.is_identity_link and kind == "ge":
             self.mean, self.std = 0.0, float(np.sqrt(2 * np.sum(self.b**2)))
-        else:  # the law of s depends on b only: standardize once from the latent law
-            pilot = np.random.default_rng(np.random.SeedSequence([int(seed), 7])).standard_normal((400_000, self.d1))
-            gs = self.g((pilot**2 - 1) @ self.b)
+        else:
+            # the true model's h_i are quadratic forms of x, not Gaussian, so Var He2(h_i) != 2 and the
+            # law of s depends on A; with another g_star the moments are not closed-form either.
+            # Standardize once from a pilot sample drawn from its own stream.
+            self.mean, self.std = 0.0, 1.0
+            pilot = np.random.default_rng(np.random.SeedSequence([int(seed), self.D, 7]))
+            gs = []
+            for _ in range(10):
+                z = pilot.standard_normal((20_000, self.D if kind == "ge" else model.d))
+                Z = z if kind == "ge" else self.features(z)
+                gs.append(self.g(((Z @ self.A) ** 2 - 1) @ self.b))
+            gs = np.concatenate(gs)
             self.mean, self.std = float(gs.mean()), float(gs.std())
 
     def features(self, X):
@@ -160,8 +170,8 @@ def matrix_free_layer1(X: np.ndarray, y: np.ndarray, k: int, tol: float = 1e-8):
 
 def run_layerwise(model: CompositionalModel, n: int, seed: int, kind: str = "ge", D: int | None = None,
                   layer1: str = "auto", n_test: int = 20_000, chunk: int = 4096, fresh_split: bool = False,
-                  keep: str = "top") -> dict:
-    """Draw n samples, run the layer-wise algorithm, return the metrics.
+                  keep: str = "top", layer2: str = "auto") -> dict:
+    r"""Draw n samples, run the layer-wise algorithm, return the metrics.
 
     Metrics: ``nmse`` (test-set mean squared error / Var y, Var y = 1), ``subspace_overlap``
     = ||A^T A_hat||_F^2 / d1, ``feature_proj`` (||P_sel A_i||^2 on the selected outliers,
@@ -170,6 +180,9 @@ def run_layerwise(model: CompositionalModel, n: int, seed: int, kind: str = "ge"
     1/2), ``k_sel`` (outliers selected from the data: beyond the edges of psi of the empirical
     labels, both signs), ``eigenvalues`` (the d1 largest |eigenvalue| of M1).
     ``fresh_split`` fits layer 2 and the readout on n fresh samples instead of reusing them.
+    ``layer2``: "auto" (moment for GE, lstsq for the true model), "moment" (THEORY 3's :math:`\hat B`, exact in law for Gaussian :math:`\hat h`, i.e. GE) or
+    "lstsq" (B fitted by least squares on :math:`\hat h_i\hat h_j - \delta_{ij}`: the true model's
+    :math:`\hat h` are quadratic forms of x, not Gaussian, and the moment estimator is biased there).
     ``keep``: "top" (THEORY 3: the d1 eigenvectors of largest |eigenvalue| feed layer 2) or
     "outliers" (only the selected outliers, as the Model S estimator does). With "top" and
     reused samples, the bulk eigenvectors among the top d1 enter layer 2 with
@@ -178,6 +191,10 @@ def run_layerwise(model: CompositionalModel, n: int, seed: int, kind: str = "ge"
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 10:
         raise ValueError(f"n: the number of samples must be an integer >= 10, got {n!r}")
+    if layer2 not in ("auto", "moment", "lstsq"):
+        raise ValueError(f"layer2: must be 'auto', 'moment' or 'lstsq', got {layer2!r}")
+    if layer2 == "auto":
+        layer2 = "moment" if kind == "ge" else "lstsq"
     if keep not in ("top", "outliers"):
         raise ValueError(f"keep: must be 'top' or 'outliers', got {keep!r}")
     if layer1 not in ("auto", "dense", "matrix_free"):
@@ -232,6 +249,21 @@ def run_layerwise(model: CompositionalModel, n: int, seed: int, kind: str = "ge"
     H = np.vstack([hhat(x2[s: s + chunk]) for s in range(0, n, chunk)]) if Z2 is None else Z2 @ A2
     B = (H.T * y2) @ H / (2 * n) - y2.mean() / 2 * np.eye(A2.shape[1])
 
+    if layer2 == "lstsq":  # B by least squares on the quadratic forms of h_hat (non-Gaussian h_hat)
+        iu = np.triu_indices(A2.shape[1])
+
+        def quad(Hm):
+            Q = Hm[:, iu[0]] * Hm[:, iu[1]]
+            Q[:, iu[0] == iu[1]] -= 1.0
+            return Q
+
+        Q = quad(H)
+        c = np.linalg.lstsq(np.column_stack([np.ones(len(Q)), Q]), y2, rcond=None)[0]
+        B = np.zeros((A2.shape[1], A2.shape[1]))
+        B[iu] = c[1:]
+        B = (B + B.T) / 2
+        # x^T B x - tr B reproduces sum_{i<=j} c_ij (h_i h_j - delta_ij) with the off-diagonal c split in two
+
     def shat(Hm):
         return np.einsum("ij,jk,ik->i", Hm, B, Hm) - np.trace(B)
 
@@ -240,7 +272,7 @@ def run_layerwise(model: CompositionalModel, n: int, seed: int, kind: str = "ge"
     coef = np.linalg.lstsq(V, y2, rcond=None)[0]
     xt, _, yt = smp.draw(n_test)
     pred = np.vander(shat(hhat(xt)), degree + 1, increasing=True) @ coef
-    nmse = float(np.mean((pred - yt) ** 2))
+    nmse = float(np.mean((pred - yt) ** 2) / np.var(yt))
     return {"kind": kind, "n": int(n), "D": Dm, "d1": d1, "seed": int(seed), "layer1": layer1,
             "nmse": nmse, "nmse_sem": float(np.std((pred - yt) ** 2, ddof=1) / np.sqrt(n_test)),
             "subspace_overlap": float(O.sum() / d1), "feature_proj": proj, "feature_cos2": O.max(axis=1),

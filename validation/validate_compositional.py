@@ -1,0 +1,135 @@
+"""`cascade validate --model compositional`: Model C, GE and true model side by side, with the
+theory (staircase, NMSE law, layer-1 overlaps) and the non-hierarchical baselines."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from numerics import layer1_prediction
+from theory import CompositionalModel, nmse_law, staircase, thresholds_n
+from theory.symbols import n as n_sym
+
+from .baselines import kernel_ridge, random_features_ridge
+from .compositional import CompositionalSampler, run_layerwise
+from .plots import plt, save
+
+__all__ = ["run_validate_compositional", "format_compositional", "DEFAULT_C_MODEL", "DEFAULT_C_RATIOS"]
+
+DEFAULT_C_MODEL = dict(d=30, q=2, eps="1/2", gamma=1)  # D = 465, d1 = 5
+DEFAULT_C_RATIOS = (10, 20, 50, 100, 200)  # n / D
+
+
+def run_validate_compositional(model: CompositionalModel | None = None, ratios=DEFAULT_C_RATIOS, seeds=(0, 1),
+                               outdir="cascade-out", baseline_cap: int = 4000, progress=None) -> dict:
+    model = model or CompositionalModel(**DEFAULT_C_MODEL)
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    D, d = model.D, model.d
+    rows = []
+    total, done = 2 * len(ratios) * len(seeds), 0
+    for kind in ("ge", "true"):
+        for ratio in ratios:
+            n = int(ratio * D)
+            for s in seeds:
+                r = run_layerwise(model, n=n, seed=s, kind=kind)
+                theory = layer1_prediction(model, n=[n], signs=r["signs"])["rho2"][0] if kind == "ge" else \
+                    np.full(model.d1, np.nan)
+                for i in range(model.d1):
+                    rows.append({"kind": kind, "n": n, "log_d_n": np.log(n) / np.log(d), "seed": s, "i": i + 1,
+                                 "proj": r["feature_proj"][i], "cos2_best": r["feature_cos2"][i],
+                                 "rho2_solver": theory[i], "nmse": r["nmse"], "recovered": r["recovered"],
+                                 "k_sel": r["k_sel"], "subspace_overlap": r["subspace_overlap"]})
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+    table = pd.DataFrame(rows)
+    table["staircase"] = [int(staircase(model, int(n))) for n in table["n"]]
+    law = nmse_law(model)
+    table["nmse_law"] = [float(law.subs(n_sym, int(n))) for n in table["n"]]
+    closed = {int(n): layer1_prediction(model, n=[int(n)])["rho2_closed_form"][0] for n in table["n"].unique()}
+    table["rho2_closed_form"] = [closed[int(n)][i - 1] for n, i in zip(table["n"], table["i"])]
+    # baselines on the true model's data at the largest n (kernel n capped)
+    n_b = int(max(ratios) * D)
+    smp = CompositionalSampler(model, 0, "true")
+    X, _, y = smp.draw(n_b)
+    Xt, _, yt = smp.draw(4000)
+    base = [kernel_ridge(X, y, Xt, yt, "rbf", n_cap=baseline_cap),
+            kernel_ridge(X, y, Xt, yt, "poly", degree=2 * model.q, n_cap=baseline_cap),
+            random_features_ridge(X, y, Xt, yt, P=1000)]
+    base = pd.DataFrame(base).assign(n=n_b)
+    table["model_json"] = json.dumps(model.describe())
+    table.to_parquet(outdir / "validate_compositional.parquet", index=False)
+    base.to_parquet(outdir / "validate_compositional_baselines.parquet", index=False)
+    files = plot_compositional(model, table, base, outdir / "validate_compositional")
+    files += [str(outdir / "validate_compositional.parquet"), str(outdir / "validate_compositional_baselines.parquet")]
+    return {"table": table, "baselines": base, "files": files, "model": model, "wall_s": time.perf_counter() - t0}
+
+
+def plot_compositional(model, table, base, path) -> list[str]:
+    d = model.d
+    fig, ax = plt.subplots(1, 3, figsize=(15, 4.2))
+    g = table.groupby(["kind", "n"]).agg(nmse=("nmse", "mean"), nmse_sd=("nmse", "std"), x=("log_d_n", "first"),
+                                          rec=("recovered", "mean"), stair=("staircase", "first"),
+                                          law=("nmse_law", "first")).reset_index()
+    for kind, c in (("ge", "C0"), ("true", "C3")):
+        s = g[g["kind"] == kind]
+        ax[0].errorbar(s["x"], s["nmse"], yerr=s["nmse_sd"].fillna(0), fmt="o-", color=c, ms=4,
+                       label=f"layer-wise ({'Gaussian-equivalent' if kind == 'ge' else 'true model'})")
+        ax[2].plot(s["x"], s["rec"], "o", color=c, label=f"recovered, {kind}")
+    s = g[g["kind"] == "ge"]
+    xs = np.linspace(s["x"].min(), s["x"].max(), 100)
+    law = nmse_law(model)
+    ax[0].plot(xs, [float(law.subs(n_sym, d ** x)) for x in xs], "k--", lw=1, label="NMSE law (THEORY 3)")
+    for j, (_, b) in enumerate(base.iterrows()):
+        ax[0].plot(np.log(b["n"]) / np.log(d), b["nmse"], marker="sx^"[j], ls="none", color="0.3",
+                   label=f"{b['method']} (n used {b['n_used']})")
+    ax[0].set_yscale("log")
+    ax[0].set_xlabel(r"$\log n / \log d$")
+    ax[0].set_ylabel("test NMSE")
+    ax[0].legend(fontsize=7)
+    ge = table[table["kind"] == "ge"].groupby(["i", "n"]).agg(proj=("proj", "mean"), x=("log_d_n", "first"),
+                                                               solver=("rho2_solver", "mean"),
+                                                               cf=("rho2_closed_form", "first")).reset_index()
+    colors = plt.cm.viridis(np.linspace(0, 0.9, model.d1))
+    for i, grp in ge.groupby("i"):
+        ax[1].plot(grp["x"], grp["proj"], "o", color=colors[i - 1], ms=4, label=f"i={i}" if i <= 6 else None)
+        ax[1].plot(grp["x"], grp["solver"], "-", color=colors[i - 1], lw=1.2)
+        ax[1].plot(grp["x"], grp["cf"], ":", color=colors[i - 1], lw=1)
+    ax[1].set_xlabel(r"$\log n / \log d$")
+    ax[1].set_ylabel(r"GE $\rho_i^2$")
+    ax[1].set_title("points: simulation; lines: solver; dotted: closed form", fontsize=9)
+    ax[1].legend(fontsize=7)
+    ns = np.geomspace(table["n"].min(), table["n"].max(), 200)
+    ax[2].step(np.log(ns) / np.log(d), staircase(model, ns), where="post", color="k", label=r"staircase $m_{th}(n)$")
+    for t in thresholds_n(model):
+        ax[2].axvline(np.log(float(t)) / np.log(d), color="0.85", lw=0.8, zorder=0)
+    ax[2].set_xlabel(r"$\log n / \log d$")
+    ax[2].set_ylabel(r"features recovered (principal $\cos^2 > 1/2$)")
+    ax[2].legend(fontsize=7)
+    fig.suptitle(f"Model C: d = {model.d}, q = {model.q}, D = {model.D}, d1 = {model.d1}, gamma = {model.gamma}")
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def format_compositional(res) -> str:
+    t, b, model = res["table"], res["baselines"], res["model"]
+    lines = [f"cascade validate --model compositional: d = {model.d}, q = {model.q}, D = {model.D}, d1 = {model.d1}, "
+             f"gamma = {model.gamma}, seeds = {t['seed'].nunique()}",
+             "per n: test NMSE (GE, true), NMSE law; GE overlaps rho_i^2 (projection on selected outliers) vs solver"]
+    for n, grp in t.groupby("n"):
+        ge, tr = grp[grp["kind"] == "ge"], grp[grp["kind"] == "true"]
+        top = ge.groupby("i")[["proj", "rho2_solver"]].mean().head(3)
+        cells = " ".join(f"{r.proj:.3f}/{r.rho2_solver:.3f}" for r in top.itertuples())
+        lines.append(f"  n = {n:7d} (log_d n = {np.log(n) / np.log(model.d):.2f}): NMSE ge {ge['nmse'].mean():.3f}, "
+                     f"true {tr['nmse'].mean():.3f}, law {grp['nmse_law'].iloc[0]:.3f}; recovered ge "
+                     f"{ge['recovered'].mean():.1f} true {tr['recovered'].mean():.1f} (staircase {grp['staircase'].iloc[0]}); "
+                     f"rho2 1..3 sim/solver {cells}")
+    lines.append("baselines on x (true model, n = %d): " % b["n"].iloc[0] + "; ".join(
+        f"{r.method}: NMSE {r.nmse:.3f} (n used {r.n_used})" for r in b.itertuples()))
+    lines.append(f"wall time {res['wall_s']:.1f} s; wrote: " + ", ".join(res["files"]))
+    return "\n".join(lines)
