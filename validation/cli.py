@@ -391,6 +391,13 @@ def cmd_reproduce(args):
     res = reproduce(args.name, outdir=args.out, full=args.full, jobs=_int(args.jobs, "--jobs"),
                     scheduler=args.scheduler, progress=not args.quiet)
     s = res["summary"]
+    if args.name != "D":
+        extra = ""
+        if args.name == "separation":
+            extra = "\n" + s[["n", "method", "nmse", "n_used"]].to_string(index=False, float_format=lambda v: f"{v:.3f}")
+        if args.name == "S":
+            extra = f"\ncollapse: crossover width ~ d^({res['fit']['width_exponent']:.3f} +- {res['fit']['width_exponent_se']:.3f})"
+        return f"reproduced {args.name} at d = {res['d']}{extra}\nwrote " + ", ".join(res["files"])
     n_ok = int(s["agrees"].sum())
     return (f"reproduced {args.name} at d = {res['d']} with {res['seeds']} seeds "
             f"({res['sweep']['computed']} tasks computed, {res['sweep']['skipped']} reused from the store); "
@@ -492,7 +499,9 @@ def build_parser() -> argparse.ArgumentParser:
     sw.set_defaults(func=cmd_sweep)
 
     rp = sub.add_parser("reproduce", help="regenerate a figure of the seed papers (scaled down unless --full)")
-    rp.add_argument("name", choices=("D",), help="D: [D] MSE, overlaps and spectra")
+    rp.add_argument("name", choices=("D", "S", "separation"),
+                    help="D: [D] MSE, overlaps, spectra; S: [S] NMSE/staircase vs log n/log d, collapse; "
+                         "separation: layer-wise vs kernels")
     rp.add_argument("--full", action="store_true", help="the papers' sizes (d = 1000, 70 seeds; resumable)")
     rp.add_argument("--out", default="cascade-out", help="output directory (default: %(default)s)")
     rp.add_argument("--jobs", default="1", help="local worker processes (default: %(default)s)")

@@ -8,8 +8,11 @@ d = infinity bulk density (their Figs. 2-3: m = 20). The default runs d = 300 wi
 about 90 minutes on 2 cores: the simulations go through the resumable sweep store, so an
 interrupted run continues where it stopped, and ``jobs``/``scheduler`` spread it out).
 
-The figures of [S] (NMSE vs log n / log d, staircase) and the depth separation need the
-Model C simulation, which this release does not have yet.
+``S`` ([S], Wortsman-Zurich et al.): Model C (Gaussian-equivalent, d = 30, q = 2, D = 465,
+d1 = 5) for gamma = 1/2, 1, 3/2: NMSE and the per-feature overlaps against log n / log d with
+the staircase, and the finite-size collapse of a threshold (Model S machinery, THEORY 4).
+``separation``: the true Model C (d = 30), layer-wise against kernel ridge (RBF, polynomial of
+degree 2q) and random-feature ridge at the same n, well below d^(2q).
 
 Every figure is written as PNG and PDF next to the Parquet table it was drawn from;
 ``cascade plot TABLE`` redraws it from the table alone.
@@ -74,7 +77,115 @@ def reproduce_D(outdir, full: bool = False, jobs: int = 1, scheduler=None, store
     return {"files": files, "summary": summary, "sweep": run, "d": d, "seeds": seeds}
 
 
-FIGURES = {"D": reproduce_D}
+def reproduce_S(outdir, full: bool = False, jobs: int = 1, scheduler=None, store=None, progress=True,
+                d: int | None = None, seeds: int | None = None) -> dict:
+    """[S] figure types: NMSE / overlaps / staircase vs log n / log d for several gamma, and a collapse."""
+    from theory import CompositionalModel
+
+    from .finite_size import finite_size_study, plot_finite_size
+    from .validate_compositional import plot_compositional, run_validate_compositional
+
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    d = d or (40 if full else 30)
+    nseeds = seeds or (8 if full else 2)
+    files, tables = [], []
+    for gamma in ("1/2", "1", "3/2"):
+        model = CompositionalModel(d=d, eps="1/2", gamma=gamma)
+        sub = outdir / f"S_gamma_{gamma.replace('/', '_')}"
+        res = run_validate_compositional(model, ratios=(10, 20, 50, 100, 200), seeds=range(nseeds), outdir=sub,
+                                         baseline_cap=2000)
+        files += [f for f in res["files"] if f.endswith(".png")]
+        tables.append(res["table"].assign(gamma=gamma))
+    table = pd.concat(tables, ignore_index=True)
+    table.to_parquet(outdir / "reproduce_S.parquet", index=False)
+    files += plot_S(table, outdir / "reproduce_S")
+    study = finite_size_study(HierarchicalModel(m=1, link="He2", preprocessing="clip(y, -1, 3)"),
+                              ds=(100, 200, 400, 800) if not full else (250, 500, 1000, 2000),
+                              seeds=range(8 if not full else 24))
+    study["summary"].to_parquet(outdir / "reproduce_S_collapse.parquet", index=False)
+    files += plot_finite_size(study, outdir / "reproduce_S_collapse")
+    files += [str(outdir / "reproduce_S.parquet"), str(outdir / "reproduce_S_collapse.parquet")]
+    return {"files": files, "summary": table, "d": d, "seeds": nseeds, "fit": study["fit"],
+            "sweep": {"computed": len(table), "skipped": 0}}
+
+
+def plot_S(table, path) -> list[str]:
+    """NMSE vs log n / log d for each gamma (GE and true), with the NMSE law."""
+    from .plots import plt, save
+
+    fig, ax = plt.subplots(1, 2, figsize=(11, 4.2))
+    for j, (gamma, grp) in enumerate(table.groupby("gamma")):
+        c = f"C{j}"
+        for kind, ls in (("ge", "o-"), ("true", "s:")):
+            g = grp[grp["kind"] == kind].groupby("n").agg(x=("log_d_n", "first"), nmse=("nmse", "mean"),
+                                                            rec=("recovered", "mean"), st=("staircase", "first"))
+            ax[0].plot(g["x"], g["nmse"], ls, color=c, ms=4, label=f"gamma = {gamma}, {kind}")
+            if kind == "ge":
+                ax[1].plot(g["x"], g["rec"], "o", color=c, label=f"recovered (GE), gamma = {gamma}")
+                ax[1].step(g["x"], g["st"], where="post", color=c, lw=1, label=f"staircase, gamma = {gamma}")
+        law = grp[grp["kind"] == "ge"].groupby("n").agg(x=("log_d_n", "first"), law=("nmse_law", "first"))
+        ax[0].plot(law["x"], law["law"], "--", color=c, lw=1)
+    ax[0].set_yscale("log")
+    ax[0].set_xlabel(r"$\log n / \log d$")
+    ax[0].set_ylabel("test NMSE (dashed: NMSE law)")
+    ax[0].legend(fontsize=7)
+    ax[1].set_xlabel(r"$\log n / \log d$")
+    ax[1].set_ylabel("features recovered")
+    ax[1].legend(fontsize=7)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def reproduce_separation(outdir, full: bool = False, jobs: int = 1, scheduler=None, store=None, progress=True,
+                         d: int | None = None, seeds: int | None = None) -> dict:
+    """Layer-wise vs kernel baselines on the true Model C at the same n (table + figure)."""
+    from theory import CompositionalModel
+
+    from .baselines import kernel_ridge, random_features_ridge
+    from .compositional import CompositionalSampler, run_layerwise
+    from .plots import plt, save
+
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    model = CompositionalModel(d=d or 30, eps="1/2", gamma=1)
+    rows = []
+    for ratio in (20, 50, 200):
+        n = int(ratio * model.D)
+        r = run_layerwise(model, n=n, seed=0, kind="true")
+        smp = CompositionalSampler(model, 0, "true")
+        X, _, y = smp.draw(n)
+        Xt, _, yt = smp.draw(4000)
+        rows.append({"n": n, "method": "layer-wise (true model)", "nmse": r["nmse"], "n_used": n})
+        for b in (kernel_ridge(X, y, Xt, yt, "rbf", n_cap=6000 if full else 3000),
+                  kernel_ridge(X, y, Xt, yt, "poly", degree=2 * model.q, n_cap=6000 if full else 3000),
+                  random_features_ridge(X, y, Xt, yt, P=2000 if full else 1000)):
+            rows.append({"n": n, "method": b["method"], "nmse": b["nmse"], "n_used": b["n_used"]})
+    table = pd.DataFrame(rows).assign(d=model.d, D=model.D, model_json=json.dumps(model.describe()))
+    table["log_d_n"] = np.log(table["n"]) / np.log(model.d)
+    table.to_parquet(outdir / "reproduce_separation.parquet", index=False)
+    files = plot_separation(table, outdir / "reproduce_separation") + [str(outdir / "reproduce_separation.parquet")]
+    return {"files": files, "summary": table, "d": model.d, "seeds": 1, "sweep": {"computed": len(table), "skipped": 0}}
+
+
+def plot_separation(table, path) -> list[str]:
+    """Test NMSE of the layer-wise method and the baselines against log n / log d."""
+    from .plots import plt, save
+
+    d, q = int(table["d"].iloc[0]), json.loads(table["model_json"].iloc[0])["q"]
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for method, g in table.groupby("method"):
+        ax.plot(g["log_d_n"], g["nmse"], "o-", label=method)
+    ax.axvline(2 * q, color="0.6", ls="--", label=r"$n = d^{2q}$ (kernel scale)")
+    ax.set_xlabel(r"$\log n / \log d$")
+    ax.set_ylabel("test NMSE")
+    ax.set_yscale("log")
+    ax.set_title(f"depth separation: true Model C, d = {d}, q = {q}")
+    ax.legend(fontsize=7)
+    return save(fig, path)
+
+
+FIGURES = {"D": reproduce_D, "S": reproduce_S, "separation": reproduce_separation}
 
 
 def reproduce(name: str, outdir="cascade-out", **kw) -> dict:
@@ -86,17 +197,22 @@ def reproduce(name: str, outdir="cascade-out", **kw) -> dict:
 
 def plot_table(path, out=None) -> list[str]:
     """Redraw a figure from a stored table: a comparison summary (``validate_summary.parquet``,
-    ``reproduce_D.parquet``) or a spectra table (``reproduce_D_spectra.parquet``). Only the
-    d = infinity curves are recomputed (they take a second); no simulation runs."""
+    ``reproduce_D.parquet``), a spectra table (``reproduce_D_spectra.parquet``),
+    ``reproduce_S.parquet`` or ``reproduce_separation.parquet``. Only d = infinity curves
+    are recomputed (they take a second); no simulation runs."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"table: no such file {str(path)!r}")
     df = pd.read_parquet(path)
+    out = Path(out) if out else path.with_name(path.stem + "_redrawn")
+    if {"method", "nmse", "log_d_n"} <= set(df.columns):
+        return plot_separation(df, out)
+    if {"kind", "log_d_n", "gamma", "staircase"} <= set(df.columns):
+        return plot_S(df, out)
     if "model_json" not in df.columns:
         raise ValueError("table: it carries no model_json column; redraw works on tables written by "
                          "cascade validate / reproduce")
     model = HierarchicalModel.from_description(json.loads(df["model_json"].iloc[0]))
-    out = Path(out) if out else path.with_name(path.stem + "_redrawn")
     if {"alpha", "eigenvalue", "d"} <= set(df.columns) and "q_sim" not in df.columns:
         spectra = {a: g["eigenvalue"].to_numpy() for a, g in df.groupby("alpha")}
         return plot_spectra(model, spectra, int(df["d"].iloc[0]), out)

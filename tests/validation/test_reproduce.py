@@ -27,3 +27,20 @@ def test_plot_refuses_foreign_tables(tmp_path, capsys):
     assert "model_json" in capsys.readouterr().err
     with pytest.raises(ValueError, match="unknown figure"):
         reproduce("Z", outdir=tmp_path)
+
+
+def test_reproduce_separation_small_and_redraw(tmp_path):
+    res = reproduce("separation", outdir=tmp_path, d=12)
+    t = res["summary"]
+    assert set(t["method"]) == {"layer-wise (true model)", "KRR rbf", "KRR poly deg 4", "RF ridge P=1000"}
+    assert all((tmp_path / p.split("/")[-1]).exists() for p in res["files"])
+    assert plot_table(tmp_path / "reproduce_separation.parquet", tmp_path / "again")
+
+
+@pytest.mark.slow
+def test_reproduce_S_small(tmp_path):
+    res = reproduce("S", outdir=tmp_path, d=12, seeds=1)
+    t = pd.read_parquet(tmp_path / "reproduce_S.parquet")
+    assert set(t["gamma"]) == {"1/2", "1", "3/2"} and set(t["kind"]) == {"ge", "true"}
+    assert plot_table(tmp_path / "reproduce_S.parquet", tmp_path / "again")
+    assert "width_exponent" in res["fit"]
