@@ -65,10 +65,56 @@ def bench_sweep(quick: bool = False) -> list[dict]:
     return [row]
 
 
+def bench_layer1(quick: bool = False) -> list[dict]:
+    """Model C matrix-free layer 1 (q = 2): one operator application against a raw numpy
+    X^T diag(w) X plus X M of the same shapes, as a throughput ratio; and the peak memory of
+    one pipeline run at the default d of `cascade validate --model compositional`."""
+    from theory import CompositionalModel
+
+    from .compositional import CompositionalSampler, sym_to_vec, vec_to_sym
+
+    d, n = (40, 20_000) if quick else (60, 60_000)
+    model = CompositionalModel(d=d, eps="1/2", gamma=1)
+    X, _, y = CompositionalSampler(model, 0, "true").draw(n)
+    a = np.random.default_rng(1).standard_normal(model.D)
+    def ours():
+        M = vec_to_sym(a.reshape(-1, 1), d)[0]
+        u = np.einsum("ij,ij->i", X @ M, X) - np.trace(M)
+        w = y * u
+        out = (X.T * w) @ X - w.sum() * np.eye(d) - 2 * y.sum() * M
+        return sym_to_vec(out[None] / (4 * n))
+
+    M0 = vec_to_sym(a.reshape(-1, 1), d)[0]
+
+    def raw():
+        XM = X @ M0
+        return (X.T * XM[:, 0]) @ X
+
+    t_ours, t_raw = _timeit(ours, 5), _timeit(raw, 5)
+    rows = [{"name": f"Model C layer-1 operator d={d} (D={model.D}), n={n}", "ours_s": t_ours,
+             "numpy_matmul_s": t_raw, "throughput_ratio": t_raw / t_ours}]
+    # peak memory of one pipeline run in a fresh process (this one already holds other benchmarks)
+    import subprocess
+    import sys
+
+    # VmHWM (Linux) is the peak of this process image; ru_maxrss would carry the parent's peak across fork
+    code = ("import re, time; from theory import CompositionalModel; "
+            "from validation.compositional import run_layerwise; t = time.perf_counter(); "
+            "r = run_layerwise(CompositionalModel(d=30, eps='1/2', gamma=1), n=93000, seed=0, kind='{k}'); "
+            "hwm = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()); "
+            "print(time.perf_counter() - t, int(hwm.group(1)) / 1024 if hwm else float('nan'))")
+    for kind in ("true", "ge"):
+        out = subprocess.run([sys.executable, "-c", code.format(k=kind)], capture_output=True, text=True, check=True)
+        wall, rss = (float(v) for v in out.stdout.split()[-2:])
+        rows.append({"name": f"Model C pipeline d=30 (D=465), n=93000, {kind}", "wall_s": wall, "peak_rss_MB": rss})
+    return rows
+
+
 def run_bench(args) -> str:
     rows = [bench_predict(m=10 if args.quick else 20, n_alphas=50 if args.quick else 200)]
     if getattr(args, "sweep", False):
         rows.extend(bench_sweep(quick=args.quick))
+    rows.extend(bench_layer1(quick=args.quick))
     try:
         from .simulate import bench_accumulation
 
