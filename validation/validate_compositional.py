@@ -13,7 +13,7 @@ from numerics import layer1_prediction
 from theory import CompositionalModel, nmse_law, staircase, thresholds_n
 from theory.symbols import n as n_sym
 
-from .baselines import kernel_ridge, random_features_ridge
+from .baselines import kernel_ridge, random_features_ridge, shallow_spectral
 from .compositional import CompositionalSampler, run_layerwise
 from .plots import plt, save
 
@@ -60,7 +60,8 @@ def run_validate_compositional(model: CompositionalModel | None = None, ratios=D
     Xt, _, yt = smp.draw(4000)
     base = [kernel_ridge(X, y, Xt, yt, "rbf", n_cap=baseline_cap),
             kernel_ridge(X, y, Xt, yt, "poly", degree=2 * model.q, n_cap=baseline_cap),
-            random_features_ridge(X, y, Xt, yt, P=1000)]
+            random_features_ridge(X, y, Xt, yt, P=1000),
+            shallow_spectral(X, y, Xt, yt, degree=2 * model.q)]
     base = pd.DataFrame(base).assign(n=n_b)
     table["model_json"] = json.dumps(model.describe())
     table.to_parquet(outdir / "validate_compositional.parquet", index=False)
@@ -86,7 +87,7 @@ def plot_compositional(model, table, base, path) -> list[str]:
     law = nmse_law(model)
     ax[0].plot(xs, [float(law.subs(n_sym, d ** x)) for x in xs], "k--", lw=1, label="NMSE law (THEORY 3)")
     for j, (_, b) in enumerate(base.iterrows()):
-        ax[0].plot(np.log(b["n"]) / np.log(d), b["nmse"], marker="sx^"[j], ls="none", color="0.3",
+        ax[0].plot(np.log(b["n"]) / np.log(d), b["nmse"], marker="sx^v"[j % 4], ls="none", color="0.3",
                    label=f"{b['method']} (n used {b['n_used']})")
     ax[0].set_yscale("log")
     ax[0].set_xlabel(r"$\log n / \log d$")

@@ -32,7 +32,8 @@ def test_plot_refuses_foreign_tables(tmp_path, capsys):
 def test_reproduce_separation_small_and_redraw(tmp_path):
     res = reproduce("separation", outdir=tmp_path, d=12)
     t = res["summary"]
-    assert set(t["method"]) == {"layer-wise (true model)", "KRR rbf", "KRR poly deg 4", "RF ridge P=1000"}
+    assert set(t["method"]) == {"layer-wise (true model)", "KRR rbf", "KRR poly deg 4", "RF ridge P=1000",
+                                "shallow spectral on x"}
     assert all((tmp_path / p.split("/")[-1]).exists() for p in res["files"])
     assert plot_table(tmp_path / "reproduce_separation.parquet", tmp_path / "again")
 
