@@ -163,3 +163,13 @@ def test_local_nmse_exponent_matches_the_theory_curve():
     s_sim = np.polyfit(np.log(alphas), np.log(sim), 1)[0]
     s_th = np.polyfit(np.log(alphas), np.log(th), 1)[0]
     assert abs(s_sim - s_th) <= 0.1
+
+
+@pytest.mark.parametrize("kwargs, text", [({"layers": 0}, "layers"), ({"K": 50, "P": 10}, "K:"),
+                                          ({"activation": "gelu"}, "activation")])
+def test_lofi_bad_input(kwargs, text):
+    from validation.lofi import lofi
+
+    X = np.random.default_rng(0).standard_normal((50, 3))
+    with pytest.raises(ValueError, match=text):
+        lofi(X, X[:, 0], X, X[:, 0], **kwargs)
