@@ -20,3 +20,6 @@ __all__ += ["conditional_second_moment", "optimal_preprocessing", "optimal_thres
 from .compositional import layer1_model, layer1_prediction  # noqa: E402
 
 __all__ += ["layer1_model", "layer1_prediction"]
+from .quadratic_chaos import population_layer1  # noqa: E402
+
+__all__ += ["population_layer1"]
