@@ -49,43 +49,17 @@ import time
 import numpy as np
 
 from numerics.label_law import link_function
+from numerics.quadratic_chaos import second_chaos, sym_to_vec, vec_to_sym
 from theory import CompositionalModel
 
 from .readout import hermite_product_features
 from .simulate import _Accumulator, empirical_bulk_edge
 
-__all__ = ["CompositionalSampler", "run_layerwise", "matrix_free_layer1", "sym_to_vec", "vec_to_sym"]
+__all__ = ["CompositionalSampler", "run_layerwise", "matrix_free_layer1", "layer1_matvec", "sym_to_vec", "vec_to_sym"]
 
 
 def _model_hash(model: CompositionalModel) -> int:
     return int(hashlib.sha256(json.dumps(model.describe(), sort_keys=True).encode()).hexdigest()[:8], 16)
-
-
-# --- q = 2 coordinates: R^D <-> symmetric d x d ---------------------------------------------
-def _pairs(d):
-    iu = [(i, j) for i in range(d) for j in range(i, d)]  # combinations_with_replacement order
-    return np.array([p[0] for p in iu]), np.array([p[1] for p in iu])
-
-
-def vec_to_sym(a: np.ndarray, d: int) -> np.ndarray:
-    """Columns of a (D x k) -> k symmetric matrices (k x d x d) with <Z(x), a> = x^T M x - tr M."""
-    a = a.reshape(a.shape[0], -1)
-    I, J = _pairs(d)
-    M = np.zeros((a.shape[1], d, d))
-    diag = I == J
-    M[:, I[diag], J[diag]] = a[diag].T / np.sqrt(2)
-    M[:, I[~diag], J[~diag]] = a[~diag].T / 2
-    M[:, J[~diag], I[~diag]] = a[~diag].T / 2
-    return M
-
-
-def sym_to_vec(M: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`vec_to_sym`: (k x d x d) -> (D x k)."""
-    d = M.shape[-1]
-    I, J = _pairs(d)
-    diag = I == J
-    out = np.where(diag[:, None], np.sqrt(2) * M[:, I, J].T, 2 * M[:, I, J].T)
-    return out
 
 
 class CompositionalSampler:
@@ -142,27 +116,40 @@ class CompositionalSampler:
         return inputs, Z, y
 
 
-def matrix_free_layer1(X: np.ndarray, y: np.ndarray, k: int, tol: float = 1e-8):
-    """Top-k eigenpairs by |eigenvalue| of M1 for the true model with q = 2, matrix-free.
+def layer1_matvec(X: np.ndarray, y: np.ndarray, estimator: str = "plain"):
+    r"""The map :math:`a \mapsto M_1 a` of the true model (q = 2) in the d x d form, O(n d^2).
 
-    ARPACK (``scipy.sparse.linalg.eigsh``, which="LM") on a LinearOperator over R^D whose
-    product costs O(n d^2); converged to ``tol`` relative (ARPACK's own criterion).
-    Returns (eigenvalues, D x k eigenvectors).
+    ``estimator="wick"`` subtracts :math:`\frac12(\hat C_2M + M\hat C_2)`,
+    :math:`\hat C_2 = \frac1n\sum_\mu y_\mu(x_\mu x_\mu^\top - I)`: the per-sample degree-4 Wick
+    product (``numerics.quadratic_chaos``).
     """
-    from scipy.sparse.linalg import LinearOperator, eigsh
-
     n, d = X.shape
-    D = d * (d + 1) // 2
     ysum = float(y.sum())
+    C2 = ((X.T * y) @ X - ysum * np.eye(d)) / n if estimator == "wick" else None
 
     def matvec(a):
         M = vec_to_sym(np.asarray(a, dtype=float).reshape(-1, 1), d)[0]
         u = np.einsum("ij,ij->i", X @ M, X) - np.trace(M)
         w = y * u
-        out = (X.T * w) @ X - w.sum() * np.eye(d) - 2 * ysum * M
-        return sym_to_vec(out[None] / (4 * n))[:, 0]
+        out = ((X.T * w) @ X - w.sum() * np.eye(d) - 2 * ysum * M) / (4 * n)
+        if C2 is not None:
+            out -= (C2 @ M + M @ C2) / 2
+        return sym_to_vec(out[None])[:, 0]
 
-    op = LinearOperator((D, D), matvec=matvec, dtype=float)
+    return matvec
+
+
+def matrix_free_layer1(X: np.ndarray, y: np.ndarray, k: int, tol: float = 1e-8, estimator: str = "plain"):
+    """Top-k eigenpairs by |eigenvalue| of M1 for the true model with q = 2, matrix-free.
+
+    ARPACK (``scipy.sparse.linalg.eigsh``, which="LM") on a LinearOperator over R^D whose
+    product (:func:`layer1_matvec`) costs O(n d^2); converged to ``tol`` relative (ARPACK's
+    own criterion). Returns (eigenvalues, D x k eigenvectors).
+    """
+    from scipy.sparse.linalg import LinearOperator, eigsh
+
+    D = X.shape[1] * (X.shape[1] + 1) // 2
+    op = LinearOperator((D, D), matvec=layer1_matvec(X, y, estimator), dtype=float)
     vals, vecs = eigsh(op, k=k, which="LM", tol=tol)
     order = np.argsort(-np.abs(vals))
     return vals[order], vecs[:, order]
@@ -170,15 +157,17 @@ def matrix_free_layer1(X: np.ndarray, y: np.ndarray, k: int, tol: float = 1e-8):
 
 def run_layerwise(model: CompositionalModel, n: int, seed: int, kind: str = "ge", D: int | None = None,
                   layer1: str = "auto", n_test: int = 20_000, chunk: int = 4096, fresh_split: bool = False,
-                  keep: str = "top", layer2: str = "auto") -> dict:
+                  keep: str = "top", layer2: str = "auto", estimator: str = "plain") -> dict:
     r"""Draw n samples, run the layer-wise algorithm, return the metrics.
 
     Metrics: ``nmse`` (test-set mean squared error / Var y, Var y = 1), ``subspace_overlap``
     = ||A^T A_hat||_F^2 / d1, ``feature_proj`` (||P_sel A_i||^2 on the selected outliers,
-    THEORY 5), ``feature_cos2`` (best-match <A_i, A_hat_j>^2), ``principal_cos2`` (the
-    squared singular values of A^T A_hat, decreasing), ``recovered`` (# principal cos^2 >
-    1/2), ``k_sel`` (outliers selected from the data: beyond the edges of psi of the empirical
-    labels, both signs), ``eigenvalues`` (the d1 largest |eigenvalue| of M1).
+    THEORY 5), ``feature_proj_top`` (||P A_i||^2 on all d1 kept eigenvectors),
+    ``feature_cos2`` (best-match <A_i, A_hat_j>^2), ``principal_cos2`` (the squared singular
+    values of A^T A_hat, decreasing), ``recovered`` (# principal cos^2 > 1/2), ``k_sel``
+    (outliers selected from the data: beyond the edges of psi of the empirical labels, both
+    signs; for the true model of the effective labels :math:`y\,|Z|^2/D`), ``eigenvalues``
+    (the d1 largest |eigenvalue| of M1).
     ``fresh_split`` fits layer 2 and the readout on n fresh samples instead of reusing them.
     ``layer2``: "auto" (moment for GE, lstsq for the true model), "moment" (THEORY 3's :math:`\hat B`, exact in law for Gaussian :math:`\hat h`, i.e. GE) or
     "lstsq" (B fitted by least squares on :math:`\hat h_i\hat h_j - \delta_{ij}`: the true model's
@@ -188,6 +177,10 @@ def run_layerwise(model: CompositionalModel, n: int, seed: int, kind: str = "ge"
     reused samples, the bulk eigenvectors among the top d1 enter layer 2 with
     :math:`\hat B = \hat A^\top M_1 \hat A = \mathrm{diag}(\lambda)`, i.e. with weights equal
     to their (edge) eigenvalues: fitted noise, which the NMSE pays for.
+    ``estimator``: "plain" (THEORY 3's :math:`M_1`) or "wick" (true model, q = 2: each sample's
+    degree-4 Wick product, i.e. :math:`M_1 - \frac12(\hat C_2\cdot + \cdot\hat C_2)`, which removes
+    the degree-2 chaos part of the spurious spectrum; ``numerics.quadratic_chaos``). In the
+    GE model :math:`ZZ^\top - I` is already Wick-ordered and the two coincide.
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 10:
         raise ValueError(f"n: the number of samples must be an integer >= 10, got {n!r}")
@@ -197,6 +190,10 @@ def run_layerwise(model: CompositionalModel, n: int, seed: int, kind: str = "ge"
         layer2 = "moment" if kind == "ge" else "lstsq"
     if keep not in ("top", "outliers"):
         raise ValueError(f"keep: must be 'top' or 'outliers', got {keep!r}")
+    if estimator not in ("plain", "wick"):
+        raise ValueError(f"estimator: must be 'plain' or 'wick', got {estimator!r}")
+    if estimator == "wick" and kind == "true" and model.q != 2:
+        raise ValueError("estimator: the Wick-ordered layer 1 is implemented for q = 2; use 'plain'")
     if layer1 not in ("auto", "dense", "matrix_free"):
         raise ValueError(f"layer1: must be 'auto', 'dense' or 'matrix_free', got {layer1!r}")
     smp = CompositionalSampler(model, seed, kind, D)
@@ -208,7 +205,7 @@ def run_layerwise(model: CompositionalModel, n: int, seed: int, kind: str = "ge"
     if n <= d1:
         raise ValueError(f"n: {n} samples cannot estimate d1 = {d1} features")
     t0 = time.perf_counter()
-    inputs, ys = [], []
+    inputs, ys, r2s = [], [], []
     acc = _Accumulator(Dm, np.float64) if layer1 == "dense" else None
     for start in range(0, n, chunk):
         m = min(chunk, n - start)
@@ -217,18 +214,26 @@ def run_layerwise(model: CompositionalModel, n: int, seed: int, kind: str = "ge"
             acc.add(Z, y)
         inputs.append(x)
         ys.append(y)
+        r2s.append(np.einsum("ij,ij->i", Z, Z) / Dm)
     X, y = np.vstack(inputs), np.concatenate(ys)
+    wick = estimator == "wick" and kind == "true"
     if layer1 == "dense":
         M1 = (acc.matrix(n) - y.mean() * np.eye(Dm)) / 2
+        if wick:
+            M1 -= second_chaos(((X.T * y) @ X - y.sum() * np.eye(model.d)) / n)
         vals, vecs = np.linalg.eigh(M1)
         order = np.argsort(-np.abs(vals))
         vals, vecs = vals[order], vecs[:, order]
     else:
-        vals, vecs = matrix_free_layer1(X, y, d1)
+        vals, vecs = matrix_free_layer1(X, y, d1, estimator="wick" if wick else "plain")
     A_hat = vecs[:, :d1]
-    # outliers from the data alone: the psi edge of the empirical labels on each side (M1 = D_n / 2)
-    _, cut_hi = empirical_bulk_edge(y, n / Dm, Dm)
-    _, cut_lo = empirical_bulk_edge(-y, n / Dm, Dm)
+    # outliers from the data alone: the psi edge of the empirical labels on each side (M1 = D_n / 2).
+    # The true model's Z(x) = r u is elliptical: r^2 = |Z|^2 / D = (|x|^4 - 2|x|^2 + d) / (2D) for q = 2
+    # fluctuates by ~2 sqrt(2/d) (50% at d = 30) and is a function of |x| that y depends on, so its
+    # noise is that of the effective label tau = y r^2 (docs/compositional.md: 'elliptical noise').
+    tau = y if kind == "ge" else y * np.concatenate(r2s)
+    _, cut_hi = empirical_bulk_edge(tau, n / Dm, Dm)
+    _, cut_lo = empirical_bulk_edge(-tau, n / Dm, Dm)
     sel = (vals[:d1] > cut_hi / 2) | (vals[:d1] < -cut_lo / 2)
     O = (smp.A.T @ A_hat) ** 2  # d1 x d1
     proj = O[:, sel].sum(axis=1)
@@ -274,8 +279,10 @@ def run_layerwise(model: CompositionalModel, n: int, seed: int, kind: str = "ge"
     pred = np.vander(shat(hhat(xt)), degree + 1, increasing=True) @ coef
     nmse = float(np.mean((pred - yt) ** 2) / np.var(yt))
     return {"kind": kind, "n": int(n), "D": Dm, "d1": d1, "seed": int(seed), "layer1": layer1,
+            "estimator": "wick" if wick else "plain",
             "nmse": nmse, "nmse_sem": float(np.std((pred - yt) ** 2, ddof=1) / np.sqrt(n_test)),
-            "subspace_overlap": float(O.sum() / d1), "feature_proj": proj, "feature_cos2": O.max(axis=1),
+            "subspace_overlap": float(O.sum() / d1), "feature_proj": proj, "feature_proj_top": O.sum(axis=1),
+            "feature_cos2": O.max(axis=1),
             "principal_cos2": cos2, "recovered": int(np.sum(cos2 > 0.5)), "k_sel": int(sel.sum()),
             "eigenvalues": vals[:d1], "signs": smp.signs, "wall_layer1_s": t1 - t0,
             "wall_s": time.perf_counter() - t0, "_A_hat": A_hat}
