@@ -31,16 +31,17 @@ def run_validate_compositional(model: CompositionalModel | None = None, ratios=D
     t0 = time.perf_counter()
     D, d = model.D, model.d
     rows = []
-    total, done = 2 * len(ratios) * len(seeds), 0
-    for kind in ("ge", "true"):
+    series = (("ge", "ge", "plain"), ("true", "true", "plain"), ("true-wick", "true", "wick"))
+    total, done = len(series) * len(ratios) * len(seeds), 0
+    for label, kind, estimator in series:
         for ratio in ratios:
             n = int(ratio * D)
             for s in seeds:
-                r = run_layerwise(model, n=n, seed=s, kind=kind)
+                r = run_layerwise(model, n=n, seed=s, kind=kind, estimator=estimator)
                 theory = layer1_prediction(model, n=[n], signs=r["signs"])["rho2"][0] if kind == "ge" else \
                     np.full(model.d1, np.nan)
                 for i in range(model.d1):
-                    rows.append({"kind": kind, "n": n, "log_d_n": np.log(n) / np.log(d), "seed": s, "i": i + 1,
+                    rows.append({"kind": label, "estimator": estimator, "n": n, "log_d_n": np.log(n) / np.log(d), "seed": s, "i": i + 1,
                                  "proj": r["feature_proj"][i], "cos2_best": r["feature_cos2"][i],
                                  "rho2_solver": theory[i], "nmse": r["nmse"], "recovered": r["recovered"],
                                  "k_sel": r["k_sel"], "subspace_overlap": r["subspace_overlap"]})
@@ -77,10 +78,11 @@ def plot_compositional(model, table, base, path) -> list[str]:
     g = table.groupby(["kind", "n"]).agg(nmse=("nmse", "mean"), nmse_sd=("nmse", "std"), x=("log_d_n", "first"),
                                           rec=("recovered", "mean"), stair=("staircase", "first"),
                                           law=("nmse_law", "first")).reset_index()
-    for kind, c in (("ge", "C0"), ("true", "C3")):
+    names = {"ge": "Gaussian-equivalent", "true": "true model", "true-wick": "true model, Wick-ordered M1"}
+    for kind, c in (("ge", "C0"), ("true", "C3"), ("true-wick", "C2")):
         s = g[g["kind"] == kind]
         ax[0].errorbar(s["x"], s["nmse"], yerr=s["nmse_sd"].fillna(0), fmt="o-", color=c, ms=4,
-                       label=f"layer-wise ({'Gaussian-equivalent' if kind == 'ge' else 'true model'})")
+                       label=f"layer-wise ({names[kind]})")
         ax[2].plot(s["x"], s["rec"], "o", color=c, label=f"recovered, {kind}")
     s = g[g["kind"] == "ge"]
     xs = np.linspace(s["x"].min(), s["x"].max(), 100)
@@ -92,7 +94,7 @@ def plot_compositional(model, table, base, path) -> list[str]:
     ax[0].set_yscale("log")
     ax[0].set_xlabel(r"$\log n / \log d$")
     ax[0].set_ylabel("test NMSE")
-    ax[0].legend(fontsize=7)
+    ax[0].legend(fontsize=7, loc="lower left")
     ge = table[table["kind"] == "ge"].groupby(["i", "n"]).agg(proj=("proj", "mean"), x=("log_d_n", "first"),
                                                                solver=("rho2_solver", "mean"),
                                                                cf=("rho2_closed_form", "first")).reset_index()
@@ -121,14 +123,15 @@ def format_compositional(res) -> str:
     t, b, model = res["table"], res["baselines"], res["model"]
     lines = [f"cascade validate --model compositional: d = {model.d}, q = {model.q}, D = {model.D}, d1 = {model.d1}, "
              f"gamma = {model.gamma}, seeds = {t['seed'].nunique()}",
-             "per n: test NMSE (GE, true), NMSE law; GE overlaps rho_i^2 (projection on selected outliers) vs solver"]
+             "per n: test NMSE (GE, true, true with the Wick-ordered M1), NMSE law; GE overlaps rho_i^2 (projection on selected outliers) vs solver"]
     for n, grp in t.groupby("n"):
-        ge, tr = grp[grp["kind"] == "ge"], grp[grp["kind"] == "true"]
+        ge, tr, tw = grp[grp["kind"] == "ge"], grp[grp["kind"] == "true"], grp[grp["kind"] == "true-wick"]
         top = ge.groupby("i")[["proj", "rho2_solver"]].mean().head(3)
         cells = " ".join(f"{r.proj:.3f}/{r.rho2_solver:.3f}" for r in top.itertuples())
         lines.append(f"  n = {n:7d} (log_d n = {np.log(n) / np.log(model.d):.2f}): NMSE ge {ge['nmse'].mean():.3f}, "
-                     f"true {tr['nmse'].mean():.3f}, law {grp['nmse_law'].iloc[0]:.3f}; recovered ge "
-                     f"{ge['recovered'].mean():.1f} true {tr['recovered'].mean():.1f} (staircase {grp['staircase'].iloc[0]}); "
+                     f"true {tr['nmse'].mean():.3f}, true-wick {tw['nmse'].mean():.3f}, law {grp['nmse_law'].iloc[0]:.3f}; "
+                     f"recovered ge {ge['recovered'].mean():.1f} true {tr['recovered'].mean():.1f} "
+                     f"true-wick {tw['recovered'].mean():.1f} (staircase {grp['staircase'].iloc[0]}); "
                      f"rho2 1..3 sim/solver {cells}")
     lines.append("baselines on x (true model, n = %d): " % b["n"].iloc[0] + "; ".join(
         f"{r.method}: NMSE {r.nmse:.3f} (n used {r.n_used})" for r in b.itertuples()))
