@@ -258,7 +258,7 @@ def cmd_validate(args):
             kw["gamma"] = args.gamma
         ratios = [float(v) for v in parse_alphas(args.alphas)] if args.alphas else DEFAULT_C_RATIOS
         seeds = range(_int(args.seeds, "--seeds") if args.seeds != "6" else 2)
-        bar = Progress(2 * len(ratios) * len(seeds), "simulating Model C", enabled=not args.quiet)
+        bar = Progress(3 * len(ratios) * len(seeds), "simulating Model C", enabled=not args.quiet)
         res = run_validate_compositional(CompositionalModel(**kw), ratios=ratios, seeds=seeds, outdir=args.out,
                                          progress=bar)
         if args.format == "json":
@@ -452,7 +452,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("validate", help="main job: simulate Model S at finite d and compare with the theory")
     v.add_argument("--model", choices=("S", "compositional"), default="S",
-                   help="S (default) or compositional: Model C, GE and true side by side (--alphas are n/D there)")
+                   help="S (default) or compositional: Model C, GE, true and true with the Wick-ordered M1 side "
+                        "by side (--alphas are n/D there)")
     v.add_argument("--eps", default=None, help="Model C: d1 = round(d^eps) (default 1/2)")
     add_model_s_flags(v)
     v.add_argument("--d", default=None, help="dimension (default: 600)")

@@ -111,13 +111,13 @@ def reproduce_S(outdir, full: bool = False, jobs: int = 1, scheduler=None, store
 
 
 def plot_S(table, path) -> list[str]:
-    """NMSE vs log n / log d for each gamma (GE and true), with the NMSE law."""
+    """NMSE vs log n / log d for each gamma (GE, true, true with the Wick-ordered M1), with the NMSE law."""
     from .plots import plt, save
 
     fig, ax = plt.subplots(1, 2, figsize=(11, 4.2))
     for j, (gamma, grp) in enumerate(table.groupby("gamma")):
         c = f"C{j}"
-        for kind, ls in (("ge", "o-"), ("true", "s:")):
+        for kind, ls in (("ge", "o-"), ("true", "s:"), ("true-wick", "^-.")):
             g = grp[grp["kind"] == kind].groupby("n").agg(x=("log_d_n", "first"), nmse=("nmse", "mean"),
                                                             rec=("recovered", "mean"), st=("staircase", "first"))
             ax[0].plot(g["x"], g["nmse"], ls, color=c, ms=4, label=f"gamma = {gamma}, {kind}")

@@ -201,9 +201,10 @@ def test_lofi_bad_input(kwargs, text):
 def test_true_model_sequential_recovery_and_lagged_staircase_with_the_wick_estimator():
     # True model, q = 2, d = 30 (D = 465, d1 = 5, gamma = 1), seeds 0 and 1, n/D = 50, 200, 1000.
     # Prediction at n = inf from Wick's theorem (numerics.population_layer1): with THEORY 3's plain M1 the
-    # degree-2 chaos part (~16 theta_1 / d) buries features 3..5 for good; the Wick-ordered estimator leaves
-    # only the ~8 theta_1 / d S x S part and keeps all five separable. Simulation: feature i counts as
-    # recovered when ||P_top A_i||^2 > 1/2 on the d1 kept eigenvectors.
+    # degree-2 chaos part (~16 theta_1 / d) pushes features out of the top d1 by |eigenvalue| for good; the
+    # Wick-ordered estimator leaves only the ~8 theta_1 / d S x S part. The n = inf counterpart of the
+    # measured ||P_top A_i||^2 is the same projection on the top-d1 eigenvectors of the population
+    # operator; a feature counts as recovered (or separable) when it exceeds 1/2.
     from numerics.quadratic_chaos import population_layer1
     from theory import staircase
 
@@ -215,8 +216,10 @@ def test_true_model_sequential_recovery_and_lagged_staircase_with_the_wick_estim
         c = smp.b / smp.std
         sep = {}
         for est in ("plain", "wick"):
-            V = np.linalg.eigh(population_layer1(smp.A, c, d, wick=est == "wick"))[1]
-            sep[est] = set(np.flatnonzero(((smp.A.T @ V) ** 2).max(axis=1) > 0.5) + 1)
+            vals, V = np.linalg.eigh(population_layer1(smp.A, c, d, wick=est == "wick"))
+            top = V[:, np.argsort(-np.abs(vals))[:model.d1]]
+            sep[est] = set(np.flatnonzero(((smp.A.T @ top) ** 2).sum(axis=1) > 0.5) + 1)
+        # measured: plain {1, 2} (seed 0), {1, 2, 3} (seed 1, feature 3 at 0.53); Wick-ordered: all five
         assert sep["wick"] == {1, 2, 3, 4, 5} and sep["plain"] < sep["wick"]
         counts = []
         for ratio in ratios:

@@ -42,6 +42,6 @@ def test_reproduce_separation_small_and_redraw(tmp_path):
 def test_reproduce_S_small(tmp_path):
     res = reproduce("S", outdir=tmp_path, d=12, seeds=1)
     t = pd.read_parquet(tmp_path / "reproduce_S.parquet")
-    assert set(t["gamma"]) == {"1/2", "1", "3/2"} and set(t["kind"]) == {"ge", "true"}
+    assert set(t["gamma"]) == {"1/2", "1", "3/2"} and set(t["kind"]) == {"ge", "true", "true-wick"}
     assert plot_table(tmp_path / "reproduce_S.parquet", tmp_path / "again")
     assert "width_exponent" in res["fit"]
