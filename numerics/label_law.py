@@ -33,6 +33,7 @@ import sympy as sp
 from scipy.signal import fftconvolve
 
 from theory import HierarchicalModel
+from theory.links import is_even, kinks
 from theory.parsing import Y, Z
 
 __all__ = ["check_model", "coupled_pairs", "LabelLaw", "label_law", "link_function", "preprocessing_function", "sup_preprocessing"]
@@ -185,9 +186,7 @@ def _zeros_of(expr, levels=(0.0,)):
 
     T(a g(z)) can kink where a g(z) sits at a kink of T (0 for |y|, the clip points...).
     """
-    from theory.hermite import _split_points
-
-    pts = set(_split_points(expr))
+    pts = set(kinks(expr))
     for c in levels:
         h = expr - sp.nsimplify(c)
         if h.is_polynomial(Z) and sp.Poly(h, Z).degree() > 0:
@@ -203,10 +202,8 @@ def _zeros_of(expr, levels=(0.0,)):
 
 def z_kinks(model: HierarchicalModel, k: int = 1):
     """Points where z -> T(a_k g_k(z)) may kink (used to split z-quadratures)."""
-    from theory.hermite import _split_points
-
     a = float(model.weights()[k - 1])
-    levels = {0.0} | {y / a for y in _split_points(model.T, Y)}
+    levels = {0.0} | {y / a for y in kinks(model.T, Y)}
     return _zeros_of(model.link_of(k), sorted(levels))
 
 
@@ -240,9 +237,7 @@ def coupled_pairs(model: HierarchicalModel) -> tuple:
     Flipping z_j leaves Y unchanged when g_j is even, so E[f(tau) z_j z_k] = 0 unless both
     g_j and g_k are not even (THEORY 2.2: the per-direction split holds otherwise).
     """
-    from theory.hermite import _is_even
-
-    odd = [k for k in range(model.m) if not _is_even(model.link_of(k + 1))]
+    odd = [k for k in range(model.m) if not is_even(model.link_of(k + 1))]
     return tuple((j, k) for i, j in enumerate(odd) for k in odd[i + 1:])
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import sympy as sp
 
 from theory import HierarchicalModel
+from theory.links import kinks
 from theory.parsing import Y, Z
 
 from .label_law import _tau_sup, check_model, z_kinks
@@ -161,8 +162,6 @@ def resolvent_mp(model: HierarchicalModel, lams, dps: int = 20, level: int = 3) 
     ...
     ValueError: link: the nested-quadrature reference needs polynomial links (the kinks of T are located by roots)
     """
-    from theory.hermite import _split_points
-
     from .label_law import coupled_pairs
 
     check_model(model)
@@ -182,7 +181,7 @@ def resolvent_mp(model: HierarchicalModel, lams, dps: int = 20, level: int = 3) 
         polys = [[float(c) for c in sp.Poly(sp.N(a[k] * links[k], 20), Z).all_coeffs()] for k in range(2)]
         Tf = sp.lambdify(Y, model.T, modules="mpmath")
         lams = [mpmath.mpf(x) for x in np.atleast_1d(np.asarray(lams, dtype=float))]
-        levels = [float(c) for c in _split_points(model.T, Y)]
+        levels = [float(c) for c in kinks(model.T, Y)]
         crit2 = [np.polyval(polys[1], z) for z in _real_roots(np.polyder(polys[1]))]
         zlim = 8.0  # mass beyond |z| = 8 is 1.2e-15 per direction: below the 1e-12 this reference targets
 

@@ -30,6 +30,7 @@ from .hermite import (
     information_exponent,
     is_piecewise_polynomial,
 )
+from .links import is_even, kinks
 from .model import CompositionalModel, HierarchicalModel, as_exact
 from .parsing import Y, Z, parse_link
 from .scaling import (
@@ -50,7 +51,7 @@ __version__ = "0.1.0"
 __all__ = [
     "symbols", "Y", "Z", "parse_link",
     "gaussian_expectation", "hermite_moments", "hermite_coefficients", "information_exponent",
-    "generative_exponent", "is_piecewise_polynomial",
+    "generative_exponent", "is_piecewise_polynomial", "is_even", "kinks",
     "HierarchicalModel", "CompositionalModel", "as_exact",
     "NoSpectralTransition", "mse_exponent", "c_gamma", "mu2", "critical_alpha_law", "overlap_law",
     "learned_directions", "mse_law", "mse_staircase", "readout_excess_risk",

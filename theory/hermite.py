@@ -35,7 +35,8 @@ import mpmath
 import numpy as np
 import sympy as sp
 
-from .parsing import MAX_HERMITE_DEGREE, Z, parse_link
+from .links import NotPiecewisePolynomial, as_link as _as_link, is_even, is_piecewise_polynomial, kinks, pieces
+from .parsing import MAX_HERMITE_DEGREE, Z
 
 __all__ = [
     "gaussian_expectation",
@@ -46,8 +47,6 @@ __all__ = [
     "is_piecewise_polynomial",
 ]
 
-_NONSMOOTH = (sp.Abs, sp.sign, sp.Max, sp.Min, sp.Heaviside)
-
 
 def _check_int(value, name, lo, hi):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
@@ -55,97 +54,6 @@ def _check_int(value, name, lo, hi):
     if not lo <= value <= hi:
         raise ValueError(f"{name}: must lie in [{lo}, {hi}], got {value}")
     return int(value)
-
-
-def _as_link(link):
-    return link if isinstance(link, sp.Expr) and link.free_symbols <= {Z} else parse_link(link)
-
-
-# --- piecewise-polynomial splitting -------------------------------------------------
-def _innermost_nonsmooth(expr):
-    """Non-smooth atoms whose own arguments are smooth."""
-    found = []
-    for node in sp.preorder_traversal(expr):
-        if isinstance(node, _NONSMOOTH) and not any(a.has(*_NONSMOOTH) for a in node.args):
-            found.append(node)
-    return list(dict.fromkeys(found))
-
-
-def _branch(node, t):
-    """The smooth branch of a non-smooth atom at the point z = t (t not a kink)."""
-    if isinstance(node, (sp.Max, sp.Min)):
-        values = [sp.N(a.subs(Z, t), 30) for a in node.args]
-        pick = max if isinstance(node, sp.Max) else min
-        return node.args[values.index(pick(values))]
-    u = node.args[0]
-    s = sp.sign(sp.N(u.subs(Z, t), 30))
-    if isinstance(node, sp.Abs):
-        return s * u
-    if isinstance(node, sp.Heaviside):
-        return sp.Integer(1) if s > 0 else sp.Integer(0)
-    return s
-
-
-def _real_roots(u):
-    poly = sp.Poly(u, Z)
-    if poly.degree() <= 0:
-        return []
-    return [sp.nsimplify(r) if r.is_Rational else r for r in poly.real_roots()]
-
-
-def _midpoint(a, b):
-    if a == -sp.oo and b == sp.oo:
-        return sp.Integer(0)
-    if a == -sp.oo:
-        return sp.floor(b) - 1
-    if b == sp.oo:
-        return sp.ceiling(a) + 1
-    return sp.nsimplify(sp.Rational(str(float((a + b) / 2))))  # exact rational strictly inside (a, b)
-
-
-def _pieces(expr, a=-sp.oo, b=sp.oo, var=Z, polynomial=True):
-    """Yield (a, b, piece) with expr == piece (smooth; a polynomial if ``polynomial``) on (a, b).
-
-    Raises _NotPiecewisePolynomial when a piece is not polynomial (with ``polynomial``)
-    or a kink sits where a non-polynomial argument vanishes.
-    """
-    atoms = _innermost_nonsmooth(expr)
-    if not atoms:
-        if polynomial and not expr.is_polynomial(var):
-            raise _NotPiecewisePolynomial
-        yield a, b, sp.expand(expr) if polynomial else expr
-        return
-    cuts = set()
-    for node in atoms:
-        args = node.args if isinstance(node, (sp.Max, sp.Min)) else (node.args[0],)
-        diffs = [x - y for i, x in enumerate(args) for y in args[i + 1:]] if len(args) > 1 else args
-        for u in diffs:
-            if not u.is_polynomial(var):
-                raise _NotPiecewisePolynomial
-            u = u.subs(var, Z)
-            cuts.update(r for r in _real_roots(u) if (a == -sp.oo or r > a) and (b == sp.oo or r < b))
-    edges = [a, *sorted(cuts, key=lambda r: float(r)), b]
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        t = _midpoint(lo, hi)
-        piece = expr.subs(var, Z).xreplace({node.subs(var, Z): _branch(node.subs(var, Z), t) for node in atoms})
-        yield from _pieces(piece.subs(Z, var), lo, hi, var, polynomial)
-
-
-class _NotPiecewisePolynomial(Exception):
-    pass
-
-
-def is_piecewise_polynomial(link) -> bool:
-    """True if the link is a polynomial on each piece of a finite partition of R.
-
-    >>> is_piecewise_polynomial("relu(z) - |z - 1|"), is_piecewise_polynomial("tanh(z)")
-    (True, False)
-    """
-    try:
-        list(_pieces(_as_link(link)))
-    except _NotPiecewisePolynomial:
-        return False
-    return True
 
 
 def _phi(x):
@@ -182,29 +90,10 @@ def _exact_expectation(pieces):
     return sp.simplify(total)
 
 
-def _split_points(expr, var=Z):
-    """Real kinks of a non-smooth expression in ``var`` (numeric), used to split quadrature."""
-    try:  # nested kinks (clip = Min(c, Max(-c, y))) come out of the recursive splitter
-        edges = {float(a) for a, b, _ in _pieces(expr, var=var, polynomial=False)} - {float("-inf")}
-        return sorted(edges)
-    except _NotPiecewisePolynomial:
-        pass
-    pts = set()
-    for node in sp.preorder_traversal(expr):
-        if isinstance(node, _NONSMOOTH):
-            args = node.args if isinstance(node, (sp.Max, sp.Min)) else (node.args[0],)
-            diffs = [x - y for i, x in enumerate(args) for y in args[i + 1:]] if len(args) > 1 else args
-            for u in diffs:
-                if u.is_polynomial(var) and not u.has(*_NONSMOOTH) and u.has(var):
-                    u = u.subs(var, Z)
-                    pts.update(float(r) for r in _real_roots(u))
-    return sorted(pts)
-
-
 def _numeric_expectation(expr, dps):
     with mpmath.workdps(dps + 10):
         f = sp.lambdify(Z, expr * sp.exp(-Z**2 / 2), modules="mpmath")
-        pts = [mpmath.mpf(p) for p in _split_points(expr)]
+        pts = [mpmath.mpf(p) for p in kinks(expr)]
         edges = [-mpmath.inf, *sorted(set(pts) | {mpmath.mpf(0)}), mpmath.inf]
         val = mpmath.quad(f, edges) / mpmath.sqrt(2 * mpmath.pi)
         if isinstance(val, mpmath.mpc):
@@ -225,10 +114,10 @@ def gaussian_expectation(expr, dps: int = 30):
     dps = _check_int(dps, "dps", 5, 1000)
     expr = _as_link(expr)
     try:
-        pieces = list(_pieces(expr))
-    except _NotPiecewisePolynomial:
+        parts = list(pieces(expr))
+    except NotPiecewisePolynomial:
         return _numeric_expectation(expr, dps)
-    return _exact_expectation(pieces)
+    return _exact_expectation(parts)
 
 
 def hermite_moments(link, kmax: int, dps: int = 30) -> dict:
@@ -247,14 +136,14 @@ def hermite_moments(link, kmax: int, dps: int = 30) -> dict:
     dps = _check_int(dps, "dps", 5, 1000)
     g = _as_link(link)
     try:
-        pieces = list(_pieces(g))
-    except _NotPiecewisePolynomial:
-        pieces = None
+        parts = list(pieces(g))
+    except NotPiecewisePolynomial:
+        parts = None
     out = {}
     for k in range(kmax + 1):
         he = sp.expand(sp.hermite_prob(k, Z))
-        if pieces is not None:
-            out[k] = _exact_expectation([(a, b, sp.expand(p * he)) for a, b, p in pieces])
+        if parts is not None:
+            out[k] = _exact_expectation([(a, b, sp.expand(p * he)) for a, b, p in parts])
         else:
             out[k] = _numeric_expectation(g * he, dps)
     return out
@@ -292,10 +181,6 @@ def information_exponent(link, kmax: int = 20, dps: int = 30):
     return sp.oo
 
 
-def _is_even(expr):
-    return sp.simplify(expr - expr.subs(Z, -Z)) == 0
-
-
 def generative_exponent(link, delta=0, kmax: int = 8, method: str = "auto"):
     r"""Generative exponent :math:`k^* = \min\{k\ge1: E[(E[He_k(z)\mid y])^2] > 0\}`,
     with :math:`y = g(z) + \sqrt{\Delta}\xi`.
@@ -331,7 +216,7 @@ def generative_exponent(link, delta=0, kmax: int = 8, method: str = "auto"):
     if method in ("auto", "exact") and polynomial:
         if sp.Poly(g, Z).degree() <= 0:
             return sp.oo
-        return 2 if _is_even(g) else 1
+        return 2 if is_even(g) else 1
     return _generative_exponent_numeric(g, delta, kmax)
 
 
