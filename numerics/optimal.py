@@ -4,8 +4,8 @@ With :math:`f(y) = E[z^2\mid y]`, :math:`y = g(z) + \sqrt\Delta\,\xi`:
 
 .. math::  \alpha_c = 1/E[(f(Y)-1)^2], \qquad T_{opt}(y) = 1 - 1/f(y).
 
-Noiseless polynomial links use the exact preimages of y; noisy links a Gaussian
-likelihood on a y-grid.
+Noiseless links use the exact conditional law (atoms and monotone pieces,
+:mod:`numerics.conditional_law`); noisy links a Gaussian likelihood on a y-grid.
 
 >>> round(optimal_threshold("z**2"), 12)      # noiseless phase retrieval
 0.5
@@ -17,6 +17,7 @@ import sympy as sp
 
 from theory.parsing import Z, parse_link
 
+from .conditional_law import NoiselessLaw
 from .label_law import _z_rule, link_function
 
 __all__ = ["conditional_second_moment", "optimal_threshold", "optimal_preprocessing"]
@@ -60,22 +61,9 @@ def _likelihood_moments(gz, z, w, ys, d):
     return py, pz2
 
 
-def _preimage_f(g, ys):
-    """E[z^2 | g(z) = y] from the real preimages t_j: weights phi(t_j)/|g'(t_j)|."""
-    coeffs = np.array([float(c) for c in sp.Poly(g, Z).all_coeffs()])
-    dcoeffs = np.polyder(coeffs)
-    out = np.empty(len(ys))
-    for i, y in enumerate(ys):
-        c = coeffs.copy()
-        c[-1] -= y
-        roots = np.roots(c)
-        t = roots[np.abs(roots.imag) < 1e-9 * (1 + np.abs(roots.real))].real
-        if t.size == 0:
-            out[i] = np.nan
-            continue
-        w = np.exp(-t**2 / 2) / np.maximum(np.abs(np.polyval(dcoeffs, t)), 1e-300)
-        out[i] = np.sum(w * t**2) / np.sum(w)
-    return out
+def _check_nonconstant(g):
+    if not g.has(Z):
+        raise ValueError(f"link: a constant link g = {g} carries no information about z")
 
 
 def conditional_second_moment(link, y, delta=0.0):
@@ -83,10 +71,8 @@ def conditional_second_moment(link, y, delta=0.0):
     g, d = _link(link), _delta(delta)
     y = np.atleast_1d(np.asarray(y, dtype=float))
     if d == 0:
-        if not g.is_polynomial(Z) or sp.Poly(g, Z).degree() < 1:
-            raise ValueError("link: the noiseless conditional law is computed for non-constant polynomial "
-                             "links; pass delta > 0 for other links")
-        return _preimage_f(g, y)
+        _check_nonconstant(g)
+        return NoiselessLaw(g).second_moment(y)
     z, w, _ = _noisy_rule(d)
     py, pz2 = _likelihood_moments(link_function(g)(z), z, w, y, d)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -97,13 +83,21 @@ def optimal_threshold(link, delta=0.0) -> float:
     r"""Weak-recovery threshold with the optimal preprocessing, :math:`1/E[(f(Y)-1)^2]`.
 
     ``inf`` (with no division by zero) when :math:`f \equiv 1`, e.g. for an odd link
-    whose label carries no :math:`z^2` information.
+    whose label carries no :math:`z^2` information. Noiseless labels: the atoms and strictly
+    monotone pieces of :class:`~numerics.conditional_law.NoiselessLaw` (polynomials, relu, abs,
+    sign, clip, tanh, ...).
+
+    For a link that is not even (He1, He3, relu, tanh, ...) this is the threshold of the
+    *spectral* method, which looks at z^2 only: the Bayes-optimal weak-recovery threshold is
+    0 there, since :math:`E[z\mid y] \ne 0` (``numerics.bayes.bayes_thresholds`` reports it so).
+
+    >>> round(optimal_threshold("relu(z)"), 12), optimal_threshold("sign(z)")   # atom at y = 0 of mass 1/2; f = 1
+    (1.0, inf)
     """
     g, d = _link(link), _delta(delta)
     if d == 0:
-        z, w = _z_rule()
-        f = conditional_second_moment(g, link_function(g)(z))
-        var = float(np.sum(w * (f - 1) ** 2))
+        _check_nonconstant(g)
+        var = NoiselessLaw(g).expect_he2_squared()
     else:
         z, w, s = _noisy_rule(d)
         gz = link_function(g)(z)
@@ -112,7 +106,7 @@ def optimal_threshold(link, delta=0.0) -> float:
         keep = py > 1e-300
         f = pz2[keep] / py[keep]
         var = float(np.trapezoid(py[keep] * (f - 1) ** 2, ys[keep]))
-    return float("inf") if var <= 1e-15 else 1.0 / var
+    return float("inf") if var <= 1e-15 else float(1.0 / var)
 
 
 def optimal_preprocessing(link, delta=0.0):

@@ -11,6 +11,16 @@ exponents, as sympy objects that print as LaTeX.
 8/13
 """
 from . import symbols
+from .bayes import (
+    bayes_mse_exponent,
+    bayes_threshold_law,
+    bayes_threshold_law_noisy,
+    effective_noise,
+    noiseless_threshold_slope,
+    residual_variance,
+    slope_response,
+    spectral_bayes_ratio,
+)
 from .compositional import (
     layer1_overlaps,
     nmse_law,
@@ -57,4 +67,6 @@ __all__ = [
     "learned_directions", "mse_law", "mse_staircase", "readout_excess_risk",
     "spike_strengths", "noise_variance", "thresholds_n", "threshold_exponents", "staircase",
     "refined_overlap", "layer1_overlaps", "nmse_law", "separation",
+    "residual_variance", "slope_response", "effective_noise", "bayes_threshold_law", "bayes_threshold_law_noisy",
+    "noiseless_threshold_slope", "bayes_mse_exponent", "spectral_bayes_ratio",
 ]

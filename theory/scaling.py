@@ -227,22 +227,14 @@ def readout_excess_risk(model: HierarchicalModel, q, jmax: int | None = None):
     >>> readout_excess_risk(HierarchicalModel(m=1), [1])
     0
     """
-    from .hermite import hermite_moments
-    from .parsing import Z
+    from .bayes import residual_variance
 
     if model.m == sp.oo:
         raise ValueError("m: readout_excess_risk needs a finite m")
     q = list(q)
     if len(q) != model.m:
         raise ValueError(f"q: expected {model.m} overlaps, got {len(q)}")
-    qs = [sp.nsimplify(v) if isinstance(v, (int, float)) else v for v in q]
-    for v in qs:
-        if v.is_number and not (0 <= v <= 1):
-            raise ValueError(f"q: every overlap must lie in [0, 1], got {v}")
     total = sp.Integer(0)
     for k in range(1, model.m + 1):
-        g = model.link_of(k)
-        J = jmax if jmax is not None else (sp.Poly(g, Z).degree() if g.is_polynomial(Z) else 12)
-        mus = hermite_moments(g, int(J))
-        total += model.weight(k) ** 2 * sum(mus[j] ** 2 / sp.factorial(j) * (1 - qs[k - 1] ** j) for j in range(1, J + 1))
+        total += model.weight(k) ** 2 * residual_variance(model.link_of(k), q[k - 1], jmax)
     return sp.simplify(total) if model.m <= 3 else total
