@@ -1,4 +1,4 @@
-"""cascade.numerics: the d = infinity random-matrix equations of THEORY 2.2.
+"""cascade.numerics: the d = infinity random-matrix equations of docs/theory.md §2.2.
 
 >>> from theory import HierarchicalModel
 >>> from numerics import predict

@@ -1,4 +1,4 @@
-r"""Model C layer 1 (Gaussian-equivalent) through the Model S solver (THEORY 3).
+r"""Model C layer 1 (Gaussian-equivalent) through the Model S solver (docs/theory.md §3).
 
 In the Gaussian-equivalent model the layer-1 matrix is
 :math:`M_1 = \frac1{2n}\sum_\mu y_\mu (Z_\mu Z_\mu^\top - I_D)` with
@@ -49,7 +49,7 @@ def layer1_model(model: CompositionalModel, signs=None, preprocessing: str = "y"
     if not isinstance(model, CompositionalModel):
         raise TypeError(f"model: expected a theory.CompositionalModel, got {type(model).__name__}")
     if not model.is_identity_link:
-        raise ValueError("g_star: the layer-1 mapping of THEORY 3 holds for g_star = z (identity) only")
+        raise ValueError("g_star: the layer-1 mapping of docs/theory.md §3 holds for g_star = z (identity) only")
     s = _signs(model, signs)
     links = tuple("He2/sqrt(2)" if v > 0 else "-He2/sqrt(2)" for v in s)
     return HierarchicalModel(link=links if len(set(links)) > 1 else links[0], gamma=model.gamma, m=model.d1,

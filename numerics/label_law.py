@@ -1,4 +1,4 @@
-r"""The law of (T(Y), z_k) for Model S, as a discrete measure (THEORY 2.2).
+r"""The law of (T(Y), z_k) for Model S, as a discrete measure (docs/theory.md §2.2).
 
 Every d = infinity formula is an expectation of :math:`f(\mathrm{T}(Y))` or of
 :math:`z_k^2 f(\mathrm{T}(Y))`. We represent the law by atoms :math:`\tau_j` with masses
@@ -235,7 +235,7 @@ def coupled_pairs(model: HierarchicalModel) -> tuple:
     """Pairs (j, k), j < k (0-based), whose cross moments E[f(tau) z_j z_k] may be nonzero.
 
     Flipping z_j leaves Y unchanged when g_j is even, so E[f(tau) z_j z_k] = 0 unless both
-    g_j and g_k are not even (THEORY 2.2: the per-direction split holds otherwise).
+    g_j and g_k are not even (docs/theory.md §2.2: the per-direction split holds otherwise).
     """
     odd = [k for k in range(model.m) if not is_even(model.link_of(k + 1))]
     return tuple((j, k) for i, j in enumerate(odd) for k in odd[i + 1:])

@@ -1,4 +1,4 @@
-r"""The m x m matrix form of THEORY 2.2, for links whose directions couple.
+r"""The m x m matrix form of docs/theory.md §2.2, for links whose directions couple.
 
 With :math:`\Phi(\lambda) = \lambda E[\tau z z^\top/(\lambda-\tau)]` and
 :math:`\psi_\alpha(\lambda) = \lambda(1/\alpha + G_1)`,
@@ -19,7 +19,7 @@ diagonal formula,
     \qquad H_{jk} = E\Big[\frac{\tau^2 z_jz_k}{(\lambda-\tau)^2}\Big].
 
 The per-direction quantity is the subspace projection :math:`\|P w_k\|^2 = \sum_i q_i u_{ik}^2`
-(THEORY 5). When M is diagonal this is exactly the per-direction solver; the branch
+(docs/theory.md §5). When M is diagonal this is exactly the per-direction solver; the branch
 thresholds are where :math:`\mu_i(\bar\lambda) = G_2(\bar\lambda)`.
 """
 from __future__ import annotations

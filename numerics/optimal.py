@@ -1,4 +1,4 @@
-r"""Optimal preprocessing for one direction (THEORY 2.3, Mondelli-Montanari / Luo-Alghamdi-Lu).
+r"""Optimal preprocessing for one direction (docs/theory.md §2.3, Mondelli-Montanari / Luo-Alghamdi-Lu).
 
 With :math:`f(y) = E[z^2\mid y]`, :math:`y = g(z) + \sqrt\Delta\,\xi`:
 

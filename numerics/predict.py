@@ -5,7 +5,7 @@ Examples
 >>> import numpy as np
 >>> from theory import HierarchicalModel
 >>> p = predict(HierarchicalModel(), alphas=[20.0, 50.0])
->>> np.round(p.q[0, :4], 3)          # THEORY 2.2 check values: 0.91, 0.80, 0.53, below threshold
+>>> np.round(p.q[0, :4], 3)          # docs/theory.md §2.2 check values: 0.91, 0.80, 0.53, below threshold
 array([0.912, 0.795, 0.527, 0.   ])
 >>> p.n_outliers.tolist()
 [3, 5]
@@ -59,8 +59,8 @@ class Prediction:
 
     With coupled directions (``settings["solver"] == "matrix"``) the columns of
     ``eigenvalues``, ``is_outlier`` and ``thresholds`` are eigen-branches of the m x m
-    matrix of THEORY 2.2 (largest first), not directions, and ``q[:, k]`` is the subspace
-    projection :math:`||P w_k||^2` on the outlier eigenvectors (THEORY 5); with
+    matrix of docs/theory.md §2.2 (largest first), not directions, and ``q[:, k]`` is the subspace
+    projection :math:`||P w_k||^2` on the outlier eigenvectors (docs/theory.md §5); with
     uncoupled directions both readings coincide.
     """
 
@@ -106,7 +106,7 @@ _MF_CACHE: dict = {}
 
 
 def matrix_functions(sf: SpectralFunctions):
-    """The tabulated m x m functions M, H of THEORY 2.2 (cached per law)."""
+    """The tabulated m x m functions M, H of docs/theory.md §2.2 (cached per law)."""
     from .multi_index import MatrixFunctions
 
     mf = _MF_CACHE.get(id(sf))
@@ -133,7 +133,7 @@ def _solver(sf, solver):
     coupled = bool(sf.law.pairs) and matrix_functions(sf).coupling > COUPLING_TOL
     if solver == "diagonal" and coupled:
         raise ValueError(f"solver: the directions couple (off-diagonal/diagonal = {matrix_functions(sf).coupling:.2e}), "
-                         "so the per-direction split of THEORY 2.2 does not hold; use solver='matrix' or 'auto'")
+                         "so the per-direction split of docs/theory.md §2.2 does not hold; use solver='matrix' or 'auto'")
     return "matrix" if coupled else "diagonal"
 
 
@@ -283,7 +283,7 @@ def outliers(model: HierarchicalModel, alpha: float, **law_options) -> list:
 
 
 def kappa_T(model: HierarchicalModel, **law_options) -> float:
-    r""":math:`\kappa_T = E[T(Y)^2]/E[T'(Y)]^2` over the full label law (THEORY 2.3)."""
+    r""":math:`\kappa_T = E[T(Y)^2]/E[T'(Y)]^2` over the full label law (docs/theory.md §2.3)."""
     check_model(model)
     law = label_law(model, **law_options)
     from .label_law import preprocessing_function

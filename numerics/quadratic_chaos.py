@@ -1,4 +1,4 @@
-r"""The true Model C layer 1 for q = 2, exactly, from Wick's theorem (THEORY 3).
+r"""The true Model C layer 1 for q = 2, exactly, from Wick's theorem (docs/theory.md §3).
 
 For q = 2, :math:`Z(x) \in R^D` (D = d(d+1)/2) holds :math:`x_ix_j` (i < j) and
 :math:`(x_i^2-1)/\sqrt2`. A vector :math:`a\in R^D` is the symmetric d x d matrix M with
@@ -26,7 +26,7 @@ matrix of :math:`A_i`, :math:`2\|S_i\|_F^2 = 1`), the population layer-1 operato
 (the 24 pairings of :math:`{:}h_i^2{:}_4` with :math:`{:}\tilde X_M\tilde X_{M'}{:}_4`: 8 pair the
 two pairs, 16 split them). Both extra terms are full rank. Their sizes follow from the
 semicircle of :math:`S_i` (radius :math:`\sqrt{2/d}`): :math:`\|4c S_i\otimes S_i\| \approx 8c/d`
-and :math:`\|C_2\otimes I\| \approx 16c/d`, together the ~24 theta/d spurious spectrum that THEORY 3
+and :math:`\|C_2\otimes I\| \approx 16c/d`, together the ~24 theta/d spurious spectrum that docs/theory.md §3
 warns of. The 2nd-chaos part is known from the data: :math:`\hat C_2 = \frac1n\sum_\mu y_\mu
 (x_\mu x_\mu^\top - I)` (d x d, n >> d^2), so the **Wick-ordered estimator**
 

@@ -145,7 +145,7 @@ def _tanh_sinh(a, b, level):
 def resolvent_mp(model: HierarchicalModel, lams, dps: int = 20, level: int = 3) -> dict:
     r"""G1, G2, F_k, H_k (and the cross moments C1, C2 of coupled pairs) at the points
     ``lams`` for an m = 2 model with polynomial links, by nested tanh-sinh quadrature in
-    mpmath (THEORY 2.2).
+    mpmath (docs/theory.md §2.2).
 
     The inner integral over z_2 is split at the z_2 where y = a_1 g_1(z_1) + a_2 g_2(z_2)
     hits a kink of T; the outer one over z_1 is split where those points appear or merge

@@ -1,4 +1,4 @@
-r"""d = infinity spectrum of :math:`D_n = \frac1n\sum_i T(y_i)x_ix_i^\top` (THEORY 2.2).
+r"""d = infinity spectrum of :math:`D_n = \frac1n\sum_i T(y_i)x_ix_i^\top` (docs/theory.md §2.2).
 
 With :math:`\tau = T(Y)` and :math:`\lambda > \tau_{\max}` every formula is built from
 four functions of :math:`\lambda` alone,

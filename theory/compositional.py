@@ -1,4 +1,4 @@
-r"""Closed forms of Model C, Gaussian-equivalent layer 1 (THEORY 3; g_star = id).
+r"""Closed forms of Model C, Gaussian-equivalent layer 1 (docs/theory.md §3; g_star = id).
 
 .. math::
     \theta_i = \frac{b_i}{\sqrt{2\sum_j b_j^2}},\qquad
@@ -45,7 +45,7 @@ def _require_identity(model):
     if not isinstance(model, CompositionalModel):
         raise TypeError(f"model: expected a CompositionalModel, got {type(model).__name__}")
     if not model.is_identity_link:
-        raise ValueError("g_star: the layer-1 closed forms of THEORY 3 hold for g_star = z (identity) only")
+        raise ValueError("g_star: the layer-1 closed forms of docs/theory.md §3 hold for g_star = z (identity) only")
 
 
 def _sum_b2(model):

@@ -1,4 +1,4 @@
-r"""Hermite moments, information and generative exponents (THEORY.md section 1).
+r"""Hermite moments, information and generative exponents (docs/theory.md §1).
 
 Conventions: probabilists' Hermite polynomials :math:`He_k`, :math:`z\sim N(0,1)`,
 

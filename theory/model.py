@@ -1,4 +1,4 @@
-r"""The two model descriptions of THEORY.md: Model S (shallow) and Model C (compositional).
+r"""The two model descriptions of docs/theory.md: Model S (shallow) and Model C (compositional).
 
 Both are frozen dataclasses validated on construction; numerics and validation consume
 the same objects. Numbers are kept exact (``gamma=1.3`` becomes ``13/10``) and
@@ -77,7 +77,7 @@ def _num_ok(x):
 
 @dataclass(frozen=True)
 class HierarchicalModel:
-    r"""Model S: :math:`y = \sum_{k\le m} a_k g_k(z_k) + \sqrt{\Delta}\,\xi` (THEORY 2).
+    r"""Model S: :math:`y = \sum_{k\le m} a_k g_k(z_k) + \sqrt{\Delta}\,\xi` (docs/theory.md §2).
 
     Parameters
     ----------
@@ -180,7 +180,7 @@ class HierarchicalModel:
 
     @property
     def weight_normalization(self):
-        """:math:`Z_m` for normalized weights, 1 otherwise (the Z of THEORY 2.3-2.4)."""
+        """:math:`Z_m` for normalized weights, 1 otherwise (the Z of docs/theory.md §2.3-2.4)."""
         return self.Z_m if self.normalize else sp.Integer(1)
 
     def weight(self, k):
@@ -238,7 +238,7 @@ class HierarchicalModel:
 @dataclass(frozen=True)
 class CompositionalModel:
     r"""Model C: :math:`y = g_*(s)`, :math:`s = \sum_{i\le d_1} b_i He_2(h_i)`,
-    :math:`h_i = \langle A_i, Z(x)\rangle` (THEORY 3).
+    :math:`h_i = \langle A_i, Z(x)\rangle` (docs/theory.md §3).
 
     Parameters
     ----------

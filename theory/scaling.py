@@ -1,4 +1,4 @@
-r"""Closed-form thresholds, overlaps and error laws of Model S (THEORY 2.3-2.4).
+r"""Closed-form thresholds, overlaps and error laws of Model S (docs/theory.md §2.3-2.4).
 
 Weak-signal laws (large k, large alpha):
 
@@ -166,7 +166,7 @@ def learned_directions(model: HierarchicalModel):
 
 
 def mse_law(model: HierarchicalModel):
-    r"""The piecewise asymptotic error law of THEORY 2.4 (optimal-shrinkage form).
+    r"""The piecewise asymptotic error law of docs/theory.md §2.4 (optimal-shrinkage form).
 
     Plateau :math:`\sum a_k^2` below :math:`\alpha_1 = \kappa`, the power-law window
     :math:`(C_\gamma/Z)(\alpha/\kappa)^{-(1-1/(2\gamma))}`, and beyond
@@ -212,7 +212,7 @@ def mse_staircase(model: HierarchicalModel, form: str = "optimal"):
 
 def readout_excess_risk(model: HierarchicalModel, q, jmax: int | None = None):
     r"""Excess risk of the best readout from :math:`\hat z_k = \sqrt{q_k} z_k + \sqrt{1-q_k}\,\xi_k`
-    (THEORY 2.4, two-stage network):
+    (docs/theory.md §2.4, two-stage network):
 
     .. math:: R = \sum_k a_k^2 \sum_{j\ge 1} \frac{\mu_j(g_k)^2}{j!}\,(1 - q_k^j)
 

@@ -10,7 +10,7 @@ import sympy as sp
 alpha = sp.Symbol("alpha", positive=True)
 #: number of samples (Model C)
 n = sp.Symbol("n", positive=True)
-#: E[T(Y)^2] / E[T'(Y)]^2, the preprocessing constant of THEORY 2.3
+#: E[T(Y)^2] / E[T'(Y)]^2, the preprocessing constant of docs/theory.md §2.3
 kappa_T = sp.Symbol("kappa_T", positive=True)
 #: a generic direction index
 k = sp.Symbol("k", positive=True, integer=True)

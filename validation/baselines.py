@@ -1,4 +1,4 @@
-r"""Non-hierarchical baselines on the raw input x (Model C separation, THEORY 3).
+r"""Non-hierarchical baselines on the raw input x (Model C separation, docs/theory.md §3).
 
 * kernel ridge regression with an RBF kernel :math:`\exp(-\|x-x'\|^2/(2\ell^2))`, :math:`\ell` =
   the median pairwise distance of the training inputs (the median heuristic), and with the

@@ -321,7 +321,7 @@ def cmd_finite_size(args):
         f"finite-size study of direction k = {res['k']} (alpha_k = {res['alpha_k']:.5g}, slope s = {res['slope']:.4g}), "
         f"{len(seeds)} seeds per d",
         res["per_d"].to_string(index=False, float_format=lambda v: f"{v:.4g}"),
-        f"crossover width ~ d^({fit['width_exponent']:.3f} +- {fit['width_exponent_se']:.3f}); THEORY 4: -1/3",
+        f"crossover width ~ d^({fit['width_exponent']:.3f} +- {fit['width_exponent_se']:.3f}); docs/theory.md §4: -1/3",
         "wrote " + ", ".join(files)])
 
 
@@ -446,7 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--alphas", default="1:2000:40log", help="LO:HI:N, LO:HI:Nlog or a list (default: %(default)s)")
     pr.add_argument("--plot", default=None, help="write q_k(alpha) and MSE(alpha) to this path (.png and .pdf)")
     pr.add_argument("--solver", choices=("auto", "diagonal", "matrix"), default="auto",
-                    help="per-direction split or the m x m form of THEORY 2.2 (default: auto-detect coupling)")
+                    help="per-direction split or the m x m form of docs/theory.md §2.2 (default: auto-detect coupling)")
     _add_format(pr)
     pr.set_defaults(func=cmd_predict)
 

@@ -1,4 +1,4 @@
-r"""Theory (d = infinity) next to simulation (finite d), with finite-size-aware flags (THEORY 4).
+r"""Theory (d = infinity) next to simulation (finite d), with finite-size-aware flags (docs/theory.md §4).
 
 Each (alpha, k) point gets a region from the scaling variable
 :math:`w = d^{1/3}(\alpha/\alpha_k - 1)`:

@@ -1,4 +1,4 @@
-r"""Model C at finite size: samplers, the layer-wise spectral algorithm, metrics (THEORY 3).
+r"""Model C at finite size: samplers, the layer-wise spectral algorithm, metrics (docs/theory.md §3).
 
 Samplers (one stream per (model, seed, kind) from ``numpy.random.SeedSequence``):
 
@@ -162,22 +162,22 @@ def run_layerwise(model: CompositionalModel, n: int, seed: int, kind: str = "ge"
 
     Metrics: ``nmse`` (test-set mean squared error / Var y, Var y = 1), ``subspace_overlap``
     = ||A^T A_hat||_F^2 / d1, ``feature_proj`` (||P_sel A_i||^2 on the selected outliers,
-    THEORY 5), ``feature_proj_top`` (||P A_i||^2 on all d1 kept eigenvectors),
+    docs/theory.md §5), ``feature_proj_top`` (||P A_i||^2 on all d1 kept eigenvectors),
     ``feature_cos2`` (best-match <A_i, A_hat_j>^2), ``principal_cos2`` (the squared singular
     values of A^T A_hat, decreasing), ``recovered`` (# principal cos^2 > 1/2), ``k_sel``
     (outliers selected from the data: beyond the edges of psi of the empirical labels, both
     signs; for the true model of the effective labels :math:`y\,|Z|^2/D`), ``eigenvalues``
     (the d1 largest |eigenvalue| of M1).
     ``fresh_split`` fits layer 2 and the readout on n fresh samples instead of reusing them.
-    ``layer2``: "auto" (moment for GE, lstsq for the true model), "moment" (THEORY 3's :math:`\hat B`, exact in law for Gaussian :math:`\hat h`, i.e. GE) or
+    ``layer2``: "auto" (moment for GE, lstsq for the true model), "moment" (docs/theory.md §3's :math:`\hat B`, exact in law for Gaussian :math:`\hat h`, i.e. GE) or
     "lstsq" (B fitted by least squares on :math:`\hat h_i\hat h_j - \delta_{ij}`: the true model's
     :math:`\hat h` are quadratic forms of x, not Gaussian, and the moment estimator is biased there).
-    ``keep``: "top" (THEORY 3: the d1 eigenvectors of largest |eigenvalue| feed layer 2) or
+    ``keep``: "top" (docs/theory.md §3: the d1 eigenvectors of largest |eigenvalue| feed layer 2) or
     "outliers" (only the selected outliers, as the Model S estimator does). With "top" and
     reused samples, the bulk eigenvectors among the top d1 enter layer 2 with
     :math:`\hat B = \hat A^\top M_1 \hat A = \mathrm{diag}(\lambda)`, i.e. with weights equal
     to their (edge) eigenvalues: fitted noise, which the NMSE pays for.
-    ``estimator``: "plain" (THEORY 3's :math:`M_1`) or "wick" (true model, q = 2: each sample's
+    ``estimator``: "plain" (docs/theory.md §3's :math:`M_1`) or "wick" (true model, q = 2: each sample's
     degree-4 Wick product, i.e. :math:`M_1 - \frac12(\hat C_2\cdot + \cdot\hat C_2)`, which removes
     the degree-2 chaos part of the spurious spectrum; ``numerics.quadratic_chaos``). In the
     GE model :math:`ZZ^\top - I` is already Wick-ordered and the two coincide.

@@ -1,4 +1,4 @@
-r"""Finite-size smoothing of the thresholds (THEORY 4), measured.
+r"""Finite-size smoothing of the thresholds (docs/theory.md §4), measured.
 
 At finite d the transition of direction k is a crossover of relative width
 :math:`d^{-1/3}`: with :math:`w = d^{1/3}(\alpha/\alpha_k - 1)`, the overlap inside the window
@@ -11,7 +11,7 @@ direction k with a continuous transition (above the boundary regime, docs/numeri
 * ``width``: :math:`\bar q_{sim}(\alpha_k)/s`, with s the slope of the d = infinity curve
   :math:`q \approx s(\alpha/\alpha_k - 1)` just above :math:`\alpha_k`: the relative
   distance in alpha at which the d = inf curve reaches the overlap measured at the
-  threshold. THEORY 4 predicts width ~ d^(-1/3); its exponent is fitted by weighted
+  threshold. docs/theory.md §4 predicts width ~ d^(-1/3); its exponent is fitted by weighted
   least squares in log-log, with a standard error;
 * the collapse: :math:`d^{1/3}\bar q_{sim}/s` against w at
   :math:`w \in \{-2,-1,0,1,2,4\}`, which should fall on one curve.
@@ -153,7 +153,7 @@ def plot_finite_size(study: dict, path) -> list[str]:
     ref = per_d["width"].iloc[0]
     ax[1].loglog(d, ref * (d / d[0]) ** fit["width_exponent"], "C3-",
                  label=f"fit: {fit['width_exponent']:.3f} ± {fit['width_exponent_se']:.3f}")
-    ax[1].loglog(d, ref * (d / d[0]) ** (-1 / 3), "k--", label="-1/3 (THEORY 4)")
+    ax[1].loglog(d, ref * (d / d[0]) ** (-1 / 3), "k--", label="-1/3 (docs/theory.md §4)")
     ax[1].set_xlabel("d")
     ax[1].set_ylabel("crossover width")
     ax[1].legend(fontsize=7)

@@ -1,4 +1,4 @@
-r"""Neural low-degree filtering ([L], THEORY 3): the layer-wise step on random-feature lifts.
+r"""Neural low-degree filtering ([L], docs/theory.md §3): the layer-wise step on random-feature lifts.
 
 Layer l lifts the current representation H (n x p) with P random features
 :math:`Z = \sigma(H W)/\sqrt P`, :math:`W_{ij} \sim N(0, 1/p)`, forms the signed covariance

@@ -1,11 +1,11 @@
-r"""The two-stage predictor of THEORY 2.4: spectral first layer, ridge readout second.
+r"""The two-stage predictor of docs/theory.md §2.4: spectral first layer, ridge readout second.
 
 Stage 1 is ``simulate_task``: the k_hat selected outlier eigenvectors :math:`\hat V`.
 Stage 2 draws *fresh* samples, forms :math:`\hat z = \hat V^\top x` and fits ridge
 regression on the orthonormal Hermite-product basis
 :math:`\prod_i He_{j_i}(\hat z_i)/\sqrt{j_i!}`, :math:`\sum_i j_i \le` ``degree``. That
 basis contains :math:`E[f^*(x)\,|\,\hat V^\top x]` exactly for polynomial links of degree
-``degree``, also when adjacent eigenvectors mix (THEORY 5), so the fitted excess risk
+``degree``, also when adjacent eigenvectors mix (docs/theory.md §5), so the fitted excess risk
 :math:`E[(\hat f - f^*)^2]` on a test set estimates
 
 .. math:: R = \sum_k a_k^2 \sum_{j\ge1}\frac{\mu_j^2}{j!}(1 - p_k^j),\qquad p_k = \|\hat P w_k\|^2,

@@ -10,7 +10,7 @@ interrupted run continues where it stopped, and ``jobs``/``scheduler`` spread it
 
 ``S`` ([S], Wortsman-Zurich et al.): Model C (Gaussian-equivalent, d = 30, q = 2, D = 465,
 d1 = 5) for gamma = 1/2, 1, 3/2: NMSE and the per-feature overlaps against log n / log d with
-the staircase, and the finite-size collapse of a threshold (Model S machinery, THEORY 4).
+the staircase, and the finite-size collapse of a threshold (Model S machinery, docs/theory.md §4).
 ``separation``: the true Model C (d = 30), layer-wise against kernel ridge (RBF, polynomial of
 degree 2q) and random-feature ridge at the same n, well below d^(2q).
 

@@ -1,4 +1,4 @@
-r"""Finite-d spectral simulation of Model S (THEORY 2.1).
+r"""Finite-d spectral simulation of Model S (docs/theory.md §2.1).
 
 One task is (model, d, seed) with an alpha grid: a single stream of samples
 :math:`x_i \sim N(0, I_d)` feeds the accumulator
@@ -79,7 +79,7 @@ class _Accumulator:
 def empirical_bulk_edge(tau: np.ndarray, alpha: float, d: int, margin_sd: float = 3.0) -> tuple[float, float]:
     r"""Bulk edge from the data alone: :math:`\psi_\alpha(\bar\lambda)` with the empirical law of
     T(y_i), and the Tracy-Widom scale :math:`s\,d^{-2/3}`,
-    :math:`s = [\alpha/\bar\lambda^2 \sqrt{2/\psi''(\bar\lambda)}]^{-2/3}` (THEORY 4).
+    :math:`s = [\alpha/\bar\lambda^2 \sqrt{2/\psi''(\bar\lambda)}]^{-2/3}` (docs/theory.md §4).
 
     Returns (edge, cut): eigenvalues above ``cut = edge + (TW_MEAN + margin_sd TW_SD) s d^{-2/3}``
     are declared outliers.

@@ -87,7 +87,7 @@ def plot_compositional(model, table, base, path) -> list[str]:
     s = g[g["kind"] == "ge"]
     xs = np.linspace(s["x"].min(), s["x"].max(), 100)
     law = nmse_law(model)
-    ax[0].plot(xs, [float(law.subs(n_sym, d ** x)) for x in xs], "k--", lw=1, label="NMSE law (THEORY 3)")
+    ax[0].plot(xs, [float(law.subs(n_sym, d ** x)) for x in xs], "k--", lw=1, label="NMSE law (docs/theory.md §3)")
     for j, (_, b) in enumerate(base.iterrows()):
         ax[0].plot(np.log(b["n"]) / np.log(d), b["nmse"], marker="sx^v"[j % 4], ls="none", color="0.3",
                    label=f"{b['method']} (n used {b['n_used']})")

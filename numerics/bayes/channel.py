@@ -179,7 +179,7 @@ class OutputChannel:
         return ChannelIntegrals(fisher=fisher, response=resp, entropy=ent, error=err)
 
     def _segments(self, k, omega_k, c_k, response):
-        """Segment ends and exact segment weights (mass, d mass/d omega_k[, He2]) for one direction.
+        r"""Segment ends and exact segment weights (mass, d mass/d omega_k[, He2]) for one direction.
 
         Even link: y depends on t = |z| only, and t has the folded density
         :math:`(\varphi((t-\omega)/c) + \varphi((t+\omega)/c))/c`; the segments are laid in t (the

@@ -1,4 +1,4 @@
-"""Model C (GE) layer 1 through the Model S solver (THEORY 3), against the closed form and simulation."""
+"""Model C (GE) layer 1 through the Model S solver (docs/theory.md §3), against the closed form and simulation."""
 import numpy as np
 import pytest
 
@@ -9,7 +9,7 @@ SMALL = CompositionalModel(d=16, eps=0.5, gamma=1)  # D = 136, d1 = 4
 
 
 def test_large_alpha_limit_is_the_refined_closed_form():
-    # The closed form of THEORY 3 is the semicircle (alpha -> inf) limit; at alpha = 1000 the exact
+    # The closed form of docs/theory.md §3 is the semicircle (alpha -> inf) limit; at alpha = 1000 the exact
     # formula differs from it by O(1/alpha) relative corrections of the tail of T(y) = y (measured 1e-4).
     for signs in (None, [1, -1, 1, -1]):
         r = layer1_prediction(SMALL, n=[136 * 1000.0], signs=signs)
@@ -58,7 +58,7 @@ def test_bad_input():
 @pytest.mark.slow
 def test_solver_matches_gaussian_equivalent_simulation():
     # GE layer 1 in an abstract dimension D = 800 at alpha = n/D = 30, signs (+,-,+,-), 6 seeds.
-    # Outside the critical windows the overlap is within O(D^-1/2) of the d = inf value (THEORY 4),
+    # Outside the critical windows the overlap is within O(D^-1/2) of the d = inf value (docs/theory.md §4),
     # plus 2 standard errors. The closed form is off by 0.15 at i = 3 here (0.766 vs 0.62).
     D, alpha, d1 = 800, 30, 4
     signs = np.array([1, -1, 1, -1.0])

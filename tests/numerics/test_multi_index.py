@@ -1,4 +1,4 @@
-"""The m x m matrix form of THEORY 2.2 (coupled directions), checked three ways."""
+"""The m x m matrix form of docs/theory.md §2.2 (coupled directions), checked three ways."""
 import dataclasses
 
 import numpy as np
@@ -58,7 +58,7 @@ def test_matrix_path_properties(a):
 
 @pytest.mark.slow
 def test_matrix_form_matches_simulation_where_the_split_does_not():
-    # d = 1000, alpha = 100, 4 seeds: outlier region, so |sim - theory| <= d^-1/2 + 2 sem (THEORY 4).
+    # d = 1000, alpha = 100, 4 seeds: outlier region, so |sim - theory| <= d^-1/2 + 2 sem (docs/theory.md §4).
     # The per-direction (uncoupled) formula is off by ~0.01 = 10 sem at k = 1, 2 (measured); the
     # matrix form must be the closer one.
     import pandas as pd

@@ -14,7 +14,7 @@ DEFAULT = HierarchicalModel()  # gamma = 1.3, m = 10, He2/2 + He4/48, T = y/(1+|
 
 
 def test_reference_numbers_of_the_issue():
-    # Independent Monte Carlo evaluation of the same formulas, accurate to +-0.01 (issue 3 / THEORY 2.2)
+    # Independent Monte Carlo evaluation of the same formulas, accurate to +-0.01 (issue 3 / docs/theory.md §2.2)
     p = predict(DEFAULT, [20.0, 50.0])
     np.testing.assert_allclose(p.q[0, :3], [0.91, 0.80, 0.53], atol=0.01)
     np.testing.assert_allclose(p.q[1, :5], [0.97, 0.92, 0.83, 0.65, 0.37], atol=0.01)

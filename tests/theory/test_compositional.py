@@ -87,7 +87,7 @@ def test_closed_forms_need_identity_link():
 
 
 def test_local_nmse_slope_approaches_the_scaling_exponent_as_d1_grows():
-    # NMSE = sum w_i (1 - rho_i^4)/sum w_i with the refined layer-1 overlaps (THEORY 3), gamma = 1: the local
+    # NMSE = sum w_i (1 - rho_i^4)/sum w_i with the refined layer-1 overlaps (docs/theory.md §3), gamma = 1: the local
     # slope at the geometric middle of the power-law window n_1* << n << n_d1* tends to -(1 - 1/(2 gamma))
     # = -1/2 as d1 grows. Measured: -0.486, -0.550, -0.509 at d1 = 30, 300, 3e4: at small d1 the window is
     # too short for a clean power law and the slope wanders by +-0.05; at d1 = 3e4 it is within 0.01.

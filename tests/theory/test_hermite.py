@@ -56,7 +56,7 @@ def test_reference_link_of_D():
     mus = hermite_moments("He2/2 + He4/48", 4)
     assert mus == {0: 0, 1: 0, 2: 1, 3: 0, 4: sp.Rational(1, 2)}
     assert all(isinstance(v, sp.Rational) for v in mus.values())
-    assert gaussian_expectation("(He2/2 + He4/48)**2") == sp.Rational(49, 96)  # THEORY 1
+    assert gaussian_expectation("(He2/2 + He4/48)**2") == sp.Rational(49, 96)  # docs/theory.md §1
 
 
 def _mp_moment(f, k, points=(0,)):
@@ -68,7 +68,7 @@ def _mp_moment(f, k, points=(0,)):
 
 
 LITERATURE = {
-    # THEORY 1: relu mu_0 = 1/sqrt(2 pi), mu_1 = 1/2, mu_2 = 1/sqrt(2 pi)
+    # docs/theory.md §1: relu mu_0 = 1/sqrt(2 pi), mu_1 = 1/2, mu_2 = 1/sqrt(2 pi)
     "relu(z)": (lambda z: max(z, 0), {0: 1 / sp.sqrt(2 * sp.pi), 1: sp.Rational(1, 2), 2: 1 / sp.sqrt(2 * sp.pi)}),
     # |z|: mu_0 = mu_2 = sqrt(2/pi)
     "|z|": (abs, {0: sp.sqrt(2 / sp.pi), 1: 0, 2: sp.sqrt(2 / sp.pi)}),
@@ -92,7 +92,7 @@ def test_kinked_links_exact_against_literature_and_mpmath(link):
 @pytest.mark.parametrize(
     "link, f, exact",
     [
-        # E[tanh'(z)] = E[sech^2 z]: 0.605706... (THEORY 1), compared with its own quadrature below
+        # E[tanh'(z)] = E[sech^2 z]: 0.605706... (docs/theory.md §1), compared with its own quadrature below
         ("tanh(z)", mpmath.tanh, {}),
         # erf: mu_1 = E[erf'] = (2/sqrt(pi)) E[exp(-z^2)] = 2/sqrt(3 pi);
         #      mu_3 = E[erf'''] = (2/sqrt(pi)) E[(4z^2-2) e^{-z^2}] = -4/(3 sqrt(3 pi))
@@ -130,7 +130,7 @@ def test_coefficients_are_orthonormal_normalisation():
 
 def test_exponents():
     assert information_exponent("He3") == 3
-    assert generative_exponent("He3") == 1  # [D]/THEORY 1: k* <= k_IE, here strictly
+    assert generative_exponent("He3") == 1  # [D]/docs/theory.md §1: k* <= k_IE, here strictly
     assert information_exponent("He2/2 + He4/48") == 2 and generative_exponent("He2/2 + He4/48") == 2
     assert information_exponent("7") == sp.oo and generative_exponent("7") == sp.oo
     assert information_exponent("He5", kmax=4) == sp.oo

@@ -99,7 +99,7 @@ def test_too_many_features_for_D_is_refused():
 def test_ge_overlaps_agree_with_the_solver_at_large_n_over_D():
     # GE, D = 150, d1 = 30, gamma = 1, 6 seeds, n/D = 100 and 200. The solver (numerics.layer1_prediction,
     # with each seed's signs) is the d = inf prediction; the projection on the selected outliers is the
-    # robust per-feature quantity (THEORY 5). The issue's +-0.02 applies to the expectation; the 6-seed
+    # robust per-feature quantity (docs/theory.md §5). The issue's +-0.02 applies to the expectation; the 6-seed
     # mean adds its own standard error (2 sem). Measured: within 0.006 for the top 4 and 0.020 for i = 5
     # at n/D = 100, within 0.005 at 200. Best-match overlaps sit lower (mixing): reported, not asserted.
     for alpha in (100, 200):
@@ -118,7 +118,7 @@ def test_ge_overlaps_agree_with_the_solver_at_large_n_over_D():
 def test_pipeline_nmse_matches_the_formula_with_a_fresh_split():
     # NMSE vs sum_i w_i (1 - rho_i^4) / sum_i w_i with the measured rho_i^2 (projections), n/D = 100, 200:
     # within 15% (measured 0.2%-2%) when layer 2 is fitted on fresh samples. Reusing the layer-1 samples
-    # (THEORY 3's algorithm) costs a factor 1.6-2.2 here: B_hat = A_hat^T M1 A_hat = diag(lambda) puts the
+    # (docs/theory.md §3's algorithm) costs a factor 1.6-2.2 here: B_hat = A_hat^T M1 A_hat = diag(lambda) puts the
     # edge eigenvalues of the bulk directions into the predictor (docs/compositional.md).
     w = np.arange(1, 31) ** -2.0
     for alpha in (100, 200):
@@ -200,7 +200,7 @@ def test_lofi_bad_input(kwargs, text):
 @pytest.mark.slow
 def test_true_model_sequential_recovery_and_lagged_staircase_with_the_wick_estimator():
     # True model, q = 2, d = 30 (D = 465, d1 = 5, gamma = 1), seeds 0 and 1, n/D = 50, 200, 1000.
-    # Prediction at n = inf from Wick's theorem (numerics.population_layer1): with THEORY 3's plain M1 the
+    # Prediction at n = inf from Wick's theorem (numerics.population_layer1): with docs/theory.md §3's plain M1 the
     # degree-2 chaos part (~16 theta_1 / d) pushes features out of the top d1 by |eigenvalue| for good; the
     # Wick-ordered estimator leaves only the ~8 theta_1 / d S x S part. The n = inf counterpart of the
     # measured ||P_top A_i||^2 is the same projection on the top-d1 eigenvectors of the population

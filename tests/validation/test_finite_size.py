@@ -1,4 +1,4 @@
-"""Finite-size smoothing (THEORY 4): the study's plumbing, its estimator and bad input."""
+"""Finite-size smoothing (docs/theory.md §4): the study's plumbing, its estimator and bad input."""
 import numpy as np
 import pytest
 
@@ -45,7 +45,7 @@ def test_bad_input(kwargs, text):
 @pytest.mark.slow
 def test_finite_size_scaling_of_a_continuous_transition():
     # m = 1, He2 with T = clip(y, -1, 3) (alpha_1 = 0.654, no boundary regime), d = 100..800, 24 seeds.
-    # THEORY 4: outside the window the simulated overlap is within O(d^-1/2) of the d = inf curve, and the
+    # docs/theory.md §4: outside the window the simulated overlap is within O(d^-1/2) of the d = inf curve, and the
     # crossover width scales like d^(-1/3). Measured: exponent -0.21 +- 0.10 here, -0.23 +- 0.07 with
     # d = 1600 added (docs/validation.md). The fit must be informative (se < 0.15) and within 2 se of -1/3.
     r = finite_size_study(CONTINUOUS, ds=(100, 200, 400, 800), seeds=range(24))

@@ -1,4 +1,4 @@
-"""Two-stage network (THEORY 2.4): ridge readout on fresh samples vs readout_excess_risk."""
+"""Two-stage network (docs/theory.md §2.4): ridge readout on fresh samples vs readout_excess_risk."""
 import numpy as np
 import pytest
 
@@ -39,7 +39,7 @@ def test_fitted_excess_risk_matches_the_formula_at_the_measured_projections():
 
 @pytest.mark.slow
 def test_two_stage_risk_approaches_the_d_infinity_prediction():
-    # At d = 600 the projections are within O(d^-1/2) of q_k (THEORY 4), so the risk is within
+    # At d = 600 the projections are within O(d^-1/2) of q_k (docs/theory.md §4), so the risk is within
     # the readout formula's sensitivity to q (first order: sum a_k^2 sum_j j mu_j^2/j! |dq_k|).
     model = HierarchicalModel()
     r = two_stage(model, d=600, alphas=[100.0, 400.0], seed=0)

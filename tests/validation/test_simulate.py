@@ -1,4 +1,4 @@
-"""Finite-d simulation against the d = infinity theory (tolerances from THEORY 4)."""
+"""Finite-d simulation against the d = infinity theory (tolerances from docs/theory.md §4)."""
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -75,7 +75,7 @@ def test_property_simulation_vs_theory(gamma, m, link, pre, seed):
     cand = np.geomspace(0.5, 400, 40)
     ok = [a for a in cand if all(a >= 1.5 * t or a <= t / 1.5 for t in thr)]
     alphas = [ok[len(ok) // 3], ok[-1]]
-    # Close spikes (gamma ~ 1, small m) mix their eigenvectors at finite d (THEORY 5): the
+    # Close spikes (gamma ~ 1, small m) mix their eigenvectors at finite d (docs/theory.md §5): the
     # best-match overlap then falls below q_k while the subspace is recovered, so the robust
     # per-direction quantity is the projection ||P_hat w_k||^2 (e.g. gamma = 0.98, m = 3, d = 250,
     # alpha = 15.4, k = 3: best match 0.585, projection 0.651, theory 0.660).
@@ -86,7 +86,7 @@ def test_property_simulation_vs_theory(gamma, m, link, pre, seed):
 
 @pytest.mark.slow
 def test_reference_check_of_theory_section_2_2_at_d_500():
-    # THEORY 2.2: simulation at d = 500 matches the d = inf q_k to about 0.02 away from thresholds
+    # docs/theory.md §2.2: simulation at d = 500 matches the d = inf q_k to about 0.02 away from thresholds
     model = HierarchicalModel()
     sim = simulate(model, 500, [20.0, 50.0], seeds=range(6))
     s = compare(predict(model, [20.0, 50.0]), sim)
