@@ -84,6 +84,11 @@ class Prediction:
     def n_outliers(self) -> np.ndarray:
         return self.is_outlier.sum(axis=1)
 
+    def local_slope(self) -> np.ndarray:
+        """d log MSE / d log alpha on the (sorted) grid, by centred differences (one-sided at the ends)."""
+        order = np.argsort(self.alphas)
+        return np.gradient(np.log(self.mse[order]), np.log(self.alphas[order]))
+
     def to_frame(self) -> pd.DataFrame:
         """Tidy table: one row per (alpha, k) with columns alpha, k, q, eigenvalue,
         is_outlier, alpha_k, bulk_edge, mse, mse_plugin, n_outliers."""

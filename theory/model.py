@@ -219,20 +219,18 @@ class HierarchicalModel:
         >>> HierarchicalModel.from_description(m.describe()) == m
         True
         """
-        if not isinstance(desc, dict):
-            raise TypeError(f"desc: expected a dict of model fields, got {type(desc).__name__}")
-        fields = {"link", "gamma", "m", "delta", "normalize", "preprocessing"}
-        unknown = set(desc) - fields - {"model"}
-        if unknown:
-            raise ValueError(f"desc: unknown model field(s) {sorted(unknown)}; valid: {sorted(fields)}")
-        if desc.get("model", "S") != "S":
-            raise ValueError(f"desc: model must be 'S' for a HierarchicalModel, got {desc.get('model')!r}")
-        kw = {k: v for k, v in desc.items() if k in fields}
-        if isinstance(kw.get("link"), list):
-            kw["link"] = tuple(kw["link"])
-        if isinstance(kw.get("m"), str) and kw["m"].strip().lstrip("-").isdigit():
-            kw["m"] = int(kw["m"])
-        return cls(**kw)
+        if isinstance(desc, dict) and isinstance(desc.get("link"), list):
+            desc = dict(desc, link=tuple(desc["link"]))
+        if isinstance(desc, dict) and isinstance(desc.get("m"), str) and desc["m"].strip().lstrip("-").isdigit():
+            desc = dict(desc, m=int(desc["m"]))
+        return _from_description(cls, desc, "S", {"link", "gamma", "m", "delta", "normalize", "preprocessing"})
+
+    def _repr_latex_(self) -> str:
+        links = ", ".join(sp.latex(g) for g in self.links)
+        a = r"k^{-%s}/\sqrt{Z_m}" % sp.latex(self.gamma) if self.normalize else r"k^{-%s}" % sp.latex(self.gamma)
+        m = r"\infty" if self.m == sp.oo else str(self.m)
+        return (rf"$\text{{Model S: }} y = \sum_{{k=1}}^{{{m}}} a_k g_k(z_k) + \sqrt{{\Delta}}\,\xi,\ a_k = {a},\ "
+                rf"g = {links},\ \Delta = {sp.latex(self.delta)},\ T(y) = {sp.latex(self.T)}$")
 
 
 @dataclass(frozen=True)
@@ -310,6 +308,38 @@ class CompositionalModel:
         return sp.simplify(self._g - Z) == 0
 
     def describe(self) -> dict:
+        """A JSON-friendly description; :meth:`from_description` inverts it."""
         return {"model": "C", "d": self.d, "q": self.q, "eps": str(self.eps), "gamma": str(self.gamma),
                 "g_star": str(self.g_star)}
+
+    @classmethod
+    def from_description(cls, desc: dict) -> "CompositionalModel":
+        """Inverse of :meth:`describe` (also accepts a subset of the fields; the rest default).
+
+        >>> m = CompositionalModel(d=20, gamma="1/2")
+        >>> CompositionalModel.from_description(m.describe()) == m
+        True
+        """
+        return _from_description(cls, desc, "C", {"d", "q", "eps", "gamma", "g_star"}, ints=("d", "q"))
+
+    def _repr_latex_(self) -> str:
+        return (r"$\text{Model C: } y = g_*\Big(\sum_{i\le d_1} b_i He_2(\langle A_i, Z(x)\rangle)\Big),\ "
+                rf"d = {self.d},\ q = {self.q},\ D = {self.D},\ d_1 = {self.d1},\ |b_i| = i^{{-{sp.latex(self.gamma)}}},\ "
+                rf"g_*(z) = {sp.latex(self.g)}$")
+
+
+def _from_description(cls, desc, tag, fields, ints=()):
+    """Shared body of the from_description class methods."""
+    if not isinstance(desc, dict):
+        raise TypeError(f"desc: expected a dict of model fields, got {type(desc).__name__}")
+    unknown = set(desc) - fields - {"model"}
+    if unknown:
+        raise ValueError(f"desc: unknown model field(s) {sorted(unknown)}; valid: {sorted(fields)}")
+    if desc.get("model", tag) != tag:
+        raise ValueError(f"desc: model must be {tag!r} for a {cls.__name__}, got {desc.get('model')!r}")
+    kw = {k: v for k, v in desc.items() if k in fields}
+    for k in ints:
+        if isinstance(kw.get(k), str) and kw[k].strip().isdigit():
+            kw[k] = int(kw[k])
+    return cls(**kw)
 

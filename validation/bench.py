@@ -35,6 +35,31 @@ def bench_predict(m=20, n_alphas=200):
             "setup_s": first.settings["setup_s"], "n_atoms": first.settings["n_atoms"]}
 
 
+def bench_state_evolution(quick: bool = False) -> list[dict]:
+    """The Bayes-optimal state evolution of the [D] default model (m = 10) on 50 alphas (10 with
+    ``quick``), against ``predict`` on the same grid, as a ratio measured in this run; with
+    Delta = 0 (the default model: noiseless labels) and Delta = 0.1."""
+    from numerics import predict
+    from numerics.bayes import state_evolution
+    from theory import HierarchicalModel
+
+    rows = []
+    n = 10 if quick else 50
+    alphas = np.geomspace(0.2, 2000, n)
+    for delta in ("0",) if quick else ("0", "1/10"):
+        model = HierarchicalModel(delta=delta)
+        t0 = time.perf_counter()
+        predict(model, alphas)
+        t_pred = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        se = state_evolution(model, alphas, n_samples=256 if quick else None)
+        t_se = time.perf_counter() - t0
+        rows.append({"name": f"state evolution m=10, Delta={delta}, {n} alphas", "se_s": t_se, "predict_s": t_pred,
+                     "ratio_se_over_predict": t_se / t_pred, "iterations": int(se.iterations.sum()),
+                     "draws": se.settings["n_draws"]})
+    return rows
+
+
 def bench_sweep(quick: bool = False) -> list[dict]:
     """Wall time of one sweep on 1 and 2 local workers and on a 2-worker Dask LocalCluster
     (1 BLAS thread per worker everywhere), as speed-ups measured in this run."""
@@ -109,6 +134,7 @@ def bench_layer1(quick: bool = False) -> list[dict]:
 
 def run_bench(args) -> str:
     rows = [bench_predict(m=10 if args.quick else 20, n_alphas=50 if args.quick else 200)]
+    rows.extend(bench_state_evolution(quick=args.quick))
     if getattr(args, "sweep", False):
         rows.extend(bench_sweep(quick=args.quick))
     rows.extend(bench_layer1(quick=args.quick))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 
 import sympy as sp
@@ -82,45 +83,85 @@ def _add_format(p, choices=("text", "json", "latex", "csv")):
     p.add_argument("--format", choices=choices, default="text", help="output format (default: text)")
 
 
-# --- model flags ----------------------------------------------------------------------
-def add_model_s_flags(p):
-    g = p.add_argument_group("Model S")
-    g.add_argument("--link", default="He2/2 + He4/48", help="link g(z) (default: %(default)s)")
-    g.add_argument("--gamma", default="13/10", help="power-law exponent (default: %(default)s)")
-    g.add_argument("--m", default="10", help="number of directions, or inf (default: %(default)s)")
-    g.add_argument("--delta", default="0", help="noise variance (default: %(default)s)")
-    g.add_argument("--preprocessing", default="y/(1+|y|)", help="T(y) (default: %(default)s)")
-    g.add_argument("--no-normalize", action="store_true", help="use a_k = k^-gamma (no 1/sqrt(Z_m))")
+# --- model flags: one spelling, dispatched through validation.experiment ------------------
+#: every model and run flag: dest -> (option, argparse keywords, help)
+FLAGS = {
+    "link": ("--link", {}, "link g(z)"),
+    "gamma": ("--gamma", {}, "power-law exponent"),
+    "m": ("--m", {}, "number of directions, or inf"),
+    "delta": ("--delta", {}, "noise variance"),
+    "preprocessing": ("--preprocessing", {}, "T(y)"),
+    "no_normalize": ("--no-normalize", {"action": "store_true", "default": None}, "use a_k = k^-gamma (no 1/sqrt(Z_m))"),
+    "d": ("--d", {}, "dimension (Model S: of the simulation; Model C: of the model)"),
+    "q": ("--q", {}, "Hermite degree of the features"),
+    "eps": ("--eps", {}, "d1 = round(d^eps)"),
+    "g_star": ("--g-star", {}, "outer link"),
+    "alphas": ("--alphas", {}, "sizes LO:HI:N, LO:HI:Nlog or a list (alpha = n/d for S, n/D for C)"),
+    "seeds": ("--seeds", {}, "number of seeds 0..N-1"),
+    "estimator": ("--estimator", {}, "S: spectral, bayes (or both, for predict); C: layerwise"),
+    "kappa_T": ("--kappa-T", {}, "substitute a value of kappa_T (Model S law)"),
+    "solver": ("--solver", {"choices": ("auto", "diagonal", "matrix")},
+               "spectral: per-direction split or the m x m form of docs/theory.md §2.2"),
+    "bayes_samples": ("--bayes-samples", {}, "bayes: QMC draws of omega (power of two per replicate) or quadrature "
+                                             "nodes per direction"),
+    "init": ("--init", {"choices": ("uninformed", "informed", "both")},
+             "bayes: start of the state evolution; both picks the branch of larger free entropy"),
+    "float32": ("--float32", {"action": "store_true", "default": None}, "accumulate in float32"),
+    "ds": ("--ds", {}, "dimensions, e.g. 200,400 (Model S sweeps)"),
+}
 
 
-def model_s_from_args(args):
-    from theory import HierarchicalModel
+def add_model_options(p, command: str, models=("S", "C")):
+    """``--model`` and the flags of every model for ``command``, all defaulting to "not given";
+    :func:`resolve_model` then applies the chosen model's defaults and refuses flags that do
+    not apply to it."""
+    from .experiment import MODEL_FLAG_HELP, experiment_for
 
-    m = args.m if args.m.lower() in ("inf", "oo") else _int(args.m, "--m")
-    return HierarchicalModel(link=args.link, gamma=args.gamma, m=m, delta=args.delta,
-                             normalize=not args.no_normalize, preprocessing=args.preprocessing)
+    exps = [experiment_for(m) for m in models]
+    if len(models) > 1:
+        p.add_argument("--model", default="S", help=f"{MODEL_FLAG_HELP} (default: S)")
+    dests = list(dict.fromkeys(d for e in exps for d in e.cli_flags(command)))
+    for dest in dests:
+        opt, kw, help_ = FLAGS[dest]
+        defaults = [f"{e.name}: {e.cli_flags(command)[dest]}" for e in exps if dest in e.cli_flags(command)]
+        shown = "; ".join(x for x in defaults if not x.endswith(": None") and not x.endswith(": False"))
+        kw = dict(kw)
+        kw.setdefault("default", None)
+        p.add_argument(opt, dest=dest, help=help_ + (f" (default {shown})" if shown else ""), **kw)
+    p.set_defaults(_command=command, _models=tuple(models), _model_dests=tuple(dests))
 
 
-def add_model_c_flags(p):
-    g = p.add_argument_group("Model C")
-    g.add_argument("--d", default="100", help="input dimension (default: %(default)s)")
-    g.add_argument("--q", default="2", help="Hermite degree of the features (default: %(default)s)")
-    g.add_argument("--eps", default="1/2", help="d1 = round(d^eps) (default: %(default)s)")
-    g.add_argument("--g-star", default="z", help="outer link (default: %(default)s)")
+def resolve_model(args):
+    """(experiment, model) for parsed arguments; unset flags get the model's defaults."""
+    from .experiment import experiment_for
 
-
-def model_c_from_args(args, gamma):
-    from theory import CompositionalModel
-
-    return CompositionalModel(d=_int(args.d, "--d"), q=_int(args.q, "--q"), eps=args.eps, gamma=gamma,
-                              g_star=args.g_star)
+    exp = experiment_for(getattr(args, "model", args._models[0]))
+    if exp.name not in args._models:
+        raise CascadeError(f"--model: cascade {args._command} takes {' or '.join(args._models)}, got {args.model!r}")
+    allowed = exp.cli_flags(args._command)
+    for dest in args._model_dests:
+        val = getattr(args, dest)
+        if dest not in allowed:
+            if val is not None:
+                raise CascadeError(f"{FLAGS[dest][0]}: does not apply to cascade {args._command} --model {exp.name} "
+                                   f"({exp.title}); its flags: "
+                                   + ", ".join(FLAGS[d][0] for d in allowed))
+            continue
+        if val is None:
+            setattr(args, dest, allowed[dest])
+    return exp, exp.from_args(args)
 
 
 def _int(text, name):
     try:
         return int(text)
-    except ValueError:
+    except (TypeError, ValueError):
         raise CascadeError(f"{name}: expected an integer, got {text!r}") from None
+
+
+def model_s_from_args(args):
+    """The Model S of a command that has no --model option (finite-size, readout)."""
+    return resolve_model(args)[1]
 
 
 # --- subcommands --------------------------------------------------------------------
@@ -151,137 +192,128 @@ def cmd_hermite(args):
 
 
 def cmd_thresholds(args):
-    if args.model == "S":
-        from theory import critical_alpha_law, mse_exponent
-        from theory.symbols import kappa_T
+    exp, model = resolve_model(args)
+    if exp.name == "S" and args.bayes_kind is not None:
+        from numerics.bayes import bayes_thresholds
 
-        model = model_s_from_args(args)
-        kmax = model.m if model.m != sp.oo else 10
-        kt = None
-        if args.kappa_T is not None:
-            kt = _gamma_arg(args.kappa_T)
-        rows = []
-        for k in range(1, kmax + 1):
-            law = critical_alpha_law(model, k)
-            row = {"k": k, "alpha_k": law}
-            if kt is not None:
-                row["alpha_k"] = law.subs(kappa_T, kt)
-            rows.append(row)
-        head = f"Weak-signal thresholds alpha_k ~ kappa_T Z k^(2 gamma) / mu_2^2 (MSE exponent {mse_exponent(model.gamma)})"
+        if model.m == sp.oo:
+            raise CascadeError("--m: the Bayes-optimal thresholds need a finite m")
+        b = bayes_thresholds(model, args.bayes_kind)
+        rows = [{"k": k + 1, "alpha_k_bayes": float(v), "se": float(e), "trivial": bool(t)}
+                for k, (v, e, t) in enumerate(zip(b.alphas, b.se, b.trivial))]
+        head = (f"Bayes-optimal weak-recovery thresholds ({args.bayes_kind}; docs/bayes.md §5); "
+                "trivial: E[z_k | y] != 0, so 0")
         return _render(rows, args.format, head)
-    from theory import separation, threshold_exponents, thresholds_n
-
-    model = model_c_from_args(args, args.gamma)
-    ns, ks = thresholds_n(model), threshold_exponents(model)
-    rows = [{"i": i + 1, "n_star": n_, "kappa_i": sp.nsimplify(k_) if k_.is_Rational else k_.evalf(6)}
-            for i, (n_, k_) in enumerate(zip(ns, ks))]
-    sep = separation(model)
-    head = (f"Model C (GE layer 1): D = {model.D}, d1 = {model.d1}; n_i* = D/(4 theta_i^2); "
-            f"layer-wise exponent {sep['layerwise']}, kernel exponent {sep['kernel']}")
+    if args.bayes_kind is not None:
+        raise CascadeError(f"--bayes: does not apply to --model {exp.name}")
+    head, rows = exp.thresholds(model, kappa_T=args.kappa_T)
     return _render(rows, args.format, head)
 
 
-def parse_alphas(text: str):
+def parse_alphas(text: str, name: str = "--alphas"):
     """'1:2000:200log' (geometric), '1:10:10' (linear) or '5,20,50' (a list)."""
-    import numpy as np
+    from .grids import parse_grid
 
     try:
-        if ":" in text:
-            parts = text.split(":")
-            if len(parts) != 3:
-                raise ValueError
-            lo, hi, n = parts
-            geometric = n.endswith("log")
-            n = int(n[:-3] if geometric else n)
-            lo, hi = float(lo), float(hi)
-            if n < 1 or not (0 < lo <= hi):
-                raise ValueError
-            return np.geomspace(lo, hi, n) if geometric else np.linspace(lo, hi, n)
-        vals = np.array([float(v) for v in text.split(",")])
-    except ValueError:
-        raise CascadeError(f"--alphas: expected LO:HI:N, LO:HI:Nlog or a comma list of numbers > 0, got {text!r}") from None
-    if vals.size == 0 or np.any(~(vals > 0)):
-        raise CascadeError(f"--alphas: every sample ratio must be > 0, got {text!r}")
-    return vals
+        return parse_grid(text, name)
+    except ValueError as exc:
+        raise CascadeError(str(exc)) from None
 
 
 def cmd_predict(args):
     import pandas as pd
 
-    from numerics import predict
+    exp, model = resolve_model(args)
+    sizes = parse_alphas(args.alphas)
+    if exp.name == "S":
+        if args.estimator not in ("spectral", "bayes", "both"):
+            raise CascadeError(f"--estimator: Model S has spectral, bayes or both, got {args.estimator!r}")
+        n_samples = _int(args.bayes_samples, "--bayes-samples") if args.bayes_samples else None
+        bar = None
+        if args.estimator != "spectral" and not args.quiet:
+            from .progress import Progress
 
-    model = model_s_from_args(args)
-    if model.m == sp.oo:
-        raise CascadeError("--m: numerics needs a finite m")
-    pred = predict(model, parse_alphas(args.alphas), solver=args.solver)
-    table = pd.DataFrame({"alpha": pred.alphas, "bulk_edge": pred.bulk_edge, "n_outliers": pred.n_outliers,
-                          "mse": pred.mse, "mse_plugin": pred.mse_plugin})
-    for k in range(model.m):
-        table[f"q_{k + 1}"] = pred.q[:, k]
+            bar = Progress(len(sizes), "state evolution")
+        res = exp.predict_table(model, sizes, args.estimator, solver=args.solver or "auto", n_samples=n_samples,
+                                init=args.init or "uninformed", progress=bar)
+    else:
+        res = exp.predict_table(model, sizes, args.estimator)
+    table, thr = res["table"], res["thresholds"]
+    table["thresholds_json"] = thr.to_json(orient="records")
     notes = []
-    if args.plot:
-        from .plots import plot_prediction
+    if args.out:
+        from pathlib import Path
 
-        notes.append("wrote " + ", ".join(plot_prediction(pred, args.plot)))
-    thr = ", ".join(f"{t:.6g}" for t in pred.thresholds)
+        p = Path(args.out)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        table.to_parquet(p.with_suffix(".parquet"), index=False)
+        notes.append(f"wrote {p.with_suffix('.parquet')}")
+    if args.plot:
+        notes.append("wrote " + ", ".join(exp.plot_table(table, "prediction" if exp.name == "S" else "layer1", args.plot)))
+    shown = table.drop(columns=["model_json", "table_kind", "thresholds_json"])
     if args.format == "json":
-        return json.dumps({"model": model.describe(), "thresholds": pred.thresholds.tolist(),
-                           "settings": pred.settings, "table": table.to_dict(orient="records")}, indent=2, default=str)
+        return json.dumps({"model": model.describe(), "estimators": list(res["estimators"]),
+                           "thresholds": json.loads(thr.to_json(orient="records")),
+                           "settings": {k: _settings(v) for k, v in res["results"].items()},
+                           "table": json.loads(shown.to_json(orient="records"))}, indent=2, default=str)
     if args.format == "csv":
-        return table.to_csv(index=False).rstrip("\n")
+        return shown.to_csv(index=False).rstrip("\n")
     if args.format == "latex":
-        return table.to_latex(index=False, float_format="%.4g")
-    solver = pred.settings["solver"]
-    head = (f"d = infinity prediction (MSE: optimal shrinkage sum a_k^2 (1 - q_k^2); plug-in 2 sum a_k^2 (1 - q_k))\n"
-            f"solver: {solver}" + (" (coupled directions: q_k are subspace projections, thresholds are per "
-                                   "eigen-branch)" if solver == "matrix" else "") + f"\nthresholds alpha_k: {thr}")
-    return "\n".join([head, table.to_string(index=False, float_format=lambda v: f"{v:.4g}"), *notes])
+        return shown.to_latex(index=False, float_format="%.4g") + "\n" + thr.to_latex(index=False, float_format="%.4g")
+    fmt = lambda v: f"{v:.4g}"  # noqa: E731
+    if exp.name == "S":
+        head = ["d = infinity prediction, Model S (MSE: optimal shrinkage sum a_k^2 (1 - q_k^2))",
+                "estimators: " + ", ".join(f"{n} ({exp.estimator(n).summary})" for n in res["estimators"])]
+        if "spectral" in res["results"]:
+            solver = res["results"]["spectral"].settings["solver"]
+            head.append(f"spectral solver: {solver}" + (" (coupled directions: q_k are subspace projections, "
+                                                        "thresholds are per eigen-branch)" if solver == "matrix" else ""))
+        if "bayes" in res["results"]:
+            se = res["results"]["bayes"]
+            st = se.settings
+            head.append(f"bayes: {st['method']} over omega ({st['n_draws']} draws"
+                        + (f", {st['replicates']} replicates: mse_bayes_se is their standard error" if st["method"] == "qmc"
+                           else "") + f"), init {st['init']}; thresholds read off this grid (alpha_k_bayes_grid; "
+                        "cascade thresholds --bayes sequential resolves them)")
+            for t in se.transitions:
+                head.append(f"  first-order transition ({t['kind']}) near alpha = {t['alpha']:.4g}, "
+                            f"bracket {t['bracket']}")
+        head.append("thresholds:\n" + thr.to_string(index=False, float_format=fmt))
+    else:
+        head = [f"d = infinity prediction, Model C layer 1 (GE, via the Model S solver): D = {model.D}, d1 = {model.d1}",
+                "thresholds n_i*:\n" + thr.to_string(index=False, float_format=fmt)]
+    return "\n".join([*head, shown.to_string(index=False, float_format=fmt), *notes])
+
+
+def _settings(result):
+    st = getattr(result, "settings", None)
+    if st is None and isinstance(result, dict):
+        return {k: v.tolist() if hasattr(v, "tolist") else v for k, v in result.items() if k in ("D", "clip")}
+    return st
 
 
 def cmd_validate(args):
     import numpy as np
 
-    from .validate import DEFAULT_ALPHAS, DEFAULT_D, Progress, format_report, run_validate
-
-    if args.model == "compositional":
-        from theory import CompositionalModel
-
-        from .validate_compositional import DEFAULT_C_MODEL, DEFAULT_C_RATIOS, format_compositional, \
-            run_validate_compositional
-
-        kw = dict(DEFAULT_C_MODEL)
-        if args.d:
-            kw["d"] = _int(args.d, "--d")
-        if args.eps:
-            kw["eps"] = args.eps
-        if args.gamma != "13/10":
-            kw["gamma"] = args.gamma
-        ratios = [float(v) for v in parse_alphas(args.alphas)] if args.alphas else DEFAULT_C_RATIOS
-        seeds = range(_int(args.seeds, "--seeds") if args.seeds != "6" else 2)
-        bar = Progress(3 * len(ratios) * len(seeds), "simulating Model C", enabled=not args.quiet)
-        res = run_validate_compositional(CompositionalModel(**kw), ratios=ratios, seeds=seeds, outdir=args.out,
-                                         progress=bar)
-        if args.format == "json":
-            return res["table"].to_json(orient="records", indent=2)
-        if args.format == "csv":
-            return res["table"].to_csv(index=False).rstrip("\n")
-        return format_compositional(res)
-
-    model = model_s_from_args(args)
-    if model.m == sp.oo:
-        raise CascadeError("--m: simulation needs a finite m")
-    alphas = parse_alphas(args.alphas) if args.alphas else np.array(DEFAULT_ALPHAS)
-    d = _int(args.d, "--d") if args.d else DEFAULT_D
+    exp, model = resolve_model(args)
+    sizes = parse_alphas(args.alphas)
     seeds = range(_int(args.seeds, "--seeds"))
     if len(seeds) < 1:
         raise CascadeError("--seeds: need at least 1 seed")
-    res = run_validate(model, d=d, alphas=alphas, seeds=seeds, outdir=args.out,
-                       dtype=np.float32 if args.float32 else np.float64, progress=not args.quiet)
+    if exp.name == "S":
+        res = exp.validate(model, d=_int(args.d, "--d"), alphas=sizes, seeds=seeds, outdir=args.out,
+                           dtype=np.float32 if args.float32 else np.float64, progress=not args.quiet,
+                           estimator=args.estimator)
+        table = res["summary"]
+    else:
+        res = exp.validate(model, alphas=sizes, seeds=seeds, outdir=args.out, progress=not args.quiet,
+                           estimator=args.estimator)
+        table = res["table"]
     if args.format == "json":
-        return res["summary"].to_json(orient="records", indent=2)
+        return table.to_json(orient="records", indent=2)
     if args.format == "csv":
-        return res["summary"].to_csv(index=False).rstrip("\n")
-    return format_report(res)
+        return table.to_csv(index=False).rstrip("\n")
+    return exp.report(res)
 
 
 def _int_list(text, name):
@@ -349,12 +381,13 @@ def _sweep_spec_from_args(args):
 
     if args.spec:
         return load_spec(args.spec)
-    model = model_s_from_args(args)
-    if not args.ds:
-        raise CascadeError("sweep: give a spec file, or --ds (with --alphas and --seeds) and the model flags")
-    return sweep_spec({"name": args.name, "models": [model.describe()],
-                       "grid": {"ds": _int_list(args.ds, "--ds"), "alphas": args.alphas or "5,20,50",
-                                "seeds": _int(args.seeds, "--seeds")}})
+    exp, model = resolve_model(args)
+    grid = {"alphas": args.alphas, "seeds": _int(args.seeds, "--seeds")}
+    if exp.name == "S":
+        if not args.ds:
+            raise CascadeError("sweep: give a spec file, or --ds (with --alphas and --seeds) and the model flags")
+        grid["ds"] = _int_list(args.ds, "--ds")
+    return sweep_spec({"name": args.name, "models": [model.describe()], "grid": grid})
 
 
 def cmd_sweep(args):
@@ -389,7 +422,7 @@ def cmd_reproduce(args):
     from .reproduce import reproduce
 
     res = reproduce(args.name, outdir=args.out, full=args.full, jobs=_int(args.jobs, "--jobs"),
-                    scheduler=args.scheduler, progress=not args.quiet)
+                    scheduler=args.scheduler, store=args.store, progress=not args.quiet)
     s = res["summary"]
     if args.name != "D":
         extra = ""
@@ -433,40 +466,31 @@ def build_parser() -> argparse.ArgumentParser:
     _add_format(h)
     h.set_defaults(func=cmd_hermite)
 
-    t = sub.add_parser("thresholds", help="closed-form threshold laws of Model S or Model C")
-    t.add_argument("--model", choices=("S", "C"), default="S", help="S: shallow, C: compositional")
-    add_model_s_flags(t)
-    add_model_c_flags(t)
-    t.add_argument("--kappa-T", default=None, help="substitute a value of kappa_T (Model S)")
+    t = sub.add_parser("thresholds", help="threshold laws (Model S or C); Bayes-optimal thresholds of Model S")
+    add_model_options(t, "thresholds")
+    t.add_argument("--bayes", dest="bayes_kind", choices=("scratch", "oracle", "sequential"), default=None,
+                   help="Model S: the Bayes-optimal weak-recovery thresholds of docs/bayes.md §5 instead of the "
+                        "spectral weak-signal law")
     _add_format(t)
     t.set_defaults(func=cmd_thresholds)
 
-    pr = sub.add_parser("predict", help="d = infinity bulk edge, overlaps q_k, thresholds and MSE (Model S)")
-    add_model_s_flags(pr)
-    pr.add_argument("--alphas", default="1:2000:40log", help="LO:HI:N, LO:HI:Nlog or a list (default: %(default)s)")
-    pr.add_argument("--plot", default=None, help="write q_k(alpha) and MSE(alpha) to this path (.png and .pdf)")
-    pr.add_argument("--solver", choices=("auto", "diagonal", "matrix"), default="auto",
-                    help="per-direction split or the m x m form of docs/theory.md §2.2 (default: auto-detect coupling)")
+    pr = sub.add_parser("predict", help="d = infinity theory: Model S spectral and/or Bayes-optimal, Model C layer 1")
+    add_model_options(pr, "predict")
+    pr.add_argument("--plot", default=None, help="write the figure to this path (.png and .pdf)")
+    pr.add_argument("--out", default=None, help="write the table to this path (.parquet); cascade plot redraws it")
+    pr.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_format(pr)
     pr.set_defaults(func=cmd_predict)
 
-    v = sub.add_parser("validate", help="main job: simulate Model S at finite d and compare with the theory")
-    v.add_argument("--model", choices=("S", "compositional"), default="S",
-                   help="S (default) or compositional: Model C, GE, true and true with the Wick-ordered M1 side "
-                        "by side (--alphas are n/D there)")
-    v.add_argument("--eps", default=None, help="Model C: d1 = round(d^eps) (default 1/2)")
-    add_model_s_flags(v)
-    v.add_argument("--d", default=None, help="dimension (default: 600)")
-    v.add_argument("--alphas", default=None, help="LO:HI:N[log] or a list (default: 2,5,10,20,50,100,200,400)")
-    v.add_argument("--seeds", default="6", help="number of seeds 0..N-1 (default: %(default)s)")
+    v = sub.add_parser("validate", help="main job: simulate at finite d and compare with the d = infinity theory")
+    add_model_options(v, "validate")
     v.add_argument("--out", default="cascade-out", help="output directory (default: %(default)s)")
-    v.add_argument("--float32", action="store_true", help="accumulate in float32")
     v.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_format(v, ("text", "json", "csv"))
     v.set_defaults(func=cmd_validate)
 
     fs = sub.add_parser("finite-size", help="finite-size smoothing of a threshold: distance, d^(-1/3) width, collapse")
-    add_model_s_flags(fs)
+    add_model_options(fs, "finite-size", models=("S",))
     fs.add_argument("--ds", default="250,500,1000,2000", help="dimensions (default: %(default)s)")
     fs.add_argument("--seeds", default="6", help="number of seeds per d (default: %(default)s)")
     fs.add_argument("--k", default=None, help="direction (default: the first with a continuous transition)")
@@ -476,7 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
     fs.set_defaults(func=cmd_finite_size)
 
     ro = sub.add_parser("readout", help="two-stage network: spectral layer + ridge readout, excess risk vs theory")
-    add_model_s_flags(ro)
+    add_model_options(ro, "readout", models=("S",))
     ro.add_argument("--d", default="400", help="dimension (default: %(default)s)")
     ro.add_argument("--alphas", default="20,100,400", help="sample ratios (default: %(default)s)")
     ro.add_argument("--seeds", default="1", help="number of seeds (default: %(default)s)")
@@ -485,12 +509,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sw = sub.add_parser("sweep", help="run a sweep of simulations into a resumable Parquet store (local or Dask)")
     sw.add_argument("action", choices=("run", "status", "collect"), help="run the pending tasks, show status, or collect the table")
-    sw.add_argument("spec", nargs="?", default=None, help="TOML spec file (or give --ds/--alphas/--seeds and model flags)")
-    add_model_s_flags(sw)
+    sw.add_argument("spec", nargs="?", default=None, help="TOML spec file (or give the model and grid flags)")
+    add_model_options(sw, "sweep")
     sw.add_argument("--name", default="sweep", help="sweep name without a spec file (default: %(default)s)")
-    sw.add_argument("--ds", default=None, help="dimensions, e.g. 200,400")
-    sw.add_argument("--alphas", default=None, help="sample ratios (default: 5,20,50)")
-    sw.add_argument("--seeds", default="4", help="number of seeds (default: %(default)s)")
     sw.add_argument("--store", default="cascade-store", help="store directory (default: %(default)s)")
     sw.add_argument("--jobs", default="1", help="local worker processes (default: %(default)s)")
     sw.add_argument("--scheduler", default=None, help="Dask scheduler address, e.g. tcp://host:8786")
@@ -507,6 +528,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", default="cascade-out", help="output directory (default: %(default)s)")
     rp.add_argument("--jobs", default="1", help="local worker processes (default: %(default)s)")
     rp.add_argument("--scheduler", default=None, help="Dask scheduler address")
+    rp.add_argument("--store", default=None, help="sweep store for the simulations (default: OUT/store)")
     rp.add_argument("--quiet", action="store_true", help="no progress bar")
     rp.set_defaults(func=cmd_reproduce, format="text")
 
@@ -545,12 +567,25 @@ def cli_reference() -> str:
             os.environ["COLUMNS"] = old
 
 
+_USER_TYPE_ERROR = re.compile(r"^[\w\-\.\[\]]+: ")
+
+
 def main(argv=None) -> int:
+    """Run the CLI. Errors of the user's input (ValueError, NotImplementedError, a solver's
+    ConvergenceError, and TypeErrors whose message names a parameter, "name: ...") print one
+    line and exit 2; anything else is a bug and keeps its traceback."""
+    from numerics import ConvergenceError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         out = args.func(args)
-    except (CascadeError, ValueError, TypeError) as exc:
+    except (CascadeError, ValueError, NotImplementedError, ConvergenceError) as exc:
+        print(f"cascade {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except TypeError as exc:
+        if not _USER_TYPE_ERROR.match(str(exc)):
+            raise
         print(f"cascade {args.command}: error: {exc}", file=sys.stderr)
         return 2
     if out:

@@ -9,7 +9,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-__all__ = ["plot_prediction", "save"]
+__all__ = ["plot_prediction", "plot_estimators", "save"]
 
 
 def save(fig, path) -> list[str]:
@@ -61,6 +61,67 @@ def plot_prediction(pred, path, sim=None) -> list[str]:
     ax2.set_ylabel(r"$\mathrm{MSE}_\gamma$")
     ax2.set_title(r"error; grey lines: thresholds $\alpha_k$")
     ax2.legend(fontsize=7)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def plot_estimators(table, model, path) -> list[str]:
+    """Spectral and/or Bayes-optimal theory from a ``cascade predict`` table: MSE against alpha
+    (log-log, with the local slopes), the overlaps q_k, and the thresholds against k with the
+    k^(2 gamma) guide. Works from the table alone (thresholds ride along as JSON)."""
+    import io
+    import json
+
+    import pandas as pd
+
+    alphas = table["alpha"].to_numpy()
+    gamma = float(model.gamma)
+    has = [e for e in ("spectral", "bayes") if f"mse_{e}" in table.columns]
+    style = {"spectral": ("-", "C0", "spectral"), "bayes": ("--", "C3", "Bayes-optimal")}
+    fig, ax = plt.subplots(1, 3, figsize=(15, 4.2))
+    for e in has:
+        ls, c, name = style[e]
+        mse = table[f"mse_{e}"].to_numpy()
+        ok = mse > 0
+        ax[0].loglog(alphas[ok], mse[ok], ls, color=c, lw=1.6, label=name)
+        if ok.sum() > 2:
+            slope = np.gradient(np.log(mse[ok]), np.log(alphas[ok]))
+            j = int(np.argmin(np.abs(np.log(alphas[ok]) - np.log(alphas[ok]).mean())))
+            ax[0].annotate(f"local slope {slope[j]:.2f}", (alphas[ok][j], mse[ok][j]), fontsize=7, color=c)
+    i0 = len(alphas) // 2
+    base = table[f"mse_{has[0]}"].to_numpy()[i0] if has else 1.0
+    ax[0].loglog(alphas, 1.5 * base * (alphas / alphas[i0]) ** (-(1 - 1 / (2 * gamma))), ":", color="0.5", lw=1,
+                 label=rf"$\alpha^{{-(1-1/2\gamma)}}$, slope {-(1 - 1 / (2 * gamma)):.3f}")
+    ax[0].set_xlabel(r"$\alpha = n/d$")
+    ax[0].set_ylabel(r"$\mathrm{MSE}_\gamma = \sum_k a_k^2(1 - q_k^2)$")
+    ax[0].legend(fontsize=7)
+    m = model.m
+    colors = plt.cm.viridis(np.linspace(0, 0.9, m))
+    for k in range(m):
+        for e in has:
+            ls, _, _ = style[e]
+            ax[1].semilogx(alphas, table[f"q_{k + 1}_{e}"], ls, color=colors[k], lw=1.2,
+                           label=f"k={k + 1}" if (e == has[0] and k < 6) else None)
+    ax[1].set_xlabel(r"$\alpha$")
+    ax[1].set_ylabel(r"$q_k$ (solid: spectral, dashed: Bayes-optimal)")
+    ax[1].legend(fontsize=7)
+    if "thresholds_json" in table.columns:
+        thr = pd.read_json(io.StringIO(table["thresholds_json"].iloc[0]))
+        ks = thr["k"].to_numpy()
+        for col, ls, c, name in (("alpha_k_spectral", "o-", "C0", "spectral"), ("alpha_k_bayes_grid", "s--", "C3",
+                                                                                 "Bayes-optimal (grid estimate)")):
+            if col in thr.columns:
+                v = thr[col].to_numpy(dtype=float)
+                ok = np.isfinite(v) & (v > 0)
+                ax[2].loglog(ks[ok], v[ok], ls, color=c, ms=4, label=name)
+        ref = thr[[c for c in thr.columns if c.startswith("alpha_k")]].to_numpy(dtype=float)
+        ref = ref[np.isfinite(ref) & (ref > 0)]
+        if ref.size:
+            ax[2].loglog(ks, ref.min() * ks ** (2 * gamma), ":", color="0.5", label=r"$\propto k^{2\gamma}$")
+        ax[2].set_xlabel("k")
+        ax[2].set_ylabel(r"threshold $\alpha_k$")
+        ax[2].legend(fontsize=7)
+    fig.suptitle(f"Model S: {json.dumps(model.describe())}", fontsize=8)
     fig.tight_layout()
     return save(fig, path)
 

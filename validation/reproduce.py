@@ -29,17 +29,19 @@ from numerics import predict
 from theory import HierarchicalModel
 
 from .compare import compare
+from .experiment import table_metadata
 from .plots import plot_prediction, plot_spectra
 from .simulate import simulate_task
 from .sweep import load_results, run_sweep, sweep_spec
 
-__all__ = ["FIGURES", "reproduce", "plot_table"]
+__all__ = ["FIGURES", "reproduce", "plot_table", "prediction_grid"]
 
 D_SPECTRUM_ALPHAS = (5.0, 164.0, 611.0, 1638.0)
 D_ALPHAS = (2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 164.0, 300.0, 611.0, 1000.0, 1638.0)
 
 
-def _prediction_grid(model, alphas):
+def prediction_grid(model, alphas):
+    """The spectral prediction on a fine geometric grid around (and including) the given alphas."""
     grid = np.geomspace(min(alphas) / 2, max(alphas) * 2, 160)
     return predict(model, np.unique(np.concatenate([grid, alphas])))
 
@@ -59,9 +61,10 @@ def reproduce_D(outdir, full: bool = False, jobs: int = 1, scheduler=None, store
     if run["failed"]:
         raise RuntimeError(f"reproduce D: {run['failed']} simulation task(s) failed: {run['errors']}")
     rows = load_results(spec, store)
-    pred = _prediction_grid(model, np.array(D_ALPHAS))
+    pred = prediction_grid(model, np.array(D_ALPHAS))
     summary = compare(pred, rows)
-    summary["model_json"] = json.dumps(model.describe())
+    for key, val in table_metadata(model, "comparison").items():
+        summary[key] = val
     files = []
     summary.to_parquet(outdir / "reproduce_D.parquet", index=False)
     files += plot_prediction(pred, outdir / "reproduce_D_mse_overlaps", sim=summary)
@@ -70,7 +73,8 @@ def reproduce_D(outdir, full: bool = False, jobs: int = 1, scheduler=None, store
     _, spectra = simulate_task(m20, d, D_SPECTRUM_ALPHAS, seed=0, keep_spectrum=True)
     spec_table = pd.DataFrame([{"alpha": a, "eigenvalue": float(e)} for a in D_SPECTRUM_ALPHAS for e in spectra[a]])
     spec_table["d"] = d
-    spec_table["model_json"] = json.dumps(m20.describe())
+    for key, val in table_metadata(m20, "spectra").items():
+        spec_table[key] = val
     spec_table.to_parquet(outdir / "reproduce_D_spectra.parquet", index=False)
     files += plot_spectra(m20, {a: spectra[a] for a in D_SPECTRUM_ALPHAS}, d, outdir / "reproduce_D_spectra")
     files.append(str(outdir / "reproduce_D_spectra.parquet"))
@@ -94,10 +98,11 @@ def reproduce_S(outdir, full: bool = False, jobs: int = 1, scheduler=None, store
         model = CompositionalModel(d=d, eps="1/2", gamma=gamma)
         sub = outdir / f"S_gamma_{gamma.replace('/', '_')}"
         res = run_validate_compositional(model, ratios=(10, 20, 50, 100, 200), seeds=range(nseeds), outdir=sub,
-                                         baseline_cap=2000)
+                                         baseline_cap=2000, jobs=jobs, scheduler=scheduler, store=store or outdir / "store")
         files += [f for f in res["files"] if f.endswith(".png")]
         tables.append(res["table"].assign(gamma=gamma))
     table = pd.concat(tables, ignore_index=True)
+    table["table_kind"] = "staircase"
     table.to_parquet(outdir / "reproduce_S.parquet", index=False)
     files += plot_S(table, outdir / "reproduce_S")
     study = finite_size_study(HierarchicalModel(m=1, link="He2", preprocessing="clip(y, -1, 3)"),
@@ -143,20 +148,25 @@ def reproduce_separation(outdir, full: bool = False, jobs: int = 1, scheduler=No
     from theory import CompositionalModel
 
     from .baselines import kernel_ridge, random_features_ridge, shallow_spectral
-    from .compositional import CompositionalSampler, run_layerwise
-    from .plots import plt, save
+    from .compositional import CompositionalSampler
 
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     model = CompositionalModel(d=d or 30, eps="1/2", gamma=1)
+    ratios = (20, 50, 200)
+    spec = sweep_spec({"name": f"separation-d{model.d}", "models": [model.describe()],
+                       "grid": {"alphas": list(ratios), "seeds": [0]}, "options": {"series": ["true"]}})
+    run = run_sweep(spec, store or outdir / "store", jobs=jobs, scheduler=scheduler, progress=progress)
+    if run["failed"]:
+        raise RuntimeError(f"reproduce separation: {run['failed']} task(s) failed: {run['errors']}")
+    layerwise = load_results(spec, store or outdir / "store").groupby("n")["nmse"].first()
     rows = []
-    for ratio in (20, 50, 200):
+    for ratio in ratios:
         n = int(ratio * model.D)
-        r = run_layerwise(model, n=n, seed=0, kind="true")
         smp = CompositionalSampler(model, 0, "true")
         X, _, y = smp.draw(n)
         Xt, _, yt = smp.draw(4000)
-        rows.append({"n": n, "method": "layer-wise (true model)", "nmse": r["nmse"], "n_used": n})
+        rows.append({"n": n, "method": "layer-wise (true model)", "nmse": float(layerwise.loc[n]), "n_used": n})
         # the shallow method's k varies with n: one legend entry
         for b in (kernel_ridge(X, y, Xt, yt, "rbf", n_cap=6000 if full else 3000),
                   kernel_ridge(X, y, Xt, yt, "poly", degree=2 * model.q, n_cap=6000 if full else 3000),
@@ -164,7 +174,7 @@ def reproduce_separation(outdir, full: bool = False, jobs: int = 1, scheduler=No
                   shallow_spectral(X, y, Xt, yt, degree=2 * model.q)):
             method = "shallow spectral on x" if b["method"].startswith("shallow") else b["method"]
             rows.append({"n": n, "method": method, "nmse": b["nmse"], "n_used": b["n_used"]})
-    table = pd.DataFrame(rows).assign(d=model.d, D=model.D, model_json=json.dumps(model.describe()))
+    table = pd.DataFrame(rows).assign(d=model.d, D=model.D, **table_metadata(model, "separation"))
     table["log_d_n"] = np.log(table["n"]) / np.log(model.d)
     table.to_parquet(outdir / "reproduce_separation.parquet", index=False)
     files = plot_separation(table, outdir / "reproduce_separation") + [str(outdir / "reproduce_separation.parquet")]
@@ -199,28 +209,16 @@ def reproduce(name: str, outdir="cascade-out", **kw) -> dict:
 
 
 def plot_table(path, out=None) -> list[str]:
-    """Redraw a figure from a stored table: a comparison summary (``validate_summary.parquet``,
-    ``reproduce_D.parquet``), a spectra table (``reproduce_D_spectra.parquet``),
-    ``reproduce_S.parquet`` or ``reproduce_separation.parquet``. Only d = infinity curves
-    are recomputed (they take a second); no simulation runs."""
+    """Redraw a figure from a stored table, dispatching on the model description and table kind
+    that every table carries (``model_json``, ``table_kind``): comparison summaries, spectra,
+    predictions (Model S), the Model C validate table, ``reproduce_S`` and
+    ``reproduce_separation``. Only d = infinity curves are recomputed; no simulation runs."""
+    from .experiment import experiment_for, read_table_metadata
+
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"table: no such file {str(path)!r}")
     df = pd.read_parquet(path)
     out = Path(out) if out else path.with_name(path.stem + "_redrawn")
-    if {"method", "nmse", "log_d_n"} <= set(df.columns):
-        return plot_separation(df, out)
-    if {"kind", "log_d_n", "gamma", "staircase"} <= set(df.columns):
-        return plot_S(df, out)
-    if "model_json" not in df.columns:
-        raise ValueError("table: it carries no model_json column; redraw works on tables written by "
-                         "cascade validate / reproduce")
-    model = HierarchicalModel.from_description(json.loads(df["model_json"].iloc[0]))
-    if {"alpha", "eigenvalue", "d"} <= set(df.columns) and "q_sim" not in df.columns:
-        spectra = {a: g["eigenvalue"].to_numpy() for a, g in df.groupby("alpha")}
-        return plot_spectra(model, spectra, int(df["d"].iloc[0]), out)
-    need = {"alpha", "k", "q_sim", "q_sem", "mse_sim", "mse_sem"}
-    if not need <= set(df.columns):
-        raise ValueError(f"table: expected the columns {sorted(need)} of a comparison summary")
-    pred = _prediction_grid(model, np.unique(df["alpha"].to_numpy()))
-    return plot_prediction(pred, out, sim=df)
+    desc, kind = read_table_metadata(df)
+    return experiment_for(desc).plot_table(df, kind, out)

@@ -1,7 +1,8 @@
 r"""Sweeps: a declarative spec, independent hashed tasks, a resumable Parquet store, and
 local or Dask executors.
 
-A spec (TOML, or the same fields from CLI flags) lists Model S descriptions and a grid::
+A spec (TOML, or the same fields from CLI flags) lists model descriptions (all Model S or all
+Model C) and a grid::
 
     name = "demo"                 # the store partition
     [[models]]                    # one table per model (fields of theory.HierarchicalModel)
@@ -15,16 +16,20 @@ A spec (TOML, or the same fields from CLI flags) lists Model S descriptions and 
     dtype = "float64"             # or "float32"
     chunk = 4096
 
-One *task* is (model, d, seed) over the whole alpha grid: ``simulate_task`` feeds every
-alpha from one nested sample stream (docs/conventions.md), so splitting alphas into
-separate tasks would only repeat the samples of the smaller ones. Its identity is the
+One *task* is (model, d, seed) over the whole alpha grid, run by the model's experiment
+adapter (``validation.experiment``): for Model S ``simulate_task`` feeds every alpha from one
+nested sample stream (docs/conventions.md), so splitting alphas into separate tasks would
+only repeat the samples of the smaller ones; for Model C (``model = "C"``, no ``grid.ds``: the
+model carries d) the alphas are n/D and the task runs the layer-wise algorithm on the GE, true
+and Wick-ordered series. Its identity is the
 SHA-256 of its canonical JSON (model fields, d, seed, alphas, dtype, chunk, package
 version), so the same task always maps to the same file.
 
 Store layout: ``STORE/NAME/tasks/HASH.parquet`` (rows of the task, written to a
 temporary file in the same folder and renamed: a reader never sees half a file) and
 ``STORE/NAME/failed/HASH.json`` (the error of a failed task; retried on the next run).
-A restarted sweep skips every task whose Parquet file exists.
+A restarted sweep skips every task whose Parquet file exists. Temporaries are named
+``.tmp-*.partial``: no reader of the store looks at them, and a restart deletes them.
 
 Examples
 --------
@@ -55,6 +60,10 @@ import pandas as pd
 
 from theory import HierarchicalModel, __version__
 
+from .experiment import model_from_description
+from .grids import parse_grid
+from .progress import Progress
+
 __all__ = ["SweepSpec", "Task", "sweep_spec", "load_spec", "run_sweep", "sweep_status", "load_results",
            "execute_task"]
 
@@ -71,10 +80,14 @@ class Task:
     alphas: tuple
     dtype: str = "float64"
     chunk: int = 4096
+    series: tuple = ()   # Model C: the series to run (labels of validation.model_c.SERIES); () = all
 
     def canonical(self) -> str:
-        return json.dumps({"model": self.model, "d": self.d, "seed": self.seed, "alphas": list(self.alphas),
-                           "dtype": self.dtype, "chunk": self.chunk, "version": __version__}, sort_keys=True)
+        doc = {"model": self.model, "d": self.d, "seed": self.seed, "alphas": list(self.alphas),
+               "dtype": self.dtype, "chunk": self.chunk, "version": __version__}
+        if self.series:  # only when set, so the keys of existing stores do not change
+            doc["series"] = list(self.series)
+        return json.dumps(doc, sort_keys=True)
 
     @property
     def key(self) -> str:
@@ -91,21 +104,21 @@ class SweepSpec:
     seeds: tuple
     dtype: str = "float64"
     chunk: int = 4096
+    series: tuple = ()
     source: dict = field(default_factory=dict, compare=False)
 
     def tasks(self) -> list[Task]:
-        return [Task(model=m, d=d, seed=s, alphas=self.alphas, dtype=self.dtype, chunk=self.chunk)
-                for m in self.models for d in self.ds for s in self.seeds]
+        out = []
+        for m in self.models:
+            ds = (int(m["d"]),) if m["model"] == "C" else self.ds  # Model C carries its own d
+            out += [Task(model=m, d=d, seed=s, alphas=self.alphas, dtype=self.dtype, chunk=self.chunk,
+                         series=self.series) for d in ds for s in self.seeds]
+        return out
 
 
 def _alphas(value):
     if isinstance(value, str):
-        from .cli import CascadeError, parse_alphas
-
-        try:
-            return tuple(float(a) for a in parse_alphas(value))
-        except CascadeError as exc:
-            raise ValueError(str(exc).replace("--alphas", "grid.alphas")) from None
+        return tuple(sorted(float(a) for a in parse_grid(value, "grid.alphas")))
     vals = np.atleast_1d(np.asarray(value, dtype=float))
     if vals.size == 0 or not np.all(np.isfinite(vals) & (vals > 0)):
         raise ValueError(f"grid.alphas: expected sample ratios > 0, got {value!r}")
@@ -138,34 +151,50 @@ def sweep_spec(doc: dict) -> SweepSpec:
     descs = []
     for i, m in enumerate(models):
         try:
-            model = HierarchicalModel.from_description(m)
+            model = model_from_description(m)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"models[{i}]: {exc}") from None
-        if not model.is_numeric:
+        if isinstance(model, HierarchicalModel) and not model.is_numeric:
             raise ValueError(f"models[{i}]: a sweep needs a numeric gamma and a finite m")
         descs.append(model.describe())
+    kinds = {d["model"] for d in descs}
+    if len(kinds) > 1:
+        raise ValueError("models: one sweep holds models of one kind (S or C); split them into two sweeps")
     grid = doc.get("grid", {})
     if not isinstance(grid, dict) or set(grid) - {"ds", "alphas", "seeds"}:
         raise ValueError("grid: expected a table with ds, alphas and seeds")
-    for key in ("ds", "alphas", "seeds"):
+    needed = ("ds", "alphas", "seeds") if kinds == {"S"} else ("alphas", "seeds")
+    for key in needed:
         if key not in grid:
             raise ValueError(f"grid.{key}: missing")
-    ds = _ints(grid["ds"], "grid.ds", 2)
+    if kinds == {"C"}:
+        if "ds" in grid:
+            raise ValueError("grid.ds: Model C carries its dimension in the model (d); its alphas are n/D")
+        ds = tuple(sorted({int(d["d"]) for d in descs}))
+    else:
+        ds = _ints(grid["ds"], "grid.ds", 2)
     seeds = grid["seeds"]
     seeds = tuple(range(seeds)) if isinstance(seeds, int) and not isinstance(seeds, bool) and seeds >= 1 else \
         _ints(seeds, "grid.seeds", 0)
     opts = doc.get("options", {})
-    if not isinstance(opts, dict) or set(opts) - {"dtype", "chunk"}:
-        raise ValueError("options: expected a table with dtype and/or chunk")
+    if not isinstance(opts, dict) or set(opts) - {"dtype", "chunk", "series"}:
+        raise ValueError("options: expected a table with dtype, chunk and/or series (Model C)")
+    series = tuple(opts.get("series", ()))
+    if series:
+        from .model_c import SERIES
+
+        labels = [s[0] for s in SERIES]
+        if kinds != {"C"} or not set(series) <= set(labels):
+            raise ValueError(f"options.series: Model C series are {labels}, got {list(series)!r}")
     dtype = opts.get("dtype", "float64")
     if dtype not in ("float64", "float32"):
         raise ValueError(f"options.dtype: must be 'float64' or 'float32', got {dtype!r}")
     chunk = _ints(opts.get("chunk", 4096), "options.chunk", 1)[0]
     for i, desc in enumerate(descs):
-        if int(desc["m"]) > min(ds):
+        if desc["model"] == "S" and int(desc["m"]) > min(ds):
             raise ValueError(f"grid.ds: every d must be >= m = {desc['m']} of models[{i}]")
     return SweepSpec(name=name, models=tuple(descs), ds=ds, alphas=_alphas(grid["alphas"]), seeds=seeds,
-                     dtype=dtype, chunk=chunk, source=doc)
+                     dtype=dtype, chunk=chunk, series=series, source=doc)
 
 
 def load_spec(path) -> SweepSpec:
@@ -189,12 +218,17 @@ def execute_task(task: Task, blas_threads: int | None = 1) -> pd.DataFrame:
     """Run one task (BLAS threads limited, so parallel workers do not oversubscribe the cores)."""
     from threadpoolctl import threadpool_limits
 
-    from .simulate import simulate_task
+    from .experiment import experiment_for
 
-    model = HierarchicalModel.from_description(task.model)
+    model = model_from_description(task.model)
     with threadpool_limits(limits=blas_threads):
-        df, _ = simulate_task(model, task.d, task.alphas, task.seed, chunk=task.chunk,
-                              dtype=np.float32 if task.dtype == "float32" else np.float64)
+        extra = {}
+        if task.series:
+            from .model_c import SERIES
+
+            extra["series"] = [s for s in SERIES if s[0] in task.series]
+        df = experiment_for(task.model).simulate(model, task.alphas, task.seed, d=task.d, chunk=task.chunk,
+                                                 dtype=np.float32 if task.dtype == "float32" else np.float64, **extra)
     for k, v in task.model.items():
         df[k] = json.dumps(v) if isinstance(v, list) else v
     df["dtype"] = task.dtype
@@ -219,7 +253,9 @@ def _dirs(spec, store):
 
 
 def _atomic_write(path: Path, write):
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    # the temporary's name ends in .partial, never in the store's own suffixes, so no reader
+    # (nor a glob for "*.parquet") can take a half-written file for a result
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".partial")
     os.close(fd)
     try:
         write(tmp)
@@ -276,8 +312,6 @@ def run_sweep(spec: SweepSpec, store, jobs: int = 1, scheduler: str | None = Non
     (tasks_dir.parent / "spec.json").write_text(json.dumps(spec.source or {"name": spec.name}, indent=2, default=str))
     if blas_threads is None:
         blas_threads = max(1, (os.cpu_count() or 1) // jobs) if scheduler is None else 1
-    from .validate import Progress
-
     bar = Progress(len(todo), f"sweep {spec.name}", enabled=bool(progress) and bool(todo))
     t0 = time.perf_counter()
     failures, done = {}, 0

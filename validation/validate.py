@@ -1,8 +1,6 @@
 """The main job: a default Model S experiment, theory next to simulation, figure and table."""
 from __future__ import annotations
 
-import json
-import sys
 import time
 from pathlib import Path
 
@@ -13,34 +11,16 @@ from numerics import predict
 from theory import HierarchicalModel
 
 from .compare import compare
+from .experiment import table_metadata
 from .plots import plot_prediction, plot_spectrum
+from .progress import Progress
 from .simulate import simulate_task
 
-__all__ = ["run_validate", "DEFAULT_D", "DEFAULT_ALPHAS", "DEFAULT_SEEDS", "Progress"]
+__all__ = ["run_validate", "DEFAULT_D", "DEFAULT_ALPHAS", "DEFAULT_SEEDS"]
 
 DEFAULT_D = 600
 DEFAULT_ALPHAS = (2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 400.0)
 DEFAULT_SEEDS = tuple(range(6))
-
-
-class Progress:
-    """A one-line progress bar with ETA on stderr (silent when not a terminal and quiet)."""
-
-    def __init__(self, total, label, stream=sys.stderr, enabled=True):
-        self.total, self.label, self.stream, self.enabled = total, label, stream, enabled
-        self.t0 = time.perf_counter()
-
-    def __call__(self, done, total=None):
-        if not self.enabled:
-            return
-        total = total or self.total
-        el = time.perf_counter() - self.t0
-        eta = el / done * (total - done) if done else float("nan")
-        bar = "#" * int(30 * done / total) + "." * (30 - int(30 * done / total))
-        self.stream.write(f"\r{self.label} [{bar}] {done}/{total}  {el:5.1f}s elapsed, ETA {eta:5.1f}s")
-        if done == total:
-            self.stream.write("\n")
-        self.stream.flush()
 
 
 def run_validate(model: HierarchicalModel | None = None, d: int = DEFAULT_D, alphas=DEFAULT_ALPHAS,
@@ -68,7 +48,8 @@ def run_validate(model: HierarchicalModel | None = None, d: int = DEFAULT_D, alp
         sim[key] = str(val)
     sim["dtype"] = np.dtype(dtype).name
     summary = compare(pred_grid, sim)
-    summary["model_json"] = json.dumps(model.describe())  # lets `cascade plot` redraw from the table alone
+    for key, val in table_metadata(model, "comparison").items():  # `cascade plot` redraws from the table alone
+        summary[key] = val
     files = plot_prediction(pred_grid, outdir / "validate", sim=summary)
     files += plot_spectrum(model, a_spec, spectrum, d, outdir / "spectrum")
     sim.to_parquet(outdir / "validate.parquet", index=False)

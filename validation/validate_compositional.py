@@ -2,6 +2,7 @@
 theory (staircase, NMSE law, layer-1 overlaps) and the non-hierarchical baselines."""
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -14,41 +15,57 @@ from theory import CompositionalModel, nmse_law, staircase, thresholds_n
 from theory.symbols import n as n_sym
 
 from .baselines import kernel_ridge, random_features_ridge, shallow_spectral
-from .compositional import CompositionalSampler, run_layerwise
+from .compositional import CompositionalSampler
+from .experiment import table_metadata
+from .model_c import SERIES, ModelC
 from .plots import plt, save
 
-__all__ = ["run_validate_compositional", "format_compositional", "DEFAULT_C_MODEL", "DEFAULT_C_RATIOS"]
+__all__ = ["run_validate_compositional", "format_compositional", "plot_compositional", "plot_compositional_table",
+           "DEFAULT_C_MODEL", "DEFAULT_C_RATIOS"]
 
 DEFAULT_C_MODEL = dict(d=30, q=2, eps="1/2", gamma=1)  # D = 465, d1 = 5
 DEFAULT_C_RATIOS = (10, 20, 50, 100, 200)  # n / D
 
 
 def run_validate_compositional(model: CompositionalModel | None = None, ratios=DEFAULT_C_RATIOS, seeds=(0, 1),
-                               outdir="cascade-out", baseline_cap: int = 4000, progress=None) -> dict:
+                               outdir="cascade-out", baseline_cap: int = 4000, progress=None, jobs: int = 1,
+                               scheduler=None, store=None) -> dict:
+    """Model C end to end: the layer-wise algorithm on the GE, true and Wick-ordered series at
+    n = ratio D for each seed, the theory columns, the baselines, a figure and one table.
+
+    With ``store`` (or ``jobs > 1``, or a Dask ``scheduler``) the simulations run as sweep tasks
+    (one per seed) through the resumable store, so an interrupted run continues where it stopped.
+    """
     model = model or CompositionalModel(**DEFAULT_C_MODEL)
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    D, d = model.D, model.d
-    rows = []
-    series = (("ge", "ge", "plain"), ("true", "true", "plain"), ("true-wick", "true", "wick"))
-    total, done = len(series) * len(ratios) * len(seeds), 0
-    for label, kind, estimator in series:
-        for ratio in ratios:
-            n = int(ratio * D)
-            for s in seeds:
-                r = run_layerwise(model, n=n, seed=s, kind=kind, estimator=estimator)
-                theory = layer1_prediction(model, n=[n], signs=r["signs"])["rho2"][0] if kind == "ge" else \
-                    np.full(model.d1, np.nan)
-                for i in range(model.d1):
-                    rows.append({"kind": label, "estimator": estimator, "n": n, "log_d_n": np.log(n) / np.log(d), "seed": s, "i": i + 1,
-                                 "proj": r["feature_proj"][i], "cos2_best": r["feature_cos2"][i],
-                                 "rho2_solver": theory[i], "nmse": r["nmse"], "recovered": r["recovered"],
-                                 "k_sel": r["k_sel"], "subspace_overlap": r["subspace_overlap"]})
-                done += 1
-                if progress is not None:
-                    progress(done, total)
-    table = pd.DataFrame(rows)
+    D = model.D
+    seeds = list(seeds)
+    if store is not None or jobs > 1 or scheduler is not None:
+        from .sweep import load_results, run_sweep, sweep_spec
+
+        key = hashlib.sha256(json.dumps(model.describe(), sort_keys=True).encode()).hexdigest()[:12]
+        spec = sweep_spec({"name": f"model-C-{key}",
+                           "models": [model.describe()], "grid": {"alphas": [float(r) for r in ratios], "seeds": seeds}})
+        run = run_sweep(spec, store or outdir / "store", jobs=jobs, scheduler=scheduler, progress=progress is not None)
+        if run["failed"]:
+            raise RuntimeError(f"Model C: {run['failed']} simulation task(s) failed: {run['errors']}")
+        table = load_results(spec, store or outdir / "store")
+        table = table[[c for c in table.columns if c not in ("model", "d", "q", "eps", "gamma", "g_star", "dtype",
+                                                             "task", "version")]]
+    else:
+        exp = ModelC()
+        frames = []
+        total, done = len(SERIES) * len(ratios) * len(seeds), 0
+        for series in SERIES:
+            for ratio in ratios:
+                for s in seeds:
+                    frames.append(exp.simulate(model, [ratio], s, series=[series]))
+                    done += 1
+                    if progress is not None:
+                        progress(done, total)
+        table = pd.concat(frames, ignore_index=True)
     table["staircase"] = [int(staircase(model, int(n))) for n in table["n"]]
     law = nmse_law(model)
     table["nmse_law"] = [float(law.subs(n_sym, int(n))) for n in table["n"]]
@@ -64,12 +81,22 @@ def run_validate_compositional(model: CompositionalModel | None = None, ratios=D
             random_features_ridge(X, y, Xt, yt, P=1000),
             shallow_spectral(X, y, Xt, yt, degree=2 * model.q)]
     base = pd.DataFrame(base).assign(n=n_b)
-    table["model_json"] = json.dumps(model.describe())
+    for key, val in table_metadata(model, "compositional").items():
+        table[key] = val
+    table["baselines_json"] = base.to_json(orient="records")  # `cascade plot` redraws from this table alone
     table.to_parquet(outdir / "validate_compositional.parquet", index=False)
-    base.to_parquet(outdir / "validate_compositional_baselines.parquet", index=False)
     files = plot_compositional(model, table, base, outdir / "validate_compositional")
-    files += [str(outdir / "validate_compositional.parquet"), str(outdir / "validate_compositional_baselines.parquet")]
+    files += [str(outdir / "validate_compositional.parquet")]
     return {"table": table, "baselines": base, "files": files, "model": model, "wall_s": time.perf_counter() - t0}
+
+
+def plot_compositional_table(model, table, path) -> list[str]:
+    """Redraw from a stored ``validate_compositional`` table (the baselines ride along as JSON)."""
+    import io
+
+    base = pd.read_json(io.StringIO(table["baselines_json"].iloc[0])) if "baselines_json" in table.columns else \
+        pd.DataFrame(columns=["method", "nmse", "n_used", "n"])
+    return plot_compositional(model, table, base, path)
 
 
 def plot_compositional(model, table, base, path) -> list[str]:

@@ -93,6 +93,35 @@ class StateEvolution:
     def m(self) -> int:
         return self.q.shape[1]
 
+    def threshold_estimates(self) -> np.ndarray:
+        r"""Per direction, the sequential weak-recovery threshold read off this alpha grid (uninformed
+        branch): with :math:`r = \alpha\chi_k` the growth factor at the last grid point where q_k = 0
+        is stable, :math:`\chi_k` is taken constant up to the first point where q_k > 0, so the
+        crossing is :math:`\alpha/r`, clipped to that bracket. ``inf`` where q_k stays 0, the first
+        grid point where q_k > 0 already at the first one. :func:`numerics.bayes.bayes_thresholds`
+        resolves the crossing properly."""
+        un = self.branches["uninformed"] if self.branches else self
+        order = np.argsort(un.alphas)
+        a, q, g = un.alphas[order], un.q[order], un.stability[order]
+        out = np.full(self.m, np.inf)
+        for k in range(self.m):
+            learned = np.nonzero(q[:, k] > 0)[0]
+            if not learned.size:
+                continue
+            j = int(learned[0])
+            if j == 0:
+                out[k] = a[0]
+            elif np.isfinite(g[j - 1, k]) and g[j - 1, k] > 0:
+                out[k] = float(np.clip(a[j - 1] / g[j - 1, k], a[j - 1], a[j]))
+            else:
+                out[k] = float(np.sqrt(a[j - 1] * a[j]))
+        return out
+
+    def local_slope(self) -> np.ndarray:
+        """d log MSE / d log alpha on the (sorted) grid, by centred differences (one-sided at the ends)."""
+        order = np.argsort(self.alphas)
+        return np.gradient(np.log(self.mse[order]), np.log(self.alphas[order]))
+
     def to_frame(self) -> pd.DataFrame:
         """Tidy table: one row per (alpha, k): alpha, k, q, q_se, q_hat, stability, mse, mse_se,
         converged, iterations (and free_entropy, branch when present)."""
@@ -236,7 +265,8 @@ def _solve(channel, alpha, q0, xi, w, even, tol, max_iter, damping, clamp=(), de
 
     Convergence: the last step in q, divided by 1 - rho (rho the observed contraction rate of
     the steps), is at most ``tol``: near a continuous transition rho -> 1 and a small step
-    alone says little. Returns (q, q_hat, growth, iterations, converged, last_change, error).
+    alone says little. If the accelerated iteration has not converged after half of
+    ``max_iter``, the rest are damped plain steps (damping 0.5). Returns (q, q_hat, growth, iterations, converged, last_change, error).
     """
     m = q0.size
     x = q0.copy()
@@ -245,7 +275,13 @@ def _solve(channel, alpha, q0, xi, w, even, tol, max_iter, damping, clamp=(), de
     growth = np.full(m, np.nan)
     err = 0.0
     change, prev_change = np.inf, np.inf
+    accelerate = True
     for it in range(1, max_iter + 1):
+        if it == max_iter // 2 and accelerate:
+            # the accelerated iteration has not settled (a cycle between regimes, say): finish
+            # with damped plain steps, which converge to a stable fixed point
+            accelerate, damping = False, max(damping, 0.5)
+            S_hist, GS_hist = [], []
         qhat, err = _evaluate(channel, x, xi, w, clamp)
         qhat = alpha * qhat
         with np.errstate(over="ignore", invalid="ignore"):
@@ -275,7 +311,7 @@ def _solve(channel, alpha, q0, xi, w, even, tol, max_iter, damping, clamp=(), de
         GS_hist.append(gsa)
         S_hist, GS_hist = S_hist[-(depth + 1):], GS_hist[-(depth + 1):]
         nxt = gx.copy()
-        if len(S_hist) >= 2:
+        if accelerate and len(S_hist) >= 2:
             Fm = np.array([g - y for g, y in zip(GS_hist, S_hist)])   # residual history, (p+1, n_active)
             dF, dG = np.diff(Fm, axis=0), np.diff(np.array(GS_hist), axis=0)
             gamma, *_ = np.linalg.lstsq(dF.T, Fm[-1], rcond=None)

@@ -68,7 +68,7 @@ def test_predict_table_json_and_plot(capsys, tmp_path):
     code, out, _ = run(capsys, "predict", "--alphas", "20,50", "--format", "json", "--plot", str(tmp_path / "fig"))
     data = json.loads(out)
     assert code == 0 and len(data["table"]) == 2 and len(data["thresholds"]) == 10
-    assert abs(data["table"][0]["q_1"] - 0.91) < 0.01  # docs/theory.md §2.2 check value
+    assert abs(data["table"][0]["q_1_spectral"] - 0.91) < 0.01  # docs/theory.md §2.2 check value
     assert (tmp_path / "fig.png").stat().st_size > 10_000 and (tmp_path / "fig.pdf").exists()
 
 

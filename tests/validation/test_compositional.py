@@ -137,7 +137,9 @@ def test_validate_compositional_cli_small(tmp_path, capsys):
     out = capsys.readouterr().out
     assert rc == 0 and "baselines on x" in out and "D = 78" in out
     assert (tmp_path / "validate_compositional.png").exists()
-    assert (tmp_path / "validate_compositional_baselines.parquet").exists()
+    # the table carries its model and the baselines, so `cascade plot` redraws it (it used to fail)
+    rc = main(["plot", str(tmp_path / "validate_compositional.parquet"), "--out", str(tmp_path / "again")])
+    assert rc == 0 and (tmp_path / "again.png").stat().st_size > 10_000
 
 
 def test_baselines_bad_input():

@@ -127,3 +127,29 @@ def test_sigkill_then_restart_stores_every_task_exactly_once(tmp_path):
             assert (p.stat().st_ino, p.stat().st_mtime_ns) == before[p.name]  # not recomputed
     df = sw.load_results(spec, store)
     assert df.groupby("task").size().eq(2 * 3).all() and df["task"].nunique() == 12
+
+
+def test_temporaries_are_invisible_to_every_reader(tmp_path, monkeypatch):
+    # a writer killed between mkstemp and rename leaves a temporary behind; it must not look like
+    # a result (the SIGKILL test once read a half-written `.tmp-*.parquet` through a glob)
+    spec = sw.sweep_spec({"name": "tmpcheck", "models": [{"gamma": 1, "m": 2}],
+                          "grid": {"ds": [30], "alphas": [10], "seeds": 1}})
+    tasks_dir = tmp_path / "tmpcheck" / "tasks"
+    tasks_dir.mkdir(parents=True)
+
+    def killed(path):
+        Path(path).write_bytes(b"PAR1 half a file")
+        raise KeyboardInterrupt  # the kill lands mid-write
+
+    monkeypatch.setattr(sw.os, "unlink", lambda p: None)  # a SIGKILL runs no clean-up either
+    with pytest.raises(KeyboardInterrupt):
+        sw._atomic_write(tasks_dir / "abc.parquet", killed)
+    monkeypatch.undo()
+    left = list(tasks_dir.iterdir())
+    assert len(left) == 1 and left[0].name.startswith(".tmp-") and not left[0].name.endswith(".parquet")
+    assert list(tasks_dir.glob("*.parquet")) == []
+    assert sw.sweep_status(spec, tmp_path)["done"] == []
+    with pytest.raises(ValueError, match="no finished task"):
+        sw.load_results(spec, tmp_path)
+    sw.run_sweep(spec, tmp_path, progress=False)
+    assert not list(tasks_dir.glob(".tmp-*")) and len(list(tasks_dir.glob("*.parquet"))) == 1

@@ -1,0 +1,193 @@
+r"""The Model S experiment (docs/theory.md §2): the shallow hierarchical multi-index model.
+
+Estimators:
+
+* ``spectral``: the preprocessed spectral estimator; theory ``numerics.predict`` (§2.2),
+  finite-size algorithm ``validation.simulate`` (§2.1);
+* ``bayes``: the Bayes-optimal estimator; theory ``numerics.bayes.state_evolution``
+  (docs/bayes.md); its finite-size algorithm (AMP) is not built yet.
+
+>>> from validation.experiment import experiment_for
+>>> exp = experiment_for("S")
+>>> sorted(exp.estimators)
+['bayes', 'spectral']
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import sympy as sp
+
+from theory import HierarchicalModel
+from theory.model import DEFAULT_LINK, DEFAULT_PREPROCESSING
+
+from .experiment import Estimator, Experiment, register, table_metadata
+
+__all__ = ["ModelS", "SpectralEstimator", "BayesEstimator"]
+
+
+class SpectralEstimator(Estimator):
+    name = "spectral"
+    summary = "spectral estimator D_n = (1/n) sum T(y) x x^T (docs/theory.md §2.1-2.2)"
+    has_simulation = True
+
+    def predict(self, model, sizes, solver: str = "auto", **_):
+        from numerics import predict
+
+        return predict(model, sizes, solver=solver)
+
+
+class BayesEstimator(Estimator):
+    name = "bayes"
+    summary = "Bayes-optimal estimator: state evolution with a Gaussian prior (docs/bayes.md)"
+    has_simulation = False
+
+    def predict(self, model, sizes, init: str = "uninformed", n_samples=None, progress=None, **_):
+        from numerics.bayes import state_evolution
+
+        return state_evolution(model, sizes, init=init, n_samples=n_samples, progress=progress)
+
+
+class ModelS(Experiment):
+    name = "S"
+    aliases = ("shallow",)
+    title = "Model S: y = sum_k a_k g_k(<w_k, x>) + sqrt(Delta) xi"
+    size_name = "alpha = n/d"
+    estimators = {"spectral": SpectralEstimator(), "bayes": BayesEstimator()}
+    model_defaults = {"link": DEFAULT_LINK, "gamma": "13/10", "m": "10", "delta": "0",
+                      "preprocessing": DEFAULT_PREPROCESSING, "no_normalize": False}
+    run_defaults = {
+        "validate": {"d": "600", "alphas": "2,5,10,20,50,100,200,400", "seeds": "6", "estimator": "spectral"},
+        "predict": {"alphas": "1:2000:40log", "estimator": "spectral"},
+        "sweep": {"alphas": "5,20,50", "seeds": "4"},
+    }
+    #: flags that exist for a command, beyond the model fields
+    run_flags = {"validate": ("d", "alphas", "seeds", "estimator", "float32"),
+                 "predict": ("alphas", "estimator", "solver", "bayes_samples", "init"),
+                 "thresholds": ("kappa_T",), "sweep": ("ds", "alphas", "seeds")}
+
+    # -- flags --------------------------------------------------------------------------
+    def cli_flags(self, command: str) -> dict:
+        out = dict(self.model_defaults)
+        for dest in self.run_flags.get(command, ()):
+            out[dest] = self.run_defaults.get(command, {}).get(dest)
+        return out
+
+    def from_args(self, args):
+        m = args.m
+        if isinstance(m, str) and m.strip().lower() not in ("inf", "oo"):
+            try:
+                m = int(m)
+            except ValueError:
+                raise ValueError(f"--m: expected an integer >= 1 or inf, got {args.m!r}") from None
+        return HierarchicalModel(link=args.link, gamma=args.gamma, m=m, delta=args.delta,
+                                 normalize=not args.no_normalize, preprocessing=args.preprocessing)
+
+    def model_from_description(self, desc):
+        return HierarchicalModel.from_description(desc)
+
+    # -- theory ---------------------------------------------------------------------------
+    def thresholds(self, model, kappa_T=None):
+        from theory import critical_alpha_law, mse_exponent
+        from theory.model import as_exact
+        from theory.symbols import kappa_T as KT
+
+        kmax = model.m if model.m != sp.oo else 10
+        kt = as_exact(kappa_T, "--kappa-T", allow_symbol=False) if kappa_T is not None else None
+        rows = []
+        for k in range(1, kmax + 1):
+            law = critical_alpha_law(model, k)
+            rows.append({"k": k, "alpha_k": law.subs(KT, kt) if kt is not None else law})
+        head = (f"Weak-signal thresholds alpha_k ~ kappa_T Z k^(2 gamma) / mu_2^2 "
+                f"(MSE exponent {mse_exponent(model.gamma)})")
+        return head, rows
+
+    def predict_table(self, model, alphas, estimator: str, solver="auto", n_samples=None, init="uninformed",
+                      progress=None) -> dict:
+        """Theory of one estimator or both on an alpha grid: a tidy table, per-direction thresholds
+        and the result objects."""
+        if model.m == sp.oo:
+            raise ValueError("--m: the d = infinity solvers need a finite m")
+        names = ("spectral", "bayes") if estimator == "both" else (estimator,)
+        for n in names:
+            self.estimator(n)
+        results = {}
+        table = pd.DataFrame({"alpha": np.asarray(alphas, dtype=float)})
+        thr = pd.DataFrame({"k": np.arange(1, model.m + 1)})
+        if "spectral" in names:
+            p = self.predict(model, alphas, "spectral", solver=solver)
+            results["spectral"] = p
+            table["bulk_edge"], table["n_outliers"] = p.bulk_edge, p.n_outliers
+            table["mse_spectral"], table["mse_plugin_spectral"] = p.mse, p.mse_plugin
+            for k in range(model.m):
+                table[f"q_{k + 1}_spectral"] = p.q[:, k]
+            thr["alpha_k_spectral"] = p.thresholds
+        if "bayes" in names:
+            se = self.predict(model, alphas, "bayes", n_samples=n_samples, init=init, progress=progress)
+            results["bayes"] = se
+            table["mse_bayes"], table["mse_bayes_se"] = se.mse, se.mse_se
+            for k in range(model.m):
+                table[f"q_{k + 1}_bayes"] = se.q[:, k]
+            if se.branch is not None:
+                table["branch"] = se.branch
+            thr["alpha_k_bayes_grid"] = se.threshold_estimates()
+        if len(names) == 2:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                thr["ratio_spectral_over_bayes"] = thr["alpha_k_spectral"] / thr["alpha_k_bayes_grid"]
+        for key, val in table_metadata(model, "prediction").items():
+            table[key] = val
+        return {"table": table, "thresholds": thr, "results": results, "model": model, "estimators": names}
+
+    # -- simulation ---------------------------------------------------------------------------
+    def simulate(self, model, sizes, seed, d=600, dtype=np.float64, **kw):
+        from .simulate import simulate_task
+
+        return simulate_task(model, d, sizes, seed, dtype=dtype, **kw)[0]
+
+    def validate(self, model, d, alphas, seeds, outdir, dtype=np.float64, progress=True, estimator="spectral"):
+        from .validate import run_validate
+
+        if estimator != "spectral":
+            raise ValueError(f"--estimator: validate simulates the spectral estimator only (the finite-d algorithm "
+                             f"of {estimator!r}, AMP, is not built yet); use cascade predict --estimator {estimator}")
+        if model.m == sp.oo:
+            raise ValueError("--m: simulation needs a finite m")
+        return run_validate(model, d=d, alphas=alphas, seeds=seeds, outdir=outdir, dtype=dtype, progress=progress)
+
+    def report(self, result):
+        from .validate import format_report
+
+        return format_report(result)
+
+    # -- figures from tables ------------------------------------------------------------------------
+    def plot_table(self, df, kind, out):
+        from .plots import plot_estimators, plot_prediction, plot_spectra
+        from .reproduce import prediction_grid
+
+        model = self.model_from_description(json.loads(df["model_json"].iloc[0]))
+        if kind == "spectra":
+            spectra = {a: g["eigenvalue"].to_numpy() for a, g in df.groupby("alpha")}
+            return plot_spectra(model, spectra, int(df["d"].iloc[0]), out)
+        if kind == "prediction":
+            return plot_estimators(df, model, out)
+        if kind != "comparison":
+            raise ValueError(f"table: Model S draws comparison, prediction and spectra tables, not {kind!r}")
+        need = {"alpha", "k", "q_sim", "q_sem", "mse_sim", "mse_sem"}
+        if not need <= set(df.columns):
+            raise ValueError(f"table: expected the columns {sorted(need)} of a comparison summary")
+        pred = prediction_grid(model, np.unique(df["alpha"].to_numpy()))
+        return plot_prediction(pred, out, sim=df)
+
+
+def write_prediction(res: dict, out) -> list[str]:
+    """Write a predict table (Parquet) next to its figure."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    res["table"].to_parquet(out.with_suffix(".parquet"), index=False)
+    return [str(out.with_suffix(".parquet"))]
+
+
+register(ModelS())
