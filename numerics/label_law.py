@@ -36,7 +36,8 @@ from theory import HierarchicalModel
 from theory.links import is_even, kinks
 from theory.parsing import Y, Z
 
-__all__ = ["check_model", "coupled_pairs", "LabelLaw", "label_law", "link_function", "preprocessing_function", "sup_preprocessing"]
+__all__ = ["check_model", "coupled_pairs", "LabelLaw", "label_law", "link_function", "preprocessing_function", "sup_preprocessing",
+           "clear_cache"]
 
 _ZMAX = 9.0  # P(|z| > 9) = 2e-19: below float64 resolution of every expectation here
 _PANEL = 0.25
@@ -329,6 +330,11 @@ def _montecarlo_law(model, n_samples, seed, pairs=()):
 
 
 _CACHE: dict = {}
+
+
+def clear_cache() -> None:
+    """Forget every cached label law (benchmarks time a cold start with it)."""
+    _CACHE.clear()
 
 
 def check_model(model) -> None:

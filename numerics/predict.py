@@ -26,7 +26,7 @@ from .label_law import LabelLaw, check_model, label_law
 from .resolvent import ConvergenceError, SpectralFunctions
 
 __all__ = ["Prediction", "predict", "bulk_edge", "outliers", "thresholds", "kappa_T", "spectral_functions",
-           "bulk_density"]
+           "bulk_density", "mse_forms"]
 
 _SF_CACHE: dict = {}
 
@@ -83,6 +83,14 @@ class Prediction:
     @property
     def n_outliers(self) -> np.ndarray:
         return self.is_outlier.sum(axis=1)
+
+    def _repr_html_(self) -> str:
+        """Notebook view: one row per alpha with the MSE, the outliers and q_k."""
+        wide = pd.DataFrame({"alpha": self.alphas, "mse": self.mse, "n_outliers": self.n_outliers})
+        for k in range(self.q.shape[1]):
+            wide[f"q_{k + 1}"] = self.q[:, k]
+        return (f"<b>d = infinity prediction</b> ({self.settings.get('solver', '')} solver), thresholds "
+                + ", ".join(f"{t:.4g}" for t in self.thresholds) + wide.to_html(index=False, float_format="%.4g"))
 
     def local_slope(self) -> np.ndarray:
         """d log MSE / d log alpha on the (sorted) grid, by centred differences (one-sided at the ends)."""
@@ -209,9 +217,21 @@ def _check_effective_support(sf, a, ubar, tail_mass=1e-12, tol=1e-8):
             "T(Y) (the d = infinity limit does not exist there); use a larger alpha or a clipped T")
 
 
+def mse_forms(weights2, q):
+    r"""The two error forms of docs/theory.md §2.4 for overlaps q (..., m) and squared weights a_k^2:
+    optimal shrinkage :math:`\sum_k a_k^2(1 - q_k^2)` and plug-in :math:`2\sum_k a_k^2(1 - q_k)`.
+
+    >>> mse_forms(np.array([0.5, 0.5]), np.array([1.0, 0.0]))
+    (0.5, 1.0)
+    """
+    w2 = np.asarray(weights2, dtype=float)
+    q = np.asarray(q, dtype=float)
+    opt, plug = (w2 * (1 - q**2)).sum(axis=-1), 2 * (w2 * (1 - q)).sum(axis=-1)
+    return (float(opt), float(plug)) if np.ndim(opt) == 0 else (opt, plug)
+
+
 def _mse(model, q):
-    w2 = np.array([float(w) ** 2 for w in model.weights()])
-    return (w2 * (1 - q**2)).sum(axis=1), 2 * (w2 * (1 - q)).sum(axis=1)
+    return mse_forms(np.array([float(w) ** 2 for w in model.weights()]), q)
 
 
 def _predict_matrix(model, a, law, sf, ubar, lbar, edge, t0, t1):

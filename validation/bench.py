@@ -21,12 +21,12 @@ def _timeit(fn, repeat=3):
 
 def bench_predict(m=20, n_alphas=200):
     from numerics import predict
-    from numerics.label_law import _CACHE
+    from numerics.label_law import clear_cache
     from theory import HierarchicalModel
 
     model = HierarchicalModel(m=m)
     alphas = np.geomspace(1, 2000, n_alphas)
-    _CACHE.clear()
+    clear_cache()
     t0 = time.perf_counter()
     first = predict(model, alphas)
     cold = time.perf_counter() - t0

@@ -42,8 +42,6 @@ Examples
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 
 import numpy as np
@@ -52,14 +50,11 @@ from numerics.label_law import link_function
 from numerics.quadratic_chaos import second_chaos, sym_to_vec, vec_to_sym
 from theory import CompositionalModel
 
+from .experiment import model_hash
 from .readout import hermite_product_features
 from .simulate import _Accumulator, empirical_bulk_edge
 
 __all__ = ["CompositionalSampler", "run_layerwise", "matrix_free_layer1", "layer1_matvec", "sym_to_vec", "vec_to_sym"]
-
-
-def _model_hash(model: CompositionalModel) -> int:
-    return int(hashlib.sha256(json.dumps(model.describe(), sort_keys=True).encode()).hexdigest()[:8], 16)
 
 
 class CompositionalSampler:
@@ -77,7 +72,7 @@ class CompositionalSampler:
         self.d1 = model.d1
         if self.d1 > self.D:
             raise ValueError(f"d1 = {self.d1} latent features exceed D = {self.D}; lower eps or raise d")
-        self.rng = np.random.default_rng(np.random.SeedSequence([int(seed), self.D, _model_hash(model),
+        self.rng = np.random.default_rng(np.random.SeedSequence([int(seed), self.D, model_hash(model),
                                                                  0 if kind == "ge" else 1]))
         self.A = np.linalg.qr(self.rng.standard_normal((self.D, self.d1)))[0]
         self.signs = self.rng.choice([-1.0, 1.0], size=self.d1)

@@ -20,10 +20,11 @@ names.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 
 __all__ = ["Experiment", "Estimator", "EXPERIMENTS", "experiment_for", "register", "model_from_description",
-           "MODEL_FLAG_HELP", "table_metadata", "read_table_metadata"]
+           "MODEL_FLAG_HELP", "table_metadata", "read_table_metadata", "model_hash"]
 
 
 class Estimator:
@@ -127,6 +128,17 @@ def model_from_description(desc: dict):
     if not isinstance(desc, dict):
         raise TypeError(f"desc: expected a dict of model fields, got {type(desc).__name__}")
     return experiment_for(desc).model_from_description(desc)
+
+
+def model_hash(model) -> int:
+    """A stable 32-bit hash of a model's description (seeds every random stream of its simulations).
+
+    >>> from theory import HierarchicalModel
+    >>> model_hash(HierarchicalModel(m=3)) == model_hash(HierarchicalModel(m=3))
+    True
+    """
+    text = json.dumps(model.describe(), sort_keys=True)
+    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
 
 
 def table_metadata(model, kind: str) -> dict:

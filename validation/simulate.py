@@ -19,7 +19,6 @@ Examples
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 
@@ -29,18 +28,15 @@ from scipy.linalg import blas
 from scipy.optimize import brentq
 
 from numerics.label_law import check_model, link_function, preprocessing_function
+from numerics.predict import mse_forms
 from theory import HierarchicalModel
 
-__all__ = ["simulate", "simulate_task", "empirical_bulk_edge", "bench_accumulation", "model_hash"]
+from .experiment import model_hash
+
+__all__ = ["simulate", "simulate_task", "empirical_bulk_edge", "bench_accumulation", "model_hash"]  # model_hash: re-exported
 
 TW_MEAN = -1.2065  # mean of the GOE Tracy-Widom law (beta = 1)
 TW_SD = 1.2680
-
-
-def model_hash(model: HierarchicalModel) -> int:
-    """A stable 32-bit hash of the model description (for seeding)."""
-    text = json.dumps(model.describe(), sort_keys=True)
-    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
 
 
 def _labels(model, Z, rng, links, a=None):
@@ -170,8 +166,7 @@ def simulate_task(model: HierarchicalModel, d: int, alphas, seed: int, chunk: in
         q_best = O[:, :m].max(axis=1)
         q_rank = np.diag(O[:, :m])
         proj = O[:, :k_hat].sum(axis=1) if k_hat else np.zeros(m)
-        mse = float(np.sum(w2 * (1 - proj**2)))
-        mse_plugin = float(2 * np.sum(w2 * (1 - proj)))
+        mse, mse_plugin = mse_forms(w2, proj)
         for k in range(m):
             rows.append({"alpha": float(alpha), "n": int(n), "k": k + 1, "q_best": q_best[k], "q_rank": q_rank[k],
                          "proj": proj[k], "eigenvalue": evals[k], "k_hat": k_hat, "edge_emp": edge, "cut": cut,

@@ -36,6 +36,7 @@ import pandas as pd
 from theory import HierarchicalModel
 
 from ..label_law import check_model, coupled_pairs
+from ..predict import mse_forms
 from ..resolvent import ConvergenceError
 from .channel import ChannelResolution, OutputChannel
 from .omega_rules import qmc_rule, quadrature_rule
@@ -116,6 +117,16 @@ class StateEvolution:
             else:
                 out[k] = float(np.sqrt(a[j - 1] * a[j]))
         return out
+
+    def _repr_html_(self) -> str:
+        """Notebook view: one row per alpha with the MSE (and its standard error) and q_k."""
+        wide = pd.DataFrame({"alpha": self.alphas, "mse": self.mse, "mse_se": self.mse_se})
+        for k in range(self.m):
+            wide[f"q_{k + 1}"] = self.q[:, k]
+        if self.branch is not None:
+            wide["branch"] = self.branch
+        return (f"<b>Bayes-optimal state evolution</b> ({self.init}, {self.settings.get('method')} over omega)"
+                + wide.to_html(index=False, float_format="%.4g"))
 
     def local_slope(self) -> np.ndarray:
         """d log MSE / d log alpha on the (sorted) grid, by centred differences (one-sided at the ends)."""
@@ -445,8 +456,7 @@ def state_evolution(model: HierarchicalModel, alphas, init: str = "uninformed", 
         fe_r = np.array([[potential(channel, a[i], Q[r, i], rule.xi[r], rule.w) for i in range(a.size)]
                          for r in range(R)])
         fe = fe_r.mean(axis=0)
-    w2 = channel.a**2
-    mse_r = (w2 * (1 - Q**2)).sum(axis=2)
+    mse_r = mse_forms(channel.a**2, Q)[0]
     se = (lambda x: x.std(axis=0, ddof=1) / np.sqrt(R)) if R > 1 else (lambda x: np.zeros(x.shape[1:]))
     settings = dict(rule.settings, init=init, tol=tol, max_iter=max_iter, damping=damping, epsilon=epsilon,
                     n_grid=channel.resolution.n_grid, u_cut=channel.resolution.u_cut, du=channel.resolution.du,

@@ -176,5 +176,10 @@ def test_mu2_zero_direction_has_no_transition():
     # He3 (odd, mu_2 = 0) alone: no z^2 information in T(y) for this T, so no outlier above the bulk
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        thr = thresholds(HierarchicalModel(m=1, link="He3", preprocessing="y/(1+|y|)"))
-    assert np.isinf(thr[0]) or thr[0] > 0
+        model = HierarchicalModel(m=1, link="He3", preprocessing="y/(1+|y|)")
+        thr = thresholds(model)
+        p = predict(model, [1e2, 1e4, 1e6])
+    # tau = T(He3(z)) is odd in z and He2 even, so the spike strength E[tau He2(z)] vanishes by
+    # parity: no alpha separates an outlier (threshold inf, q = 0 however large alpha is)
+    assert np.isinf(thr[0])
+    assert np.all(p.q == 0) and np.all(p.n_outliers == 0)
