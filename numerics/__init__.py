@@ -1,4 +1,5 @@
-"""cascade.numerics: the d = infinity random-matrix equations of docs/theory.md §2.2.
+"""numerics (import as `numerics`): the d = infinity random-matrix equations of docs/theory.md §2.2,
+and the Bayes-optimal state evolution (`numerics.bayes`, docs/bayes.md).
 
 >>> from theory import HierarchicalModel
 >>> from numerics import predict

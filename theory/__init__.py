@@ -1,4 +1,4 @@
-"""cascade.theory: the symbolic layer (docs/theory.md §1-3).
+"""theory (import as `theory`): the symbolic layer (docs/theory.md §1-3).
 
 Exact Hermite moments of link functions, information and generative exponents,
 the two model descriptions, and closed-form thresholds, staircases, error laws and

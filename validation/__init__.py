@@ -1,4 +1,4 @@
-"""cascade.validation: finite-d simulation, theory-vs-simulation comparison, figures and the CLI.
+"""validation (import as `validation`): finite-d simulation, theory-vs-simulation comparison, figures and the CLI.
 
 Every model is one experiment adapter (:mod:`validation.experiment`): ``experiment_for("S")``
 and ``experiment_for("C")``.

@@ -93,7 +93,7 @@ def reproduce_S(outdir, full: bool = False, jobs: int = 1, scheduler=None, store
     outdir.mkdir(parents=True, exist_ok=True)
     d = d or (40 if full else 30)
     nseeds = seeds or (8 if full else 2)
-    files, tables = [], []
+    files, tables, runs = [], [], []
     for gamma in ("1/2", "1", "3/2"):
         model = CompositionalModel(d=d, eps="1/2", gamma=gamma)
         sub = outdir / f"S_gamma_{gamma.replace('/', '_')}"
@@ -101,6 +101,7 @@ def reproduce_S(outdir, full: bool = False, jobs: int = 1, scheduler=None, store
                                          baseline_cap=2000, jobs=jobs, scheduler=scheduler, store=store or outdir / "store")
         files += [f for f in res["files"] if f.endswith(".png")]
         tables.append(res["table"].assign(gamma=gamma))
+        runs.append(res["sweep"])
     table = pd.concat(tables, ignore_index=True)
     table["table_kind"] = "staircase"
     table.to_parquet(outdir / "reproduce_S.parquet", index=False)
@@ -112,7 +113,7 @@ def reproduce_S(outdir, full: bool = False, jobs: int = 1, scheduler=None, store
     files += plot_finite_size(study, outdir / "reproduce_S_collapse")
     files += [str(outdir / "reproduce_S.parquet"), str(outdir / "reproduce_S_collapse.parquet")]
     return {"files": files, "summary": table, "d": d, "seeds": nseeds, "fit": study["fit"],
-            "sweep": {"computed": len(table), "skipped": 0}}
+            "sweep": {"computed": sum(x["computed"] for x in runs), "skipped": sum(x["skipped"] for x in runs)}}
 
 
 def plot_S(table, path) -> list[str]:
@@ -178,7 +179,7 @@ def reproduce_separation(outdir, full: bool = False, jobs: int = 1, scheduler=No
     table["log_d_n"] = np.log(table["n"]) / np.log(model.d)
     table.to_parquet(outdir / "reproduce_separation.parquet", index=False)
     files = plot_separation(table, outdir / "reproduce_separation") + [str(outdir / "reproduce_separation.parquet")]
-    return {"files": files, "summary": table, "d": model.d, "seeds": 1, "sweep": {"computed": len(table), "skipped": 0}}
+    return {"files": files, "summary": table, "d": model.d, "seeds": 1, "sweep": run, "spec": spec}
 
 
 def plot_separation(table, path) -> list[str]:

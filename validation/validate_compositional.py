@@ -52,9 +52,11 @@ def run_validate_compositional(model: CompositionalModel | None = None, ratios=D
         if run["failed"]:
             raise RuntimeError(f"Model C: {run['failed']} simulation task(s) failed: {run['errors']}")
         table = load_results(spec, store or outdir / "store")
+        sweep = run
         table = table[[c for c in table.columns if c not in ("model", "d", "q", "eps", "gamma", "g_star", "dtype",
                                                              "task", "version")]]
     else:
+        sweep = {"computed": len(seeds), "skipped": 0}
         exp = ModelC()
         frames = []
         total, done = len(SERIES) * len(ratios) * len(seeds), 0
@@ -87,7 +89,8 @@ def run_validate_compositional(model: CompositionalModel | None = None, ratios=D
     table.to_parquet(outdir / "validate_compositional.parquet", index=False)
     files = plot_compositional(model, table, base, outdir / "validate_compositional")
     files += [str(outdir / "validate_compositional.parquet")]
-    return {"table": table, "baselines": base, "files": files, "model": model, "wall_s": time.perf_counter() - t0}
+    return {"table": table, "baselines": base, "files": files, "model": model, "wall_s": time.perf_counter() - t0,
+            "sweep": sweep}
 
 
 def plot_compositional_table(model, table, path) -> list[str]:

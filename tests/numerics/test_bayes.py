@@ -56,15 +56,15 @@ def test_phase_retrieval_reference_values():
     # (Maillard, Loureiro, Krzakala, Zdeborova 2020), the informed branch q = 1 is stable from
     # alpha_IT = 1 (Barbier, Krzakala, Macris, Miolane, Zdeborova 2019)
     assert float(bayes_thresholds(PR, "scratch").alphas[0]) == pytest.approx(0.5, abs=1e-4)
-    un = state_evolution(PR, [0.49, 0.51, 1.12, 1.135])
+    un = state_evolution(PR, [0.49, 0.51, 1.12, 1.135], n_samples=96)
     assert un.q[0, 0] == 0.0 and 0 < un.q[1, 0] < 0.02
     assert un.q[2, 0] < 0.8 and un.q[3, 0] == 1.0
-    inf = state_evolution(PR, [0.95, 1.05], init="informed")
+    inf = state_evolution(PR, [0.95, 1.05], init="informed", n_samples=96)
     assert inf.q[0, 0] < 0.5 and inf.q[1, 0] == 1.0
 
 
 def test_free_entropy_selects_the_informed_branch_above_alpha_it():
-    se = state_evolution(PR, [0.9, 1.05, 1.1], init="both")
+    se = state_evolution(PR, [0.9, 1.05, 1.1], init="both", n_samples=96)
     assert se.branch.tolist() == ["uninformed", "informed", "informed"]
     assert se.q[1, 0] == 1.0 and se.branches["uninformed"].q[1, 0] < 0.7
     it = [t for t in se.transitions if t["kind"] == "information-theoretic"]

@@ -36,6 +36,11 @@ def test_reproduce_separation_small_and_redraw(tmp_path):
                                 "shallow spectral on x"}
     assert all((tmp_path / p.split("/")[-1]).exists() for p in res["files"])
     assert plot_table(tmp_path / "reproduce_separation.parquet", tmp_path / "again")
+    # the layer-wise runs go through the sweep store: a second run reuses them
+    from validation.sweep import run_sweep
+
+    assert res["sweep"]["computed"] == 1
+    assert run_sweep(res["spec"], tmp_path / "store", progress=False)["skipped"] == 1
 
 
 @pytest.mark.slow
