@@ -26,6 +26,7 @@ Examples
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,7 +38,7 @@ from theory.links import is_even, kinks
 from theory.parsing import Y, Z
 
 __all__ = ["check_model", "coupled_pairs", "LabelLaw", "label_law", "link_function", "preprocessing_function", "sup_preprocessing",
-           "clear_cache"]
+           "clear_cache", "grid_cost"]
 
 _ZMAX = 9.0  # P(|z| > 9) = 2e-19: below float64 resolution of every expectation here
 _PANEL = 0.25
@@ -75,9 +76,18 @@ class LabelLaw:
 
 # --- sympy -> numpy ----------------------------------------------------------------------
 def link_function(expr):
-    """Vectorised numpy callable z -> g(z) for a parsed link."""
-    f = sp.lambdify(Z, expr, modules=["numpy", {"Heaviside": lambda x: np.heaviside(x, 0.5)}])
-    return lambda z: np.broadcast_to(np.asarray(f(z), dtype=float), np.shape(z)).copy()
+    """Vectorised numpy callable z -> g(z) for a parsed link (lambdified once per expression)."""
+    fn = _LINKS.get(expr)
+    if fn is None:
+        f = sp.lambdify(Z, expr, modules=["numpy", {"Heaviside": lambda x: np.heaviside(x, 0.5)}])
+        fn = lambda z: np.broadcast_to(np.asarray(f(z), dtype=float), np.shape(z)).copy()  # noqa: E731
+        if len(_LINKS) > 256:
+            _LINKS.clear()
+        _LINKS[expr] = fn
+    return fn
+
+
+_LINKS: dict = {}
 
 
 def preprocessing_function(expr):
@@ -203,20 +213,20 @@ def _zeros_of(expr, levels=(0.0,)):
 
 def z_kinks(model: HierarchicalModel, k: int = 1):
     """Points where z -> T(a_k g_k(z)) may kink (used to split z-quadratures)."""
-    a = float(model.weights()[k - 1])
+    a = float(model.weight_array[k - 1])
     levels = {0.0} | {y / a for y in kinks(model.T, Y)}
     return _zeros_of(model.link_of(k), sorted(levels))
 
 
 # --- constructions ----------------------------------------------------------------------
 def _weights(model):
-    return np.array([float(a) for a in model.weights()])
+    return np.array(model.weight_array)
 
 
 def _quadrature_law(model):
     g = model.link_of(1)
     z, w = _z_rule(z_kinks(model, 1))
-    a = float(model.weights()[0])
+    a = float(model.weight_array[0])
     y = a * link_function(g)(z)
     tau = preprocessing_function(model.T)(y)
     return y, tau, w, (w * z**2)[None, :]
@@ -346,7 +356,8 @@ def check_model(model) -> None:
 
 
 def label_law(model: HierarchicalModel, method: str = "auto", h: float | None = None,
-              n_samples: int = 200_000, seed: int = 0, support: str = "exact") -> LabelLaw:
+              n_samples: int = 200_000, seed: int = 0, support: str = "exact",
+              max_bytes: float | None = None) -> LabelLaw:
     """Build (and cache per model and settings) the discrete law of (T(Y), z_k^2).
 
     Parameters
@@ -364,8 +375,12 @@ def label_law(model: HierarchicalModel, method: str = "auto", h: float | None = 
         the bulk edge sits far above the tail of T(Y) (Model C layer 1, T(y) = y).
         ``predict`` then checks that the tail beyond the truncation cannot move the
         result and raises ``ConvergenceError`` otherwise.
+    max_bytes : refuse up front (ValueError with the estimate) a grid law whose cost model
+        (:func:`grid_cost`) exceeds this many bytes; default half the machine's memory.
     """
     check_model(model)
+    if max_bytes is None:
+        max_bytes = _memory_budget()
     if method not in ("auto", "quadrature", "grid", "montecarlo"):
         raise ValueError(f"method: must be 'auto', 'quadrature', 'grid' or 'montecarlo', got {method!r}")
     if method == "auto":
@@ -378,6 +393,14 @@ def label_law(model: HierarchicalModel, method: str = "auto", h: float | None = 
         raise ValueError(f"support: must be 'exact' or 'effective', got {support!r}")
     if support == "exact":
         sup_preprocessing(model)
+    if method == "grid":
+        cost = grid_cost(model, h)
+        if cost["bytes"] > max_bytes:
+            raise ValueError(
+                f"m: the label law of m = {model.m} directions on {cost['grid']} y-points needs an estimated "
+                f"{cost['bytes'] / 2**30:.1f} GiB and {cost['seconds']:.0f} s (cost model: 28 m N bytes, about "
+                f"{_SECONDS_PER_DIRECTION} s per direction per 2^18 points), above max_bytes = {max_bytes / 2**30:.1f} GiB; "
+                "use fewer directions (the weights of the tail fall as k^-gamma), a coarser grid h, or raise max_bytes")
     key = (model, method, h, n_samples if method == "montecarlo" else None, seed if method == "montecarlo" else None,
            support)
     if key in _CACHE:
@@ -431,13 +454,47 @@ def _trim_top(y, tau, p, r, cross, mass=1e-14):
     return y[keep], tau[keep], p[keep], r[:, keep], cross[:, keep]
 
 
+_SECONDS_PER_DIRECTION = 0.2  # measured on 2 cores: m = 10, 20, 40 took 1.4, 2.2, 6.6 s at 2^18 points
+
+
+def _memory_budget() -> float:
+    """Half the physical memory (bytes), or 8 GiB where it cannot be read."""
+    try:
+        return 0.5 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return 8.0 * 2**30
+
+
+def grid_cost(model: HierarchicalModel, h: float | None = None) -> dict:
+    """Cost model of the grid label law: N y-points (span / h), and about 28 m N bytes (the
+    Richardson pair, the prefix and suffix convolutions and the z_k^2-weighted laws) and
+    0.2 m (N / 2^18) seconds on 2 cores.
+
+    >>> from theory import HierarchicalModel
+    >>> c = grid_cost(HierarchicalModel(m=100000))
+    >>> c["bytes"] > 2**40, c["seconds"] > 3600        # > 1 TiB and hours: label_law refuses it up front
+    (True, True)
+    """
+    span = _span(model)
+    if h is None:
+        h = min(1e-3, span / 2**18)
+    n = int(np.ceil(span / h))
+    return {"grid": n, "bytes": 28.0 * model.m * n, "seconds": _SECONDS_PER_DIRECTION * model.m * n / 2**18}
+
+
 def _span(model):
+    """Width of the label's support (|z_k| <= 9 and 9 noise standard deviations): one link
+    evaluation per distinct link, not per direction."""
     a = _weights(model)
-    total = 0.0
     z = np.linspace(-_ZMAX, _ZMAX, 2001)
+    ranges = {}
+    total = 0.0
     for k in range(1, model.m + 1):
-        v = a[k - 1] * link_function(model.link_of(k))(z)
-        total += v.max() - v.min()
+        g = model.link_of(k)
+        if g not in ranges:
+            v = link_function(g)(z)
+            ranges[g] = float(v.max() - v.min())
+        total += a[k - 1] * ranges[g]
     if model.delta > 0:
         total += 2 * _ZMAX * float(sp.sqrt(model.delta))
     return total

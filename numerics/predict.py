@@ -231,7 +231,7 @@ def mse_forms(weights2, q):
 
 
 def _mse(model, q):
-    return mse_forms(np.array([float(w) ** 2 for w in model.weights()]), q)
+    return mse_forms(model.weight_array**2, q)
 
 
 def _predict_matrix(model, a, law, sf, ubar, lbar, edge, t0, t1):

@@ -188,6 +188,28 @@ class HierarchicalModel:
         k = sp.Integer(k) if isinstance(k, numbers.Integral) else k
         return k ** (-self.gamma) / sp.sqrt(self.weight_normalization)
 
+    @cached_property
+    def weight_array(self):
+        """The weights [a_1, ..., a_m] as float64 (numeric gamma, finite m), without building the
+        exact sum Z_m: numerics and simulations use these.
+
+        >>> import numpy as np
+        >>> m = HierarchicalModel(gamma="13/10", m=3)
+        >>> bool(np.allclose(m.weight_array, [float(w) for w in m.weights()], rtol=1e-14))
+        True
+        """
+        import numpy as np
+
+        if not self.is_numeric:
+            raise ValueError("m: weight_array needs a numeric gamma and a finite m")
+        k = np.arange(1, self.m + 1, dtype=float)
+        g = float(self.gamma)
+        w = k ** (-g)
+        if self.normalize:
+            w = w / np.sqrt(np.sum(k[::-1] ** (-2 * g)))  # smallest terms first
+        w.setflags(write=False)
+        return w
+
     def weights(self) -> list:
         """[a_1, ..., a_m] (finite m only)."""
         if self.m == sp.oo:

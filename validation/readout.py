@@ -71,7 +71,7 @@ def hermite_product_features(zhat: np.ndarray, degree: int, exact: bool = False)
 
 
 def _target(model, X, W, links):
-    a = np.array([float(w) for w in model.weights()])
+    a = np.array(model.weight_array)
     Zt = X @ W
     return sum(a[k] * links[k](Zt[:, k]) for k in range(model.m))
 
@@ -101,7 +101,7 @@ def two_stage(model: HierarchicalModel, d: int, alphas, seed: int, degree: int |
     W = est["W"]
     links = [link_function(g) for g in links_expr]
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(d), model_hash(model), 2024]))
-    a_float = [float(w) for w in model.weights()]
+    a_float = list(model.weight_array)
     rows = []
     for alpha, V in est["V_hat"].items():
         k_hat = V.shape[1]

@@ -43,7 +43,7 @@ def _labels(model, Z, rng, links, a=None):
     """y = sum_k a_k g_k(z_k) (+ noise). Pass the float weights ``a`` in loops: evaluating the
     exact sympy weights costs ~1 ms each."""
     if a is None:
-        a = [float(w) for w in model.weights()]
+        a = list(model.weight_array)
     y = np.zeros(Z.shape[0])
     for k in range(model.m):
         y += a[k] * links[k](Z[:, k])
@@ -131,11 +131,11 @@ def simulate_task(model: HierarchicalModel, d: int, alphas, seed: int, chunk: in
     W = np.linalg.qr(rng.standard_normal((d, m)))[0]
     T = preprocessing_function(model.T)
     links = [link_function(model.link_of(k + 1)) for k in range(m)]  # lambdify once, not per chunk
-    a_float = [float(w) for w in model.weights()]
+    a_float = list(model.weight_array)
     acc = _Accumulator(d, dtype)
     targets = np.round(a * d).astype(np.int64)
     taus = np.empty(targets[-1])
-    w2 = np.array([float(x) ** 2 for x in model.weights()])
+    w2 = model.weight_array**2
     rows, spectra = [], {}
     n = 0
     t0 = time.perf_counter()

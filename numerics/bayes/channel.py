@@ -121,7 +121,7 @@ class OutputChannel:
         self.model = model
         self.resolution = resolution or ChannelResolution()
         self.m = model.m
-        self.a = np.array([float(w) for w in model.weights()])
+        self.a = np.array(model.weight_array)
         self.links = [link_function(model.link_of(k + 1)) for k in range(self.m)]
         self.even = np.array([is_even(model.link_of(k + 1)) for k in range(self.m)])
         self.delta = float(model.delta)

@@ -49,7 +49,8 @@ QUADRATURE_NODES = {1: 192, 2: 48, 3: 16}
 MAX_QUADRATURE_M = 3
 #: the largest m the state evolution accepts (cost grows like m per draw and per iteration)
 MAX_M = 64
-_Q_LOW = 1e-5      # below it a direction is in the linear regime around q = 0
+_Q_LOW = 1e-5      # below it a direction is in the linear regime around q = 0 ...
+_Q_FLOOR = 1e-8    # ... and, once it has left it, below this one again
 _Q_NEAR_TOP = 1e-5  # 1 - q below it (and shrinking): q = 1 is stable, perfect recovery
 _Q_TOP = 1e-10     # 1 - q below it: perfect recovery
 _REACH = 100.0     # an accelerated step is at most this many plain steps long ...
@@ -230,7 +231,7 @@ _CHANNELS: dict = {}
 
 
 # --- one fixed point -------------------------------------------------------------------
-def _evaluate(channel, q, xi, w, clamp=()):
+def _evaluate(channel, q, xi, w, clamp=(), low=None):
     r"""q_hat / alpha (m,) at overlaps q, and the Richardson error.
 
     Directions with q_k = 1 are known (removed from y). Directions of even link with
@@ -242,7 +243,9 @@ def _evaluate(channel, q, xi, w, clamp=()):
     """
     m = q.size
     known = [k for k in range(m) if q[k] >= 1.0]
-    low = [k for k in range(m) if channel.even[k] and 0 < q[k] < _Q_LOW and k not in clamp]
+    if low is None:
+        low = [k for k in range(m) if channel.even[k] and 0 < q[k] < _Q_LOW and k not in clamp]
+    low = [int(k) for k in low if k not in clamp]
     qq = np.where(q >= 1.0, 0.0, q)
     qq[low] = 0.0
     qq[list(clamp)] = 0.0
@@ -270,7 +273,9 @@ def _solve(channel, alpha, q0, xi, w, even, tol, max_iter, damping, clamp=(), de
     fixed point onto the other branch. The boundaries are decided by linear stability:
 
     * q_k < 1e-5 (even link) and G(q)_k <= q_k: the direction contracts and is parked (its
-      fixed point is q_k = 0, reported as 0);
+      fixed point is q_k = 0, reported as 0). A direction that has left this linear regime
+      returns to it only below 1e-8 (with a single threshold, a fixed point sitting at it
+      cycles between the two evaluations);
     * 1 - q_k < 1e-5 and shrinking (noiseless labels): q = 1 is a stable fixed point and the
       direction is set to 1 (perfect recovery), as is any direction with 1 - q_k < 1e-10.
 
@@ -287,13 +292,17 @@ def _solve(channel, alpha, q0, xi, w, even, tol, max_iter, damping, clamp=(), de
     err = 0.0
     change, prev_change = np.inf, np.inf
     accelerate = True
+    was_active = np.zeros(m, dtype=bool)
     for it in range(1, max_iter + 1):
         if it == max_iter // 2 and accelerate:
             # the accelerated iteration has not settled (a cycle between regimes, say): finish
             # with damped plain steps, which converge to a stable fixed point
             accelerate, damping = False, max(damping, 0.5)
             S_hist, GS_hist = [], []
-        qhat, err = _evaluate(channel, x, xi, w, clamp)
+        # the linear regime holds a direction until it first reaches 1e-5, and takes it back only
+        # below 1e-8: with one threshold, a fixed point at the threshold cycles between regimes
+        in_low = even & (x > 0) & (x < 1.0) & (((x < _Q_LOW) & ~was_active) | (x < _Q_FLOOR))
+        qhat, err = _evaluate(channel, x, xi, w, clamp, low=np.nonzero(in_low)[0])
         qhat = alpha * qhat
         with np.errstate(over="ignore", invalid="ignore"):
             gx = np.where(np.isinf(qhat), 1.0, qhat / (1.0 + qhat))
@@ -301,7 +310,7 @@ def _solve(channel, alpha, q0, xi, w, even, tol, max_iter, damping, clamp=(), de
             gx = np.where(x >= 1.0, gx, (1 - damping) * gx + damping * x)
         top = (x < 1.0) & (1 - x < _Q_NEAR_TOP) & (1 - gx < 1 - x)
         gx = np.where(top | (1 - gx < _Q_TOP), 1.0, gx)
-        low = even & (x < _Q_LOW) & (x > 0) & (gx < 1.0)
+        low = in_low & (gx < 1.0)
         ratio = np.where(low, gx / np.where(x > 0, x, 1.0), np.nan)
         growth = ratio
         park = low & (ratio <= 1.0)
@@ -314,6 +323,7 @@ def _solve(channel, alpha, q0, xi, w, even, tol, max_iter, damping, clamp=(), de
         if change <= tol * (1 - rho) and not escaping.any() and not top.any():
             return gx, qhat, growth, it, True, change, err
         active = ~park & (x > 0) & (x < 1.0) & (gx > 0) & (gx < 1.0)
+        was_active |= ~in_low & (x > 0)
         if active_prev is None or not np.array_equal(active, active_prev) or top.any():
             S_hist, GS_hist = [], []
         active_prev = active

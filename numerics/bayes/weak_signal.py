@@ -71,7 +71,7 @@ def threshold_asymptotics(model: HierarchicalModel) -> np.ndarray:
     :math:`Q_j` the weak-signal overlap at :math:`s_j = (a_j/a_k)^2/\mu_2(g_k)^2`."""
     check_model(model)
     m = model.m
-    a2 = np.array([float(w) ** 2 for w in model.weights()])
+    a2 = model.weight_array**2
     funcs = [_functions(model.link_of(k)) for k in range(1, m + 1)]
     mu2 = np.array([float(hermite_moments(model.link_of(k), 2)[2]) ** 2 for k in range(1, m + 1)])
     var = np.array([f[1](0.0) for f in funcs])

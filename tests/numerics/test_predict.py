@@ -183,3 +183,13 @@ def test_mu2_zero_direction_has_no_transition():
     # parity: no alpha separates an outlier (threshold inf, q = 0 however large alpha is)
     assert np.isinf(thr[0])
     assert np.all(p.q == 0) and np.all(p.n_outliers == 0)
+
+
+def test_huge_m_is_refused_up_front_with_the_estimate():
+    # the cost model says 28 m N bytes; m = 100000 needs over a TiB: refused in seconds, not a hang
+    import time
+
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match=r"m: the label law of m = 100000 directions .* GiB and .* s"):
+        predict(HierarchicalModel(m=100000), [10.0])
+    assert time.perf_counter() - t0 < 30
