@@ -221,13 +221,9 @@ def parse_alphas(text: str, name: str = "--alphas"):
 
 
 def cmd_predict(args):
-    import pandas as pd
-
     exp, model = resolve_model(args)
     sizes = parse_alphas(args.alphas)
     if exp.name == "S":
-        if args.estimator not in ("spectral", "bayes", "both"):
-            raise CascadeError(f"--estimator: Model S has spectral, bayes or both, got {args.estimator!r}")
         n_samples = _int(args.bayes_samples, "--bayes-samples") if args.bayes_samples else None
         bar = None
         if args.estimator != "spectral" and not args.quiet:
@@ -249,7 +245,7 @@ def cmd_predict(args):
         table.to_parquet(p.with_suffix(".parquet"), index=False)
         notes.append(f"wrote {p.with_suffix('.parquet')}")
     if args.plot:
-        notes.append("wrote " + ", ".join(exp.plot_table(table, "prediction" if exp.name == "S" else "layer1", args.plot)))
+        notes.append("wrote " + ", ".join(exp.plot_table(table, table["table_kind"].iloc[0], args.plot)))
     shown = table.drop(columns=["model_json", "table_kind", "thresholds_json"])
     if args.format == "json":
         return json.dumps({"model": model.describe(), "estimators": list(res["estimators"]),
@@ -260,29 +256,7 @@ def cmd_predict(args):
         return shown.to_csv(index=False).rstrip("\n")
     if args.format == "latex":
         return shown.to_latex(index=False, float_format="%.4g") + "\n" + thr.to_latex(index=False, float_format="%.4g")
-    fmt = lambda v: f"{v:.4g}"  # noqa: E731
-    if exp.name == "S":
-        head = ["d = infinity prediction, Model S (MSE: optimal shrinkage sum a_k^2 (1 - q_k^2))",
-                "estimators: " + ", ".join(f"{n} ({exp.estimator(n).summary})" for n in res["estimators"])]
-        if "spectral" in res["results"]:
-            solver = res["results"]["spectral"].settings["solver"]
-            head.append(f"spectral solver: {solver}" + (" (coupled directions: q_k are subspace projections, "
-                                                        "thresholds are per eigen-branch)" if solver == "matrix" else ""))
-        if "bayes" in res["results"]:
-            se = res["results"]["bayes"]
-            st = se.settings
-            head.append(f"bayes: {st['method']} over omega ({st['n_draws']} draws"
-                        + (f", {st['replicates']} replicates: mse_bayes_se is their standard error" if st["method"] == "qmc"
-                           else "") + f"), init {st['init']}; thresholds read off this grid (alpha_k_bayes_grid; "
-                        "cascade thresholds --bayes sequential resolves them)")
-            for t in se.transitions:
-                head.append(f"  first-order transition ({t['kind']}) near alpha = {t['alpha']:.4g}, "
-                            f"bracket {t['bracket']}")
-        head.append("thresholds:\n" + thr.to_string(index=False, float_format=fmt))
-    else:
-        head = [f"d = infinity prediction, Model C layer 1 (GE, via the Model S solver): D = {model.D}, d1 = {model.d1}",
-                "thresholds n_i*:\n" + thr.to_string(index=False, float_format=fmt)]
-    return "\n".join([*head, shown.to_string(index=False, float_format=fmt), *notes])
+    return "\n".join([exp.predict_report(res), *notes])
 
 
 def _settings(result):

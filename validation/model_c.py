@@ -105,6 +105,15 @@ class ModelC(Experiment):
         return {"table": table, "thresholds": thr, "results": {"layerwise": r}, "model": model,
                 "estimators": (estimator,)}
 
+    def predict_report(self, res: dict) -> str:
+        """The text report of :meth:`predict_table` (cascade predict --model C)."""
+        fmt = lambda v: f"{v:.4g}"  # noqa: E731
+        model = res["model"]
+        shown = res["table"].drop(columns=["model_json", "table_kind", "thresholds_json"], errors="ignore")
+        return "\n".join([f"d = infinity prediction, Model C layer 1 (GE, via the Model S solver): D = {model.D}, "
+                          f"d1 = {model.d1}", "thresholds n_i*:\n" + res["thresholds"].to_string(index=False, float_format=fmt),
+                          shown.to_string(index=False, float_format=fmt)])
+
     # -- simulation ---------------------------------------------------------------------------
     def simulate(self, model, sizes, seed, series=SERIES, **_):
         """Rows of the layer-wise algorithm at n = ratio D for each series (one seed)."""
@@ -150,6 +159,10 @@ class ModelC(Experiment):
             return plot_separation(df, out)
         if kind == "staircase" and "gamma" in df.columns and df["gamma"].nunique() > 1:
             return plot_S(df, out)
+        if kind == "layer1":
+            from .plots import plot_layer1
+
+            return plot_layer1(df, self.model_from_description(json.loads(df["model_json"].iloc[0])), out)
         if kind in ("staircase", "compositional"):
             model = self.model_from_description(json.loads(df["model_json"].iloc[0]))
             return plot_compositional_table(model, df, out)

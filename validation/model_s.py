@@ -111,9 +111,9 @@ class ModelS(Experiment):
         and the result objects."""
         if model.m == sp.oo:
             raise ValueError("--m: the d = infinity solvers need a finite m")
+        if estimator not in ("spectral", "bayes", "both"):
+            raise ValueError(f"--estimator: Model S has spectral, bayes or both, got {estimator!r}")
         names = ("spectral", "bayes") if estimator == "both" else (estimator,)
-        for n in names:
-            self.estimator(n)
         results = {}
         table = pd.DataFrame({"alpha": np.asarray(alphas, dtype=float)})
         thr = pd.DataFrame({"k": np.arange(1, model.m + 1)})
@@ -140,6 +140,30 @@ class ModelS(Experiment):
         for key, val in table_metadata(model, "prediction").items():
             table[key] = val
         return {"table": table, "thresholds": thr, "results": results, "model": model, "estimators": names}
+
+    def predict_report(self, res: dict) -> str:
+        """The text report of :meth:`predict_table` (cascade predict)."""
+        fmt = lambda v: f"{v:.4g}"  # noqa: E731
+        head = ["d = infinity prediction, Model S (MSE: optimal shrinkage sum a_k^2 (1 - q_k^2))",
+                "estimators: " + ", ".join(f"{n} ({self.estimator(n).summary})" for n in res["estimators"])]
+        if "spectral" in res["results"]:
+            solver = res["results"]["spectral"].settings["solver"]
+            head.append(f"spectral solver: {solver}" + (" (coupled directions: q_k are subspace projections, "
+                                                        "thresholds are per eigen-branch)" if solver == "matrix" else ""))
+        if "bayes" in res["results"]:
+            se = res["results"]["bayes"]
+            st = se.settings
+            head.append(f"bayes: {st['method']} over omega ({st['n_draws']} draws"
+                        + (f", {st['replicates']} replicates: mse_bayes_se is their standard error"
+                           if st["method"] == "qmc" else "")
+                        + f"), init {st['init']}; thresholds read off this grid (alpha_k_bayes_grid; "
+                        "cascade thresholds --bayes sequential resolves them)")
+            for t in se.transitions:
+                head.append(f"  first-order transition ({t['kind']}) near alpha = {t['alpha']:.4g}, "
+                            f"bracket {t['bracket']}")
+        head.append("thresholds:\n" + res["thresholds"].to_string(index=False, float_format=fmt))
+        shown = res["table"].drop(columns=["model_json", "table_kind", "thresholds_json"], errors="ignore")
+        return "\n".join([*head, shown.to_string(index=False, float_format=fmt)])
 
     # -- simulation ---------------------------------------------------------------------------
     def simulate(self, model, sizes, seed, d=600, dtype=np.float64, **kw):

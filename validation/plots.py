@@ -9,7 +9,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-__all__ = ["plot_prediction", "plot_estimators", "save"]
+__all__ = ["plot_prediction", "plot_estimators", "plot_layer1", "save"]
 
 
 def save(fig, path) -> list[str]:
@@ -123,6 +123,21 @@ def plot_estimators(table, model, path) -> list[str]:
         ax[2].legend(fontsize=7)
     fig.suptitle(f"Model S: {json.dumps(model.describe())}", fontsize=8)
     fig.tight_layout()
+    return save(fig, path)
+
+
+def plot_layer1(table, model, path) -> list[str]:
+    """Model C layer 1 (GE) from a ``cascade predict --model C`` table: rho_i^2 against n/D, the
+    solver (lines) and the refined closed form (dotted)."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    colors = plt.cm.viridis(np.linspace(0, 0.9, model.d1))
+    for i, g in table.groupby("i"):
+        ax.semilogx(g["n_over_D"], g["rho2_solver"], "o-", color=colors[i - 1], ms=3, label=f"i={i}" if i <= 6 else None)
+        ax.semilogx(g["n_over_D"], g["rho2_closed_form"], ":", color=colors[i - 1])
+    ax.set_xlabel("n / D")
+    ax.set_ylabel(r"$\rho_i^2$ (GE layer 1)")
+    ax.set_title(f"Model C: d = {model.d}, D = {model.D}, d1 = {model.d1}; dotted: closed form", fontsize=9)
+    ax.legend(fontsize=7)
     return save(fig, path)
 
 
