@@ -41,6 +41,7 @@ def spectral_functions(law: LabelLaw) -> SpectralFunctions:
 
 
 def _alphas(alphas):
+    """The validated alpha grid (1-d, finite, > 0) of every d = infinity solver."""
     a = np.atleast_1d(np.asarray(alphas, dtype=float))
     if a.ndim != 1 or a.size == 0:
         raise ValueError("alphas: expected a non-empty 1-d sequence of sample ratios")

@@ -36,7 +36,7 @@ import pandas as pd
 from theory import HierarchicalModel
 
 from ..label_law import check_model, coupled_pairs
-from ..predict import mse_forms
+from ..predict import _alphas, mse_forms
 from ..resolvent import ConvergenceError
 from .channel import ChannelResolution, OutputChannel
 from .omega_rules import qmc_rule, quadrature_rule
@@ -170,15 +170,6 @@ def check_bayes_model(model) -> None:
         raise NotImplementedError(
             f"link: the directions {odd} have links that are not even ({names}); with two or more such links the "
             "overlap matrix Q is not diagonal, and the m x m state evolution is not implemented")
-
-
-def _alphas(alphas):
-    a = np.atleast_1d(np.asarray(alphas, dtype=float))
-    if a.ndim != 1 or a.size == 0:
-        raise ValueError("alphas: expected a non-empty 1-d sequence of sample ratios")
-    if not np.all(np.isfinite(a)) or np.any(a <= 0):
-        raise ValueError(f"alphas: every sample ratio must be a finite number > 0, got {a[~(np.isfinite(a) & (a > 0))][:3]}")
-    return a
 
 
 def _positive_int(value, name, lo, hi):
