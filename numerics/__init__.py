@@ -24,3 +24,11 @@ __all__ += ["layer1_model", "layer1_prediction"]
 from .quadratic_chaos import population_layer1  # noqa: E402
 
 __all__ += ["population_layer1"]
+from .bayes import (BayesThresholds, StateEvolution, bayes_thresholds, free_entropy,  # noqa: E402
+                    state_evolution)
+
+__all__ += ["state_evolution", "bayes_thresholds", "free_entropy", "StateEvolution", "BayesThresholds"]
+from .label_law import grid_cost  # noqa: E402
+from .predict import mse_forms  # noqa: E402
+
+__all__ += ["grid_cost", "mse_forms"]
