@@ -27,6 +27,7 @@ from .parsing import Z
 from .symbols import n as n_sym
 
 __all__ = [
+    "label_scale",
     "spike_strengths",
     "noise_variance",
     "thresholds_n",
@@ -52,6 +53,17 @@ def _sum_b2(model):
     return sp.Add(*[sp.Integer(i) ** (-2 * model.gamma) for i in range(1, model.d1 + 1)])
 
 
+def label_scale(model: CompositionalModel):
+    r"""Standard deviation :math:`\sqrt{2\sum_j b_j^2}` of :math:`s = \sum_j b_j He_2(h_j)` for Gaussian
+    h (the GE model), the scale that standardises y for g_* = identity and sets the spike
+    strengths :math:`\theta_i = b_i/\text{label\_scale}` (exact).
+
+    >>> label_scale(CompositionalModel(d=16, gamma=1))    # d1 = 4: sqrt(2 (1 + 1/4 + 1/9 + 1/16))
+    sqrt(410)/12
+    """
+    return sp.sqrt(2 * _sum_b2(model))
+
+
 def spike_strengths(model: CompositionalModel) -> list:
     r""":math:`|\theta_i| = i^{-\gamma}/\sqrt{2\sum_j j^{-2\gamma}}`, i = 1..d1 (exact).
 
@@ -61,7 +73,7 @@ def spike_strengths(model: CompositionalModel) -> list:
     1/2
     """
     _require_identity(model)
-    s = sp.sqrt(2 * _sum_b2(model))
+    s = label_scale(model)
     return [sp.Integer(i) ** (-model.gamma) / s for i in range(1, model.d1 + 1)]
 
 

@@ -110,14 +110,12 @@ def random_features_ridge(X, y, Xtest, ytest, P=2000, seed=0) -> dict:
 def shallow_spectral(X, y, Xtest, ytest, degree=4, kmax=6) -> dict:
     """Spectral estimator on x (Model S style, T(y) = y) plus a polynomial readout."""
     from .readout import hermite_product_features
-    from .simulate import empirical_bulk_edge
+    from .simulate import two_sided_outliers
 
     n, d = X.shape
     Dn = (X.T * y) @ X / n
     vals, vecs = np.linalg.eigh(Dn)
-    _, hi = empirical_bulk_edge(y, n / d, d)
-    _, lo = empirical_bulk_edge(-y, n / d, d)
-    out = np.nonzero((vals > hi) | (vals < -lo))[0]
+    out = np.nonzero(two_sided_outliers(vals, y, n / d, d))[0]
     out = out[np.argsort(-np.abs(vals[out]))][:kmax]
     V = vecs[:, out]
     F = hermite_product_features(X @ V, degree) if out.size else np.ones((n, 1))

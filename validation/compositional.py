@@ -49,10 +49,11 @@ import numpy as np
 from numerics.label_law import link_function
 from numerics.quadratic_chaos import second_chaos, sym_to_vec, vec_to_sym
 from theory import CompositionalModel
+from theory.compositional import label_scale
 
 from .experiment import model_hash
 from .readout import hermite_product_features
-from .simulate import _Accumulator, empirical_bulk_edge
+from .simulate import _Accumulator, two_sided_outliers
 
 __all__ = ["CompositionalSampler", "run_layerwise", "matrix_free_layer1", "layer1_matvec", "sym_to_vec", "vec_to_sym"]
 
@@ -79,7 +80,7 @@ class CompositionalSampler:
         self.b = self.signs * np.arange(1, self.d1 + 1, dtype=float) ** (-float(model.gamma))
         self.g = link_function(model.g)
         if model.is_identity_link and kind == "ge":
-            self.mean, self.std = 0.0, float(np.sqrt(2 * np.sum(self.b**2)))
+            self.mean, self.std = 0.0, float(label_scale(model))
         else:
             # the true model's h_i are quadratic forms of x, not Gaussian, so Var He2(h_i) != 2 and the
             # law of s depends on A; with another g_star the moments are not closed-form either.
@@ -227,9 +228,7 @@ def run_layerwise(model: CompositionalModel, n: int, seed: int, kind: str = "ge"
     # fluctuates by ~2 sqrt(2/d) (50% at d = 30) and is a function of |x| that y depends on, so its
     # noise is that of the effective label tau = y r^2 (docs/compositional.md: 'elliptical noise').
     tau = y if kind == "ge" else y * np.concatenate(r2s)
-    _, cut_hi = empirical_bulk_edge(tau, n / Dm, Dm)
-    _, cut_lo = empirical_bulk_edge(-tau, n / Dm, Dm)
-    sel = (vals[:d1] > cut_hi / 2) | (vals[:d1] < -cut_lo / 2)
+    sel = two_sided_outliers(vals[:d1], tau, n / Dm, Dm, scale=0.5)
     O = (smp.A.T @ A_hat) ** 2  # d1 x d1
     proj = O[:, sel].sum(axis=1)
     cos2 = np.linalg.svd(smp.A.T @ A_hat, compute_uv=False) ** 2

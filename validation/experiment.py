@@ -24,7 +24,7 @@ import hashlib
 import json
 
 __all__ = ["Experiment", "Estimator", "EXPERIMENTS", "experiment_for", "register", "model_from_description",
-           "MODEL_FLAG_HELP", "table_metadata", "read_table_metadata", "model_hash"]
+           "MODEL_FLAG_HELP", "table_metadata", "read_table_metadata", "model_hash", "add_provenance"]
 
 
 class Estimator:
@@ -139,6 +139,21 @@ def model_hash(model) -> int:
     """
     text = json.dumps(model.describe(), sort_keys=True)
     return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
+
+
+def add_provenance(df, desc: dict, dtype: str | None = None, **extra):
+    """The provenance columns of a simulation table, in place: every model field (lists as JSON),
+    the dtype, the package version and any ``extra`` columns (e.g. the sweep task). Returns df."""
+    from theory import __version__
+
+    for key, val in desc.items():
+        df[key] = json.dumps(val) if isinstance(val, list) else val
+    if dtype is not None:
+        df["dtype"] = dtype
+    for key, val in extra.items():
+        df[key] = val
+    df["version"] = __version__
+    return df
 
 
 def table_metadata(model, kind: str) -> dict:

@@ -19,7 +19,6 @@ Examples
 """
 from __future__ import annotations
 
-import json
 import time
 
 import numpy as np
@@ -31,9 +30,9 @@ from numerics.label_law import check_model, link_function, preprocessing_functio
 from numerics.predict import mse_forms
 from theory import HierarchicalModel
 
-from .experiment import model_hash
+from .experiment import add_provenance, model_hash
 
-__all__ = ["simulate", "simulate_task", "empirical_bulk_edge", "bench_accumulation", "model_hash"]  # model_hash: re-exported
+__all__ = ["simulate", "simulate_task", "empirical_bulk_edge", "two_sided_outliers", "bench_accumulation", "model_hash"]  # model_hash: re-exported
 
 TW_MEAN = -1.2065  # mean of the GOE Tracy-Widom law (beta = 1)
 TW_SD = 1.2680
@@ -96,6 +95,16 @@ def empirical_bulk_edge(tau: np.ndarray, alpha: float, d: int, margin_sd: float 
     psi2 = 2 * np.mean(tau**2 / (lam - tau) ** 3)
     s = (alpha / lam**2 * np.sqrt(2 / psi2)) ** (-2 / 3)
     return float(edge), float(edge + (TW_MEAN + margin_sd * TW_SD) * s * d ** (-2 / 3))
+
+
+def two_sided_outliers(vals, tau, alpha, d, scale: float = 1.0):
+    r"""Mask of the eigenvalues ``vals`` outside both empirical bulk edges, for a matrix
+    ``scale`` times :math:`\frac1n\sum_i \tau_i x_ix_i^\top` (Model C's layer 1 is half of it):
+    above the cut of :func:`empirical_bulk_edge` for tau, or below minus the cut for -tau."""
+    _, hi = empirical_bulk_edge(tau, alpha, d)
+    _, lo = empirical_bulk_edge(-np.asarray(tau), alpha, d)
+    vals = np.asarray(vals)
+    return (vals > scale * hi) | (vals < -scale * lo)
 
 
 def _check(model, d, alphas, chunk):
@@ -187,8 +196,6 @@ def simulate(model: HierarchicalModel, d: int, alphas, seeds, chunk: int = 4096,
              progress=None) -> pd.DataFrame:
     """Run ``simulate_task`` for every seed; a tidy DataFrame (one row per alpha, seed, k)
     with provenance columns (model fields, d, seed, dtype, package version)."""
-    from theory import __version__
-
     seeds = list(seeds)
     if not seeds:
         raise ValueError("seeds: expected at least one seed")
@@ -198,10 +205,7 @@ def simulate(model: HierarchicalModel, d: int, alphas, seeds, chunk: int = 4096,
         if progress is not None:
             progress(i + 1, len(seeds))
     df = pd.concat(frames, ignore_index=True)
-    for key, val in model.describe().items():
-        df[key] = json.dumps(val) if isinstance(val, list) else val
-    df["dtype"] = np.dtype(dtype).name
-    df["version"] = __version__
+    add_provenance(df, model.describe(), np.dtype(dtype).name)
     return df
 
 

@@ -60,7 +60,7 @@ import pandas as pd
 
 from theory import HierarchicalModel, __version__
 
-from .experiment import model_from_description
+from .experiment import add_provenance, model_from_description
 from .grids import parse_grid
 from .progress import Progress
 
@@ -229,11 +229,7 @@ def execute_task(task: Task, blas_threads: int | None = 1) -> pd.DataFrame:
             extra["series"] = [s for s in SERIES if s[0] in task.series]
         df = experiment_for(task.model).simulate(model, task.alphas, task.seed, d=task.d, chunk=task.chunk,
                                                  dtype=np.float32 if task.dtype == "float32" else np.float64, **extra)
-    for k, v in task.model.items():
-        df[k] = json.dumps(v) if isinstance(v, list) else v
-    df["dtype"] = task.dtype
-    df["task"] = task.key
-    df["version"] = __version__
+    add_provenance(df, task.model, task.dtype, task=task.key)
     return df
 
 

@@ -11,7 +11,7 @@ from numerics import predict
 from theory import HierarchicalModel
 
 from .compare import compare
-from .experiment import table_metadata
+from .experiment import add_provenance, table_metadata
 from .plots import plot_prediction, plot_spectrum
 from .progress import Progress
 from .simulate import simulate_task
@@ -44,9 +44,7 @@ def run_validate(model: HierarchicalModel | None = None, d: int = DEFAULT_D, alp
             spectrum = spec[a_spec]
         bar(i + 1)
     sim = pd.concat(frames, ignore_index=True)
-    for key, val in model.describe().items():
-        sim[key] = str(val)
-    sim["dtype"] = np.dtype(dtype).name
+    add_provenance(sim, model.describe(), np.dtype(dtype).name)
     summary = compare(pred_grid, sim)
     for key, val in table_metadata(model, "comparison").items():  # `cascade plot` redraws from the table alone
         summary[key] = val
