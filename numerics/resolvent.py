@@ -30,7 +30,7 @@ from scipy.optimize import brentq
 
 from .label_law import LabelLaw
 
-__all__ = ["ConvergenceError", "SpectralFunctions"]
+__all__ = ["ConvergenceError", "SpectralFunctions", "edge_of_atoms"]
 
 _CHUNK = 4_000_000  # kernel entries per block
 
@@ -38,6 +38,34 @@ _CHUNK = 4_000_000  # kernel entries per block
 class ConvergenceError(RuntimeError):
     """A numerical solve that could not verify its result. The message names the
     quantity, the alpha and a remedy."""
+
+
+def edge_of_atoms(tau, weights, alpha: float) -> tuple[float, float, float]:
+    r"""Bulk edge of a discrete law of tau (atoms ``tau`` with ``weights`` summing to 1) at ratio alpha:
+    :math:`\bar\lambda` solving :math:`G_2(\bar\lambda) = 1/\alpha`, the edge
+    :math:`\psi_\alpha(\bar\lambda) = \bar\lambda(1/\alpha + G_1)`, and
+    :math:`\psi''_\alpha(\bar\lambda) = 2E[\tau^2/(\bar\lambda-\tau)^3]` (the Tracy-Widom scale of
+    docs/theory.md §4). Solved by ``brentq`` in :math:`\log(\lambda - \max\tau)` with exact sums:
+    the direct route for one law at one alpha (e.g. the n labels of a simulation), where
+    :class:`SpectralFunctions`' tables would cost more than they save.
+
+    >>> round(edge_of_atoms(np.ones(1), np.ones(1), 4.0)[1], 12)     # T = 1: Marchenko-Pastur (1 + 1/2)^2
+    2.25
+    """
+    tau = np.asarray(tau, dtype=float)
+    w = np.asarray(weights, dtype=float)
+    tmax = float(tau.max())
+    G2 = lambda lam: float(w @ (tau**2 / (lam - tau) ** 2))  # noqa: E731
+    f = lambda u: np.log(G2(tmax + np.exp(u))) + np.log(alpha)  # noqa: E731
+    lo, hi = np.log(1e-12 + 1e-9 * abs(tmax)), 0.0
+    while f(hi) > 0:
+        hi += 2.0
+    while f(lo) < 0:
+        lo -= 2.0
+    lam = tmax + float(np.exp(brentq(f, lo, hi, xtol=1e-12)))
+    edge = lam * (1 / alpha + float(w @ (tau / (lam - tau))))
+    psi2 = 2 * float(w @ (tau**2 / (lam - tau) ** 3))
+    return lam, edge, psi2
 
 
 class SpectralFunctions:

@@ -24,10 +24,10 @@ import time
 import numpy as np
 import pandas as pd
 from scipy.linalg import blas
-from scipy.optimize import brentq
 
 from numerics.label_law import check_model, link_function, preprocessing_function
 from numerics.predict import mse_forms
+from numerics.resolvent import edge_of_atoms
 from theory import HierarchicalModel
 
 from .experiment import add_provenance, model_hash
@@ -82,17 +82,7 @@ def empirical_bulk_edge(tau: np.ndarray, alpha: float, d: int, margin_sd: float 
     # all n labels, no subsample: D_n is centred by the realised mean of these very T(y_i),
     # and a subsample's error (~ std/sqrt(n_sub) * lambda_bar) can exceed the TW margin
     tau = np.asarray(tau, dtype=float)
-    tmax = tau.max()
-    G2 = lambda lam: np.mean(tau**2 / (lam - tau) ** 2)  # noqa: E731
-    f = lambda u: np.log(G2(tmax + np.exp(u))) + np.log(alpha)  # noqa: E731
-    lo, hi = np.log(1e-12 + 1e-9 * abs(tmax)), 0.0
-    while f(hi) > 0:
-        hi += 2.0
-    while f(lo) < 0:
-        lo -= 2.0
-    lam = tmax + np.exp(brentq(f, lo, hi, xtol=1e-12))
-    edge = lam * (1 / alpha + np.mean(tau / (lam - tau)))
-    psi2 = 2 * np.mean(tau**2 / (lam - tau) ** 3)
+    lam, edge, psi2 = edge_of_atoms(tau, np.full(tau.size, 1.0 / tau.size), alpha)
     s = (alpha / lam**2 * np.sqrt(2 / psi2)) ** (-2 / 3)
     return float(edge), float(edge + (TW_MEAN + margin_sd * TW_SD) * s * d ** (-2 / 3))
 
