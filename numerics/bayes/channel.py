@@ -102,6 +102,7 @@ class ChannelIntegrals:
     response: np.ndarray         # (M, len(response directions))
     entropy: np.ndarray | None   # (M,) int Z log Z dy, or None
     error: float                 # largest Richardson correction, relative to the integral
+    n_grid: int = 0              # the largest y-grid used
 
 
 class OutputChannel:
@@ -132,7 +133,7 @@ class OutputChannel:
 
     # -- public -------------------------------------------------------------------------
     def integrals(self, q, omega, *, known=(), response=(), entropy: bool = False,
-                  chunk: int = 128) -> ChannelIntegrals:
+                  chunk: int = 128, n_min: int = 0) -> ChannelIntegrals:
         """Fisher integrals (and He2 responses, entropy) for each row of ``omega``.
 
         Parameters
@@ -142,6 +143,8 @@ class OutputChannel:
         known : directions (0-based) whose term is known exactly and removed from y.
         response : directions (0-based, q_k = 0, not known) whose He2 response is wanted.
         entropy : also return int Z log Z dy.
+        n_min : use at least this many grid points (a solver keeps the grid fixed across its
+            iterations with it, so that the integrals stay continuous in q).
         """
         q = np.asarray(q, dtype=float)
         omega = np.atleast_2d(np.asarray(omega, dtype=float))
@@ -164,19 +167,21 @@ class OutputChannel:
         ent = np.zeros(M) if entropy else None
         err = 0.0
         slices = [slice(s, min(M, s + chunk)) for s in range(0, M, chunk)]
-        work = lambda sl: self._chunk(q, omega[sl], free, response, entropy)  # noqa: E731
+        work = lambda sl: self._chunk(q, omega[sl], free, response, entropy, n_min)  # noqa: E731
         if len(slices) > 1 and _THREADS > 1:  # numpy and scipy.fft release the GIL in the heavy loops
             with ThreadPoolExecutor(_THREADS) as pool:
                 results = list(pool.map(work, slices))
         else:
             results = [work(sl) for sl in slices]
-        for sl, (f, r, e, er) in zip(slices, results):
+        n_used = 0
+        for sl, (f, r, e, er, n) in zip(slices, results):
             fisher[sl][:, free] = f
             resp[sl] = r
             if entropy:
                 ent[sl] = e
             err = max(err, er)
-        return ChannelIntegrals(fisher=fisher, response=resp, entropy=ent, error=err)
+            n_used = max(n_used, n)
+        return ChannelIntegrals(fisher=fisher, response=resp, entropy=ent, error=err, n_grid=n_used)
 
     def _segments(self, k, omega_k, c_k, response):
         r"""Segment ends and exact segment weights (mass, d mass/d omega_k[, He2]) for one direction.
@@ -222,7 +227,7 @@ class OutputChannel:
         return om + c_k * u, weights
 
     # -- one chunk of draws ------------------------------------------------------------
-    def _chunk(self, q, omega, free, response, entropy):
+    def _chunk(self, q, omega, free, response, entropy, n_min=0):
         M = omega.shape[0]
         res = self.resolution
         c = np.sqrt(1.0 - q)
@@ -238,7 +243,7 @@ class OutputChannel:
         span = sum(np.maximum(pos[k][0].max(axis=1), pos[k][1].max(axis=1)) - lo[k] for k in free) \
             + 2 * _NOISE_SIGMAS * sd
         span = np.maximum(span, 1e-300)
-        N = res.n_grid
+        N = max(res.n_grid, int(n_min))
         if sd > 0 and res.cells_per_sigma > 0:  # resolve the noise: sd >= cells_per_sigma cells
             need = float(np.max(span)) * res.cells_per_sigma / sd
             N = int(min(res.max_grid, max(N, 2 ** int(np.ceil(np.log2(need))))))
@@ -257,7 +262,7 @@ class OutputChannel:
             if fine.size:
                 scale = max(float(np.max(np.abs(out[-1]))), 1e-300)
                 err = max(err, float(np.max(np.abs(fine - coarse))) / 3 / scale)
-        return (*out, err)
+        return (*out, err, N)
 
     def _on_grid(self, n, h, pos, weights, lo, free, response, entropy):
         M = h.size

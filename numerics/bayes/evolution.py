@@ -50,7 +50,7 @@ MAX_QUADRATURE_M = 3
 #: the largest m the state evolution accepts (cost grows like m per draw and per iteration)
 MAX_M = 64
 _Q_LOW = 1e-5      # below it a direction is in the linear regime around q = 0 ...
-_Q_FLOOR = 1e-8    # ... and, once it has left it, below this one again
+_Q_FLOOR = 1e-8    # a direction that has left it and decays below this one is parked at 0
 _Q_NEAR_TOP = 1e-5  # 1 - q below it (and shrinking): q = 1 is stable, perfect recovery
 _Q_TOP = 1e-10     # 1 - q below it: perfect recovery
 _REACH = 100.0     # an accelerated step is at most this many plain steps long ...
@@ -222,7 +222,7 @@ _CHANNELS: dict = {}
 
 
 # --- one fixed point -------------------------------------------------------------------
-def _evaluate(channel, q, xi, w, clamp=(), low=None):
+def _evaluate(channel, q, xi, w, clamp=(), low=None, n_min=0):
     r"""q_hat / alpha (m,) at overlaps q, and the Richardson error.
 
     Directions with q_k = 1 are known (removed from y). Directions of even link with
@@ -241,14 +241,14 @@ def _evaluate(channel, q, xi, w, clamp=(), low=None):
     qq[low] = 0.0
     qq[list(clamp)] = 0.0
     omega = np.sqrt(qq)[None, :] * xi
-    r = channel.integrals(qq, omega, known=known, response=low)
+    r = channel.integrals(qq, omega, known=known, response=low, n_min=n_min)
     F = r.fisher
     F[:, known] = np.inf
     qhat = w @ F
     if low:
         qhat[low] = (w @ r.response) * q[low] / (1 - q[low]) ** 2
     qhat[list(clamp)] = 0.0
-    return qhat, r.error
+    return qhat, r.error, r.n_grid
 
 
 def _solve(channel, alpha, q0, xi, w, even, tol, max_iter, damping, clamp=(), depth=5):
@@ -265,15 +265,18 @@ def _solve(channel, alpha, q0, xi, w, even, tol, max_iter, damping, clamp=(), de
 
     * q_k < 1e-5 (even link) and G(q)_k <= q_k: the direction contracts and is parked (its
       fixed point is q_k = 0, reported as 0). A direction that has left this linear regime
-      returns to it only below 1e-8 (with a single threshold, a fixed point sitting at it
-      cycles between the two evaluations);
+      never returns to it (near a threshold the two evaluations can disagree on the sign of
+      the drift, and a direction passed between them cycles); decaying below 1e-8 in the
+      full evaluation parks it instead;
     * 1 - q_k < 1e-5 and shrinking (noiseless labels): q = 1 is a stable fixed point and the
       direction is set to 1 (perfect recovery), as is any direction with 1 - q_k < 1e-10.
 
     Convergence: the last step in q, divided by 1 - rho (rho the observed contraction rate of
     the steps), is at most ``tol``: near a continuous transition rho -> 1 and a small step
     alone says little. If the accelerated iteration has not converged after half of
-    ``max_iter``, the rest are damped plain steps (damping 0.5). Returns (q, q_hat, growth, iterations, converged, last_change, error).
+    ``max_iter``, the rest are damped plain steps (damping 0.5); 50 of them in a row below
+    ``tol`` also count as converged (the map's discretisation is not smooth below ~1e-8, and
+    the iterate then moves within that floor). The y-grid only grows during a solve. Returns (q, q_hat, growth, iterations, converged, last_change, error).
     """
     m = q0.size
     x = q0.copy()
@@ -284,16 +287,21 @@ def _solve(channel, alpha, q0, xi, w, even, tol, max_iter, damping, clamp=(), de
     change, prev_change = np.inf, np.inf
     accelerate = True
     was_active = np.zeros(m, dtype=bool)
+    n_grid = 0
+    recent = []
     for it in range(1, max_iter + 1):
         if it == max_iter // 2 and accelerate:
             # the accelerated iteration has not settled (a cycle between regimes, say): finish
             # with damped plain steps, which converge to a stable fixed point
             accelerate, damping = False, max(damping, 0.5)
             S_hist, GS_hist = [], []
-        # the linear regime holds a direction until it first reaches 1e-5, and takes it back only
-        # below 1e-8: with one threshold, a fixed point at the threshold cycles between regimes
-        in_low = even & (x > 0) & (x < 1.0) & (((x < _Q_LOW) & ~was_active) | (x < _Q_FLOOR))
-        qhat, err = _evaluate(channel, x, xi, w, clamp, low=np.nonzero(in_low)[0])
+        # the linear regime holds a direction until it first reaches 1e-5 and never takes it back:
+        # near a threshold (growth factor 1 +- 1e-4) the two evaluations can disagree on the
+        # sign of the drift, and a direction passed between them would cycle
+        in_low = even & (x > 0) & (x < 1.0) & (x < _Q_LOW) & ~was_active
+        # the grid only grows during a solve (it follows the widest law seen), so the map stays
+        # continuous in q: a grid that doubled and halved with q made fixed points cycle
+        qhat, err, n_grid = _evaluate(channel, x, xi, w, clamp, low=np.nonzero(in_low)[0], n_min=n_grid)
         qhat = alpha * qhat
         with np.errstate(over="ignore", invalid="ignore"):
             gx = np.where(np.isinf(qhat), 1.0, qhat / (1.0 + qhat))
@@ -304,7 +312,10 @@ def _solve(channel, alpha, q0, xi, w, even, tol, max_iter, damping, clamp=(), de
         low = in_low & (gx < 1.0)
         ratio = np.where(low, gx / np.where(x > 0, x, 1.0), np.nan)
         growth = ratio
-        park = low & (ratio <= 1.0)
+        # parked: contracting in the linear regime, or decayed below 1e-8 in the full one
+        faded = even & was_active & (x > 0) & (x < _Q_FLOOR) & (gx <= x)
+        growth = np.where(faded, gx / np.where(x > 0, x, 1.0), growth)
+        park = (low & (ratio <= 1.0)) | faded
         gx = np.where(park, x, gx)
         f = gx - x
         prev_change, change = change, float(np.max(np.abs(f)))
@@ -312,6 +323,11 @@ def _solve(channel, alpha, q0, xi, w, even, tol, max_iter, damping, clamp=(), de
         rho = min(change / prev_change, 0.99) if np.isfinite(prev_change) and prev_change > 0 else 0.99
         escaping = low & ~park
         if change <= tol * (1 - rho) and not escaping.any() and not top.any():
+            return gx, qhat, growth, it, True, change, err
+        recent = (recent + [change])[-50:]
+        if not accelerate and len(recent) == 50 and max(recent) <= tol and not escaping.any():
+            # damped steps that stay below tol for 50 iterations: the iterate is at the noise
+            # floor of the map (its discretisation is not smooth below ~1e-8)
             return gx, qhat, growth, it, True, change, err
         active = ~park & (x > 0) & (x < 1.0) & (gx > 0) & (gx < 1.0)
         was_active |= ~in_low & (x > 0)
