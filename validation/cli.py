@@ -12,6 +12,8 @@ import sys
 
 import sympy as sp
 
+from .render import render_frame, render_rows
+
 __all__ = ["main", "build_parser"]
 
 
@@ -22,61 +24,6 @@ class CascadeError(Exception):
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, status 2, no usage dump
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-# --- output -------------------------------------------------------------------------
-def _jsonable(v):
-    if isinstance(v, sp.Basic):
-        try:
-            f = float(v)
-            return {"exact": str(v), "value": f}
-        except (TypeError, ValueError):
-            return str(v)
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if hasattr(v, "item"):
-        return v.item()
-    return v
-
-
-def _render(rows: list[dict], fmt: str, title: str = "") -> str:
-    """rows: list of {name: value}; values may be sympy objects."""
-    if fmt == "json":
-        return json.dumps(_jsonable(rows if len(rows) != 1 else rows[0]), indent=2)
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-    if fmt == "csv":
-        import csv
-        import io
-
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, keys)
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: (float(v) if isinstance(v, sp.Basic) and v.is_number and v.is_finite else v)
-                        for k, v in r.items()})
-        return buf.getvalue().rstrip("\n")
-    if fmt == "latex":
-        lines = []
-        for r in rows:
-            for k, v in r.items():
-                if isinstance(v, sp.Basic):
-                    lines.append(f"{k} = {sp.latex(v)}")
-        return "\n".join(lines)
-    # text
-    out = [title] if title else []
-    for r in rows:
-        parts = []
-        for k, v in r.items():
-            if isinstance(v, sp.Basic) and v.is_number and not v.is_Integer and v.is_finite and not v.is_Float:
-                parts.append(f"{k} = {v} = {float(v):.6g}")
-            elif isinstance(v, sp.Float):
-                parts.append(f"{k} = {float(v):.15g}")
-            else:
-                parts.append(f"{k} = {v}")
-        out.append("  ".join(parts))
-    return "\n".join(out)
 
 
 def _add_format(p, choices=("text", "json", "latex", "csv")):
@@ -169,7 +116,7 @@ def cmd_exponents(args):
     from theory import c_gamma, mse_exponent
 
     rows = [{"gamma": _gamma_arg(args.gamma), "mse_exponent": mse_exponent(args.gamma), "C_gamma": c_gamma(args.gamma)}]
-    return _render(rows, args.format, "Scaling law MSE ~ (C_gamma/Z) (alpha/kappa)^(-exponent)")
+    return render_rows(rows, args.format, "Scaling law MSE ~ (C_gamma/Z) (alpha/kappa)^(-exponent)")
 
 
 def _gamma_arg(text):
@@ -185,7 +132,7 @@ def cmd_hermite(args):
     rows = [{"k": k, "mu_k": v, "c_k": sp.simplify(v / sp.sqrt(sp.factorial(k)))} for k, v in mus.items()]
     if args.format == "latex":
         return "\n".join(f"\\mu_{{{r['k']}}} = {sp.latex(r['mu_k'])}" for r in rows)
-    out = _render(rows, args.format)
+    out = render_rows(rows, args.format)
     if args.format == "text":
         out += f"\ninformation exponent (k <= {args.kmax}): {information_exponent(args.link, max(args.kmax, 1), args.dps)}"
     return out
@@ -193,21 +140,8 @@ def cmd_hermite(args):
 
 def cmd_thresholds(args):
     exp, model = resolve_model(args)
-    if exp.name == "S" and args.bayes_kind is not None:
-        from numerics.bayes import bayes_thresholds
-
-        if model.m == sp.oo:
-            raise CascadeError("--m: the Bayes-optimal thresholds need a finite m")
-        b = bayes_thresholds(model, args.bayes_kind)
-        rows = [{"k": k + 1, "alpha_k_bayes": float(v), "se": float(e), "trivial": bool(t)}
-                for k, (v, e, t) in enumerate(zip(b.alphas, b.se, b.trivial))]
-        head = (f"Bayes-optimal weak-recovery thresholds ({args.bayes_kind}; docs/bayes.md §5); "
-                "trivial: E[z_k | y] != 0, so 0")
-        return _render(rows, args.format, head)
-    if args.bayes_kind is not None:
-        raise CascadeError(f"--bayes: does not apply to --model {exp.name}")
-    head, rows = exp.thresholds(model, kappa_T=args.kappa_T)
-    return _render(rows, args.format, head)
+    head, rows = exp.thresholds(model, kappa_T=args.kappa_T, bayes=args.bayes_kind)
+    return render_rows(rows, args.format, head)
 
 
 def parse_alphas(text: str, name: str = "--alphas"):
@@ -283,11 +217,7 @@ def cmd_validate(args):
         res = exp.validate(model, alphas=sizes, seeds=seeds, outdir=args.out, progress=not args.quiet,
                            estimator=args.estimator)
         table = res["table"]
-    if args.format == "json":
-        return table.to_json(orient="records", indent=2)
-    if args.format == "csv":
-        return table.to_csv(index=False).rstrip("\n")
-    return exp.report(res)
+    return render_frame(table, args.format, lambda: exp.report(res))
 
 
 def _int_list(text, name):
@@ -301,7 +231,7 @@ def _int_list(text, name):
 def cmd_finite_size(args):
     from pathlib import Path
 
-    from .finite_size import finite_size_study, plot_finite_size
+    from .finite_size import finite_size_report, finite_size_study, plot_finite_size
     from .validate import Progress
 
     model = model_s_from_args(args)
@@ -320,19 +250,11 @@ def cmd_finite_size(args):
     if args.format == "json":
         return json.dumps({"k": res["k"], "alpha_k": res["alpha_k"], "fit": res["fit"],
                            "per_d": res["per_d"].to_dict(orient="records"), "files": files}, indent=2)
-    if args.format == "csv":
-        return res["per_d"].to_csv(index=False).rstrip("\n")
-    fit = res["fit"]
-    return "\n".join([
-        f"finite-size study of direction k = {res['k']} (alpha_k = {res['alpha_k']:.5g}, slope s = {res['slope']:.4g}), "
-        f"{len(seeds)} seeds per d",
-        res["per_d"].to_string(index=False, float_format=lambda v: f"{v:.4g}"),
-        f"crossover width ~ d^({fit['width_exponent']:.3f} +- {fit['width_exponent_se']:.3f}); docs/theory.md §4: -1/3",
-        "wrote " + ", ".join(files)])
+    return render_frame(res["per_d"], args.format, lambda: finite_size_report(res) + "\nwrote " + ", ".join(files))
 
 
 def cmd_readout(args):
-    from .readout import two_stage
+    from .readout import readout_report, two_stage
 
     model = model_s_from_args(args)
     if model.m == sp.oo:
@@ -341,13 +263,7 @@ def cmd_readout(args):
 
     frames = [two_stage(model, _int(args.d, "--d"), parse_alphas(args.alphas), s) for s in range(_int(args.seeds, "--seeds"))]
     df = pd.concat(frames, ignore_index=True)
-    if args.format == "json":
-        return df.to_json(orient="records", indent=2)
-    if args.format == "csv":
-        return df.to_csv(index=False).rstrip("\n")
-    return ("two-stage network: excess risk of the ridge readout (fresh samples) vs "
-            "sum_k a_k^2 sum_j mu_j^2 (1 - p_k^j)/j! at the measured projections p_k\n"
-            + df.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    return render_frame(df, args.format, lambda: readout_report(df))
 
 
 def _sweep_spec_from_args(args):
@@ -381,7 +297,7 @@ def cmd_sweep(args):
         if args.out:
             df.to_parquet(args.out, index=False)
             return f"wrote {len(df)} rows to {args.out}"
-        return df.to_csv(index=False).rstrip("\n") if args.format == "csv" else df.to_string(index=False)
+        return render_frame(df, args.format, lambda: df.to_string(index=False))
     jobs = _int(args.jobs, "--jobs")
     res = run_sweep(spec, args.store, jobs=jobs, scheduler=args.scheduler, progress=not args.quiet)
     if args.format == "json":

@@ -126,7 +126,7 @@ def finite_size_study(model: HierarchicalModel, ds=(250, 500, 1000, 2000), seeds
     expo, se = _fit_power(per_d["d"].to_numpy(float), per_d["width"].to_numpy(), per_d["width_sem"].to_numpy())
     summ["collapse"] = summ["d"] ** (1 / 3) * summ["q_sim"] / slope
     return {"rows": rows, "summary": summ, "per_d": per_d, "fit": {"width_exponent": expo, "width_exponent_se": se},
-            "k": k, "alpha_k": a_k, "slope": slope, "alpha_b": a_b, "model": model}
+            "k": k, "alpha_k": a_k, "slope": slope, "alpha_b": a_b, "model": model, "seeds": len(seeds)}
 
 
 def plot_finite_size(study: dict, path) -> list[str]:
@@ -165,3 +165,14 @@ def plot_finite_size(study: dict, path) -> list[str]:
     ax[2].set_title("collapse")
     fig.tight_layout()
     return save(fig, path)
+
+
+def finite_size_report(res: dict) -> str:
+    """The text report of :func:`finite_size_study`: the per-d table and the fitted width exponent
+    against docs/theory.md §4's -1/3."""
+    fit = res["fit"]
+    return "\n".join([
+        f"finite-size study of direction k = {res['k']} (alpha_k = {res['alpha_k']:.5g}, slope s = {res['slope']:.4g}), "
+        f"{res['seeds']} seeds per d",
+        res["per_d"].to_string(index=False, float_format=lambda v: f"{v:.4g}"),
+        f"crossover width ~ d^({fit['width_exponent']:.3f} +- {fit['width_exponent_se']:.3f}); docs/theory.md §4: -1/3"])

@@ -76,8 +76,11 @@ class ModelC(Experiment):
         return CompositionalModel.from_description(desc)
 
     # -- theory ---------------------------------------------------------------------------
-    def thresholds(self, model, **_):
+    def thresholds(self, model, bayes=None, **_):
         import sympy as sp
+
+        if bayes is not None:
+            raise ValueError("--bayes: Model C has no Bayes-optimal thresholds (Model S only)")
 
         from theory import separation, threshold_exponents, thresholds_n
 

@@ -90,7 +90,20 @@ class ModelS(Experiment):
         return HierarchicalModel.from_description(desc)
 
     # -- theory ---------------------------------------------------------------------------
-    def thresholds(self, model, kappa_T=None):
+    def thresholds(self, model, kappa_T=None, bayes=None):
+        """Per-direction thresholds: the spectral weak-signal laws (symbolic, ``kappa_T`` substituted
+        when given) or, with ``bayes`` = "scratch" | "oracle" | "sequential", the Bayes-optimal
+        weak-recovery thresholds of docs/bayes.md §5."""
+        if bayes is not None:
+            from numerics.bayes import bayes_thresholds
+
+            if model.m == sp.oo:
+                raise ValueError("--m: the Bayes-optimal thresholds need a finite m")
+            b = bayes_thresholds(model, bayes)
+            rows = [{"k": k + 1, "alpha_k_bayes": float(v), "se": float(e), "trivial": bool(t)}
+                    for k, (v, e, t) in enumerate(zip(b.alphas, b.se, b.trivial))]
+            return (f"Bayes-optimal weak-recovery thresholds ({bayes}; docs/bayes.md §5); "
+                    "trivial: E[z_k | y] != 0, so 0"), rows
         from theory import critical_alpha_law, mse_exponent
         from theory.model import as_exact
         from theory.symbols import kappa_T as KT

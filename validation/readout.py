@@ -129,3 +129,10 @@ def two_stage(model: HierarchicalModel, d: int, alphas, seed: int, degree: int |
                      "estimation_overhead": p / nf * (theory_risk + float(model.delta)),
                      "mse": float(df[df["alpha"] == alpha]["mse"].iloc[0])})
     return pd.DataFrame(rows)
+
+
+def readout_report(df) -> str:
+    """The text report of :func:`two_stage` runs (one frame, any number of seeds)."""
+    return ("two-stage network: excess risk of the ridge readout (fresh samples) vs "
+            "sum_k a_k^2 sum_j mu_j^2 (1 - p_k^j)/j! at the measured projections p_k\n"
+            + df.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
