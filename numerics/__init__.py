@@ -32,3 +32,6 @@ from .label_law import grid_cost  # noqa: E402
 from .predict import mse_forms  # noqa: E402
 
 __all__ += ["grid_cost", "mse_forms"]
+from .exponent_fit import ExponentFit, fit_exponent  # noqa: E402
+
+__all__ += ["fit_exponent", "ExponentFit"]

@@ -63,11 +63,13 @@ class ModelS(Experiment):
         "validate": {"d": "600", "alphas": "2,5,10,20,50,100,200,400", "seeds": "6", "estimator": "spectral"},
         "predict": {"alphas": "1:2000:40log", "estimator": "spectral"},
         "sweep": {"alphas": "5,20,50", "seeds": "4"},
+        "exponents": {"alphas": "10:1000:41log", "estimator": "spectral"},
     }
     #: flags that exist for a command, beyond the model fields
     run_flags = {"validate": ("d", "alphas", "seeds", "estimator", "float32"),
                  "predict": ("alphas", "estimator", "solver", "bayes_samples", "init"),
-                 "thresholds": ("kappa_T",), "sweep": ("ds", "alphas", "seeds")}
+                 "thresholds": ("kappa_T",), "sweep": ("ds", "alphas", "seeds"),
+                 "exponents": ("alphas", "estimator", "bayes_samples")}
 
     # -- flags --------------------------------------------------------------------------
     def cli_flags(self, command: str) -> dict:

@@ -86,3 +86,11 @@ def test_cli_reference_in_docs_is_current():
 
     doc = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
     assert doc.read_text() == cli_reference()
+
+
+def test_exponents_measured_and_its_flags(capsys):
+    code, out, _ = run(capsys, "exponents", "--measured", "--m", "3", "--alphas", "10000:100000:5log", "--format", "json")
+    data = json.loads(out)
+    assert code == 0 and data["exact_exponent"]["exact"] == "8/13" and abs(data["measured_exponent"] - 1) < 5e-3
+    code, _, err = run(capsys, "exponents", "--m", "3")
+    assert code == 2 and "--m: applies only with --measured" in err
