@@ -268,8 +268,9 @@ def _solve(channel, alpha, q0, xi, w, even, tol, max_iter, damping, clamp=(), de
       never returns to it (near a threshold the two evaluations can disagree on the sign of
       the drift, and a direction passed between them cycles); decaying below 1e-8 in the
       full evaluation parks it instead;
-    * 1 - q_k < 1e-5 and shrinking (noiseless labels): q = 1 is a stable fixed point and the
-      direction is set to 1 (perfect recovery), as is any direction with 1 - q_k < 1e-10.
+    * every 1 - q_k < 1e-5 and all shrinking (noiseless labels, no clamped direction): q = 1 is
+      a stable fixed point and every direction is set to 1 (perfect recovery), as when every
+      1 - q_k < 1e-10. Perfect recovery is collective: no direction is set to 1 alone.
 
     Convergence: the last step in q, divided by 1 - rho (rho the observed contraction rate of
     the steps), is at most ``tol``: near a continuous transition rho -> 1 and a small step
@@ -280,6 +281,7 @@ def _solve(channel, alpha, q0, xi, w, even, tol, max_iter, damping, clamp=(), de
     """
     m = q0.size
     x = q0.copy()
+    noiseless = channel.delta == 0 and len(clamp) == 0
     S_hist, GS_hist = [], []   # Anderson history in log-odds (active components only)
     active_prev = None
     growth = np.full(m, np.nan)
@@ -307,8 +309,18 @@ def _solve(channel, alpha, q0, xi, w, even, tol, max_iter, damping, clamp=(), de
             gx = np.where(np.isinf(qhat), 1.0, qhat / (1.0 + qhat))
         if damping:
             gx = np.where(x >= 1.0, gx, (1 - damping) * gx + damping * x)
-        top = (x < 1.0) & (1 - x < _Q_NEAR_TOP) & (1 - gx < 1 - x)
-        gx = np.where(top | (1 - gx < _Q_TOP), 1.0, gx)
+        # perfect recovery is collective (docs/bayes.md §3): with noiseless labels and eps = 1 - q
+        # small, eps' = M eps with M >= 0 of rank one (one scalar equation per sample) and
+        # spectral radius m/alpha. All directions near q = 1 and all shrinking means
+        # rho(M) < 1 (Collatz-Wielandt), and then q = 1 for all is the stable fixed point. A
+        # single direction at q = 1 is no fixed point while the others are not: it is never
+        # set to 1 alone (that made a strong direction absorb at 1 and drag the rest along).
+        near = (x < 1.0) & (1 - x < _Q_NEAR_TOP)
+        collective = noiseless and near.any() and bool(np.all(near | (x >= 1.0)))
+        top = near & collective & bool(np.all((1 - gx < 1 - x)[near]))
+        if not top.any() and noiseless and bool(np.all(1 - gx < _Q_TOP)):
+            top = x < 1.0
+        gx = np.where(top | (x >= 1.0), 1.0, np.minimum(gx, 1.0 - 1e-12))
         low = in_low & (gx < 1.0)
         ratio = np.where(low, gx / np.where(x > 0, x, 1.0), np.nan)
         growth = ratio

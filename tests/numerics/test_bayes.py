@@ -73,6 +73,18 @@ def test_free_entropy_selects_the_informed_branch_above_alpha_it():
     assert free_entropy(PR, 0.95, [1.0]) < free_entropy(PR, 0.95, [0.4])
 
 
+@pytest.mark.parametrize("link, m", [("z**2", 2), ("He2/2 + He4/48", 3)])
+def test_noiseless_perfect_recovery_is_stable_only_above_alpha_m(link, m):
+    # independent route, the linearisation of docs/bayes.md §3: near q = 1 the noiseless map is
+    # eps' = M eps (eps = 1 - q) with M of rank one and spectral radius m/alpha, whatever the
+    # weights and the link; so from the informed start q = 1 survives iff alpha > m (the counting
+    # bound: n scalar equations for m d unknowns). A regression: snapping one direction to 1 at a
+    # time made the strongest absorb at 1 and drag the others along below alpha = m.
+    model = HierarchicalModel(link=link, m=m, gamma="13/10", preprocessing="y")
+    se = state_evolution(model, [0.9 * m, 1.1 * m], init="informed", n_samples=64)
+    assert np.all(se.q[0] < 0.99) and np.all(se.q[1] == 1.0)
+
+
 def test_free_entropy_path_integral_matches_the_direct_entropy():
     # two routes to Psi_out(q) - Psi_out(0): thermodynamic integration of E F / 2 (what
     # free_entropy uses) and the direct integral of Z log Z at q and at 0 (smooth case, Delta > 0)
