@@ -182,18 +182,27 @@ class _SubRule:
 
 
 def _crossing(ch, rule, r, grid, sw, k, tol):
-    """The alpha where alpha chi_k crosses 1 on the uninformed sweep of replicate r."""
-    G, Q = sw["G"][r, :, k], sw["Q"][r, :, k]
+    """The alpha where alpha chi_k crosses 1 on the uninformed sweep of replicate r.
+
+    The sweep says where direction k is first learned (grid index j); the crossing is then
+    bracketed with clamped solves only (q_k held at 0, the others at their fixed point, chi_k the
+    exact linear response). The sweep's own growth factor is not used: for a direction that
+    grew past 1e-5 and decayed again it comes from the full map at q_k ~ 1e-8, below that map's
+    resolution, and once put a replicate's crossing one grid point late. If the clamped growth
+    is still >= 1 below j, the bracket moves down until it is not.
+    """
+    Q = sw["Q"][r, :, k]
     learned = np.nonzero(Q > 0)[0]
     if not learned.size:
         return np.inf
     j = int(learned[0])
     if j == 0:
         return float(grid[0])  # already learned at the lower bracket (should not happen: oracle <= alpha_k)
-    g_lo = G[j - 1]
-    if not np.isfinite(g_lo):
-        g_lo = _growth_clamped(ch, rule, r, grid[j - 1], sw["Q"][r, j - 1], k, tol)
     g_hi = _growth_clamped(ch, rule, r, grid[j], sw["Q"][r, j - 1], k, tol)
+    g_lo = _growth_clamped(ch, rule, r, grid[j - 1], sw["Q"][r, j - 1], k, tol)
+    while g_lo >= 1 and j > 1:
+        j -= 1
+        g_hi, g_lo = g_lo, _growth_clamped(ch, rule, r, grid[j - 1], sw["Q"][r, j - 1], k, tol)
     if not (g_lo < 1 <= g_hi):
         # the crossing lies elsewhere (a jump learned through a first-order transition): fall back
         # to the first grid point past the last stable one
