@@ -12,6 +12,7 @@ import sys
 
 import sympy as sp
 
+from .experiment import without_metadata
 from .render import render_frame, render_rows
 
 __all__ = ["main", "build_parser"]
@@ -203,7 +204,7 @@ def cmd_predict(args):
         notes.append(f"wrote {p.with_suffix('.parquet')}")
     if args.plot:
         notes.append("wrote " + ", ".join(exp.plot_table(table, table["table_kind"].iloc[0], args.plot)))
-    shown = table.drop(columns=["model_json", "table_kind", "thresholds_json"])
+    shown = without_metadata(table)
     if args.format == "json":
         return json.dumps({"model": model.describe(), "estimators": list(res["estimators"]),
                            "thresholds": json.loads(thr.to_json(orient="records")),

@@ -24,7 +24,8 @@ import hashlib
 import json
 
 __all__ = ["Experiment", "Estimator", "EXPERIMENTS", "experiment_for", "register", "model_from_description",
-           "MODEL_FLAG_HELP", "table_metadata", "read_table_metadata", "model_hash", "add_provenance"]
+           "MODEL_FLAG_HELP", "table_metadata", "read_table_metadata", "model_hash", "add_provenance",
+           "without_metadata"]
 
 
 class Estimator:
@@ -154,6 +155,15 @@ def add_provenance(df, desc: dict, dtype: str | None = None, **extra):
         df[key] = val
     df["version"] = __version__
     return df
+
+
+#: the columns a stored table carries for ``cascade plot`` and ``cascade predict --out``, not for reading
+METADATA_COLUMNS = ("model_json", "table_kind", "thresholds_json")
+
+
+def without_metadata(table):
+    """The table as shown to a reader: without the :data:`METADATA_COLUMNS` it may carry."""
+    return table.drop(columns=list(METADATA_COLUMNS), errors="ignore")
 
 
 def table_metadata(model, kind: str) -> dict:

@@ -20,7 +20,7 @@ import pandas as pd
 
 from theory import CompositionalModel
 
-from .experiment import Estimator, Experiment, register, table_metadata
+from .experiment import Estimator, Experiment, register, table_metadata, without_metadata
 
 __all__ = ["ModelC", "LayerwiseEstimator", "SERIES"]
 
@@ -77,10 +77,9 @@ class ModelC(Experiment):
 
     # -- theory ---------------------------------------------------------------------------
     def thresholds(self, model, bayes=None, **_):
-        import sympy as sp
-
         if bayes is not None:
             raise ValueError("--bayes: Model C has no Bayes-optimal thresholds (Model S only)")
+        import sympy as sp
 
         from theory import separation, threshold_exponents, thresholds_n
 
@@ -112,7 +111,7 @@ class ModelC(Experiment):
         """The text report of :meth:`predict_table` (cascade predict --model C)."""
         fmt = lambda v: f"{v:.4g}"  # noqa: E731
         model = res["model"]
-        shown = res["table"].drop(columns=["model_json", "table_kind", "thresholds_json"], errors="ignore")
+        shown = without_metadata(res["table"])
         return "\n".join([f"d = infinity prediction, Model C layer 1 (GE, via the Model S solver): D = {model.D}, "
                           f"d1 = {model.d1}", "thresholds n_i*:\n" + res["thresholds"].to_string(index=False, float_format=fmt),
                           shown.to_string(index=False, float_format=fmt)])

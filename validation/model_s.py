@@ -24,7 +24,7 @@ import sympy as sp
 from theory import HierarchicalModel
 from theory.model import DEFAULT_LINK, DEFAULT_PREPROCESSING
 
-from .experiment import Estimator, Experiment, register, table_metadata
+from .experiment import Estimator, Experiment, register, table_metadata, without_metadata
 
 __all__ = ["ModelS", "SpectralEstimator", "BayesEstimator"]
 
@@ -177,7 +177,7 @@ class ModelS(Experiment):
                 head.append(f"  first-order transition ({t['kind']}) near alpha = {t['alpha']:.4g}, "
                             f"bracket {t['bracket']}")
         head.append("thresholds:\n" + res["thresholds"].to_string(index=False, float_format=fmt))
-        shown = res["table"].drop(columns=["model_json", "table_kind", "thresholds_json"], errors="ignore")
+        shown = without_metadata(res["table"])
         return "\n".join([*head, shown.to_string(index=False, float_format=fmt)])
 
     # -- simulation ---------------------------------------------------------------------------
