@@ -183,8 +183,10 @@ class OutputChannel:
             n_used = max(n_used, n)
         return ChannelIntegrals(fisher=fisher, response=resp, entropy=ent, error=err, n_grid=n_used)
 
-    def _segments(self, k, omega_k, c_k, response):
-        r"""Segment ends and exact segment weights (mass, d mass/d omega_k[, He2]) for one direction.
+    def _segments(self, k, omega_k, c_k, response, curvature=False):
+        r"""Segment ends and exact segment weights (mass, d mass/d omega_k[, He2][, d^2 mass/d omega_k^2])
+        for one direction (the last one with ``curvature``, for the posterior of
+        :mod:`numerics.bayes.posterior`).
 
         Even link: y depends on t = |z| only, and t has the folded density
         :math:`(\varphi((t-\omega)/c) + \varphi((t+\omega)/c))/c`; the segments are laid in t (the
@@ -215,6 +217,8 @@ class OutputChannel:
             weights = [mass, dmass]
             if k in response:  # q_k = 0: omega_k = 0, c_k = 1, weight 2 (t^2 - 1) phi(t)
                 weights.append(-2 * np.diff(t * np.exp(-t**2 / 2) / _SQRT2PI, axis=1))
+            if curvature:  # d/d omega of -phi(a_-)/c + phi(a_+)/c
+                weights.append(np.diff(-am * phm - ap * php, axis=1) / c_k**2)
             return t, weights
         u = np.broadcast_to(self.u, (M, self.u.size))
         if turning.size:
@@ -224,16 +228,20 @@ class OutputChannel:
         weights = [np.diff(ndtr(u), axis=1), -np.diff(phi, axis=1) / c_k]
         if k in response:
             weights.append(-np.diff(u * phi, axis=1))
+        if curvature:  # Stein twice: int (u^2 - 1) phi / c^2 = [-u phi] / c^2
+            weights.append(-np.diff(u * phi, axis=1) / c_k**2)
         return om + c_k * u, weights
 
     # -- one chunk of draws ------------------------------------------------------------
-    def _chunk(self, q, omega, free, response, entropy, n_min=0):
-        M = omega.shape[0]
+    def _layout(self, omega, c, free, response=(), n_min=0, curvature=False):
+        """Segment images and weights of every free direction, each law's lower end ``lo``, the
+        total span of y and the grid size N (the noise resolved by ``cells_per_sigma``).
+        On a grid of N points and spacing h, law k's node j sits at ``lo[k] + j h``."""
         res = self.resolution
-        c = np.sqrt(1.0 - q)
         pos, weights = {}, {}
         for k in free:
-            z, weights[k] = self._segments(k, omega[:, k], c[k], response)
+            ck = c[:, k:k + 1] if np.ndim(c) == 2 else c[k]   # per draw (M, m) or per direction (m,)
+            z, weights[k] = self._segments(k, omega[:, k], ck, response, curvature)
             # each segment's image from just inside its ends: at a kink node the value of g is
             # that of either side (sign(0) = 0), and a segment must take the one of its own side
             dz = 1e-9 * np.diff(z, axis=1)
@@ -247,6 +255,22 @@ class OutputChannel:
         if sd > 0 and res.cells_per_sigma > 0:  # resolve the noise: sd >= cells_per_sigma cells
             need = float(np.max(span)) * res.cells_per_sigma / sd
             N = int(min(res.max_grid, max(N, 2 ** int(np.ceil(np.log2(need))))))
+        return pos, weights, lo, span, N
+
+    def _noise_factor(self, n, h):
+        r"""The noise's characteristic function on an n-point grid of spacing h (M,), shifted by
+        +8 sd so that its law sits on the grid: the convolution's node J is at
+        :math:`\sum_k lo_k - 8\sqrt\Delta + J h`."""
+        freq = np.arange(n // 2 + 1)
+        if self.delta <= 0:
+            return np.ones((h.size, freq.size))
+        sd = np.sqrt(self.delta)
+        t = 2 * np.pi * freq[None, :] / (n * h[:, None])
+        shift = _NOISE_SIGMAS * sd / h
+        return np.exp(-self.delta * t**2 / 2 - 2j * np.pi * freq[None, :] * shift[:, None] / n)
+
+    def _chunk(self, q, omega, free, response, entropy, n_min=0):
+        pos, weights, lo, span, N = self._layout(omega, np.sqrt(1.0 - q), free, response, n_min)
         est = {}
         for n in (N, N // 2):
             # each law occupies (its span)/h + 2 cells, the noise 2*8 sd/h: leave that room
@@ -273,15 +297,7 @@ class OutputChannel:
             D[k] = sfft.rfft(pmfs[1], n=n, axis=1)
             if k in response:
                 R[k] = sfft.rfft(pmfs[2], n=n, axis=1)
-        freq = np.arange(n // 2 + 1)
-        if self.delta > 0:
-            sd = np.sqrt(self.delta)
-            t = 2 * np.pi * freq[None, :] / (n * h[:, None])
-            shift = _NOISE_SIGMAS * sd / h
-            base = np.exp(-self.delta * t**2 / 2 - 2j * np.pi * freq[None, :] * shift[:, None] / n)
-        else:
-            base = np.ones((M, freq.size))
-        prefix = [base]
+        prefix = [self._noise_factor(n, h)]
         for k in free:
             prefix.append(prefix[-1] * P[k])
         suffix = [np.ones(1)]

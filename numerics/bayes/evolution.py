@@ -41,7 +41,7 @@ from ..resolvent import ConvergenceError
 from .channel import ChannelResolution, OutputChannel
 from .omega_rules import qmc_rule, quadrature_rule
 
-__all__ = ["StateEvolution", "state_evolution", "free_entropy", "check_bayes_model", "channel_for",
+__all__ = ["StateEvolution", "state_evolution", "state_evolution_trajectory", "free_entropy", "check_bayes_model", "channel_for",
            "QUADRATURE_NODES", "MAX_QUADRATURE_M", "MAX_M"]
 
 #: default nodes per direction of the tensor quadrature rule, by m
@@ -495,6 +495,43 @@ def state_evolution(model: HierarchicalModel, alphas, init: str = "uninformed", 
                           mse=mse_r.mean(axis=0), mse_se=se(mse_r), converged=conv, iterations=iters,
                           stability=_nanmean(G), init=init, free_entropy=fe,
                           settings=settings)
+
+
+def state_evolution_trajectory(model: HierarchicalModel, alpha: float, q0, n_iter: int = 50, *,
+                               method: str = "auto", n_samples: int | None = None, replicates: int = 4,
+                               seed: int = 0, resolution: ChannelResolution | None = None) -> np.ndarray:
+    r"""The state evolution iterated from ``q0``, step by step: the overlaps AMP has after each
+    iteration at d = infinity (docs/bayes.md, section 11), an array of shape (n_iter + 1, m).
+
+    Step t: :math:`q^{t+1}_k = \hat q_k/(1 + \hat q_k)`, :math:`\hat q_k = lpha E_\omega F_k(q^t)`
+    (no acceleration, no damping: AMP's own iteration). With a Monte Carlo rule over omega the
+    steps are averaged over the replicates.
+
+    >>> from theory import HierarchicalModel
+    >>> traj = state_evolution_trajectory(HierarchicalModel(m=1, link="z**2", gamma=1), 3.0, [0.1], n_iter=60)
+    >>> bool(traj[-1, 0] > 0.999999)     # noiseless phase retrieval, alpha > 1.13: perfect recovery
+    True
+    """
+    check_bayes_model(model)
+    if not (isinstance(alpha, (int, float, np.floating)) and np.isfinite(alpha) and alpha > 0):
+        raise ValueError(f"alpha: must be a finite number > 0, got {alpha!r}")
+    q0 = np.asarray(q0, dtype=float).ravel()
+    if q0.shape != (model.m,) or not np.all(np.isfinite(q0)) or np.any(q0 < 0) or np.any(q0 > 1):
+        raise ValueError(f"q0: expected {model.m} overlaps in [0, 1], got {q0}")
+    n_iter = _positive_int(n_iter, "n_iter", 1, 100_000)
+    channel = channel_for(model, resolution)
+    rule = _Rule(model, channel.even, method, n_samples, replicates, _positive_int(seed, "seed", 0, 2**63 - 1))
+    out = np.zeros((n_iter + 1, model.m))
+    out[0] = q0
+    for r in range(rule.replicates):
+        q = q0.copy()
+        for t in range(n_iter):
+            qhat = alpha * _evaluate(channel, q, rule.xi[r], rule.w)[0]
+            q = np.where(np.isinf(qhat), 1.0, qhat / (1 + np.where(np.isinf(qhat), 0.0, qhat)))
+            if channel.delta == 0 and np.all(1 - q < _Q_TOP):
+                q[:] = 1.0
+            out[t + 1] += q / rule.replicates
+    return out
 
 
 def potential(channel: OutputChannel, alpha: float, q, xi, w) -> float:
