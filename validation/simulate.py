@@ -32,7 +32,7 @@ from theory import HierarchicalModel
 
 from .experiment import add_provenance, model_hash
 
-__all__ = ["simulate", "simulate_task", "empirical_bulk_edge", "two_sided_outliers", "bench_accumulation", "model_hash"]  # model_hash: re-exported
+__all__ = ["SampleStream", "simulate", "simulate_task", "empirical_bulk_edge", "two_sided_outliers", "bench_accumulation", "model_hash"]  # model_hash: re-exported
 
 TW_MEAN = -1.2065  # mean of the GOE Tracy-Widom law (beta = 1)
 TW_SD = 1.2680
@@ -49,6 +49,41 @@ def _labels(model, Z, rng, links, a=None):
     if model.delta > 0:
         y += np.sqrt(float(model.delta)) * rng.standard_normal(Z.shape[0])
     return y
+
+
+class SampleStream:
+    """The seeded data of one (model, d, seed) task: the directions W (d x m, orthonormal) and then
+    the samples, drawn in the order the caller asks for them.
+
+    Every estimator that runs on "the same data" (the spectral estimator, AMP, the two-stage
+    readout) draws through this class: ``numpy.random.SeedSequence([seed, d, model hash])``
+    gives W first, then each batch's x (b x d) followed by its label noise. With noise, the
+    samples therefore depend on the batch sizes as well as on the seed: two runs see the same
+    data when they draw the same batches (for one alpha: batches of ``chunk`` up to n).
+    """
+
+    def __init__(self, model: HierarchicalModel, d: int, seed: int, dtype=np.float64):
+        self.model = model
+        self.rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(d), model_hash(model)]))
+        self.d = int(d)
+        self.dtype = np.dtype(dtype)
+        self.W = np.linalg.qr(self.rng.standard_normal((d, model.m)))[0]
+        self._links = [link_function(model.link_of(k + 1)) for k in range(model.m)]  # lambdify once
+        self._a = list(model.weight_array)
+
+    def draw(self, b: int):
+        """The next b samples: x (b x d, in ``dtype``) and their labels y (float64)."""
+        X = self.rng.standard_normal((b, self.d)).astype(self.dtype, copy=False)
+        y = _labels(self.model, X.astype(np.float64, copy=False) @ self.W, self.rng, self._links, self._a)
+        return X, y
+
+    def batches(self, n: int, chunk: int = 4096):
+        """The next n samples in batches of ``chunk`` (the last one shorter)."""
+        done = 0
+        while done < n:
+            b = int(min(chunk, n - done))
+            yield self.draw(b)
+            done += b
 
 
 class _Accumulator:
@@ -124,13 +159,10 @@ def simulate_task(model: HierarchicalModel, d: int, alphas, seed: int, chunk: in
     "W" (the true directions, d x m) and "V_hat" ({alpha: the k_hat selected eigenvectors}).
     """
     a = _check(model, d, alphas, chunk)
-    ss = np.random.SeedSequence([int(seed), int(d), model_hash(model)])
-    rng = np.random.default_rng(ss)
+    stream = SampleStream(model, d, seed, dtype)
     m = model.m
-    W = np.linalg.qr(rng.standard_normal((d, m)))[0]
+    W = stream.W
     T = preprocessing_function(model.T)
-    links = [link_function(model.link_of(k + 1)) for k in range(m)]  # lambdify once, not per chunk
-    a_float = list(model.weight_array)
     acc = _Accumulator(d, dtype)
     targets = np.round(a * d).astype(np.int64)
     taus = np.empty(targets[-1])
@@ -139,10 +171,8 @@ def simulate_task(model: HierarchicalModel, d: int, alphas, seed: int, chunk: in
     n = 0
     t0 = time.perf_counter()
     for alpha, target in zip(a, targets):
-        while n < target:
-            b = int(min(chunk, target - n))
-            X = rng.standard_normal((b, d)).astype(dtype, copy=False)
-            y = _labels(model, X.astype(np.float64, copy=False) @ W, rng, links, a_float)
+        for X, y in stream.batches(target - n, chunk):
+            b = y.size
             t = T(y)
             if not np.all(np.isfinite(t)):
                 raise ValueError("preprocessing: T(y) is not finite on a simulated label (division by zero?)")
