@@ -60,6 +60,39 @@ def bench_state_evolution(quick: bool = False) -> list[dict]:
     return rows
 
 
+def bench_amp(quick: bool = False) -> list[dict]:
+    """One AMP iteration (docs/bayes.md section 11) at d = 1000, alpha = 100, m = 4, Delta = 0.1
+    (d = 300, alpha = 20 with ``quick``), as a ratio to one pass of X^T v over the same data (the
+    floor an iteration cannot beat: it needs X W_hat, X^T g and their two squared-X
+    counterparts), measured in this run. The iteration time is the difference of runs with 3
+    and 1 iterations (data and start cancel)."""
+    from theory import HierarchicalModel
+
+    from .amp import amp_memory, run_amp
+    from .simulate import SampleStream
+
+    d, alpha = (300, 20.0) if quick else (1000, 100.0)
+    model = HierarchicalModel(m=4, delta="1/10")
+    n = int(round(alpha * d))
+    X = np.empty((n, d))
+    done = 0
+    for Xb, yb in SampleStream(model, d, 0).batches(n):
+        X[done:done + yb.size] = Xb
+        done += yb.size
+    v = np.ones(n)
+    t_pass = _timeit(lambda: X.T @ v)
+    del X
+    t0 = time.perf_counter()
+    run_amp(model, d, alpha, 0, "informed", max_iter=1, tol=1e-12)
+    t1 = time.perf_counter()
+    run_amp(model, d, alpha, 0, "informed", max_iter=3, tol=1e-12)
+    t3 = time.perf_counter() - t1
+    per_iter = (t3 - (t1 - t0)) / 2
+    return [{"name": f"AMP iteration d={d}, alpha={alpha:g}, m=4, Delta=0.1", "iteration_s": per_iter,
+             "xtv_pass_s": t_pass, "ratio_iteration_over_xtv": per_iter / t_pass,
+             "memory_model_GB": amp_memory(model, d, alpha) / 1e9}]
+
+
 def bench_sweep(quick: bool = False) -> list[dict]:
     """Wall time of one sweep on 1 and 2 local workers and on a 2-worker Dask LocalCluster
     (1 BLAS thread per worker everywhere), as speed-ups measured in this run."""
@@ -135,6 +168,7 @@ def bench_layer1(quick: bool = False) -> list[dict]:
 def run_bench(args) -> str:
     rows = [bench_predict(m=10 if args.quick else 20, n_alphas=50 if args.quick else 200)]
     rows.extend(bench_state_evolution(quick=args.quick))
+    rows.extend(bench_amp(quick=args.quick))
     if getattr(args, "sweep", False):
         rows.extend(bench_sweep(quick=args.quick))
     rows.extend(bench_layer1(quick=args.quick))

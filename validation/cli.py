@@ -46,7 +46,7 @@ FLAGS = {
     "g_star": ("--g-star", {}, "outer link"),
     "alphas": ("--alphas", {}, "sizes LO:HI:N, LO:HI:Nlog or a list (alpha = n/d for S, n/D for C)"),
     "seeds": ("--seeds", {}, "number of seeds 0..N-1"),
-    "estimator": ("--estimator", {}, "S: spectral, bayes (or both, for predict); C: layerwise"),
+    "estimator": ("--estimator", {}, "S: spectral, bayes (or both, for predict); validate: spectral, amp (= bayes) or both; C: layerwise"),
     "kappa_T": ("--kappa-T", {}, "substitute a value of kappa_T (Model S law)"),
     "solver": ("--solver", {"choices": ("auto", "diagonal", "matrix")},
                "spectral: per-direction split or the m x m form of docs/theory.md §2.2"),

@@ -42,8 +42,8 @@ class SpectralEstimator(Estimator):
 
 class BayesEstimator(Estimator):
     name = "bayes"
-    summary = "Bayes-optimal estimator: state evolution with a Gaussian prior (docs/bayes.md)"
-    has_simulation = False
+    summary = "Bayes-optimal estimator: state evolution with a Gaussian prior, AMP at finite d (docs/bayes.md)"
+    has_simulation = True   # AMP (validation.amp), run by `cascade validate --estimator amp`
 
     def predict(self, model, sizes, init: str = "uninformed", n_samples=None, progress=None, **_):
         from numerics.bayes import state_evolution
@@ -189,17 +189,39 @@ class ModelS(Experiment):
     def validate(self, model, d, alphas, seeds, outdir, dtype=np.float64, progress=True, estimator="spectral"):
         from .validate import run_validate
 
-        if estimator != "spectral":
-            raise ValueError(f"--estimator: validate simulates the spectral estimator only (the finite-d algorithm "
-                             f"of {estimator!r}, AMP, is not built yet); use cascade predict --estimator {estimator}")
+        if estimator not in ("spectral", "amp", "bayes", "both"):
+            raise ValueError(f"--estimator: validate runs spectral, amp (the Bayes-optimal algorithm; also spelled "
+                             f"bayes) or both on the same data, got {estimator!r}")
         if model.m == sp.oo:
             raise ValueError("--m: simulation needs a finite m")
-        return run_validate(model, d=d, alphas=alphas, seeds=seeds, outdir=outdir, dtype=dtype, progress=progress)
+        out = {}
+        if estimator in ("amp", "bayes", "both"):
+            import sys
+
+            from .amp import OutputDenoiser, amp_cost_seconds, run_validate_amp
+
+            OutputDenoiser(model)  # a model AMP cannot run is refused before the spectral part starts
+            est = amp_cost_seconds(model, d, alphas, seeds)
+            if progress and est > 10:
+                print(f"AMP: estimated {est / 60:.1f} min for {len(list(seeds))} seeds x {len(alphas)} alphas at "
+                      f"d = {d} (about 100 iterations each)", file=sys.stderr)
+        if estimator in ("spectral", "both"):
+            out["spectral"] = run_validate(model, d=d, alphas=alphas, seeds=seeds, outdir=outdir, dtype=dtype,
+                                           progress=progress)
+        if estimator in ("amp", "bayes", "both"):
+            out["amp"] = run_validate_amp(model, d, alphas, seeds, outdir=outdir, progress=progress)
+        if len(out) == 1:
+            return next(iter(out.values()))
+        summary = pd.concat([r["summary"].assign(estimator=name) for name, r in out.items()], ignore_index=True)
+        return {**out, "summary": summary}
 
     def report(self, result):
+        from .amp import format_amp_report
         from .validate import format_report
 
-        return format_report(result)
+        if "spectral" in result and "amp" in result:
+            return format_report(result["spectral"]) + "\n\n" + format_amp_report(result["amp"])
+        return format_amp_report(result) if "state_evolution" in result else format_report(result)
 
     # -- figures from tables ------------------------------------------------------------------------
     def plot_table(self, df, kind, out):
