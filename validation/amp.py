@@ -195,9 +195,9 @@ def run_amp(model: HierarchicalModel, d: int, alpha: float, seed: int = 0, init:
     max_bytes : refuse up front when :func:`amp_memory` exceeds it.
     progress : optional callable ``progress(iteration, max_iter)``.
     """
+    _check(model, d, alpha, seed, init, max_iter, tol, 0.0 if damping is None else damping, init_overlap, max_bytes)
     if damping is None:
-        damping = 0.5 if model.delta > 0 else 0.0
-    _check(model, d, alpha, seed, init, max_iter, tol, damping, init_overlap, max_bytes)
+        damping = 0.5 if float(model.delta) > 0 else 0.0
     t0 = time.perf_counter()
     denoiser = OutputDenoiser(model, resolution)
     m = model.m

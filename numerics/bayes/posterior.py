@@ -52,7 +52,7 @@ import scipy.fft as sfft
 from theory import HierarchicalModel
 
 from ..conditional_law import NoiselessLaw
-from .channel import _NOISE_SIGMAS, ChannelResolution, OutputChannel, _hat_pushforward
+from .channel import _NOISE_SIGMAS, ChannelResolution, OutputChannel, _hat_pushforward, leave_one_out
 
 __all__ = ["Denoised", "OutputDenoiser", "MAX_U_NODES", "DENOISER_RESOLUTION"]
 
@@ -173,20 +173,14 @@ class OutputDenoiser:
         pos, weights, lo, span, N = ch._layout(omega, c, free)
         h = span / (N - 2 * m - 8)
         P = [sfft.rfft(_hat_pushforward(pos[k], weights[k][:1], N, lo[k], h)[0], n=N, axis=1) for k in free]
-        prefix = [ch._noise_factor(N, h)]
-        for k in free:
-            prefix.append(prefix[-1] * P[k])
-        suffix = [np.ones(1)]
-        for k in reversed(free):
-            suffix.append(suffix[-1] * P[k])
-        suffix = suffix[::-1]
+        _, loo = leave_one_out(ch._noise_factor(N, h), P)
         total_lo = sum(lo[k] for k in free) - _NOISE_SIGMAS * np.sqrt(self.delta)
         g = np.zeros((M, m))
         dg = np.zeros((M, m))
         bad = np.zeros(M, dtype=bool)
         rows = np.arange(M)[:, None]
         for k in free:
-            rho = sfft.irfft(prefix[k] * suffix[k + 1], n=N, axis=1)
+            rho = sfft.irfft(loo[k], n=N, axis=1)
             rho = np.maximum(rho, 0.0)            # FFT round-off below zero
             y0 = total_lo - lo[k]                 # node J of the leave-one-out law sits at y0 + J h
             u, G = self._u_grid(k, omega[:, k], c[:, k])
