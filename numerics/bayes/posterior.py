@@ -1,9 +1,10 @@
 r"""The posterior of the pre-activations given one label: AMP's output function (docs/bayes.md, section 11).
 
 For one sample with label :math:`y`, cavity mean :math:`\omega\in\mathbb R^m` and diagonal
-cavity variance :math:`v` (one per direction, or one per sample and direction) (the overlap matrix of Model S stays diagonal, docs/bayes.md §1),
-the pre-activations have the prior :math:`z \sim N(\omega, \mathrm{diag}\,v)` and the label
-the likelihood :math:`P(y\mid z) = N(y - \sum_k a_kg_k(z_k); 0, \Delta)`. AMP needs
+cavity variance :math:`v` (the overlap matrix of Model S stays diagonal, docs/bayes.md §1;
+``v`` is given per direction or per sample and direction), the pre-activations have the
+prior :math:`z \sim N(\omega, \mathrm{diag}\,v)` and the label the likelihood
+:math:`P(y\mid z) = N(y - \sum_k a_kg_k(z_k); 0, \Delta)`. AMP needs
 
 .. math::
     g_k = \partial_{\omega_k}\log Z_{out} = \frac{E[z_k\mid y] - \omega_k}{v_k}, \qquad
