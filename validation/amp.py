@@ -210,12 +210,7 @@ def run_amp(model: HierarchicalModel, d: int, alpha: float, seed: int = 0, init:
     n = int(round(alpha * d))
     stream = SampleStream(model, d, seed)
     W = stream.W
-    X = np.empty((n, d))
-    y = np.empty(n)
-    done = 0
-    for Xb, yb in stream.batches(n, chunk):
-        X[done:done + yb.size], y[done:done + yb.size] = Xb, yb
-        done += yb.size
+    X, y = stream.take(n, chunk)
     q_init = init_overlap if init_overlap is not None else _DEFAULT_OVERLAP[init]
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(d), 7919]))  # the start's own stream
     xi = rng.standard_normal((d, m))
@@ -232,6 +227,7 @@ def run_amp(model: HierarchicalModel, d: int, alpha: float, seed: int = 0, init:
     X2 = X * X / d                       # F^2: the exact per-sample and per-coordinate variances
     C = np.broadcast_to(v, (d, m)).copy()  # posterior variances of the rows of W_hat
     onsager = np.zeros((n, m))
+    V = X2 @ C                                             # (n, m): V_mu = sum_i F_mu,i^2 C_i
     traj = [_overlaps(W, What)[0]]
     vs = [C.mean(axis=0)]
     converged = False
@@ -240,7 +236,6 @@ def run_amp(model: HierarchicalModel, d: int, alpha: float, seed: int = 0, init:
     it = 0
     for it in range(1, max_iter + 1):
         omega = (X @ What) / sq - onsager
-        V = X2 @ C                                         # (n, m): V_mu = sum_i F_mu,i^2 C_i
         out = denoiser(y, omega, V)
         fallback = out.fallback
         A = np.maximum(-(X2.T @ out.dg), 0.0)              # (d, m); >= 0 (a negative curvature is a transient)
@@ -248,14 +243,15 @@ def run_amp(model: HierarchicalModel, d: int, alpha: float, seed: int = 0, init:
         W_new, C = B / (1 + A), 1.0 / (1 + A)
         # the reaction of each sample on its own next omega: V_mu g_mu for the undamped step; a
         # damped step keeps that fraction of it and the rest of the previous reaction
-        onsager_new = (X2 @ C) * out.g
+        V_next = X2 @ C                                    # the next iteration's V_mu, computed once
+        onsager_new = V_next * out.g
         if damping:
             W_new = (1 - damping) * W_new + damping * What
             onsager_new = (1 - damping) * onsager_new + damping * onsager
         step = np.linalg.norm(W_new - What, axis=0) / np.maximum(np.linalg.norm(W_new, axis=0), 1e-300)
         v_new = C.mean(axis=0)
         dv = np.abs(v_new - vs[-1]) / np.maximum(v_new, 1e-300)
-        What, onsager = W_new, onsager_new
+        What, onsager, V = W_new, onsager_new, V_next
         traj.append(_overlaps(W, What)[0])
         vs.append(v_new)
         if progress:

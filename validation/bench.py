@@ -74,11 +74,7 @@ def bench_amp(quick: bool = False) -> list[dict]:
     d, alpha = (300, 20.0) if quick else (1000, 100.0)
     model = HierarchicalModel(m=4, delta="1/10")
     n = int(round(alpha * d))
-    X = np.empty((n, d))
-    done = 0
-    for Xb, yb in SampleStream(model, d, 0).batches(n):
-        X[done:done + yb.size] = Xb
-        done += yb.size
+    X, _ = SampleStream(model, d, 0).take(n)
     v = np.ones(n)
     t_pass = _timeit(lambda: X.T @ v)
     del X

@@ -77,6 +77,16 @@ class SampleStream:
         y = _labels(self.model, X.astype(np.float64, copy=False) @ self.W, self.rng, self._links, self._a)
         return X, y
 
+    def take(self, n: int, chunk: int = 4096):
+        """The next n samples held in memory: X (n x d) and y (n), drawn in batches of ``chunk``."""
+        X = np.empty((n, self.d), dtype=self.dtype)
+        y = np.empty(n)
+        done = 0
+        for Xb, yb in self.batches(n, chunk):
+            X[done:done + yb.size], y[done:done + yb.size] = Xb, yb
+            done += yb.size
+        return X, y
+
     def batches(self, n: int, chunk: int = 4096):
         """The next n samples in batches of ``chunk`` (the last one shorter)."""
         done = 0
