@@ -237,7 +237,6 @@ class OutputChannel:
         """Segment images and weights of every free direction, each law's lower end ``lo``, the
         total span of y and the grid size N (the noise resolved by ``cells_per_sigma``).
         On a grid of N points and spacing h, law k's node j sits at ``lo[k] + j h``."""
-        res = self.resolution
         pos, weights = {}, {}
         for k in free:
             ck = c[:, k:k + 1] if np.ndim(c) == 2 else c[k]   # per draw (M, m) or per direction (m,)
@@ -251,11 +250,20 @@ class OutputChannel:
         span = sum(np.maximum(pos[k][0].max(axis=1), pos[k][1].max(axis=1)) - lo[k] for k in free) \
             + 2 * _NOISE_SIGMAS * sd
         span = np.maximum(span, 1e-300)
-        N = max(res.n_grid, int(n_min))
+        return pos, weights, lo, span, int(np.max(self.grid_sizes(span, n_min)))
+
+    def grid_sizes(self, span, n_min=0):
+        """The y-grid size for each draw's span: at least ``n_grid`` (and ``n_min``) points, and
+        with noise the power of two that puts ``cells_per_sigma`` cells in one noise standard
+        deviation, up to ``max_grid``."""
+        res = self.resolution
+        span = np.asarray(span, dtype=float)
+        N = np.full(span.shape, max(res.n_grid, int(n_min)), dtype=np.int64)
+        sd = np.sqrt(self.delta)
         if sd > 0 and res.cells_per_sigma > 0:  # resolve the noise: sd >= cells_per_sigma cells
-            need = float(np.max(span)) * res.cells_per_sigma / sd
-            N = int(min(res.max_grid, max(N, 2 ** int(np.ceil(np.log2(need))))))
-        return pos, weights, lo, span, N
+            need = np.maximum(span * res.cells_per_sigma / sd, 1.0)
+            N = np.minimum(res.max_grid, np.maximum(N, 2 ** np.ceil(np.log2(need)).astype(np.int64)))
+        return N
 
     def _noise_factor(self, n, h):
         r"""The noise's characteristic function on an n-point grid of spacing h (M,), shifted by

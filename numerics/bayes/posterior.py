@@ -167,11 +167,31 @@ class OutputDenoiser:
         return g[:, None], dg[:, None], bad
 
     def _coupled(self, y, omega, v):
+        """m >= 2: the samples are grouped by the y-grid size their own span needs, so that one
+        sample far out (a large |omega_k|) does not set the grid of the whole chunk."""
+        ch = self.channel
+        c = np.sqrt(v)       # (M, m)
+        free = list(range(self.m))
+        pos, weights, lo, span, _ = ch._layout(omega, c, free)
+        sizes = ch.grid_sizes(span)
+        g = np.zeros(omega.shape)
+        dg = np.zeros(omega.shape)
+        bad = 0
+        for N in np.unique(sizes):
+            r = np.flatnonzero(sizes == N)
+            sub = lambda arr: arr[r]  # noqa: E731
+            gr, dgr, b = self._coupled_on_grid(y[r], omega[r], c[r], int(N), span[r],
+                                               {k: tuple(map(sub, pos[k])) for k in free},
+                                               {k: tuple(map(sub, weights[k])) for k in free},
+                                               {k: lo[k][r] for k in free})
+            g[r], dg[r] = gr, dgr
+            bad += b
+        return g, dg, bad
+
+    def _coupled_on_grid(self, y, omega, c, N, span, pos, weights, lo):
         ch = self.channel
         M, m = omega.shape
-        c = np.sqrt(v)       # (M, m)
         free = list(range(m))
-        pos, weights, lo, span, N = ch._layout(omega, c, free)
         h = span / (N - 2 * m - 8)
         P = [sfft.rfft(_hat_pushforward(pos[k], weights[k][:1], N, lo[k], h)[0], n=N, axis=1) for k in free]
         _, loo = leave_one_out(ch._noise_factor(N, h), P)
