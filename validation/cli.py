@@ -333,11 +333,13 @@ def cmd_sweep(args):
 
 
 def cmd_reproduce(args):
-    from .reproduce import reproduce
+    from .reproduce import optimal_report, reproduce
 
     res = reproduce(args.name, outdir=args.out, full=args.full, jobs=_int(args.jobs, "--jobs"),
                     scheduler=args.scheduler, store=args.store, progress=not args.quiet)
     s = res["summary"]
+    if args.name == "D-optimal":
+        return optimal_report(res)
     if args.name != "D":
         extra = ""
         if args.name == "separation":
@@ -437,9 +439,10 @@ def build_parser() -> argparse.ArgumentParser:
     sw.set_defaults(func=cmd_sweep)
 
     rp = sub.add_parser("reproduce", help="regenerate a figure of the seed papers (scaled down unless --full)")
-    rp.add_argument("name", choices=("D", "S", "separation"),
-                    help="D: [D] MSE, overlaps, spectra; S: [S] NMSE/staircase vs log n/log d, collapse; "
-                         "separation: layer-wise vs kernels")
+    rp.add_argument("name", choices=("D", "D-optimal", "S", "separation"),
+                    help="D: [D] MSE, overlaps, spectra; D-optimal: spectral vs Bayes-optimal (AMP, state "
+                         "evolution, two-stage network, thresholds) on the same data; S: [S] NMSE/staircase vs "
+                         "log n/log d, collapse; separation: layer-wise vs kernels")
     rp.add_argument("--full", action="store_true", help="the papers' sizes (d = 1000, 70 seeds; resumable)")
     rp.add_argument("--out", default="cascade-out", help="output directory (default: %(default)s)")
     rp.add_argument("--jobs", default="1", help="local worker processes (default: %(default)s)")

@@ -181,7 +181,18 @@ class ModelS(Experiment):
         return "\n".join([*head, shown.to_string(index=False, float_format=fmt)])
 
     # -- simulation ---------------------------------------------------------------------------
-    def simulate(self, model, sizes, seed, d=600, dtype=np.float64, **kw):
+    def simulate(self, model, sizes, seed, d=600, dtype=np.float64, estimator="spectral", max_iter=None,
+                 damping=None, **kw):
+        """One sweep task: the spectral estimator (``simulate_task``) or AMP from the spectral start
+        (``amp_table`` with ``max_iter`` and ``damping``, run_amp's defaults when None) on the same
+        seeded samples."""
+        if estimator == "amp":
+            from .amp import amp_table
+
+            opts = {k: v for k, v in (("max_iter", max_iter), ("damping", damping)) if v is not None}
+            return amp_table(model, d, sizes, [seed], **opts)
+        if estimator != "spectral":
+            raise ValueError(f"estimator: a Model S task runs 'spectral' or 'amp', got {estimator!r}")
         from .simulate import simulate_task
 
         return simulate_task(model, d, sizes, seed, dtype=dtype, **kw)[0]
@@ -234,8 +245,12 @@ class ModelS(Experiment):
             return plot_spectra(model, spectra, int(df["d"].iloc[0]), out)
         if kind == "prediction":
             return plot_estimators(df, model, out)
+        if kind == "optimal":
+            from .reproduce import plot_D_optimal
+
+            return plot_D_optimal(df, out)
         if kind != "comparison":
-            raise ValueError(f"table: Model S draws comparison, prediction and spectra tables, not {kind!r}")
+            raise ValueError(f"table: Model S draws comparison, prediction, spectra and optimal tables, not {kind!r}")
         need = {"alpha", "k", "q_sim", "q_sem", "mse_sim", "mse_sem"}
         if not need <= set(df.columns):
             raise ValueError(f"table: expected the columns {sorted(need)} of a comparison summary")

@@ -105,7 +105,7 @@ def two_stage(model: HierarchicalModel, d: int, alphas, seed: int, degree: int |
     rows = []
     for alpha, V in est["V_hat"].items():
         k_hat = V.shape[1]
-        p = len(_multi_indices(k_hat, degree)) + 1
+        p = len(_multi_indices(k_hat, degree)) + 1 if k_hat else 1   # no outlier: the constant alone
         nf = n_fit if n_fit is not None else max(20_000, 40 * p)
         if isinstance(nf, bool) or not isinstance(nf, (int, np.integer)) or nf <= p:
             raise ValueError(f"n_fit: must be an integer larger than the {p} features, got {nf!r}")

@@ -34,7 +34,8 @@ from .plots import plot_prediction, plot_spectra
 from .simulate import simulate_task
 from .sweep import load_results, run_sweep, sweep_spec
 
-__all__ = ["FIGURES", "reproduce", "plot_table", "prediction_grid"]
+__all__ = ["FIGURES", "reproduce", "plot_table", "prediction_grid", "reproduce_D_optimal", "plot_D_optimal",
+           "optimal_report"]
 
 D_SPECTRUM_ALPHAS = (5.0, 164.0, 611.0, 1638.0)
 D_ALPHAS = (2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 164.0, 300.0, 611.0, 1000.0, 1638.0)
@@ -199,7 +200,226 @@ def plot_separation(table, path) -> list[str]:
     return save(fig, path)
 
 
-FIGURES = {"D": reproduce_D, "S": reproduce_S, "separation": reproduce_separation}
+#: [D]'s optimal-side comparison: the default model with label noise (the Bayes-optimal error
+#: of the noiseless model is exactly 0 from alpha = m on, docs/bayes.md section 8)
+D_OPT_DELTA = "1/10"
+D_OPT_ALPHAS = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0)
+D_OPT_AMP_ALPHAS = (2.0, 5.0, 10.0, 20.0, 50.0)
+D_OPT_AMP_ITER = 80
+#: damping 0.5 (run_amp's default with noise) oscillates at alpha >= 10 with m >= 4 (the V_k on a
+#: growing period-2 cycle) and AMP leaves its fixed point; 0.8 converges (docs/bayes.md section 11)
+D_OPT_AMP_DAMPING = 0.8
+
+
+def reproduce_D_optimal(outdir, full: bool = False, jobs: int = 1, scheduler=None, store=None, progress=True,
+                        d: int | None = None, seeds: int | None = None, amp_alphas=None, alphas=None,
+                        se_samples: int | None = None, model: HierarchicalModel | None = None) -> dict:
+    r"""[D]'s comparison of the spectral estimator with the Bayes-optimal one, on one model and one
+    data set (docs/figures.md, "D-optimal").
+
+    The default [D] model with :math:`\Delta = 0.1` (m = 10, gamma = 1.3): at each
+    alpha of ``D_OPT_ALPHAS`` and seed, one seeded sample stream feeds the spectral estimator
+    (:func:`simulate_task`), the two-stage network (its first layer is that spectral estimate;
+    the ridge readout is fitted on fresh samples, :func:`validation.readout.two_stage`) and, at
+    ``D_OPT_AMP_ALPHAS``, AMP from the spectral start (:func:`validation.amp.run_amp`, at most
+    ``D_OPT_AMP_ITER`` iterations, damping ``D_OPT_AMP_DAMPING``). Next to them the d = infinity theories: ``numerics.predict``,
+    the state evolution (uninformed branch), the readout risk at the predicted overlaps, and the
+    per-direction thresholds (spectral, and Bayes-optimal sequential, docs/bayes.md section 5).
+
+    The simulations go through the sweep store (spectral and AMP tasks), so an interrupted run
+    resumes. Default d = 200 with 2 seeds (about 15 minutes on 2 cores, most of it AMP);
+    ``full=True`` runs d = 500 with 4 seeds (hours: a documented one-off run). ``d``, ``seeds``,
+    ``alphas``, ``amp_alphas``, ``se_samples`` (the QMC draws of the state evolution and the
+    thresholds) and ``model`` override the presets (for quick checks).
+    """
+    from numerics.bayes import bayes_thresholds, state_evolution
+
+    from .amp import compare_amp
+    from .readout import two_stage
+
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    d0, s0 = (500, 4) if full else (200, 2)
+    d, seeds = d or d0, seeds or s0
+    alphas = tuple(float(a) for a in (alphas if alphas is not None else D_OPT_ALPHAS))
+    amp_alphas = tuple(float(a) for a in (amp_alphas if amp_alphas is not None else D_OPT_AMP_ALPHAS))
+    model = model or HierarchicalModel(m=10, delta=D_OPT_DELTA)
+    if float(model.delta) <= 0:
+        raise ValueError("model: the D-optimal figure needs label noise (delta > 0): without it the "
+                         "Bayes-optimal error is exactly 0 from alpha = m on")
+    store = store or outdir / "store"
+    base = {"models": [model.describe()], "grid": {"ds": [d], "seeds": seeds}}
+    spec = sweep_spec(dict(base, name=f"reproduce-Dopt-d{d}", grid=dict(base["grid"], alphas=list(alphas))))
+    runs = [run_sweep(spec, store, jobs=jobs, scheduler=scheduler, progress=progress)]
+    spectral_rows = load_results(spec, store)
+    # one AMP sweep per alpha: a task is (d, seed, alpha), so an interrupted run loses one alpha at most
+    amp_specs = [sweep_spec(dict(base, name=f"reproduce-Dopt-d{d}", grid=dict(base["grid"], alphas=[a]),
+                                 options={"estimator": "amp", "max_iter": D_OPT_AMP_ITER,
+                                          "damping": D_OPT_AMP_DAMPING})) for a in amp_alphas]
+    for sp_a in amp_specs:
+        runs.append(run_sweep(sp_a, store, jobs=jobs, scheduler=scheduler, progress=progress))
+    failed = sum(r["failed"] for r in runs)
+    if failed:
+        errors = {k: v for r in runs for k, v in r["errors"].items()}
+        raise RuntimeError(f"reproduce D-optimal: {failed} simulation task(s) failed: {errors}")
+    amp_rows = pd.concat([load_results(sp_a, store) for sp_a in amp_specs], ignore_index=True)
+    readout = pd.concat([two_stage(model, d, alphas, s) for s in range(seeds)], ignore_index=True)
+
+    grid = np.unique(np.concatenate([np.geomspace(0.5, 2 * max(alphas), 16), alphas, amp_alphas]))
+    pred = predict(model, grid)
+    # a figure needs q to 1e-5, not the default 1e-7: near a threshold the contraction rate tends
+    # to 1 and the tighter test can take more than max_iter iterations
+    se = state_evolution(model, grid, n_samples=se_samples, tol=1e-5, max_iter=5000)
+    seq = bayes_thresholds(model, "sequential", n_samples=se_samples)
+    table = optimal_table(model, pred, se, seq, compare(pred, spectral_rows), compare_amp(se, amp_rows), readout, d)
+    files = []
+    table.to_parquet(outdir / "reproduce_D_optimal.parquet", index=False)
+    files += plot_D_optimal(table, outdir / "reproduce_D_optimal") + [str(outdir / "reproduce_D_optimal.parquet")]
+    return {"files": files, "summary": table, "d": d, "seeds": seeds, "model": model,
+            "sweep": {"computed": sum(r["computed"] for r in runs), "skipped": sum(r["skipped"] for r in runs)}}
+
+
+def optimal_table(model, pred, se, seq, spectral, amp, readout, d) -> pd.DataFrame:
+    """The long table behind the D-optimal figure: one row per (source, quantity, alpha, k) with
+    value, sem and (simulation rows) the d = infinity value and whether it lies within tolerance."""
+    from theory import readout_excess_risk
+
+    rows = []
+
+    def add(source, quantity, alpha, k, value, sem=0.0, theory=np.nan, tol=np.nan, n_seeds=0, agrees=None):
+        rows.append({"source": source, "quantity": quantity, "alpha": float(alpha), "k": int(k), "value": float(value),
+                     "sem": float(sem), "theory": float(theory), "tolerance": float(tol), "agrees": None if agrees is None else bool(agrees),
+                     "n_seeds": int(n_seeds)})
+
+    for i, a in enumerate(pred.alphas):
+        add("spectral theory", "mse", a, 0, pred.mse[i])
+        for k in range(model.m):
+            add("spectral theory", "q", a, k + 1, pred.q[i, k])
+        add("two-stage theory", "excess_risk", a, 0,
+            float(readout_excess_risk(model, [float(v) for v in np.clip(pred.q[i], 0, 1)])))
+    for i, a in enumerate(se.alphas):
+        add("state evolution", "mse", a, 0, se.mse[i], se.mse_se[i])
+        for k in range(model.m):
+            add("state evolution", "q", a, k + 1, se.q[i, k])
+    for _, r in spectral.iterrows():
+        add("spectral simulation", "q", r["alpha"], r["k"], r["q_sim"], r["q_sem"], r["q_theory"], r["tol"],
+            r["n_seeds"], r["agrees"])
+    for a, g in spectral.groupby("alpha"):
+        r = g.iloc[0]
+        add("spectral simulation", "mse", a, 0, r["mse_sim"], r["mse_sem"], r["mse_theory"], np.nan, r["n_seeds"])
+    for _, r in amp.iterrows():
+        add("AMP", "q", r["alpha"], r["k"], r["q_amp"], r["q_sem"], r["q_se"], r["tolerance"], r["n_seeds"],
+            r["agrees"])
+    for a, g in amp.groupby("alpha"):
+        r = g.iloc[0]
+        add("AMP", "mse", a, 0, r["mse_amp"], r["mse_sem"], r["mse_se"], np.nan, r["n_seeds"])
+    for a, g in readout.groupby("alpha"):
+        n = len(g)
+        sem = float(g["excess_risk"].std(ddof=1) / np.sqrt(n)) if n > 1 else float(g["excess_risk_sem"].iloc[0])
+        add("two-stage network", "excess_risk", a, 0, g["excess_risk"].mean(), sem,
+            g["theory_at_proj"].mean(), np.nan, n)
+    for k in range(model.m):
+        add("spectral", "threshold", 0.0, k + 1, pred.thresholds[k])
+        add("Bayes-optimal (sequential)", "threshold", 0.0, k + 1, seq.alphas[k], seq.se[k])
+    table = pd.DataFrame(rows)
+    table["d"] = int(d)
+    for key, val in table_metadata(model, "optimal").items():
+        table[key] = val
+    return table
+
+
+def optimal_report(res: dict) -> str:
+    """The text report of :func:`reproduce_D_optimal`: agreement counts, the errors at the simulated
+    alphas, and the thresholds side by side."""
+    t = res["summary"]
+    lines = [f"reproduced D-optimal at d = {res['d']} with {res['seeds']} seeds ({res['sweep']['computed']} tasks "
+             f"computed, {res['sweep']['skipped']} reused from the store); model {json.dumps(res['model'].describe())}"]
+    for source, theory in (("spectral simulation", "its d = inf theory"), ("AMP", "the state evolution")):
+        g = t[(t["source"] == source) & (t["quantity"] == "q")]
+        lines.append(f"{source}: {int(g['agrees'].sum())}/{len(g)} (alpha, k) overlaps within the finite-size "
+                     f"tolerance of {theory}")
+    err = t[t["quantity"].isin(["mse", "excess_risk"]) & t["source"].isin(
+        ["spectral simulation", "AMP", "two-stage network"])]
+    wide = err.pivot_table(index="alpha", columns="source", values="value").reset_index()
+    lines.append("errors (MSE_gamma; two-stage network: test excess risk):")
+    lines.append(wide.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    thr = t[t["quantity"] == "threshold"].pivot_table(index="k", columns="source", values="value").reset_index()
+    lines.append("thresholds alpha_k:")
+    lines.append(thr.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    lines.append("wrote " + ", ".join(res["files"]))
+    return "\n".join(lines)
+
+
+def plot_D_optimal(table, path) -> list[str]:
+    """Three panels from the D-optimal table alone: the errors against alpha (spectral simulation and
+    theory, AMP and the state evolution, the two-stage network and its theory; the alpha^-(1 - 1/2gamma)
+    guide), the overlaps q_k of the first directions, and the thresholds against k with the k^(2 gamma)
+    guide."""
+    from .plots import plt, save
+
+    from .experiment import model_from_description
+
+    gamma = float(model_from_description(json.loads(table["model_json"].iloc[0])).gamma)
+    fig, ax = plt.subplots(1, 3, figsize=(16, 4.6))
+
+    def get(source, quantity, k=None):
+        g = table[(table["source"] == source) & (table["quantity"] == quantity)]
+        return (g if k is None else g[g["k"] == k]).sort_values(["alpha", "k"])
+
+    for source, style, color, label in (("spectral theory", "-", "C0", "spectral, d = inf (predict)"),
+                                        ("state evolution", "-", "C3", "Bayes-optimal, d = inf (state evolution)")):
+        g = get(source, "mse")
+        ax[0].loglog(g["alpha"], g["value"], style, color=color, lw=1.6, label=label)
+    g = get("two-stage theory", "excess_risk")
+    ax[0].loglog(g["alpha"], g["value"], ":", color="C2", lw=1.4, label="two-stage network, d = inf (readout risk)")
+    for source, quantity, color, marker, label in (
+            ("spectral simulation", "mse", "C0", "o", "spectral estimator"),
+            ("AMP", "mse", "C3", "s", "AMP (spectral start)"),
+            ("two-stage network", "excess_risk", "C2", "^", "two-stage network (test excess risk)")):
+        g = get(source, quantity)
+        ax[0].errorbar(g["alpha"], g["value"], yerr=g["sem"], fmt=marker, color=color, ms=4.5, capsize=2,
+                       label=label + f", d = {int(table['d'].iloc[0])}")
+    g = get("spectral theory", "mse")
+    slope = -(1 - 1 / (2 * gamma))
+    a0 = float(np.sqrt(g["alpha"].min() * g["alpha"].max()))
+    i0 = int(np.argmin(np.abs(g["alpha"].to_numpy() - a0)))
+    ax[0].loglog(g["alpha"], 1.8 * g["value"].iloc[i0] * (g["alpha"] / g["alpha"].iloc[i0]) ** slope, "--",
+                 color="0.5", lw=1, label=rf"$\alpha^{{{slope:.3f}}}$ (slope $-(1-1/2\gamma)$)")
+    ax[0].set_xlabel(r"$\alpha = n/d$")
+    ax[0].set_ylabel(r"$\mathrm{MSE}_\gamma$ (network: excess risk)")
+    ax[0].set_title("error against alpha")
+    ax[0].legend(fontsize=6.5)
+    colors = plt.cm.viridis(np.linspace(0, 0.8, 3))
+    for k in (1, 2, 3):
+        c = colors[k - 1]
+        for source, ls in (("spectral theory", "-"), ("state evolution", "--")):
+            g = get(source, "q", k)
+            ax[1].semilogx(g["alpha"], g["value"], ls, color=c, lw=1.2, label=f"k = {k}" if ls == "-" else None)
+        for source, marker in (("spectral simulation", "o"), ("AMP", "s")):
+            g = get(source, "q", k)
+            ax[1].errorbar(g["alpha"], g["value"], yerr=g["sem"], fmt=marker, color=c, ms=4, capsize=2,
+                           mfc="white" if marker == "s" else c)
+    ax[1].set_xlabel(r"$\alpha$")
+    ax[1].set_ylabel(r"$q_k$")
+    ax[1].set_title("overlaps: spectral (solid, o) vs Bayes-optimal (dashed) and AMP (open squares)", fontsize=8)
+    ax[1].legend(fontsize=7)
+    for source, style, color in (("spectral", "o-", "C0"), ("Bayes-optimal (sequential)", "s-", "C3")):
+        g = get(source, "threshold")
+        ok = np.isfinite(g["value"]) & (g["value"] > 0)
+        ax[2].loglog(g["k"][ok], g["value"][ok], style, color=color, ms=4, label=source)
+    g = get("Bayes-optimal (sequential)", "threshold")
+    ks = g["k"].to_numpy(dtype=float)
+    last = float(g["value"].iloc[-1])
+    ax[2].loglog(ks, last * (ks / ks[-1]) ** (2 * gamma), ":", color="0.5", label=r"$\propto k^{2\gamma}$")
+    ax[2].set_xlabel("k")
+    ax[2].set_ylabel(r"threshold $\alpha_k$")
+    ax[2].set_title("per-direction thresholds")
+    ax[2].legend(fontsize=7)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+FIGURES = {"D": reproduce_D, "D-optimal": reproduce_D_optimal, "S": reproduce_S, "separation": reproduce_separation}
 
 
 def reproduce(name: str, outdir="cascade-out", **kw) -> dict:

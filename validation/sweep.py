@@ -15,6 +15,9 @@ Model C) and a grid::
     [options]                     # optional
     dtype = "float64"             # or "float32"
     chunk = 4096
+    estimator = "spectral"        # Model S: or "amp" (validation.amp, spectral start)
+    max_iter = 80                 # AMP only: the iteration cap
+    damping = 0.8                 # AMP only: the damping (run_amp's default when absent)
 
 One *task* is (model, d, seed) over the whole alpha grid, run by the model's experiment
 adapter (``validation.experiment``): for Model S ``simulate_task`` feeds every alpha from one
@@ -81,12 +84,18 @@ class Task:
     dtype: str = "float64"
     chunk: int = 4096
     series: tuple = ()   # Model C: the series to run (labels of validation.model_c.SERIES); () = all
+    estimator: str = "spectral"   # Model S: "spectral" (simulate_task) or "amp" (validation.amp)
+    amp: tuple = ()               # AMP: (name, value) settings of run_amp (max_iter, damping); () = defaults
 
     def canonical(self) -> str:
         doc = {"model": self.model, "d": self.d, "seed": self.seed, "alphas": list(self.alphas),
                "dtype": self.dtype, "chunk": self.chunk, "version": __version__}
         if self.series:  # only when set, so the keys of existing stores do not change
             doc["series"] = list(self.series)
+        if self.estimator != "spectral":
+            doc["estimator"] = self.estimator
+        if self.amp:
+            doc["amp"] = dict(self.amp)
         return json.dumps(doc, sort_keys=True)
 
     @property
@@ -105,6 +114,8 @@ class SweepSpec:
     dtype: str = "float64"
     chunk: int = 4096
     series: tuple = ()
+    estimator: str = "spectral"
+    amp: tuple = ()
     source: dict = field(default_factory=dict, compare=False)
 
     def tasks(self) -> list[Task]:
@@ -112,7 +123,8 @@ class SweepSpec:
         for m in self.models:
             ds = (int(m["d"]),) if m["model"] == "C" else self.ds  # Model C carries its own d
             out += [Task(model=m, d=d, seed=s, alphas=self.alphas, dtype=self.dtype, chunk=self.chunk,
-                         series=self.series) for d in ds for s in self.seeds]
+                         series=self.series, estimator=self.estimator, amp=self.amp)
+                    for d in ds for s in self.seeds]
         return out
 
 
@@ -177,8 +189,12 @@ def sweep_spec(doc: dict) -> SweepSpec:
     seeds = tuple(range(seeds)) if isinstance(seeds, int) and not isinstance(seeds, bool) and seeds >= 1 else \
         _ints(seeds, "grid.seeds", 0)
     opts = doc.get("options", {})
-    if not isinstance(opts, dict) or set(opts) - {"dtype", "chunk", "series"}:
-        raise ValueError("options: expected a table with dtype, chunk and/or series (Model C)")
+    if not isinstance(opts, dict) or set(opts) - {"dtype", "chunk", "series", "estimator", "max_iter", "damping"}:
+        raise ValueError("options: expected a table with dtype, chunk, series (Model C), estimator, max_iter and "
+                         "damping (Model S, AMP)")
+    estimator = opts.get("estimator", "spectral")
+    if estimator not in ("spectral", "amp") or (estimator == "amp" and kinds != {"S"}):
+        raise ValueError(f"options.estimator: Model S sweeps run 'spectral' (default) or 'amp', got {estimator!r}")
     series = tuple(opts.get("series", ()))
     if series:
         from .model_c import SERIES
@@ -190,11 +206,25 @@ def sweep_spec(doc: dict) -> SweepSpec:
     if dtype not in ("float64", "float32"):
         raise ValueError(f"options.dtype: must be 'float64' or 'float32', got {dtype!r}")
     chunk = _ints(opts.get("chunk", 4096), "options.chunk", 1)[0]
+    if estimator == "amp" and dtype != "float64":
+        raise ValueError("options.dtype: AMP runs in float64 only; drop dtype or set it to 'float64'")
+    amp = {}
+    for key in ("max_iter", "damping"):
+        if key in opts and estimator != "amp":
+            raise ValueError(f"options.{key}: a setting of AMP; it needs estimator = 'amp'")
+    if "max_iter" in opts:
+        amp["max_iter"] = _ints(opts["max_iter"], "options.max_iter", 1)[0]
+    if "damping" in opts:
+        damp = opts["damping"]
+        if isinstance(damp, bool) or not isinstance(damp, (int, float)) or not 0 <= damp < 1:
+            raise ValueError(f"options.damping: must be a number in [0, 1), got {damp!r}")
+        amp["damping"] = float(damp)
     for i, desc in enumerate(descs):
         if desc["model"] == "S" and int(desc["m"]) > min(ds):
             raise ValueError(f"grid.ds: every d must be >= m = {desc['m']} of models[{i}]")
     return SweepSpec(name=name, models=tuple(descs), ds=ds, alphas=_alphas(grid["alphas"]), seeds=seeds,
-                     dtype=dtype, chunk=chunk, series=series, source=doc)
+                     dtype=dtype, chunk=chunk, series=series, estimator=estimator,
+                     amp=tuple(sorted(amp.items())), source=doc)
 
 
 def load_spec(path) -> SweepSpec:
@@ -227,6 +257,9 @@ def execute_task(task: Task, blas_threads: int | None = 1) -> pd.DataFrame:
             from .model_c import SERIES
 
             extra["series"] = [s for s in SERIES if s[0] in task.series]
+        if task.estimator != "spectral":
+            extra["estimator"] = task.estimator
+        extra.update(dict(task.amp))
         df = experiment_for(task.model).simulate(model, task.alphas, task.seed, d=task.d, chunk=task.chunk,
                                                  dtype=np.float32 if task.dtype == "float32" else np.float64, **extra)
     add_provenance(df, task.model, task.dtype, task=task.key)

@@ -50,3 +50,34 @@ def test_reproduce_S_small(tmp_path):
     assert set(t["gamma"]) == {"1/2", "1", "3/2"} and set(t["kind"]) == {"ge", "true", "true-wick"}
     assert plot_table(tmp_path / "reproduce_S.parquet", tmp_path / "again")
     assert "width_exponent" in res["fit"]
+
+
+def test_reproduce_D_optimal_small_model_writes_one_table_and_redraws(tmp_path):
+    """The D-optimal pipeline end to end on a small noisy model (m = 2, d = 40): every source is in the
+    table, AMP's rows are run_amp's on the same seed, and cascade plot redraws from the table alone."""
+    from theory import HierarchicalModel
+    from validation.amp import run_amp
+    from validation.reproduce import D_OPT_AMP_DAMPING, D_OPT_AMP_ITER
+
+    model = HierarchicalModel(m=2, delta="1/10")
+    res = reproduce("D-optimal", outdir=tmp_path, d=40, seeds=1, alphas=(3.0, 8.0), amp_alphas=(8.0,),
+                    se_samples=32, model=model, progress=False)
+    t = pd.read_parquet(tmp_path / "reproduce_D_optimal.parquet")
+    assert set(t["source"]) == {"spectral theory", "two-stage theory", "state evolution", "spectral simulation",
+                                "AMP", "two-stage network", "spectral", "Bayes-optimal (sequential)"}
+    amp = t[(t["source"] == "AMP") & (t["quantity"] == "q")].sort_values("k")
+    direct = run_amp(model, 40, 8.0, seed=0, max_iter=D_OPT_AMP_ITER, damping=D_OPT_AMP_DAMPING)
+    assert amp["value"].to_numpy() == pytest.approx(direct.q, abs=1e-12)
+    # the Bayes-optimal weak-recovery threshold lies below the spectral one for every direction
+    thr = t[t["quantity"] == "threshold"].pivot_table(index="k", columns="source", values="value")
+    assert (thr["Bayes-optimal (sequential)"] < thr["spectral"]).all()
+    assert res["sweep"]["computed"] == 2        # one spectral task, one AMP task
+    out = plot_table(tmp_path / "reproduce_D_optimal.parquet", tmp_path / "redrawn")
+    assert all((tmp_path / p.split("/")[-1]).exists() for p in out)
+
+
+def test_reproduce_D_optimal_refuses_noiseless_labels(tmp_path):
+    from theory import HierarchicalModel
+
+    with pytest.raises(ValueError, match="delta"):
+        reproduce("D-optimal", outdir=tmp_path, model=HierarchicalModel(m=2))

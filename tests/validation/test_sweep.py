@@ -39,6 +39,26 @@ def test_tasks_and_content_hashes_are_stable():
     assert [x.key for x in again.tasks()] == [x.key for x in tasks]
 
 
+def test_amp_tasks_hash_the_estimator_and_store_what_run_amp_returns(tmp_path):
+    from theory import HierarchicalModel
+    from validation.amp import run_amp
+
+    model = {"gamma": 1, "m": 2, "delta": "1/10"}
+    doc = {"name": "a", "models": [model], "grid": {"ds": [30], "alphas": [6], "seeds": 1}}
+    spectral = sw.sweep_spec(doc).tasks()[0]
+    opts = {"estimator": "amp", "max_iter": 7, "damping": 0.8}
+    amp = sw.sweep_spec(doc | {"options": opts}).tasks()[0]
+    assert json.loads(amp.canonical())["estimator"] == "amp"
+    assert json.loads(amp.canonical())["amp"] == {"max_iter": 7, "damping": 0.8}
+    assert "estimator" not in json.loads(spectral.canonical())   # keys of spectral stores unchanged
+    assert amp.key != spectral.key
+    spec = sw.sweep_spec(doc | {"options": opts})
+    assert sw.run_sweep(spec, tmp_path, progress=False)["computed"] == 1
+    rows = sw.load_results(spec, tmp_path).sort_values("k")
+    direct = run_amp(HierarchicalModel(**model), 30, 6.0, seed=0, max_iter=7, damping=0.8)
+    assert rows["q_amp"].tolist() == direct.q.tolist() and set(rows["iterations"]) == {direct.iterations}
+
+
 def test_toml_spec(tmp_path):
     p = tmp_path / "s.toml"
     p.write_text('name = "demo"\n[[models]]\ngamma = "13/10"\nm = 3\n[grid]\nds = [30]\nalphas = "5:50:3log"\nseeds = 2\n')
@@ -50,6 +70,10 @@ def test_toml_spec(tmp_path):
     ({"name": "a b"}, "name"), ({"models": []}, "models"), ({"grid": {"ds": [40], "alphas": [0], "seeds": 1}}, "alphas"),
     ({"grid": {"ds": [1], "alphas": [5], "seeds": 1}}, "grid.ds"), ({"extra": 1}, "unknown"),
     ({"models": [{"gamma": 1, "m": 2, "colour": 1}]}, "colour"), ({"options": {"dtype": "int8"}}, "dtype"),
+    ({"options": {"estimator": "kernel"}}, "options.estimator"), ({"options": {"max_iter": 5}}, "options.max_iter"),
+    ({"options": {"estimator": "amp", "dtype": "float32"}}, "options.dtype"),
+    ({"options": {"estimator": "amp", "max_iter": 0}}, "options.max_iter"),
+    ({"options": {"estimator": "amp", "damping": 1}}, "options.damping"), ({"options": {"damping": 0.5}}, "damping"),
 ])
 def test_bad_specs(change, text):
     with pytest.raises(ValueError, match=text):
