@@ -298,10 +298,11 @@ __all__ += ["amp_table"]
 
 
 def amp_cost_seconds(model: HierarchicalModel, d: int, alphas, seeds, iterations: int = 100) -> float:
-    """A rough wall-time estimate of amp_table on 2 cores: the posterior dominates, about 1e-4 s per
-    sample, direction and iteration for m >= 2 (the leave-one-out y-grids) and 1e-6 s for m = 1
-    (closed form), measured on this project's CI machine (docs/bayes.md section 11)."""
-    per = 1e-4 if model.m > 1 else 1e-6
+    """A rough wall-time estimate of amp_table on 2 cores: the posterior dominates, about 5e-5 s per
+    sample, direction and iteration for m >= 2 (the leave-one-out y-grids; 4.5e-5 measured at m = 10,
+    d = 200 with the per-sample grid sizes) and 1e-6 s for m = 1 (closed form), measured on this
+    project's CI machine (docs/bayes.md section 11, docs/figures/D-optimal.md)."""
+    per = 5e-5 if model.m > 1 else 1e-6
     n = sum(round(a * d) for a in np.atleast_1d(alphas))
     return float(per * n * model.m * iterations * len(list(seeds)) + 2e-9 * n * d * model.m * iterations)
 

@@ -235,6 +235,7 @@ def reproduce_D_optimal(outdir, full: bool = False, jobs: int = 1, scheduler=Non
     from numerics.bayes import bayes_thresholds, state_evolution
 
     from .amp import compare_amp
+    from .progress import Progress
     from .readout import two_stage
 
     outdir = Path(outdir)
@@ -269,8 +270,10 @@ def reproduce_D_optimal(outdir, full: bool = False, jobs: int = 1, scheduler=Non
     pred = predict(model, grid)
     # a figure needs q to 1e-5, not the default 1e-7: near a threshold the contraction rate tends
     # to 1 and the tighter test can take more than max_iter iterations
-    se = state_evolution(model, grid, n_samples=se_samples, tol=1e-5, max_iter=5000)
-    seq = bayes_thresholds(model, "sequential", n_samples=se_samples)
+    se = state_evolution(model, grid, n_samples=se_samples, tol=1e-5, max_iter=5000,
+                         progress=Progress(len(grid), "state evolution", enabled=progress))
+    seq = bayes_thresholds(model, "sequential", n_samples=se_samples,
+                           progress=Progress(1, "Bayes-optimal thresholds (sequential scan)", enabled=progress))
     table = optimal_table(model, pred, se, seq, compare(pred, spectral_rows), compare_amp(se, amp_rows), readout, d)
     files = []
     table.to_parquet(outdir / "reproduce_D_optimal.parquet", index=False)

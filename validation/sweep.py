@@ -342,6 +342,7 @@ def run_sweep(spec: SweepSpec, store, jobs: int = 1, scheduler: str | None = Non
     if blas_threads is None:
         blas_threads = max(1, (os.cpu_count() or 1) // jobs) if scheduler is None else 1
     bar = Progress(len(todo), f"sweep {spec.name}", enabled=bool(progress) and bool(todo))
+    bar(0)   # show the bar (and start its clock) before the first task ends, which can take minutes
     t0 = time.perf_counter()
     failures, done = {}, 0
 
