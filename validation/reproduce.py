@@ -227,8 +227,9 @@ def reproduce_D_optimal(outdir, full: bool = False, jobs: int = 1, scheduler=Non
     per-direction thresholds (spectral, and Bayes-optimal sequential, docs/bayes.md section 5).
 
     The simulations go through the sweep store (spectral and AMP tasks), so an interrupted run
-    resumes. Default d = 200 with 2 seeds (about 15 minutes on 2 cores, most of it AMP);
-    ``full=True`` runs d = 500 with 4 seeds (hours: a documented one-off run). ``d``, ``seeds``,
+    resumes. Default d = 200 with 2 seeds (36 minutes on 2 cores with ``jobs=2``: about 13 for AMP,
+    20 for the state evolution and the threshold scan; docs/figures/D-optimal.md);
+    ``full=True`` runs d = 500 with 4 seeds (estimated 2-3 hours: a documented one-off run). ``d``, ``seeds``,
     ``alphas``, ``amp_alphas``, ``se_samples`` (the QMC draws of the state evolution and the
     thresholds) and ``model`` override the presets (for quick checks).
     """
