@@ -56,6 +56,7 @@ _MAX_EXPONENT = 64
 _MAX_LENGTH = 2000
 _MAX_DEPTH = 60
 _MAX_NUMBER_CHARS = 40
+_MAX_DECIMAL_EXPONENT = 308   # the float64 range; an exact 10^e beyond it only costs time
 
 _TOKEN = re.compile(
     r"\s*(?:(?P<num>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)"
@@ -118,6 +119,12 @@ class _Parser:
             start = mt.start(kind)
             if kind == "num" and len(value) > _MAX_NUMBER_CHARS:
                 self.fail(f"number {value[:12]}... at position {start} is longer than {_MAX_NUMBER_CHARS} characters")
+            if kind == "num" and re.search(r"[eE]", value):
+                # an exact rational 10^e has e digits: "1e99999999999999999999" would never finish
+                e = int(re.split(r"[eE]", value)[1])
+                if abs(e) > _MAX_DECIMAL_EXPONENT:
+                    self.fail(f"number {value[:12]}... at position {start}: its decimal exponent must lie in "
+                              f"[-{_MAX_DECIMAL_EXPONENT}, {_MAX_DECIMAL_EXPONENT}]")
             tokens.append((kind, value, start))
             pos = mt.end()
         return tokens

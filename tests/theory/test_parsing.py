@@ -122,3 +122,42 @@ def test_random_token_soup_raises_only_value_error(text):
     except ValueError:
         return
     assert out.free_symbols <= {Z}
+
+
+# -- the reliability fuzz (slow): 10 000 strings per strategy, the hostile names included --------
+_HOSTILE = _ALPHABET + ["__import__", "lambda", "eval", "exec", "os", "system", "'", '"', ";", ":", "[", "]",
+                        "{", "}", "=", "__", "getattr", "9" * 30, "**64", "**99999", "He64", "He65", "((((", "))))",
+                        "y", "x", "e", "1e308", "nan", "inf", "\\", "\n", "#", "@", "~", "%", "&"]
+
+
+def _parse_only_value_error(text):
+    try:
+        out = parse_link(text)
+    except ValueError:
+        return
+    assert out.free_symbols <= {Z}
+
+
+def test_a_huge_decimal_exponent_is_refused_before_it_is_expanded():
+    # found by the fuzz below: "1e308" followed by digits made Fraction build 10^(3e32) and never return
+    with pytest.raises(ValueError, match="decimal exponent must lie in"):
+        parse_link("1e3089999999999999999999999999999")
+    with pytest.raises(ValueError, match="decimal exponent"):
+        parse_link("z + 2E-400")
+    assert parse_link("1e2*z") == 100 * Z and parse_link("z/1e308") == Z / sp.Integer(10) ** 308
+
+
+@pytest.mark.slow
+@settings(max_examples=10_000, deadline=None)
+@given(st.text(max_size=80))
+def test_ten_thousand_random_strings_raise_only_value_error(text):
+    _parse_only_value_error(text)
+
+
+@pytest.mark.slow
+@settings(max_examples=10_000, deadline=None)
+@given(st.one_of(st.lists(st.sampled_from(_HOSTILE), max_size=40).map("".join),
+                 st.integers(1, 200).map(lambda n: "(" * n + "z" + ")" * n),
+                 st.integers(1, 200).map(lambda n: "z" + "**2" * n)))
+def test_ten_thousand_hostile_token_soups_raise_only_value_error(text):
+    _parse_only_value_error(text)
