@@ -215,23 +215,24 @@ def reproduce_D_optimal(outdir, full: bool = False, jobs: int = 1, scheduler=Non
                         d: int | None = None, seeds: int | None = None, amp_alphas=None, alphas=None,
                         se_samples: int | None = None, model: HierarchicalModel | None = None) -> dict:
     r"""[D]'s comparison of the spectral estimator with the Bayes-optimal one, on one model and one
-    data set (docs/figures.md, "D-optimal").
+    data set (docs/figures/D-optimal.md).
 
     The default [D] model with :math:`\Delta = 0.1` (m = 10, gamma = 1.3): at each
     alpha of ``D_OPT_ALPHAS`` and seed, one seeded sample stream feeds the spectral estimator
     (:func:`simulate_task`), the two-stage network (its first layer is that spectral estimate;
     the ridge readout is fitted on fresh samples, :func:`validation.readout.two_stage`) and, at
     ``D_OPT_AMP_ALPHAS``, AMP from the spectral start (:func:`validation.amp.run_amp`, at most
-    ``D_OPT_AMP_ITER`` iterations, damping ``D_OPT_AMP_DAMPING``). Next to them the d = infinity theories: ``numerics.predict``,
-    the state evolution (uninformed branch), the readout risk at the predicted overlaps, and the
-    per-direction thresholds (spectral, and Bayes-optimal sequential, docs/bayes.md section 5).
+    ``D_OPT_AMP_ITER`` iterations, damping ``D_OPT_AMP_DAMPING``). Next to them the d = infinity
+    theories: ``numerics.predict``, the state evolution (uninformed branch), the readout risk at the
+    predicted overlaps, and the per-direction thresholds (spectral, and Bayes-optimal sequential,
+    docs/bayes.md section 5).
 
     The simulations go through the sweep store (spectral and AMP tasks), so an interrupted run
     resumes. Default d = 200 with 2 seeds (36 minutes on 2 cores with ``jobs=2``: about 13 for AMP,
     20 for the state evolution and the threshold scan; docs/figures/D-optimal.md);
-    ``full=True`` runs d = 500 with 4 seeds (estimated 2-3 hours: a documented one-off run). ``d``, ``seeds``,
-    ``alphas``, ``amp_alphas``, ``se_samples`` (the QMC draws of the state evolution and the
-    thresholds) and ``model`` override the presets (for quick checks).
+    ``full=True`` runs d = 500 with 4 seeds (estimated 2-3 hours: a documented one-off run).
+    ``d``, ``seeds``, ``alphas``, ``amp_alphas``, ``se_samples`` (the QMC draws of the state
+    evolution and the thresholds) and ``model`` override the presets (for quick checks).
     """
     from numerics.bayes import bayes_thresholds, state_evolution
 
@@ -291,9 +292,9 @@ def optimal_table(model, pred, se, seq, spectral, amp, readout, d) -> pd.DataFra
     rows = []
 
     def add(source, quantity, alpha, k, value, sem=0.0, theory=np.nan, tol=np.nan, n_seeds=0, agrees=None):
-        rows.append({"source": source, "quantity": quantity, "alpha": float(alpha), "k": int(k), "value": float(value),
-                     "sem": float(sem), "theory": float(theory), "tolerance": float(tol), "agrees": None if agrees is None else bool(agrees),
-                     "n_seeds": int(n_seeds)})
+        rows.append({"source": source, "quantity": quantity, "alpha": float(alpha), "k": int(k),
+                     "value": float(value), "sem": float(sem), "theory": float(theory), "tolerance": float(tol),
+                     "agrees": None if agrees is None else bool(agrees), "n_seeds": int(n_seeds)})
 
     for i, a in enumerate(pred.alphas):
         add("spectral theory", "mse", a, 0, pred.mse[i])
