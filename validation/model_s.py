@@ -190,6 +190,8 @@ class ModelS(Experiment):
             from .amp import amp_table
 
             opts = {k: v for k, v in (("max_iter", max_iter), ("damping", damping)) if v is not None}
+            if "chunk" in kw:   # the sample stream's batch size is part of what fixes the noisy data
+                opts["chunk"] = kw["chunk"]
             return amp_table(model, d, sizes, [seed], **opts)
         if estimator != "spectral":
             raise ValueError(f"estimator: a Model S task runs 'spectral' or 'amp', got {estimator!r}")
