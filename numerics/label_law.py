@@ -27,6 +27,7 @@ Examples
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,6 +37,8 @@ from scipy.signal import fftconvolve
 from theory import HierarchicalModel
 from theory.links import is_even, kinks
 from theory.parsing import Y, Z
+
+from .tail_closure import CLOSURE_TOL, MAX_EXACT, MIN_TAIL, tail_plan
 
 __all__ = ["check_model", "coupled_pairs", "LabelLaw", "label_law", "link_function", "preprocessing_function", "sup_preprocessing",
            "clear_cache", "grid_cost"]
@@ -59,9 +62,14 @@ class LabelLaw:
     settings: dict = field(default_factory=dict)
     pairs: tuple = ()  # the (j, k), j < k (0-based), whose cross moments are held in ``cross``
     cross: np.ndarray | None = None  # shape (len(pairs), n_atoms): E[z_j z_k; tau ~ tau_atom]
+    # large m (docs/numerics.md §"Large m"): the tail plan, and per Chebyshev node a_j of each tail
+    # link the row E[(z^2 - 1); tau ~ tau_atom] of a tail direction of weight a_j
+    tail: object = None
+    tail_rows: np.ndarray | None = None
 
     @property
     def m(self) -> int:
+        """The number of exact directions (rows of ``r``): all of them unless the law has a tail."""
         return self.r.shape[0]
 
     @property
@@ -223,6 +231,15 @@ def _weights(model):
     return np.array(model.weight_array)
 
 
+def _weight(model, k):
+    """a_k as a float: the model's float64 weights at finite m, the zeta-normalised ones at m = infinity."""
+    if model.m == sp.oo:
+        from .tail_closure import weights_of
+
+        return float(weights_of(model, [k])[0])
+    return float(model.weight_array[k - 1])
+
+
 def _quadrature_law(model):
     g = model.link_of(1)
     z, w = _z_rule(z_kinks(model, 1))
@@ -242,35 +259,66 @@ def _deposit(values, weights, y0, h, n):
     return out[:n]
 
 
-def coupled_pairs(model: HierarchicalModel) -> tuple:
-    """Pairs (j, k), j < k (0-based), whose cross moments E[f(tau) z_j z_k] may be nonzero.
+def _deposit_cubic(values, weights, y0, h, n):
+    """Four-point (cubic Lagrange) deposit: preserves the moments 0..3 of the atoms, so a law much
+    narrower than a cell (a tail direction's a g(z) with a << h) keeps its first moments exact."""
+    u = (values - y0) / h
+    i = np.floor(u).astype(np.int64)
+    t = u - i
+    L = ((-t * (t - 1) * (t - 2) / 6), ((t + 1) * (t - 1) * (t - 2) / 2), (-(t + 1) * t * (t - 2) / 2),
+         ((t + 1) * t * (t - 1) / 6))
+    out = np.zeros(n + 3)
+    for j, Lj in enumerate(L):  # points i-1 .. i+2, shifted by one so that index 0 is y0 - h
+        out += np.bincount(i + j, weights=weights * Lj, minlength=n + 3)[: n + 3]
+    return out
+
+
+def coupled_pairs(model: HierarchicalModel, upto: int | None = None) -> tuple:
+    """Pairs (j, k), j < k (0-based, among the first ``upto`` directions, default all), whose cross
+    moments E[f(tau) z_j z_k] may be nonzero.
 
     Flipping z_j leaves Y unchanged when g_j is even, so E[f(tau) z_j z_k] = 0 unless both
     g_j and g_k are not even (docs/theory.md §2.2: the per-direction split holds otherwise).
     """
-    odd = [k for k in range(model.m) if not is_even(model.link_of(k + 1))]
+    odd = [k for k in range(model.m if upto is None else upto) if not is_even(model.link_of(k + 1))]
     return tuple((j, k) for i, j in enumerate(odd) for k in odd[i + 1:])
 
 
-def _grid_law(model, h, pairs=()):
-    m = model.m
-    a = _weights(model)
+def _local_deposit(v, w, h):
+    """Deposit atoms v with weights w (a tuple of weight arrays) on a local grid: (lo, pmfs...)."""
+    lo = np.floor(v.min() / h) * h
+    n = int(np.ceil((v.max() - lo) / h)) + 2
+    return (lo, *(_deposit(v, wi, lo, h, n) for wi in w))
+
+
+def _bath(cum, delta, h, order=2):
+    """The tail closure (cumulants ``cum``, docs/numerics.md §"Large m") and the noise as one
+    component: a second-order Edgeworth density of mean cum[0] and variance cum[1] + delta
+    (``order=3``: the third-order terms alone, the first ones the closure leaves out)."""
+    from .tail_closure import edgeworth_weights
+
+    sigma = float(np.sqrt(max(cum[1], 0.0) + delta))
+    if sigma == 0:
+        return _local_deposit(np.array([cum[0]]), (np.ones(1) if order == 2 else np.zeros(1),), h)
+    x, w = _z_rule()
+    return _local_deposit(cum[0] + sigma * x, (edgeworth_weights(x, w, cum, sigma, order),), h)
+
+
+def _grid_law(model, h, pairs=(), tail=None):
+    m = model.m if tail is None else tail.K
     comps = []  # (lo, p_pmf, s_pmf, z_pmf) on local grids of spacing h
     for k in range(1, m + 1):
         g = model.link_of(k)
         z, w = _z_rule(_zeros_of(g))
-        v = a[k - 1] * link_function(g)(z)
-        lo = np.floor(v.min() / h) * h
-        n = int(np.ceil((v.max() - lo) / h)) + 2
-        comps.append((lo, _deposit(v, w, lo, h, n), _deposit(v, w * z**2, lo, h, n), _deposit(v, w * z, lo, h, n)))
+        v = _weight(model, k) * link_function(g)(z)
+        comps.append(_local_deposit(v, (w, w * z**2, w * z), h))
     noise = None
-    if model.delta > 0:
+    if tail is not None:
+        noise = _bath(tail.cumulants, float(model.delta), h)
+    elif model.delta > 0:
         s = float(sp.sqrt(model.delta))
         z, w = _z_rule()
-        v = s * z
-        lo = np.floor(v.min() / h) * h
-        n = int(np.ceil((v.max() - lo) / h)) + 2
-        noise = (lo, _deposit(v, w, lo, h, n))
+        noise = _local_deposit(s * z, (w,), h)
 
     def conv(x, y):
         # FFT round-off leaves +-1e-16 * max everywhere; it would fake a support reaching
@@ -319,10 +367,53 @@ def _grid_law(model, h, pairs=()):
         lo_c, pmf = lo_c + comps[j][0] + comps[k][0], conv_signed(conv_signed(pmf, comps[j][3]), comps[k][3])
         off = int(round((lo_c - total_lo) / h))
         cross[i, off: off + pmf.size] = pmf[: n_tot - off]
+    D = np.zeros((0, n_tot))
+    if tail is not None:
+        D = np.vstack([_tail_rows(model, tail, grp, prefix[-1], total_lo, n_tot, h, conv, conv_signed)
+                       for grp in tail.groups]
+                      + [_closure_rows(model, tail, prefix, suffix, comps, total_lo, n_tot, h, conv, conv_signed)])
     y = total_lo + h * np.arange(n_tot)
     keep = total > 0
     tau = preprocessing_function(model.T)(y[keep])
-    return y[keep], tau, total[keep], r[:, keep], cross[:, keep]
+    return y[keep], tau, total[keep], r[:, keep], cross[:, keep], D[:, keep]
+
+
+def _closure_rows(model, tail, prefix, suffix, comps, total_lo, n_tot, h, conv, conv_signed):
+    """The first terms the closure leaves out, as two signed rows on the label grid: their share of
+    the law of Y and of E[(z_1^2 - 1); Y] (the a posteriori closure check of docs/numerics.md §"Large m")."""
+    lo_b, bath3 = _bath(tail.cumulants, float(model.delta), h, order=3)
+    rows = np.zeros((2, n_tot))
+    p3 = conv_signed(prefix[-1][1], bath3)
+    lo1, _, s1, _ = comps[0]
+    r3 = conv_signed(conv_signed(suffix[1][1], bath3), s1)
+    for i, (lo, row) in enumerate(((prefix[-1][0] + lo_b, p3), (suffix[1][0] + lo_b + lo1, r3))):
+        off = int(round((lo - total_lo) / h))
+        start, stop = max(off, 0), min(off + row.size, n_tot)
+        rows[i, start:stop] = row[start - off: stop - off]
+    rows[1] -= rows[0]
+    return rows
+
+
+def _tail_rows(model, tail, grp, exact, total_lo, n_tot, h, conv, conv_signed):
+    r"""Rows :math:`E[(z^2-1); Y \approx y]` of a tail direction of weight a at the Chebyshev nodes
+    of its link: the exact part, the closure of the tail without that direction, and the law of
+    a g(z) weighted by z^2 - 1 (docs/numerics.md §"Large m")."""
+    z, w = _z_rule(_zeros_of(grp.link))
+    gz = link_function(grp.link)(z)
+    rows = np.zeros((grp.nodes.size, n_tot))
+    for i, a in enumerate(grp.nodes):
+        lo_b, bath = _bath(tail.cumulants - a ** np.arange(1, tail.cumulants.size + 1) * grp.kappa,
+                           float(model.delta), h)
+        v = a * gz
+        lo_d = np.floor(v.min() / h) * h
+        dep = _deposit_cubic(v, w * (z**2 - 1), lo_d, h, int(np.ceil((v.max() - lo_d) / h)) + 2)
+        lo_d -= h  # the cubic deposit starts one cell below
+        row = conv_signed(conv(exact[1], bath), dep)
+        off = int(round((exact[0] + lo_b + lo_d - total_lo) / h))
+        # the closure is narrower than a g(z) at |z| ~ 9 on the far side: mass below 1e-16, cut at the grid
+        start, stop = max(off, 0), min(off + row.size, n_tot)
+        rows[i, start:stop] = row[start - off: stop - off]
+    return rows
 
 
 def _montecarlo_law(model, n_samples, seed, pairs=()):
@@ -347,17 +438,22 @@ def clear_cache() -> None:
     _CACHE.clear()
 
 
-def check_model(model) -> None:
-    """Numerics and simulation need a numeric Model S: a HierarchicalModel with numeric gamma and finite m."""
+def check_model(model, allow_infinite_m: bool = False) -> None:
+    """Numerics and simulation need a numeric Model S: a HierarchicalModel with numeric gamma and finite m
+    (m = infinity where ``allow_infinite_m``: the spectral d = infinity solver)."""
     if not isinstance(model, HierarchicalModel):
         raise TypeError(f"model: expected a theory.HierarchicalModel, got {type(model).__name__}")
+    if allow_infinite_m and model.m == sp.oo and model.gamma.is_number:
+        return
     if not model.is_numeric:
-        raise ValueError("model: numerics needs a numeric gamma and a finite m")
+        raise ValueError("model: numerics needs a numeric gamma and a finite m"
+                         + ("" if allow_infinite_m else " (m = infinity: only the spectral predict)"))
 
 
 def label_law(model: HierarchicalModel, method: str = "auto", h: float | None = None,
               n_samples: int = 200_000, seed: int = 0, support: str = "exact",
-              max_bytes: float | None = None) -> LabelLaw:
+              max_bytes: float | None = None, closure_tol: float | None = None,
+              exact_directions: int | None = None) -> LabelLaw:
     """Build (and cache per model and settings) the discrete law of (T(Y), z_k^2).
 
     Parameters
@@ -377,8 +473,14 @@ def label_law(model: HierarchicalModel, method: str = "auto", h: float | None = 
         result and raises ``ConvergenceError`` otherwise.
     max_bytes : refuse up front (ValueError with the estimate) a grid law whose cost model
         (:func:`grid_cost`) exceeds this many bytes; default half the machine's memory.
+    closure_tol, exact_directions : the large-m path (grid only; docs/numerics.md §"Large m").
+        Past K exact directions the tail of the label is one Edgeworth component and the tail
+        directions are interpolated from per-link tables (:mod:`numerics.tail_closure`). K is
+        ``exact_directions`` or the smallest K whose closure bound is at most ``closure_tol``
+        (default ``tail_closure.CLOSURE_TOL``); finite m with fewer than ``MIN_TAIL`` directions
+        past K keeps every direction exact. m = infinity always uses it.
     """
-    check_model(model)
+    check_model(model, allow_infinite_m=True)
     if max_bytes is None:
         max_bytes = _memory_budget()
     if method not in ("auto", "quadrature", "grid", "montecarlo"):
@@ -387,6 +489,12 @@ def label_law(model: HierarchicalModel, method: str = "auto", h: float | None = 
         method = "quadrature" if (model.m == 1 and model.delta == 0) else "grid"
     if method == "quadrature" and (model.m != 1 or model.delta != 0):
         raise ValueError("method: 'quadrature' applies to m = 1 without noise; use 'grid'")
+    tail = None
+    if method == "grid" and (model.m == sp.oo or closure_tol is not None or exact_directions is not None
+                             or model.m > MIN_TAIL):
+        tail = tail_plan(model, CLOSURE_TOL if closure_tol is None else closure_tol, K=exact_directions)
+    elif model.m == sp.oo:
+        raise ValueError(f"method: m = infinity needs the grid label law, got {method!r}")
     if h is not None and not (np.isfinite(h) and h > 0):
         raise ValueError(f"h: the grid spacing must be a positive number, got {h!r}")
     if support not in ("exact", "effective"):
@@ -394,56 +502,102 @@ def label_law(model: HierarchicalModel, method: str = "auto", h: float | None = 
     if support == "exact":
         sup_preprocessing(model)
     if method == "grid":
-        cost = grid_cost(model, h)
+        cost = grid_cost(model, h, tail)
         if cost["bytes"] > max_bytes:
             raise ValueError(
-                f"m: the label law of m = {model.m} directions on {cost['grid']} y-points needs an estimated "
-                f"{cost['bytes'] / 2**30:.1f} GiB and {cost['seconds']:.0f} s (cost model: 28 m N bytes, about "
-                f"{_SECONDS_PER_DIRECTION} s per direction per 2^18 points), above max_bytes = {max_bytes / 2**30:.1f} GiB; "
-                "use fewer directions (the weights of the tail fall as k^-gamma), a coarser grid h, or raise max_bytes")
+                f"m: the label law of {cost['rows']} exact rows (m = {model.m}) on {cost['grid']} y-points needs an "
+                f"estimated {cost['bytes'] / 2**30:.1f} GiB and {cost['seconds']:.0f} s (cost model: 28 rows N bytes, "
+                f"about {_SECONDS_PER_DIRECTION} s per row per 2^18 points), above max_bytes = "
+                f"{max_bytes / 2**30:.1f} GiB; use fewer exact directions (exact_directions, or a larger closure_tol), "
+                "a coarser grid h, or raise max_bytes")
     key = (model, method, h, n_samples if method == "montecarlo" else None, seed if method == "montecarlo" else None,
-           support)
+           support, None if tail is None else (tail.K, closure_tol))
     if key in _CACHE:
         return _CACHE[key]
-    settings = {"method": method, "support": support}
-    pairs = coupled_pairs(model)
-    cross = np.zeros((0, 1))
-    if method == "quadrature":
-        y, tau, p, r = _quadrature_law(model)
-        cross = np.zeros((0, tau.size))
-        err = 0.0
-        settings.update(zmax=_ZMAX, panel=_PANEL, gl_nodes=_GL_NODES)
-    elif method == "montecarlo":
-        y, tau, p, r, cross = _montecarlo_law(model, int(n_samples), seed, pairs)
-        err = float(1 / np.sqrt(n_samples))
-        settings.update(n_samples=int(n_samples), seed=seed)
-    else:
-        if h is None:
-            h = min(1e-3, _span(model) / 2**18)
-        # Richardson at the level of the measure: every expectation is linear in it, so
-        # (4 law(h) - law(2h)) / 3 cancels the O(h^2) deposition error of each one.
-        y1, t1, p1, r1, c1 = _grid_law(model, h, pairs)
-        y2, t2, p2, r2, c2 = _grid_law(model, 2 * h, pairs)
-        y, tau = np.concatenate([y1, y2]), np.concatenate([t1, t2])
-        p, r = np.concatenate([4 / 3 * p1, -1 / 3 * p2]), np.hstack([4 / 3 * r1, -1 / 3 * r2])
-        cross = np.hstack([4 / 3 * c1, -1 / 3 * c2])
-        # size of the correction (an upper bound on the error left): E[tau], E[tau z_k^2]
-        err = float(max(abs(p1 @ t1 - p2 @ t2), np.max(np.abs(r1 @ t1 - r2 @ t2))) / 3)
-        settings.update(h=h, zmax=_ZMAX, richardson=True)
-    if not np.all(np.isfinite(tau[p != 0])):
-        raise ValueError("preprocessing: T(y) is not finite on the label support (division by zero?)")
-    keep = np.isfinite(tau) & (p != 0)  # Richardson weights are signed
-    y, tau, p, r, cross = y[keep], tau[keep], p[keep], r[:, keep], cross[:, keep]
-    if support == "effective":
-        y, tau, p, r, cross = _trim_top(y, tau, p, r, cross)
-    tau_sup = _tau_sup(model, tau) if support == "exact" else float(tau.max())
-    law = LabelLaw(tau=tau, p=p, r=r, y=y, method=method, grid_error=err, tau_sup=tau_sup, settings=settings,
-                   pairs=pairs if method != "quadrature" else (), cross=cross)
+    law = _build(model, method, h, n_samples, seed, support, tail)
+    tol = CLOSURE_TOL if closure_tol is None else closure_tol
+    # a posteriori: the first omitted Edgeworth terms, measured on G2 and F_1; more exact directions
+    # until they are below the target (K given by the caller is kept as it is)
+    while (tail is not None and exact_directions is None and law.settings["closure_error"] > tol
+           and tail.K < MAX_EXACT):
+        tail = tail_plan(model, tol, K=min(MAX_EXACT, int(np.ceil(1.5 * tail.K))))
+        law = _build(model, method, h, n_samples, seed, support, tail)
+    if tail is not None:
+        law.settings["closure_tol"] = tol
+        law.settings["closure_tol_met"] = bool(law.settings["closure_error"] <= tol)
+        if not law.settings["closure_tol_met"] and exact_directions is None:
+            warnings.warn(f"closure_tol: {law.settings['exact_directions']} exact directions leave a closure error "
+                          f"of {law.settings['closure_error']:.2e} > closure_tol = {tol:g} (the automatic K stops at "
+                          f"{MAX_EXACT}); pass exact_directions for more", RuntimeWarning, stacklevel=2)
     _CACHE[key] = law
     return law
 
 
-def _trim_top(y, tau, p, r, cross, mass=1e-14):
+def _build(model, method, h, n_samples, seed, support, tail):
+    """One label law for the settings of :func:`label_law` (no cache, no checks)."""
+    settings = {"method": method, "support": support}
+    pairs = coupled_pairs(model, None if tail is None else tail.K)
+    cross = np.zeros((0, 1))
+    D = np.zeros((0, 1))
+    if method == "quadrature":
+        y, tau, p, r = _quadrature_law(model)
+        cross, D = np.zeros((0, tau.size)), np.zeros((0, tau.size))
+        err = 0.0
+        settings.update(zmax=_ZMAX, panel=_PANEL, gl_nodes=_GL_NODES)
+    elif method == "montecarlo":
+        y, tau, p, r, cross = _montecarlo_law(model, int(n_samples), seed, pairs)
+        D = np.zeros((0, tau.size))
+        err = float(1 / np.sqrt(n_samples))
+        settings.update(n_samples=int(n_samples), seed=seed)
+    else:
+        if h is None:
+            h = min(1e-3, _span(model, tail) / 2**18)
+        # Richardson at the level of the measure: every expectation is linear in it, so
+        # (4 law(h) - law(2h)) / 3 cancels the O(h^2) deposition error of each one.
+        y1, t1, p1, r1, c1, D1 = _grid_law(model, h, pairs, tail)
+        y2, t2, p2, r2, c2, D2 = _grid_law(model, 2 * h, pairs, tail)
+        y, tau = np.concatenate([y1, y2]), np.concatenate([t1, t2])
+        p, r = np.concatenate([4 / 3 * p1, -1 / 3 * p2]), np.hstack([4 / 3 * r1, -1 / 3 * r2])
+        cross = np.hstack([4 / 3 * c1, -1 / 3 * c2])
+        D = np.hstack([4 / 3 * D1, -1 / 3 * D2])
+        # size of the correction (an upper bound on the error left): E[tau], E[tau z_k^2]
+        err = float(max(abs(p1 @ t1 - p2 @ t2), np.max(np.abs(r1 @ t1 - r2 @ t2), initial=0.0)) / 3)
+        settings.update(h=h, zmax=_ZMAX, richardson=True)
+        if tail is not None:
+            settings.update(tail.settings())
+    if not np.all(np.isfinite(tau[p != 0])):
+        raise ValueError("preprocessing: T(y) is not finite on the label support (division by zero?)")
+    keep = np.isfinite(tau) & (p != 0)  # Richardson weights are signed
+    y, tau, p, r, cross, D = y[keep], tau[keep], p[keep], r[:, keep], cross[:, keep], D[:, keep]
+    if support == "effective":
+        y, tau, p, r, cross, D = _trim_top(y, tau, p, r, cross, D)
+    tau_sup = _tau_sup(model, tau) if support == "exact" else float(tau.max())
+    if tail is not None:  # the last two rows are the closure check's, not directions
+        D, C = D[:-2], D[-2:]
+        settings["closure_error"] = _closure_check(tau, p, r[0], C, tau_sup)
+        settings["closure_error_predicted"] = tail.error
+    law = LabelLaw(tau=tau, p=p, r=r, y=y, method=method, grid_error=err, tau_sup=tau_sup, settings=settings,
+                   pairs=pairs if method != "quadrature" else (), cross=cross, tail=tail,
+                   tail_rows=D if tail is not None else None)
+    return law
+
+
+def _closure_check(tau, p, r1, C, tau_sup, n=61):
+    r"""The closure's a posteriori error: max over :math:`\lambda` of the omitted third-order terms'
+    share of :math:`G_2` (relative to :math:`G_2`) and of :math:`F_1` (relative to
+    max(:math:`G_2`, :math:`|F_1|`)), on n points with :math:`\lambda - \sup T` from 1e-7 to 1e6 times
+    the spread of tau (the range of the solver's tables)."""
+    scale = max(float(np.ptp(tau)), 1e-6)
+    lam = tau_sup + scale * np.geomspace(1e-7, 1e6, n)
+    K1 = tau[None, :] / (lam[:, None] - tau[None, :])
+    K2 = K1**2
+    G2 = K2 @ p
+    F1 = K1 @ (r1 - p)
+    err = np.maximum(np.abs(K2 @ C[0]) / G2, np.abs(K1 @ C[1]) / np.maximum(G2, np.abs(F1)))
+    return float(err.max())
+
+
+def _trim_top(y, tau, p, r, cross, D, mass=1e-14):
     """Drop the top ``mass`` of the law of tau, then any negative (Richardson) atoms left on
     top: an unbounded T has no sup, and a signed top atom would make G2 < 0 near it."""
     order = np.argsort(tau)[::-1]
@@ -451,7 +605,7 @@ def _trim_top(y, tau, p, r, cross, mass=1e-14):
     while cut < order.size and p[order[cut]] <= 0:
         cut += 1
     keep = np.sort(order[cut:])
-    return y[keep], tau[keep], p[keep], r[:, keep], cross[:, keep]
+    return y[keep], tau[keep], p[keep], r[:, keep], cross[:, keep], D[:, keep]
 
 
 _SECONDS_PER_DIRECTION = 0.2  # measured on 2 cores: m = 10, 20, 40 took 1.4, 2.2, 6.6 s at 2^18 points
@@ -465,36 +619,42 @@ def _memory_budget() -> float:
         return 8.0 * 2**30
 
 
-def grid_cost(model: HierarchicalModel, h: float | None = None) -> dict:
-    """Cost model of the grid label law: N y-points (span / h), and about 28 m N bytes (the
+def grid_cost(model: HierarchicalModel, h: float | None = None, tail=None) -> dict:
+    """Cost model of the grid label law: N y-points (span / h), and about 28 rows N bytes (the
     Richardson pair, the prefix and suffix convolutions and the z_k^2-weighted laws) and
-    0.2 m (N / 2^18) seconds on 2 cores.
+    0.2 rows (N / 2^18) seconds on 2 cores, where rows = m when every direction is exact, and
+    K + the Chebyshev nodes with a tail plan (``tail``, docs/numerics.md §"Large m").
 
     >>> from theory import HierarchicalModel
-    >>> c = grid_cost(HierarchicalModel(m=100000))
+    >>> c = grid_cost(HierarchicalModel(m=100000))     # every direction exact
     >>> c["bytes"] > 2**40, c["seconds"] > 3600        # > 1 TiB and hours: label_law refuses it up front
     (True, True)
     """
-    span = _span(model)
+    span = _span(model, tail)
     if h is None:
         h = min(1e-3, span / 2**18)
     n = int(np.ceil(span / h))
-    return {"grid": n, "bytes": 28.0 * model.m * n, "seconds": _SECONDS_PER_DIRECTION * model.m * n / 2**18}
+    rows = model.m if tail is None else tail.K + sum(g.nodes.size for g in tail.groups)
+    return {"grid": n, "rows": rows, "bytes": 28.0 * rows * n, "seconds": _SECONDS_PER_DIRECTION * rows * n / 2**18}
 
 
-def _span(model):
-    """Width of the label's support (|z_k| <= 9 and 9 noise standard deviations): one link
-    evaluation per distinct link, not per direction."""
-    a = _weights(model)
+def _span(model, tail=None):
+    """Width of the label's support (|z_k| <= 9 and 9 noise standard deviations; with a tail plan, the
+    exact directions and 9 standard deviations of the tail and noise): one link evaluation per
+    distinct link, not per direction."""
     z = np.linspace(-_ZMAX, _ZMAX, 2001)
     ranges = {}
     total = 0.0
-    for k in range(1, model.m + 1):
+    kmax = model.m if tail is None else tail.K
+    a = _weights(model) if tail is None else [_weight(model, k) for k in range(1, kmax + 1)]
+    for k in range(1, kmax + 1):
         g = model.link_of(k)
         if g not in ranges:
             v = link_function(g)(z)
             ranges[g] = float(v.max() - v.min())
         total += a[k - 1] * ranges[g]
-    if model.delta > 0:
+    if tail is not None:
+        total += 2 * _ZMAX * float(np.sqrt(tail.variance + float(model.delta)))
+    elif model.delta > 0:
         total += 2 * _ZMAX * float(sp.sqrt(model.delta))
     return total

@@ -151,37 +151,64 @@ def _solver(sf, solver):
     return "matrix" if coupled else "diagonal"
 
 
+MAX_DIRECTIONS = 100_000  #: directions represented at once (F_k, H_k tables: about 20 kB each)
+
+
 def predict(model: HierarchicalModel, alphas, law: LabelLaw | None = None, solver: str = "auto",
-            **law_options) -> Prediction:
+            directions: int | None = None, **law_options) -> Prediction:
     """Bulk edge, outlier eigenvalues, overlaps q_k, thresholds and MSE on an alpha grid.
 
     Parameters
     ----------
-    model : theory.HierarchicalModel
+    model : theory.HierarchicalModel (m may be ``"inf"``)
     alphas : sequence of float > 0
     law : LabelLaw, optional
         A prebuilt label law (else ``label_law(model, **law_options)``, cached).
     solver : "auto" | "diagonal" | "matrix"
         "auto" detects coupled directions (see ``_solver``) and uses the m x m form then.
+    directions : int, optional (m = infinity only)
+        Report at least the directions 1..directions. By default every direction that is an
+        outlier somewhere on the grid is reported (and all K exact ones); the MSE always counts
+        every direction, the unreported ones (all below threshold on the grid) at q_k = 0.
+
+    Large m (docs/numerics.md §"Large m"): past K exact directions the label's tail is closed and
+    the tail directions come from per-link tables, so the cost hardly grows with m;
+    ``settings`` reports K (``exact_directions``) and the closure bound (``closure_error``).
     """
-    check_model(model)
+    check_model(model, allow_infinite_m=True)
     a = _alphas(alphas)
+    inf = model.m == sp.oo
+    if directions is not None:
+        if not inf:
+            raise ValueError(f"directions: only for m = infinity (a finite m reports all {model.m} directions)")
+        if isinstance(directions, bool) or not isinstance(directions, (int, np.integer)) or not 1 <= directions <= MAX_DIRECTIONS:
+            raise ValueError(f"directions: an integer in [1, {MAX_DIRECTIONS}], got {directions!r}")
     t0 = time.perf_counter()
     law = law if law is not None else label_law(model, **law_options)
     sf = spectral_functions(law)
     t1 = time.perf_counter()
-    m = model.m
     ubar = sf.lambda_bar_u(a)
     lbar, edge = _edge(sf, a, ubar)
     if law.settings.get("support") == "effective":
         _check_effective_support(sf, a, ubar)
     kind = _solver(sf, solver)
     if kind == "matrix":
+        if law.tail is not None:
+            raise ValueError("solver: coupled directions (non-even links) need every direction exact; the large-m "
+                             "tail is for even links (pass exact_directions=m, or closure_tol, to keep them all)")
         return _predict_matrix(model, a, law, sf, ubar, lbar, edge, t0, t1)
+    if inf:
+        thr = _reported_thresholds(sf, float(a.max()), directions or 1)
+    else:
+        _check_memory(model.m, a.size, sf.u.size)
+        sf.extend(model.m)
+        thr = sf.thresholds()[: model.m]
+    m = thr.size
     q = np.zeros((a.size, m))
     eig = np.full((a.size, m), np.nan)
-    thr = _thresholds(sf)
-    for k in range(m):
+    for k in sf.outlier_candidates(ubar, a):
+        if k >= m:
+            continue
         us = sf.outlier_u(a, ubar, k)
         ok = np.isfinite(us)
         if not np.any(ok):
@@ -194,10 +221,44 @@ def predict(model: HierarchicalModel, alphas, law: LabelLaw | None = None, solve
         eig[ok, k] = lam * (1 / a[ok] + G1)
     mse, mse_plugin = _mse(model, q)
     settings = dict(law.settings, grid_error=law.grid_error, n_atoms=int(law.tau.size),
-                    n_table=int(sf.u.size), setup_s=t1 - t0, solve_s=time.perf_counter() - t1, solver="diagonal")
+                    n_table=int(sf.u.size), setup_s=t1 - t0, solve_s=time.perf_counter() - t1, solver="diagonal",
+                    directions_reported=m)
     return Prediction(model=model, alphas=a, bulk_edge=edge, lambda_bar=lbar, eigenvalues=eig,
                       is_outlier=np.isfinite(eig), q=q, thresholds=thr, mse=mse, mse_plugin=mse_plugin,
                       settings=settings)
+
+
+def _check_memory(n_dirs, n_alphas, n_table):
+    """Refuse up front what the per-direction tables and outputs cannot hold: about
+    (2 n_table + 3 n_alphas) 8-byte numbers per direction."""
+    from .label_law import _memory_budget
+
+    need = 8.0 * n_dirs * (2 * n_table + 3 * n_alphas)
+    if need > _memory_budget():
+        raise ValueError(f"m: {n_dirs} directions x {n_alphas} alphas need an estimated {need / 2**30:.1f} GiB of "
+                         f"per-direction tables and outputs (8 (2 x {n_table} + 3 x {n_alphas}) bytes each), above half "
+                         "the machine's memory; use m='inf' (it reports only the directions learned on the grid) "
+                         "or fewer alphas")
+
+
+def _reported_thresholds(sf, alpha_max, at_least):
+    """m = infinity: thresholds of directions 1..n, where n >= at_least covers every direction with
+    alpha_k <= alpha_max (tail thresholds grow like k^(2 gamma): extrapolate, then check)."""
+    gamma = float(sf.tail.model.gamma)
+    n = max(sf.m, at_least)
+    while True:
+        if n > MAX_DIRECTIONS:
+            raise ValueError(f"alphas: directions up to k > {MAX_DIRECTIONS} are learned below alpha = {alpha_max:g} "
+                             f"(thresholds grow like k^(2 gamma) = k^{2 * gamma:g}); use a smaller largest alpha")
+        _check_memory(n, 1, sf.u.size)
+        sf.extend(n)
+        thr = sf.thresholds()
+        if thr[-1] > alpha_max and n >= at_least:
+            last = int(np.nonzero(thr <= alpha_max)[0].max()) + 1 if np.any(thr <= alpha_max) else 0
+            n_rep = max(last, at_least, sf.tail.K)
+            return thr[:n_rep]
+        grow = (alpha_max / thr[-1]) ** (1 / (2 * gamma)) if np.isfinite(thr[-1]) and thr[-1] > 0 else 2.0
+        n = int(min(MAX_DIRECTIONS + 1, max(n + 1, np.ceil(1.2 * n * grow) + 2)))
 
 
 def _check_effective_support(sf, a, ubar, tail_mass=1e-12, tol=1e-8):
@@ -232,7 +293,16 @@ def mse_forms(weights2, q):
 
 
 def _mse(model, q):
-    return mse_forms(model.weight_array**2, q)
+    """The two error forms over every direction: the columns of q, and at m = infinity the unreported
+    tail (q_k = 0) through its exact power sum."""
+    if model.m != sp.oo:
+        return mse_forms(model.weight_array**2, q)
+    from .tail_closure import power_sum, weights_of
+
+    n = q.shape[-1]
+    opt, plug = mse_forms(weights_of(model, np.arange(1, n + 1)) ** 2, q)
+    rest = power_sum(model, 2, n)
+    return opt + rest, plug + 2 * rest
 
 
 def _predict_matrix(model, a, law, sf, ubar, lbar, edge, t0, t1):
@@ -268,22 +338,30 @@ def _edge(sf, a, ubar):
     return lbar, edge
 
 
-def _thresholds(sf: SpectralFunctions) -> np.ndarray:
-    return np.array([sf.threshold_u(k)[1] for k in range(sf.m)])
-
-
-def thresholds(model: HierarchicalModel, **law_options) -> np.ndarray:
+def thresholds(model: HierarchicalModel, directions: int | None = None, **law_options) -> np.ndarray:
     r"""k-critical thresholds :math:`\alpha_1..\alpha_m` (inf where a spike never leaves the bulk).
+
+    At m = infinity pass ``directions`` = n for :math:`\alpha_1..\alpha_n`.
 
     >>> from theory import HierarchicalModel
     >>> round(float(thresholds(HierarchicalModel(m=1, link="z**2", preprocessing="1 - 1/y"))[0]), 10)
     0.5
     """
-    check_model(model)
+    check_model(model, allow_infinite_m=True)
+    if model.m == sp.oo:
+        if isinstance(directions, bool) or not isinstance(directions, (int, np.integer)) or not 1 <= directions <= MAX_DIRECTIONS:
+            raise ValueError(f"directions: m = infinity has infinitely many thresholds; pass directions = n in "
+                             f"[1, {MAX_DIRECTIONS}], got {directions!r}")
+        n = int(directions)
+    elif directions is not None:
+        raise ValueError(f"directions: only for m = infinity (a finite m gives all {model.m})")
+    else:
+        n = model.m
     sf = spectral_functions(label_law(model, **law_options))
     if _solver(sf, "auto") == "matrix":
         return matrix_functions(sf).thresholds()
-    return _thresholds(sf)
+    sf.extend(n)
+    return sf.thresholds(np.arange(n))
 
 
 def bulk_edge(model: HierarchicalModel, alpha, **law_options):
@@ -295,7 +373,7 @@ def bulk_edge(model: HierarchicalModel, alpha, **law_options):
     >>> round(float(bulk_edge(HierarchicalModel(m=1, preprocessing="1"), 4.0)[0]), 10)
     2.25
     """
-    check_model(model)
+    check_model(model, allow_infinite_m=True)
     a = _alphas(alpha)
     sf = spectral_functions(label_law(model, **law_options))
     return _edge(sf, a, sf.lambda_bar_u(a))[1]
@@ -310,7 +388,7 @@ def outliers(model: HierarchicalModel, alpha: float, **law_options) -> list:
 
 def kappa_T(model: HierarchicalModel, **law_options) -> float:
     r""":math:`\kappa_T = E[T(Y)^2]/E[T'(Y)]^2` over the full label law (docs/theory.md §2.3)."""
-    check_model(model)
+    check_model(model, allow_infinite_m=True)
     law = label_law(model, **law_options)
     from .label_law import preprocessing_function
 

@@ -25,6 +25,7 @@ table, and the brackets grow beyond it when needed.
 from __future__ import annotations
 
 import numpy as np
+import sympy as sp
 from scipy.interpolate import CubicSpline
 from scipy.optimize import brentq
 
@@ -68,12 +69,31 @@ def edge_of_atoms(tau, weights, alpha: float) -> tuple[float, float, float]:
     return lam, edge, psi2
 
 
+class _Splines:
+    """Cubic splines of the rows of a table, built on first use (m may be 10^4 rows)."""
+
+    def __init__(self, u, table):
+        self.u, self.table, self._s = u, table, {}
+
+    def __getitem__(self, k):
+        s = self._s.get(k)
+        if s is None:
+            s = self._s[k] = CubicSpline(self.u, self.table[k])
+        return s
+
+
 class SpectralFunctions:
-    """G1, G2, F_k, H_k of a label law: exact (atom sums) and tabulated (splines)."""
+    """G1, G2, F_k, H_k of a label law: exact (atom sums) and tabulated (splines).
+
+    With a large-m law (``law.tail``, docs/numerics.md §"Large m") the directions past the K exact
+    ones are added on demand by :meth:`extend`: their F_k, H_k come from the per-link node tables,
+    interpolated in the weight a_k.
+    """
 
     def __init__(self, law: LabelLaw, n_table: int = 1200, u_span=(-16.0, 14.0)):
         self.law = law
         self.m = law.m
+        self.tail = law.tail
         tau, p, r = law.tau, law.p, law.r
         self.tmax = float(law.tau_sup) if np.isfinite(law.tau_sup) else float(tau.max())
         self._tau, self._p, self._r = tau, p, r
@@ -95,9 +115,70 @@ class SpectralFunctions:
             self.G1_0, self.G2_0, self.F_0, self.H_0 = float(self.G1_0[0]), float(self.G2_0[0]), F0[:, 0], H0[:, 0]
         self._s_G1 = CubicSpline(self.u, G1)
         self._s_lG2 = CubicSpline(self.u, np.log(G2))
+        self._G2_table = G2
         self._F_table = F
-        self._s_Fk = [CubicSpline(self.u, F[k]) for k in range(self.m)]
-        self._s_Hk = [CubicSpline(self.u, H[k]) for k in range(self.m)]
+        self._H_table = H
+        if self.tail is not None:
+            self._D = law.tail_rows
+            self._nodes = np.concatenate([g.nodes for g in self.tail.groups])
+            FD, HD = self._node_sums(self.tmax + np.exp(self.u))
+            self._FD_table, self._HD_table = FD / self._nodes[:, None], HD / self._nodes[:, None]
+            self._theta_D = (self._D @ self._tau) / self._nodes
+            if self.open_top:
+                FD0, HD0 = self._node_sums(np.array([self.tmax]))
+                self._FD0, self._HD0 = FD0[:, 0] / self._nodes, HD0[:, 0] / self._nodes
+        self._s_Fk = _Splines(self.u, self._F_table)
+        self._s_Hk = _Splines(self.u, self._H_table)
+
+    # -- large m: tail directions from the node tables ------------------------------------
+    def _node_sums(self, lam):
+        """(sum_j D_j K1, sum_j D_j K2) at lam for the tail node rows D (docs/numerics.md §"Large m")."""
+        tau = self._tau
+        rows = max(1, _CHUNK // max(tau.size, 1))
+        F = np.empty((self._D.shape[0], lam.size))
+        H = np.empty_like(F)
+        for s in range(0, lam.size, rows):
+            K1 = tau[None, :] / (lam[s: s + rows, None] - tau[None, :])
+            F[:, s: s + rows] = self._D @ K1.T
+            np.square(K1, out=K1)
+            H[:, s: s + rows] = self._D @ K1.T
+        return F, H
+
+    def _interp(self, ks):
+        """(a_k, L): the weights of tail directions ks (1-based) and their interpolation rows over all nodes."""
+        from .tail_closure import interpolation_matrix, weights_of
+
+        ks = np.asarray(ks)
+        a = weights_of(self.tail.model, ks)
+        L = np.zeros((ks.size, self._nodes.size))
+        start = 0
+        for gi, grp in enumerate(self.tail.groups):
+            sel = np.array([self.tail.group_of(int(k)) == gi for k in ks], dtype=bool)
+            if np.any(sel):
+                L[sel, start: start + grp.nodes.size] = interpolation_matrix(grp.nodes, a[sel])
+            start += grp.nodes.size
+        return a, L
+
+    def extend(self, n: int) -> None:
+        """Represent directions 1..n (tail directions K < k <= n from the node tables)."""
+        if n <= self.m:
+            return
+        if self.tail is None:
+            raise ValueError(f"directions: this law holds {self.m} directions, got n = {n}")
+        if self.tail.m != sp.oo and n > self.tail.m:
+            raise ValueError(f"directions: the model has m = {self.tail.m}, got {n}")
+        a, L = self._interp(np.arange(self.m + 1, n + 1))
+        F = a[:, None] * (L @ self._FD_table)
+        H = self._G2_table[None, :] + a[:, None] * (L @ self._HD_table)
+        self._F_table = np.vstack([self._F_table, F])
+        self._H_table = np.vstack([self._H_table, H])
+        self.theta = np.concatenate([self.theta, a * (L @ self._theta_D)])
+        if self.open_top:
+            self.F_0 = np.concatenate([self.F_0, a * (L @ self._FD0)])
+            self.H_0 = np.concatenate([self.H_0, self.G2_0 + a * (L @ self._HD0)])
+        self.m = n
+        self._s_Fk = _Splines(self.u, self._F_table)
+        self._s_Hk = _Splines(self.u, self._H_table)
 
     # -- exact sums --------------------------------------------------------------------
     def exact(self, lam, which: slice | None = None, allow_sup: bool = False):
@@ -105,6 +186,15 @@ class SpectralFunctions:
         lam = np.atleast_1d(np.asarray(lam, dtype=float))
         if np.any(lam < self.tmax) or (not allow_sup and np.any(lam == self.tmax)):
             raise ValueError("lambda: the resolvent functions need lambda > sup T")
+        K = self._r.shape[0]
+        if which is not None and which.start is not None and which.start >= K:
+            # a tail direction: the exact G1, G2 and the node sums, interpolated in a_k
+            G1, G2, _, _ = self.exact(lam, which=slice(0, 0), allow_sup=allow_sup)
+            a, L = self._interp(np.arange(which.start + 1, which.stop + 1))
+            FD, HD = self._node_sums(lam)
+            F = a[:, None] * (L @ (FD / self._nodes[:, None]))
+            H = G2[None, :] + a[:, None] * (L @ (HD / self._nodes[:, None]))
+            return G1, G2, F, H
         tau, p = self._tau, self._p
         r = self._r if which is None else self._r[which]
         P1 = np.vstack([p, r - p]).T  # N x (1+m)
@@ -229,6 +319,57 @@ class SpectralFunctions:
         u = brentq(g, self.u[j], self.u[j + 1], xtol=1e-14)
         return u, 1.0 / float(self.exact(self.to_lam(u))[1][0])
 
+    def thresholds(self, ks=None, chunk: int = 512) -> np.ndarray:
+        r"""alpha_k of the directions ``ks`` (0-based; default all represented), as :meth:`threshold_u`.
+
+        The common case, a root of :math:`F_k - G_2` inside the table, is solved for many directions
+        at once: bisection on the cubic piece of each :math:`F_k` spline that brackets it, and one
+        batched exact :math:`G_2` at the roots. The other cases go through :meth:`threshold_u`.
+        """
+        ks = np.arange(self.m) if ks is None else np.asarray(ks, dtype=int)
+        out = np.full(ks.size, np.inf)
+        G2t = np.exp(self._s_lG2(self.u))
+        for s0 in range(0, ks.size, chunk):
+            kc = ks[s0: s0 + chunk]
+            Dt = self._F_table[kc] - G2t[None, :]
+            last_neg = self.u.size - 1 - np.argmax((Dt <= 0)[:, ::-1], axis=1)
+            any_neg = (Dt <= 0).any(axis=1)
+            inside = any_neg & (Dt[:, -1] > 0)
+            for i in np.nonzero(~inside)[0]:
+                out[s0 + i] = self.threshold_u(int(kc[i]))[1]
+            idx = np.nonzero(inside)[0]
+            if idx.size == 0:
+                continue
+            j = last_neg[idx]
+            c = CubicSpline(self.u, self._F_table[kc[idx]], axis=1).c  # (4, n - 1, rows)
+            cj = c[:, j, np.arange(idx.size)]  # (4, rows): the piece [u_j, u_j+1] of each row
+            lo, hi = self.u[j].copy(), self.u[j + 1].copy()
+
+            def g(x):
+                t = x - self.u[j]
+                return ((cj[0] * t + cj[1]) * t + cj[2]) * t + cj[3] - np.exp(self._s_lG2(x))
+
+            glo = g(lo)
+            for _ in range(64):
+                mid = (lo + hi) / 2
+                gm = g(mid)
+                left = (gm > 0) == (glo > 0)
+                lo, glo = np.where(left, mid, lo), np.where(left, gm, glo)
+                hi = np.where(left, hi, mid)
+            u = (lo + hi) / 2
+            out[s0 + idx] = 1.0 / self.exact(self.to_lam(u), which=slice(0, 0))[1]
+        return out
+
+    def outlier_candidates(self, ubar, alphas, chunk: int = 2048) -> np.ndarray:
+        """0-based directions that are an outlier at some alpha (F_k(lambda_bar) > 1/alpha), checked on
+        the tables for all directions at once (vector-valued splines, in chunks)."""
+        inv = 1.0 / np.asarray(alphas, dtype=float)
+        out = []
+        for s0 in range(0, self.m, chunk):
+            Fb = CubicSpline(self.u, self._F_table[s0: s0 + chunk], axis=1)(ubar)  # (rows, A)
+            out.append(s0 + np.nonzero((Fb > inv[None, :]).any(axis=1))[0])
+        return np.concatenate(out) if out else np.zeros(0, dtype=int)
+
     def lg0_slope(self):
         """-d log G2 / du at the bottom of the table (2 when G2 diverges like an atom's)."""
         return float(-(self._s_lG2(self.u[1]) - self._s_lG2(self.u[0])) / (self.u[1] - self.u[0]))
@@ -239,39 +380,56 @@ class SpectralFunctions:
 
     # -- outliers -----------------------------------------------------------------------
     def outlier_u(self, alphas, ubar, k: int):
-        r"""u of :math:`\lambda^*_k(\alpha)` (NaN where direction k is not an outlier)."""
+        r"""u of :math:`\lambda^*_k(\alpha)` (NaN where direction k is not an outlier).
+
+        The root of :math:`F_k = 1/\alpha` above :math:`\bar\lambda` is bracketed on the table (the
+        last table point above :math:`\bar u` where :math:`F_k > 1/\alpha`) and refined by bisection on
+        the spline for all alphas at once; a root beyond the table uses exact sums.
+        """
         alphas = np.asarray(alphas, dtype=float)
         inv = 1.0 / alphas
         out = np.full(alphas.shape, np.nan)
-        Fbar = self._s_Fk[k](ubar)
-        is_out = Fbar > inv  # = G2(ubar)
+        spl = self._s_Fk[k]
+        Fbar = spl(ubar)
         Fk = self._F_table[k]
-        for i in np.nonzero(is_out)[0]:
-            above = self.u > ubar[i]
-            pos = np.nonzero(above & (Fk > inv[i]))[0]
-            j = pos[-1] if pos.size else None
-            if j is None:  # the crossing lies between ubar and the first table point
-                a, b = ubar[i], self.u[np.argmax(above)]
-            elif j == self.u.size - 1:  # beyond the table
-                a, b = self.u[-1], self.u[-1] + 1.0
-                f = lambda u: self.exact(self.to_lam(u), slice(k, k + 1))[2][0, 0] - inv[i]  # noqa: E731
-                while f(b) > 0:
-                    a, b = b, b + 2.0
-                    if b > self.u[-1] + 200:
-                        raise ConvergenceError(f"outlier {k + 1} at alpha = {alphas[i]:g}: no bracket found")
-                out[i] = brentq(f, a, b, xtol=1e-14)
-                continue
-            else:
-                a, b = self.u[j], self.u[j + 1]
-            g = lambda u: self._s_Fk[k](u) - inv[i]  # noqa: E731
-            fa, fb = g(a), g(b)
-            if fa * fb > 0:
-                a = ubar[i]
-                fa = g(a)
-                if fa * fb > 0:
-                    raise ConvergenceError(
-                        f"outlier {k + 1} at alpha = {alphas[i]:g}: could not bracket F_k = 1/alpha above the edge; "
-                        "refine the table (n_table) or the label law grid"
-                    )
-            out[i] = brentq(g, a, b, xtol=1e-14)
+        idx = np.nonzero(Fbar > inv)[0]  # = G2(ubar): the outliers
+        if idx.size == 0:
+            return out
+        mask = (self.u[None, :] > ubar[idx, None]) & (Fk[None, :] > inv[idx, None])
+        has = mask.any(axis=1)
+        j = self.u.size - 1 - np.argmax(mask[:, ::-1], axis=1)
+        beyond = (has & (j == self.u.size - 1)) | (ubar[idx] >= self.u[-1])
+        for i in idx[beyond]:  # the crossing lies beyond the table: exact sums
+            a = max(self.u[-1], ubar[i])
+            b = a + 1.0
+            f = lambda u: self.exact(self.to_lam(u), slice(k, k + 1))[2][0, 0] - inv[i]  # noqa: E731
+            while f(b) > 0:
+                a, b = b, b + 2.0
+                if b > self.u[-1] + 200:
+                    raise ConvergenceError(f"outlier {k + 1} at alpha = {alphas[i]:g}: no bracket found")
+            out[i] = brentq(f, a, b, xtol=1e-14)
+        sel = ~beyond
+        idx, has, j = idx[sel], has[sel], j[sel]
+        if idx.size == 0:
+            return out
+        first_above = np.searchsorted(self.u, ubar[idx], side="right").clip(max=self.u.size - 1)
+        # no table point above ubar with F_k > 1/alpha: the crossing lies between ubar and the next point
+        a = np.where(has, self.u[np.minimum(j, self.u.size - 2)], ubar[idx])
+        b = np.where(has, self.u[np.minimum(j + 1, self.u.size - 1)], self.u[first_above])
+        ga, gb = spl(a) - inv[idx], spl(b) - inv[idx]
+        redo = ga * gb > 0
+        a = np.where(redo, ubar[idx], a)
+        ga = np.where(redo, spl(a) - inv[idx], ga)
+        bad = ga * gb > 0
+        if np.any(bad):
+            raise ConvergenceError(
+                f"outlier {k + 1} at alpha = {alphas[idx][bad][0]:g}: could not bracket F_k = 1/alpha above the edge; "
+                "refine the table (n_table) or the label law grid")
+        for _ in range(64):
+            mid = (a + b) / 2
+            gm = spl(mid) - inv[idx]
+            left = (gm > 0) == (ga > 0)
+            a, ga = np.where(left, mid, a), np.where(left, gm, ga)
+            b = np.where(left, b, mid)
+        out[idx] = (a + b) / 2
         return out

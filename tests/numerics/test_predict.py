@@ -186,10 +186,11 @@ def test_mu2_zero_direction_has_no_transition():
 
 
 def test_huge_m_is_refused_up_front_with_the_estimate():
-    # the cost model says 28 m N bytes; m = 100000 needs over a TiB: refused in seconds, not a hang
+    # the cost model says 28 rows N bytes; m = 100000 exact directions need over a TiB: refused in
+    # seconds, not a hang (the default large-m path closes the tail instead: tests/numerics/test_large_m.py)
     import time
 
     t0 = time.perf_counter()
-    with pytest.raises(ValueError, match=r"m: the label law of m = 100000 directions .* GiB and .* s"):
-        predict(HierarchicalModel(m=100000), [10.0])
+    with pytest.raises(ValueError, match=r"m: the label law of 100000 exact rows \(m = 100000\) .* GiB and .* s"):
+        predict(HierarchicalModel(m=100000), [10.0], exact_directions=100000)
     assert time.perf_counter() - t0 < 30
