@@ -75,8 +75,8 @@ def fit_exponent(model: HierarchicalModel, alpha_range, n_alphas: int = 41, esti
     lo, hi = _window(alpha_range)
     if isinstance(n_alphas, bool) or not isinstance(n_alphas, (int, np.integer)) or n_alphas < 3:
         raise ValueError(f"n_alphas: need an integer >= 3, got {n_alphas!r}")
-    if model.m == sp.oo:
-        raise ValueError("model.m: the d = infinity solvers need a finite m (m = infinity is not built yet)")
+    if model.m == sp.oo and estimator == "bayes":
+        raise ValueError("model.m: the Bayes-optimal state evolution needs a finite m (m = infinity: spectral only)")
     alphas = np.geomspace(lo, hi, int(n_alphas))
     if estimator == "spectral":
         from .predict import predict

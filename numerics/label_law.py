@@ -304,7 +304,19 @@ def _bath(cum, delta, h, order=2):
     return _local_deposit(cum[0] + sigma * x, (edgeworth_weights(x, w, cum, sigma, order),), h)
 
 
-def _grid_law(model, h, pairs=(), tail=None):
+class _Ticker:
+    """Counts built rows and reports them to a ``progress(done, total)`` callback (or nothing)."""
+
+    def __init__(self, progress, total):
+        self.progress, self.total, self.done = progress, total, 0
+
+    def __call__(self):
+        self.done += 1
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+
+
+def _grid_law(model, h, pairs=(), tail=None, tick=lambda: None):
     m = model.m if tail is None else tail.K
     comps = []  # (lo, p_pmf, s_pmf, z_pmf) on local grids of spacing h
     for k in range(1, m + 1):
@@ -355,6 +367,7 @@ def _grid_law(model, h, pairs=(), tail=None):
         rk = conv(other, s)
         off = int(round((olo + lo - total_lo) / h))
         r[k, off: off + rk.size] = rk[: n_tot - off]
+        tick()
     cross = np.zeros((len(pairs), n_tot))
     for i, (j, k) in enumerate(pairs):
         # all components but j and k with weight 1, then z_j- and z_k-weighted ones
@@ -369,7 +382,7 @@ def _grid_law(model, h, pairs=(), tail=None):
         cross[i, off: off + pmf.size] = pmf[: n_tot - off]
     D = np.zeros((0, n_tot))
     if tail is not None:
-        D = np.vstack([_tail_rows(model, tail, grp, prefix[-1], total_lo, n_tot, h, conv, conv_signed)
+        D = np.vstack([_tail_rows(model, tail, grp, prefix[-1], total_lo, n_tot, h, conv, conv_signed, tick)
                        for grp in tail.groups]
                       + [_closure_rows(model, tail, prefix, suffix, comps, total_lo, n_tot, h, conv, conv_signed)])
     y = total_lo + h * np.arange(n_tot)
@@ -394,7 +407,7 @@ def _closure_rows(model, tail, prefix, suffix, comps, total_lo, n_tot, h, conv, 
     return rows
 
 
-def _tail_rows(model, tail, grp, exact, total_lo, n_tot, h, conv, conv_signed):
+def _tail_rows(model, tail, grp, exact, total_lo, n_tot, h, conv, conv_signed, tick=lambda: None):
     r"""Rows :math:`E[(z^2-1); Y \approx y]` of a tail direction of weight a at the Chebyshev nodes
     of its link: the exact part, the closure of the tail without that direction, and the law of
     a g(z) weighted by z^2 - 1 (docs/numerics.md §"Large m")."""
@@ -413,6 +426,7 @@ def _tail_rows(model, tail, grp, exact, total_lo, n_tot, h, conv, conv_signed):
         # the closure is narrower than a g(z) at |z| ~ 9 on the far side: mass below 1e-16, cut at the grid
         start, stop = max(off, 0), min(off + row.size, n_tot)
         rows[i, start:stop] = row[start - off: stop - off]
+        tick()
     return rows
 
 
@@ -453,7 +467,7 @@ def check_model(model, allow_infinite_m: bool = False) -> None:
 def label_law(model: HierarchicalModel, method: str = "auto", h: float | None = None,
               n_samples: int = 200_000, seed: int = 0, support: str = "exact",
               max_bytes: float | None = None, closure_tol: float | None = None,
-              exact_directions: int | None = None) -> LabelLaw:
+              exact_directions: int | None = None, progress=None) -> LabelLaw:
     """Build (and cache per model and settings) the discrete law of (T(Y), z_k^2).
 
     Parameters
@@ -479,6 +493,8 @@ def label_law(model: HierarchicalModel, method: str = "auto", h: float | None = 
         ``exact_directions`` or the smallest K whose closure bound is at most ``closure_tol``
         (default ``tail_closure.CLOSURE_TOL``); finite m with fewer than ``MIN_TAIL`` directions
         past K keeps every direction exact. m = infinity always uses it.
+    progress : callable ``progress(done, total)``, optional
+        Called as the grid law's rows (exact directions and tail nodes, at h and 2h) are built.
     """
     check_model(model, allow_infinite_m=True)
     if max_bytes is None:
@@ -514,14 +530,14 @@ def label_law(model: HierarchicalModel, method: str = "auto", h: float | None = 
            support, None if tail is None else (tail.K, closure_tol))
     if key in _CACHE:
         return _CACHE[key]
-    law = _build(model, method, h, n_samples, seed, support, tail)
+    law = _build(model, method, h, n_samples, seed, support, tail, progress)
     tol = CLOSURE_TOL if closure_tol is None else closure_tol
     # a posteriori: the first omitted Edgeworth terms, measured on G2 and F_1; more exact directions
     # until they are below the target (K given by the caller is kept as it is)
     while (tail is not None and exact_directions is None and law.settings["closure_error"] > tol
            and tail.K < MAX_EXACT):
         tail = tail_plan(model, tol, K=min(MAX_EXACT, int(np.ceil(1.5 * tail.K))))
-        law = _build(model, method, h, n_samples, seed, support, tail)
+        law = _build(model, method, h, n_samples, seed, support, tail, progress)
     if tail is not None:
         law.settings["closure_tol"] = tol
         law.settings["closure_tol_met"] = bool(law.settings["closure_error"] <= tol)
@@ -533,7 +549,7 @@ def label_law(model: HierarchicalModel, method: str = "auto", h: float | None = 
     return law
 
 
-def _build(model, method, h, n_samples, seed, support, tail):
+def _build(model, method, h, n_samples, seed, support, tail, progress=None):
     """One label law for the settings of :func:`label_law` (no cache, no checks)."""
     settings = {"method": method, "support": support}
     pairs = coupled_pairs(model, None if tail is None else tail.K)
@@ -554,8 +570,10 @@ def _build(model, method, h, n_samples, seed, support, tail):
             h = min(1e-3, _span(model, tail) / 2**18)
         # Richardson at the level of the measure: every expectation is linear in it, so
         # (4 law(h) - law(2h)) / 3 cancels the O(h^2) deposition error of each one.
-        y1, t1, p1, r1, c1, D1 = _grid_law(model, h, pairs, tail)
-        y2, t2, p2, r2, c2, D2 = _grid_law(model, 2 * h, pairs, tail)
+        rows = (model.m if tail is None else tail.K + sum(g.nodes.size for g in tail.groups))
+        tick = _Ticker(progress, 2 * rows)
+        y1, t1, p1, r1, c1, D1 = _grid_law(model, h, pairs, tail, tick)
+        y2, t2, p2, r2, c2, D2 = _grid_law(model, 2 * h, pairs, tail, tick)
         y, tau = np.concatenate([y1, y2]), np.concatenate([t1, t2])
         p, r = np.concatenate([4 / 3 * p1, -1 / 3 * p2]), np.hstack([4 / 3 * r1, -1 / 3 * r2])
         cross = np.hstack([4 / 3 * c1, -1 / 3 * c2])

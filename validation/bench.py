@@ -35,6 +35,35 @@ def bench_predict(m=20, n_alphas=200):
             "setup_s": first.settings["setup_s"], "n_atoms": first.settings["n_atoms"]}
 
 
+def bench_large_m(quick: bool = False) -> list[dict]:
+    """``predict`` on 200 alphas (1 to 1e4) from a cold cache at m = 20, 1000, 10^4 and infinity
+    (quick: 50 alphas, m = 10 and 100), with the peak of traced memory, and the cost ratio of each m
+    to the smallest one (docs/numerics.md §"Large m": the target is m = 1000 within 10x m = 20)."""
+    import tracemalloc
+
+    from numerics import predict
+    from numerics.label_law import clear_cache
+    from theory import HierarchicalModel
+
+    ms = (10, 100) if quick else (20, 1000, 10_000, "inf")
+    alphas = np.geomspace(1, 1e4, 50 if quick else 200)
+    rows, base = [], None
+    for m in ms:
+        clear_cache()
+        tracemalloc.start()
+        t0 = time.perf_counter()
+        p = predict(HierarchicalModel(m=m), alphas)
+        wall = time.perf_counter() - t0
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        base = base or wall
+        rows.append({"name": f"predict m={m}, {alphas.size} alphas (cold)", "wall_s": wall,
+                     "ratio_to_m=" + str(ms[0]): wall / base, "peak_traced_MB": peak / 2**20,
+                     "exact_directions": p.settings.get("exact_directions", m), "directions": p.q.shape[1]})
+    clear_cache()
+    return rows
+
+
 def bench_state_evolution(quick: bool = False) -> list[dict]:
     """The Bayes-optimal state evolution of the [D] default model (m = 10) on 50 alphas (10 with
     ``quick``), against ``predict`` on the same grid, as a ratio measured in this run; with
@@ -163,6 +192,7 @@ def bench_layer1(quick: bool = False) -> list[dict]:
 
 def run_bench(args) -> str:
     rows = [bench_predict(m=10 if args.quick else 20, n_alphas=50 if args.quick else 200)]
+    rows.extend(bench_large_m(quick=args.quick))
     rows.extend(bench_state_evolution(quick=args.quick))
     rows.extend(bench_amp(quick=args.quick))
     if getattr(args, "sweep", False):

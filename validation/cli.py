@@ -183,13 +183,13 @@ def cmd_predict(args):
     sizes = parse_alphas(args.alphas)
     if exp.name == "S":
         n_samples = _int(args.bayes_samples, "--bayes-samples") if args.bayes_samples else None
-        bar = None
-        if args.estimator != "spectral" and not args.quiet:
-            from .progress import Progress
+        from .progress import Progress
 
-            bar = Progress(len(sizes), "state evolution")
+        bar = Progress(len(sizes), "state evolution", enabled=args.estimator != "spectral" and not args.quiet)
+        # the label law is the slow part of the spectral theory at large m: a bar over its rows
+        law_bar = Progress(1, "d = infinity label law (rows)", enabled=args.estimator != "bayes" and not args.quiet)
         res = exp.predict_table(model, sizes, args.estimator, solver=args.solver or "auto", n_samples=n_samples,
-                                init=args.init or "uninformed", progress=bar)
+                                init=args.init or "uninformed", progress=bar, law_progress=law_bar)
     else:
         res = exp.predict_table(model, sizes, args.estimator)
     table, thr = res["table"], res["thresholds"]

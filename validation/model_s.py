@@ -34,10 +34,10 @@ class SpectralEstimator(Estimator):
     summary = "spectral estimator D_n = (1/n) sum T(y) x x^T (docs/theory.md §2.1-2.2)"
     has_simulation = True
 
-    def predict(self, model, sizes, solver: str = "auto", **_):
+    def predict(self, model, sizes, solver: str = "auto", progress=None, **_):
         from numerics import predict
 
-        return predict(model, sizes, solver=solver)
+        return predict(model, sizes, solver=solver, progress=progress)
 
 
 class BayesEstimator(Estimator):
@@ -49,6 +49,10 @@ class BayesEstimator(Estimator):
         from numerics.bayes import state_evolution
 
         return state_evolution(model, sizes, init=init, n_samples=n_samples, progress=progress)
+
+
+#: the wide prediction table holds q_k for k <= Q_COLUMNS (every threshold is in the thresholds table)
+Q_COLUMNS = 20
 
 
 class ModelS(Experiment):
@@ -121,30 +125,33 @@ class ModelS(Experiment):
         return head, rows
 
     def predict_table(self, model, alphas, estimator: str, solver="auto", n_samples=None, init="uninformed",
-                      progress=None) -> dict:
+                      progress=None, law_progress=None) -> dict:
         """Theory of one estimator or both on an alpha grid: a tidy table, per-direction thresholds
         and the result objects."""
-        if model.m == sp.oo:
-            raise ValueError("--m: the d = infinity solvers need a finite m")
         if estimator not in ("spectral", "bayes", "both"):
             raise ValueError(f"--estimator: Model S has spectral, bayes or both, got {estimator!r}")
         names = ("spectral", "bayes") if estimator == "both" else (estimator,)
+        if model.m == sp.oo and "bayes" in names:
+            raise ValueError("--m: the Bayes-optimal state evolution needs a finite m (m = inf: --estimator spectral)")
         results = {}
         table = pd.DataFrame({"alpha": np.asarray(alphas, dtype=float)})
-        thr = pd.DataFrame({"k": np.arange(1, model.m + 1)})
+        thr = None
         if "spectral" in names:
-            p = self.predict(model, alphas, "spectral", solver=solver)
+            p = self.predict(model, alphas, "spectral", solver=solver, progress=law_progress)
             results["spectral"] = p
+            n = p.q.shape[1]  # m, or at m = inf the directions reported
+            thr = pd.DataFrame({"k": np.arange(1, n + 1), "alpha_k_spectral": p.thresholds})
             table["bulk_edge"], table["n_outliers"] = p.bulk_edge, p.n_outliers
             table["mse_spectral"], table["mse_plugin_spectral"] = p.mse, p.mse_plugin
-            for k in range(model.m):
+            for k in range(min(n, Q_COLUMNS)):
                 table[f"q_{k + 1}_spectral"] = p.q[:, k]
-            thr["alpha_k_spectral"] = p.thresholds
         if "bayes" in names:
             se = self.predict(model, alphas, "bayes", n_samples=n_samples, init=init, progress=progress)
             results["bayes"] = se
+            if thr is None:
+                thr = pd.DataFrame({"k": np.arange(1, model.m + 1)})
             table["mse_bayes"], table["mse_bayes_se"] = se.mse, se.mse_se
-            for k in range(model.m):
+            for k in range(min(model.m, Q_COLUMNS)):
                 table[f"q_{k + 1}_bayes"] = se.q[:, k]
             if se.branch is not None:
                 table["branch"] = se.branch
@@ -176,7 +183,16 @@ class ModelS(Experiment):
             for t in se.transitions:
                 head.append(f"  first-order transition ({t['kind']}) near alpha = {t['alpha']:.4g}, "
                             f"bracket {t['bracket']}")
-        head.append("thresholds:\n" + res["thresholds"].to_string(index=False, float_format=fmt))
+        thr = res["thresholds"]
+        more = len(thr) - Q_COLUMNS
+        head.append("thresholds:\n" + thr.head(Q_COLUMNS).to_string(index=False, float_format=fmt)
+                    + (f"\n  ... {more} more directions (--format json or --out write them all)" if more > 0 else ""))
+        if "spectral" in res["results"]:
+            st = res["results"]["spectral"].settings
+            if "exact_directions" in st:
+                head.append(f"large m: {st['exact_directions']} exact directions, the tail closed (closure error "
+                            f"{st['closure_error']:.1e}, docs/numerics.md \"Large m\"); q_k shown for k <= "
+                            f"{min(Q_COLUMNS, len(thr))} of {len(thr)} reported")
         shown = without_metadata(res["table"])
         return "\n".join([*head, shown.to_string(index=False, float_format=fmt)])
 

@@ -95,9 +95,9 @@ def plot_estimators(table, model, path) -> list[str]:
     ax[0].set_xlabel(r"$\alpha = n/d$")
     ax[0].set_ylabel(r"$\mathrm{MSE}_\gamma = \sum_k a_k^2(1 - q_k^2)$")
     ax[0].legend(fontsize=7)
-    m = model.m
-    colors = plt.cm.viridis(np.linspace(0, 0.9, m))
-    for k in range(m):
+    ks = sorted({int(c.split("_")[1]) for c in table.columns if c.startswith("q_") and c.endswith(f"_{has[0]}")})
+    colors = plt.cm.viridis(np.linspace(0, 0.9, max(len(ks), 1)))
+    for k in (k - 1 for k in ks):
         for e in has:
             ls, _, _ = style[e]
             ax[1].semilogx(alphas, table[f"q_{k + 1}_{e}"], ls, color=colors[k], lw=1.2,
