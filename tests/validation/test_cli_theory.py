@@ -94,3 +94,19 @@ def test_exponents_measured_and_its_flags(capsys):
     assert code == 0 and data["exact_exponent"]["exact"] == "8/13" and abs(data["measured_exponent"] - 1) < 5e-3
     code, _, err = run(capsys, "exponents", "--m", "3")
     assert code == 2 and "--m: applies only with --measured" in err
+
+
+def test_predict_at_infinite_m_and_its_plot(capsys, tmp_path):
+    # m = inf: every learned direction is reported (thresholds <= the largest alpha), the wide table
+    # holds q_k for k <= 20, the label law's bar goes to stderr, and the plot redraws from the table
+    code, out, err = run(capsys, "predict", "--m", "inf", "--alphas", "1,100,10000", "--format", "json",
+                         "--plot", str(tmp_path / "fig"))
+    data = json.loads(out)
+    thr = [t["alpha_k_spectral"] for t in data["thresholds"]]
+    assert code == 0 and thr[-1] <= 1e4 and len(thr) >= 20
+    assert data["settings"]["spectral"]["exact_directions"] < len(thr)
+    assert "q_20_spectral" in data["table"][0] and "q_21_spectral" not in data["table"][0]
+    assert abs(data["table"][0]["mse_spectral"] - 1) < 1e-12   # below alpha_1: sum_k a_k^2 = 1
+    assert "label law" in err and (tmp_path / "fig.png").exists()
+    code, _, err = run(capsys, "predict", "--m", "inf", "--estimator", "both")
+    assert code == 2 and "--m: the Bayes-optimal state evolution needs a finite m" in err
