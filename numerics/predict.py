@@ -35,7 +35,9 @@ def spectral_functions(law: LabelLaw) -> SpectralFunctions:
     """The tabulated resolvent functions of a label law (cached per law)."""
     sf = _SF_CACHE.get(id(law))
     if sf is None or sf.law is not law:
-        sf = SpectralFunctions(law)
+        # large m: the far tail's thresholds reach alpha ~ k^(2 gamma) ~ 1e13 and beyond, so the table
+        # runs 8 units of u further up (same spacing) instead of leaving them to exact sums
+        sf = SpectralFunctions(law) if law.tail is None else SpectralFunctions(law, n_table=1520, u_span=(-16.0, 22.0))
         _SF_CACHE[id(law)] = sf
     return sf
 
