@@ -53,6 +53,13 @@ def test_vectorised_roots_agree_with_brentq(m):
             assert u[i] == pytest.approx(brentq(g, max(ubar[i], hi - 0.5), hi, xtol=1e-14), abs=1e-11)
 
 
+def test_moment_series_of_G2_matches_the_atom_sums():
+    # far above the atoms G2(lambda) = sum_n (n + 1) E[tau^(n+2)] / lambda^(n+2): the two routes agree
+    sf = spectral_functions(label_law(HierarchicalModel(m=5)))
+    lam = np.geomspace(10.5, 1e7, 50)   # |tau| < 1 here (T = y/(1+|y|)): all on the series side
+    np.testing.assert_allclose(sf.G2_exact(lam), sf.exact(lam, which=slice(0, 0))[1], rtol=1e-13)
+
+
 def test_closure_error_tracks_the_error_against_every_direction_exact():
     # m = 60 with K = 8 and K = 12 exact directions against all 60 exact: the closure error that
     # label_law reports (the first omitted Edgeworth terms measured on G2 and F_1) is the size of the
