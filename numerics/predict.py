@@ -362,6 +362,7 @@ def thresholds(model: HierarchicalModel, directions: int | None = None, **law_op
     sf = spectral_functions(label_law(model, **law_options))
     if _solver(sf, "auto") == "matrix":
         return matrix_functions(sf).thresholds()
+    _check_memory(n, 1, sf.u.size)
     sf.extend(n)
     return sf.thresholds(np.arange(n))
 

@@ -99,6 +99,9 @@ def test_exponents_measured_and_its_flags(capsys):
 def test_predict_at_infinite_m_and_its_plot(capsys, tmp_path):
     # m = inf: every learned direction is reported (thresholds <= the largest alpha), the wide table
     # holds q_k for k <= 20, the label law's bar goes to stderr, and the plot redraws from the table
+    from numerics.label_law import clear_cache
+
+    clear_cache()   # a law cached by an earlier test in this process would skip the bar
     code, out, err = run(capsys, "predict", "--m", "inf", "--alphas", "1,100,10000", "--format", "json",
                          "--plot", str(tmp_path / "fig"))
     data = json.loads(out)
