@@ -1,5 +1,5 @@
 """Reliability of the d = infinity solver on many random valid Model S models (slow: 200 models in
-CI, about 8 minutes on 2 cores; CASCADE_RELIABILITY_N=500 for the full set).
+CI, about 14 minutes serial on 2 cores; CASCADE_RELIABILITY_N=500 for the full set).
 
 Every model the strategy draws is valid, so predict must return numbers: no NaN, 0 <= q_k <= 1,
 q_k non-decreasing in alpha, MSE in [0, sum a_k^2], and the thresholds of uncoupled directions
