@@ -506,8 +506,11 @@ def label_law(model: HierarchicalModel, method: str = "auto", h: float | None = 
     if method == "quadrature" and (model.m != 1 or model.delta != 0):
         raise ValueError("method: 'quadrature' applies to m = 1 without noise; use 'grid'")
     tail = None
-    if method == "grid" and (model.m == sp.oo or closure_tol is not None or exact_directions is not None
-                             or model.m > MIN_TAIL):
+    # the tail closure is built and tested for the exact support; an effective support (Model C layer 1,
+    # T(y) = y clipped at sample quantiles) keeps every direction exact at finite m
+    # per-direction links (Model C layer 1's signed He2) also stay exact unless asked for
+    if method == "grid" and (model.m == sp.oo or (support == "exact" and (
+            closure_tol is not None or exact_directions is not None or (model.m > MIN_TAIL and model.shared_link)))):
         tail = tail_plan(model, CLOSURE_TOL if closure_tol is None else closure_tol, K=exact_directions)
     elif model.m == sp.oo:
         raise ValueError(f"method: m = infinity needs the grid label law, got {method!r}")

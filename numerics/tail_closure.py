@@ -247,11 +247,13 @@ def tail_plan(model: HierarchicalModel, closure_tol: float = CLOSURE_TOL, K: int
             return np.array([power_sum(model, n, K) * kg[n - 1] if kg[n - 1] != 0 else 0.0
                              for n in range(1, _ORDERS + 1)])
         a = weights_of(model, np.arange(K + 1, m + 1))
-        return sum((a[i] ** np.arange(1, _ORDERS + 1)) * kap[links[K + i]] for i in range(a.size))
+        return sum(((a[i] ** np.arange(1, _ORDERS + 1)) * kap[links[K + i]] for i in range(a.size)),
+                   np.zeros(_ORDERS))
 
     if K is None:
         K = 1
-        while _closure_error(cumulants(K), sd) > closure_tol / _PREDICTOR_MARGIN and K < max_exact:
+        while (_closure_error(cumulants(K), sd) > closure_tol / _PREDICTOR_MARGIN and K < max_exact
+               and (inf or K < m)):
             K += 1 if K < 32 else max(1, K // 8)
     if not inf and m - K < MIN_TAIL:
         return None
