@@ -100,6 +100,13 @@ def resolve_model(args):
     return exp, exp.from_args(args)
 
 
+def _out(path, name, kind="dir"):
+    """A checked output path (see validation.outputs): refused before any work, nothing created."""
+    from .outputs import check_writable
+
+    return None if path is None else check_writable(path, name, kind)
+
+
 def _int(text, name):
     try:
         return int(text)
@@ -181,6 +188,7 @@ def parse_alphas(text: str, name: str = "--alphas"):
 def cmd_predict(args):
     exp, model = resolve_model(args)
     sizes = parse_alphas(args.alphas)
+    _out(args.out, "--out", "file"), _out(args.plot, "--plot", "file")
     if exp.name == "S":
         n_samples = _int(args.bayes_samples, "--bayes-samples") if args.bayes_samples else None
         from .progress import Progress
@@ -224,14 +232,20 @@ def _settings(result):
     return st
 
 
+def _seeds(text, name="--seeds"):
+    n = _int(text, name)
+    if n < 1:
+        raise CascadeError(f"{name}: the number of seeds must be >= 1, got {n}")
+    return range(n)
+
+
 def cmd_validate(args):
     import numpy as np
 
     exp, model = resolve_model(args)
     sizes = parse_alphas(args.alphas)
-    seeds = range(_int(args.seeds, "--seeds"))
-    if len(seeds) < 1:
-        raise CascadeError("--seeds: need at least 1 seed")
+    seeds = _seeds(args.seeds)
+    _out(args.out, "--out")
     if exp.name == "S":
         res = exp.validate(model, d=_int(args.d, "--d"), alphas=sizes, seeds=seeds, outdir=args.out,
                            dtype=np.float32 if args.float32 else np.float64, progress=not args.quiet,
@@ -262,8 +276,9 @@ def cmd_finite_size(args):
     if model.m == sp.oo:
         raise CascadeError("--m: simulation needs a finite m")
     ds = _int_list(args.ds, "--ds")
-    seeds = range(_int(args.seeds, "--seeds"))
+    seeds = _seeds(args.seeds)
     k = _int(args.k, "--k") if args.k else None
+    _out(args.out, "--out")
     bar = Progress(len(ds) * len(seeds), "finite-size study", enabled=not args.quiet)
     res = finite_size_study(model, ds=ds, seeds=seeds, k=k, progress=bar)
     out = Path(args.out)
@@ -285,7 +300,7 @@ def cmd_readout(args):
         raise CascadeError("--m: simulation needs a finite m")
     import pandas as pd
 
-    frames = [two_stage(model, _int(args.d, "--d"), parse_alphas(args.alphas), s) for s in range(_int(args.seeds, "--seeds"))]
+    frames = [two_stage(model, _int(args.d, "--d"), parse_alphas(args.alphas), s) for s in _seeds(args.seeds)]
     df = pd.concat(frames, ignore_index=True)
     return render_frame(df, args.format, lambda: readout_report(df))
 
@@ -296,7 +311,7 @@ def _sweep_spec_from_args(args):
     if args.spec:
         return load_spec(args.spec)
     exp, model = resolve_model(args)
-    grid = {"alphas": args.alphas, "seeds": _int(args.seeds, "--seeds")}
+    grid = {"alphas": args.alphas, "seeds": len(_seeds(args.seeds))}
     if exp.name == "S":
         if not args.ds:
             raise CascadeError("sweep: give a spec file, or --ds (with --alphas and --seeds) and the model flags")
@@ -308,6 +323,12 @@ def cmd_sweep(args):
     from .sweep import load_results, run_sweep, sweep_status
 
     spec = _sweep_spec_from_args(args)
+    if args.action == "run":
+        _out(args.store, "--store")
+    if args.out is not None:
+        if args.action != "collect":
+            raise CascadeError(f"--out: applies to cascade sweep collect only, not {args.action}")
+        _out(args.out, "--out", "file")
     if args.action == "status":
         st = sweep_status(spec, args.store)
         if args.format == "json":
@@ -335,7 +356,11 @@ def cmd_sweep(args):
 def cmd_reproduce(args):
     from .reproduce import optimal_report, reproduce
 
-    res = reproduce(args.name, outdir=args.out, full=args.full, jobs=_int(args.jobs, "--jobs"),
+    jobs = _int(args.jobs, "--jobs")
+    if jobs < 1:
+        raise CascadeError(f"--jobs: must be an integer >= 1, got {jobs}")
+    _out(args.out, "--out"), _out(args.store, "--store")
+    res = reproduce(args.name, outdir=args.out, full=args.full, jobs=jobs,
                     scheduler=args.scheduler, store=args.store, progress=not args.quiet)
     s = res["summary"]
     if args.name == "D-optimal":
@@ -356,6 +381,7 @@ def cmd_reproduce(args):
 def cmd_plot(args):
     from .reproduce import plot_table
 
+    _out(args.out, "--out", "file")
     return "wrote " + ", ".join(plot_table(args.table, args.out))
 
 

@@ -51,7 +51,6 @@ def reproduce_D(outdir, full: bool = False, jobs: int = 1, scheduler=None, store
                 d: int | None = None, seeds: int | None = None) -> dict:
     """[D] figures; ``d``/``seeds`` override the preset sizes (for quick checks)."""
     outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
     d0, s0 = (1000, 70) if full else (300, 4)
     d, seeds = d or d0, seeds or s0
     model = HierarchicalModel(m=10)
@@ -67,6 +66,7 @@ def reproduce_D(outdir, full: bool = False, jobs: int = 1, scheduler=None, store
     for key, val in table_metadata(model, "comparison").items():
         summary[key] = val
     files = []
+    outdir.mkdir(parents=True, exist_ok=True)  # only now: a refused run leaves nothing behind
     summary.to_parquet(outdir / "reproduce_D.parquet", index=False)
     files += plot_prediction(pred, outdir / "reproduce_D_mse_overlaps", sim=summary)
     files.append(str(outdir / "reproduce_D.parquet"))
@@ -91,7 +91,6 @@ def reproduce_S(outdir, full: bool = False, jobs: int = 1, scheduler=None, store
     from .validate_compositional import plot_compositional, run_validate_compositional
 
     outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
     d = d or (40 if full else 30)
     nseeds = seeds or (8 if full else 2)
     files, tables, runs = [], [], []
@@ -105,6 +104,7 @@ def reproduce_S(outdir, full: bool = False, jobs: int = 1, scheduler=None, store
         runs.append(res["sweep"])
     table = pd.concat(tables, ignore_index=True)
     table["table_kind"] = "staircase"
+    outdir.mkdir(parents=True, exist_ok=True)  # only now: a refused run leaves nothing behind
     table.to_parquet(outdir / "reproduce_S.parquet", index=False)
     files += plot_S(table, outdir / "reproduce_S")
     study = finite_size_study(HierarchicalModel(m=1, link="He2", preprocessing="clip(y, -1, 3)"),
@@ -153,7 +153,6 @@ def reproduce_separation(outdir, full: bool = False, jobs: int = 1, scheduler=No
     from .compositional import CompositionalSampler
 
     outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
     model = CompositionalModel(d=d or 30, eps="1/2", gamma=1)
     ratios = (20, 50, 200)
     spec = sweep_spec({"name": f"separation-d{model.d}", "models": [model.describe()],
@@ -178,6 +177,7 @@ def reproduce_separation(outdir, full: bool = False, jobs: int = 1, scheduler=No
             rows.append({"n": n, "method": method, "nmse": b["nmse"], "n_used": b["n_used"]})
     table = pd.DataFrame(rows).assign(d=model.d, D=model.D, **table_metadata(model, "separation"))
     table["log_d_n"] = np.log(table["n"]) / np.log(model.d)
+    outdir.mkdir(parents=True, exist_ok=True)  # only now: a refused run leaves nothing behind
     table.to_parquet(outdir / "reproduce_separation.parquet", index=False)
     files = plot_separation(table, outdir / "reproduce_separation") + [str(outdir / "reproduce_separation.parquet")]
     return {"files": files, "summary": table, "d": model.d, "seeds": 1, "sweep": run, "spec": spec}
@@ -241,7 +241,6 @@ def reproduce_D_optimal(outdir, full: bool = False, jobs: int = 1, scheduler=Non
     from .readout import two_stage
 
     outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
     d0, s0 = (500, 4) if full else (200, 2)
     d, seeds = d or d0, seeds or s0
     alphas = tuple(float(a) for a in (alphas if alphas is not None else D_OPT_ALPHAS))
@@ -278,6 +277,7 @@ def reproduce_D_optimal(outdir, full: bool = False, jobs: int = 1, scheduler=Non
                            progress=Progress(1, "Bayes-optimal thresholds (sequential scan)", enabled=progress))
     table = optimal_table(model, pred, se, seq, compare(pred, spectral_rows), compare_amp(se, amp_rows), readout, d)
     files = []
+    outdir.mkdir(parents=True, exist_ok=True)  # only now: a refused run leaves nothing behind
     table.to_parquet(outdir / "reproduce_D_optimal.parquet", index=False)
     files += plot_D_optimal(table, outdir / "reproduce_D_optimal") + [str(outdir / "reproduce_D_optimal.parquet")]
     return {"files": files, "summary": table, "d": d, "seeds": seeds, "model": model,
@@ -444,7 +444,10 @@ def plot_table(path, out=None) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"table: no such file {str(path)!r}")
-    df = pd.read_parquet(path)
+    try:
+        df = pd.read_parquet(path)
+    except (OSError, ValueError) as exc:  # pyarrow: not Parquet, truncated, unreadable
+        raise ValueError(f"table: cannot read {str(path)!r} as a Parquet table ({exc})") from None
     out = Path(out) if out else path.with_name(path.stem + "_redrawn")
     desc, kind = read_table_metadata(df)
     return experiment_for(desc).plot_table(df, kind, out)

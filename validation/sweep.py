@@ -49,6 +49,7 @@ Examples
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -186,8 +187,13 @@ def sweep_spec(doc: dict) -> SweepSpec:
     else:
         ds = _ints(grid["ds"], "grid.ds", 2)
     seeds = grid["seeds"]
-    seeds = tuple(range(seeds)) if isinstance(seeds, int) and not isinstance(seeds, bool) and seeds >= 1 else \
-        _ints(seeds, "grid.seeds", 0)
+    if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
+        if seeds < 1:
+            raise ValueError(f"grid.seeds: a number of seeds (0..N-1) must be >= 1, got {seeds}; "
+                             "list seed ids as [0, 5]")
+        seeds = tuple(range(seeds))
+    else:
+        seeds = _ints(seeds, "grid.seeds", 0)
     opts = doc.get("options", {})
     if not isinstance(opts, dict) or set(opts) - {"dtype", "chunk", "series", "estimator", "max_iter", "damping"}:
         raise ValueError("options: expected a table with dtype, chunk, series (Model C), estimator, max_iter and "
@@ -331,6 +337,22 @@ def run_sweep(spec: SweepSpec, store, jobs: int = 1, scheduler: str | None = Non
     or a Dask distributed scheduler address. Returns a summary dict."""
     if isinstance(jobs, bool) or not isinstance(jobs, (int, np.integer)) or jobs < 1:
         raise ValueError(f"jobs: must be an integer >= 1, got {jobs!r}")
+    with contextlib.ExitStack() as stack:
+        # connect first: a wrong address is refused before the store is touched
+        client = stack.enter_context(_connect(scheduler)) if scheduler is not None else None
+        return _run_sweep(spec, store, jobs, client, progress, blas_threads)
+
+
+def _connect(scheduler):
+    from dask.distributed import Client
+
+    try:
+        return Client(scheduler, timeout="10s")
+    except (OSError, TimeoutError) as exc:
+        raise ValueError(f"scheduler: cannot connect to {scheduler!r} ({exc})") from None
+
+
+def _run_sweep(spec, store, jobs, client, progress, blas_threads):
     tasks_dir, failed_dir = _dirs(spec, store)
     tasks_dir.mkdir(parents=True, exist_ok=True)
     failed_dir.mkdir(parents=True, exist_ok=True)
@@ -340,7 +362,7 @@ def run_sweep(spec: SweepSpec, store, jobs: int = 1, scheduler: str | None = Non
     todo = [t for t in all_tasks if not (tasks_dir / f"{t.key}.parquet").exists()]
     (tasks_dir.parent / "spec.json").write_text(json.dumps(spec.source or {"name": spec.name}, indent=2, default=str))
     if blas_threads is None:
-        blas_threads = max(1, (os.cpu_count() or 1) // jobs) if scheduler is None else 1
+        blas_threads = max(1, (os.cpu_count() or 1) // jobs) if client is None else 1
     bar = Progress(len(todo), f"sweep {spec.name}", enabled=bool(progress) and bool(todo))
     bar(0)   # show the bar (and start its clock) before the first task ends, which can take minutes
     t0 = time.perf_counter()
@@ -354,14 +376,13 @@ def run_sweep(spec: SweepSpec, store, jobs: int = 1, scheduler: str | None = Non
         done += 1
         bar(done)
 
-    if scheduler is not None:
-        from dask.distributed import Client, as_completed
+    if client is not None:
+        from dask.distributed import as_completed
 
-        with Client(scheduler) as client:
-            futures = client.map(_guarded, todo, blas_threads=blas_threads, pure=False)
-            for fut in as_completed(futures):
-                key, df, err, _ = fut.result()
-                record(key, df, err)
+        futures = client.map(_guarded, todo, blas_threads=blas_threads, pure=False)
+        for fut in as_completed(futures):
+            key, df, err, _ = fut.result()
+            record(key, df, err)
     elif jobs == 1:
         for t in todo:
             key, df, err, _ = _guarded(t, blas_threads)
@@ -376,5 +397,5 @@ def run_sweep(spec: SweepSpec, store, jobs: int = 1, scheduler: str | None = Non
                 record(key, df, err)
     return {"name": spec.name, "tasks": len(all_tasks), "skipped": len(all_tasks) - len(todo),
             "computed": len(todo) - len(failures), "failed": len(failures), "errors": failures,
-            "wall_s": time.perf_counter() - t0, "executor": "dask" if scheduler else f"local x{jobs}",
+            "wall_s": time.perf_counter() - t0, "executor": "dask" if client is not None else f"local x{jobs}",
             "store": str(tasks_dir.parent)}

@@ -14,6 +14,7 @@ from .compare import compare
 from .experiment import add_provenance, table_metadata
 from .plots import plot_prediction, plot_spectrum
 from .progress import Progress
+from .simulate import _check as check_simulation
 from .simulate import simulate_task
 
 __all__ = ["run_validate", "DEFAULT_D", "DEFAULT_ALPHAS", "DEFAULT_SEEDS"]
@@ -28,10 +29,11 @@ def run_validate(model: HierarchicalModel | None = None, d: int = DEFAULT_D, alp
     """Simulate, predict, compare; write ``validate.png/.pdf``, ``spectrum.png/.pdf`` and
     ``validate.parquet`` (per-seed rows) + ``validate_summary.parquet`` into ``outdir``."""
     model = model or HierarchicalModel()
-    alphas = np.sort(np.asarray(alphas, dtype=float))
+    alphas = check_simulation(model, d, alphas, 4096)  # refuse bad sizes before the d = infinity theory runs
     seeds = list(seeds)
+    if not seeds:
+        raise ValueError("seeds: need at least one seed")
     outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     pred_grid = predict(model, np.unique(np.concatenate([np.geomspace(alphas.min() / 2, alphas.max() * 2, 120), alphas])))
     bar = Progress(len(seeds), "simulating", enabled=progress)
@@ -48,6 +50,7 @@ def run_validate(model: HierarchicalModel | None = None, d: int = DEFAULT_D, alp
     summary = compare(pred_grid, sim)
     for key, val in table_metadata(model, "comparison").items():  # `cascade plot` redraws from the table alone
         summary[key] = val
+    outdir.mkdir(parents=True, exist_ok=True)  # only now: a refused run leaves nothing behind
     files = plot_prediction(pred_grid, outdir / "validate", sim=summary)
     files += plot_spectrum(model, a_spec, spectrum, d, outdir / "spectrum")
     sim.to_parquet(outdir / "validate.parquet", index=False)

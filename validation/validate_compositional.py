@@ -38,7 +38,6 @@ def run_validate_compositional(model: CompositionalModel | None = None, ratios=D
     """
     model = model or CompositionalModel(**DEFAULT_C_MODEL)
     outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     D = model.D
     seeds = list(seeds)
@@ -86,6 +85,7 @@ def run_validate_compositional(model: CompositionalModel | None = None, ratios=D
     for key, val in table_metadata(model, "compositional").items():
         table[key] = val
     table["baselines_json"] = base.to_json(orient="records")  # `cascade plot` redraws from this table alone
+    outdir.mkdir(parents=True, exist_ok=True)  # only now: a refused run leaves nothing behind
     table.to_parquet(outdir / "validate_compositional.parquet", index=False)
     files = plot_compositional(model, table, base, outdir / "validate_compositional")
     files += [str(outdir / "validate_compositional.parquet")]
