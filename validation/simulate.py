@@ -51,6 +51,16 @@ def _labels(model, Z, rng, links, a=None):
     return y
 
 
+def _project(X, Wt):
+    """Z = X W through scipy's BLAS (``Wt`` = W^T, Fortran-ordered; no copy of X).
+
+    numpy and scipy wheels each bundle an OpenBLAS with its own thread pool. A numpy matmul
+    between two scipy syrk calls leaves numpy's threads spinning while scipy's compute, and on
+    2 cores the syrk then ran at half speed (5.9 s instead of 3.6 s for 200 000 x 1000 rows;
+    docs/reliability.md §"Machine limit"). The hot loop therefore stays in scipy's BLAS."""
+    return blas.dgemm(1.0, Wt, X.T).T
+
+
 class SampleStream:
     """The seeded data of one (model, d, seed) task: the directions W (d x m, orthonormal) and then
     the samples, drawn in the order the caller asks for them.
@@ -70,11 +80,29 @@ class SampleStream:
         self.W = np.linalg.qr(self.rng.standard_normal((d, model.m)))[0]
         self._links = [link_function(model.link_of(k + 1)) for k in range(model.m)]  # lambdify once
         self._a = list(model.weight_array)
+        self._buf = self._buf32 = None
+        self._Wt = np.asfortranarray(self.W.T)
 
-    def draw(self, b: int):
-        """The next b samples: x (b x d, in ``dtype``) and their labels y (float64)."""
-        X = self.rng.standard_normal((b, self.d)).astype(self.dtype, copy=False)
-        y = _labels(self.model, X.astype(np.float64, copy=False) @ self.W, self.rng, self._links, self._a)
+    def draw(self, b: int, reuse: bool = False):
+        """The next b samples: x (b x d, in ``dtype``) and their labels y (float64).
+
+        ``reuse=True`` draws into buffers kept by the stream (the same numbers; no page faults
+        of a fresh b x d allocation per batch): the returned x is overwritten by the next
+        reusing draw, so the caller must be done with it by then."""
+        if not reuse:
+            X64 = self.rng.standard_normal((b, self.d))
+        else:
+            if self._buf is None or self._buf.shape[0] < b:
+                self._buf = np.empty((b, self.d))
+                self._buf32 = np.empty((b, self.d), np.float32) if self.dtype == np.float32 else None
+            X64 = self.rng.standard_normal(out=self._buf[:b])
+        y = _labels(self.model, _project(X64, self._Wt), self.rng, self._links, self._a)
+        if self.dtype == np.float64:
+            return X64, y
+        if not reuse:
+            return X64.astype(self.dtype), y
+        X = self._buf32[:b]
+        np.copyto(X, X64, casting="same_kind")
         return X, y
 
     def take(self, n: int, chunk: int = 4096):
@@ -87,29 +115,56 @@ class SampleStream:
             done += yb.size
         return X, y
 
-    def batches(self, n: int, chunk: int = 4096):
-        """The next n samples in batches of ``chunk`` (the last one shorter)."""
+    def batches(self, n: int, chunk: int = 4096, reuse: bool = False):
+        """The next n samples in batches of ``chunk`` (the last one shorter); ``reuse`` as in
+        :meth:`draw` (each batch is overwritten by the next)."""
         done = 0
         while done < n:
             b = int(min(chunk, n - done))
-            yield self.draw(b)
+            yield self.draw(b, reuse)
             done += b
 
 
 class _Accumulator:
-    """S = sum_i t_i x_i x_i^T, upper triangle, via syrk on sqrt(|t|)-weighted rows."""
+    """S = sum_i t_i x_i x_i^T, upper triangle, via syrk on sqrt(|t|)-weighted rows.
+
+    The rows with t > 0 and those with t < 0 go to two syrk calls. ``add`` consumes its batch:
+    it swaps the misplaced rows so that the t > 0 rows come first (about 2 p (1 - p) b rows
+    move, p the positive share) and scales them in place, with no fresh b x d allocation. A
+    gather into a new array per sign cost a third of the syrk time at d = 1000
+    (docs/reliability.md §"Machine limit")."""
 
     def __init__(self, d, dtype):
         self.dtype = np.dtype(dtype)
         self.S = np.zeros((d, d), dtype=self.dtype, order="F")
         self.syrk = blas.dsyrk if self.dtype == np.float64 else blas.ssyrk
+        self._buf = None
 
-    def add(self, X, t):
-        for sign, mask in ((1.0, t > 0), (-1.0, t < 0)):
-            if np.any(mask):
-                Xw = X[mask] * np.sqrt(np.abs(t[mask]))[:, None].astype(self.dtype)
-                # a = Xw^T is Fortran-ordered (d x rows): S += a a^T without a copy
-                self.S = self.syrk(sign, Xw.T, beta=1.0, c=self.S, trans=0, lower=0, overwrite_c=1)
+    def add(self, X, t, consume: bool = False):
+        """S += X^T diag(t) X. With ``consume`` X (b x d, C-ordered, in ``dtype``, writable) is
+        overwritten; otherwise it is first copied into a buffer kept across batches."""
+        if not consume or X.dtype != self.dtype or not X.flags.c_contiguous or not X.flags.writeable:
+            if self._buf is None or self._buf.shape[0] < X.shape[0]:
+                self._buf = np.empty(X.shape, dtype=self.dtype)
+            buf = self._buf[: X.shape[0]]
+            np.copyto(buf, X, casting="same_kind")
+            X = buf
+        t = np.array(t, dtype=np.float64)  # a private copy: its entries are permuted with the rows
+        keep = t != 0
+        if not np.all(keep):  # rows with t = 0 contribute nothing
+            X, t = X[keep], t[keep]
+        pos = t > 0
+        n_pos = int(pos.sum())
+        out_of_place = np.flatnonzero(~pos[:n_pos])  # negatives among the first n_pos rows
+        in_place = n_pos + np.flatnonzero(pos[n_pos:])  # positives after them: as many
+        if out_of_place.size:
+            X[out_of_place], X[in_place] = X[in_place], X[out_of_place].copy()
+            t[out_of_place], t[in_place] = t[in_place], t[out_of_place].copy()
+        X *= np.sqrt(np.abs(t))[:, None].astype(self.dtype)
+        for sign, rows in ((1.0, X[:n_pos]), (-1.0, X[n_pos:])):
+            if rows.shape[0]:
+                # rows^T is Fortran-ordered (d x rows): S += a a^T without a copy
+                self.S = self.syrk(sign, rows.T, beta=1.0, c=self.S, trans=0, lower=0, overwrite_c=1)
 
     def matrix(self, n):
         U = np.triu(self.S).astype(np.float64)
@@ -181,13 +236,13 @@ def simulate_task(model: HierarchicalModel, d: int, alphas, seed: int, chunk: in
     n = 0
     t0 = time.perf_counter()
     for alpha, target in zip(a, targets):
-        for X, y in stream.batches(target - n, chunk):
+        for X, y in stream.batches(target - n, chunk, reuse=True):
             b = y.size
             t = T(y)
             if not np.all(np.isfinite(t)):
                 raise ValueError("preprocessing: T(y) is not finite on a simulated label (division by zero?)")
             taus[n: n + b] = t
-            acc.add(X, t.astype(dtype))
+            acc.add(X, t, consume=True)  # X is the stream's reused buffer: nothing else reads it
             n += b
         D = acc.matrix(n)
         evals, evecs = np.linalg.eigh(D)
@@ -240,43 +295,52 @@ def simulate(model: HierarchicalModel, d: int, alphas, seeds, chunk: int = 4096,
 
 
 def bench_accumulation(quick: bool = False) -> list[dict]:
-    """Accumulation throughput as a ratio to a raw numpy matmul of the same shapes
-    (X^T (t X), chunk x d), and peak memory of one [D]-size task, measured in this run."""
+    """One [D] task (m = 20, d = 1000, alpha = 1638; quick: d = 500, alpha = 164) as a fraction
+    of this machine's limit, all measured in this run: the limit is scipy's syrk over the same
+    n x d rows in chunks of 4096 plus drawing the same n d Gaussians, the two irreducible parts
+    of the task (docs/reliability.md §"Machine limit"). Also the accumulator alone against syrk
+    on one chunk, and the task's peak memory."""
     import resource
 
-    d = 500 if quick else 1000
-    chunk, reps = 4096, 3 if quick else 6
+    d, alpha = (500, 164) if quick else (1000, 1638)
+    chunk = 4096
+    n = int(round(alpha * d))
     rng = np.random.default_rng(0)
-    X = rng.standard_normal((chunk, d))
+    buf = np.empty((chunk, d))
+    S = np.zeros((d, d), order="F")
+
+    def gaussians():
+        done = 0
+        while done < n:
+            b = min(chunk, n - done)
+            rng.standard_normal(out=buf[:b])
+            done += b
+
+    def syrk():
+        nonlocal S
+        done = 0
+        while done < n:
+            b = min(chunk, n - done)
+            S = blas.dsyrk(1.0, buf[:b].T, beta=1.0, c=S, trans=0, lower=0, overwrite_c=1)
+            done += b
+
+    def timed(fn):
+        t0 = time.perf_counter()
+        fn()
+        return time.perf_counter() - t0
+
+    t_gauss, t_syrk = timed(gaussians), timed(syrk)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t_task = timed(lambda: simulate_task(HierarchicalModel(m=20), d, [alpha], seed=0, chunk=chunk))
+    rows = [{"name": f"one [D] task d={d}, alpha={alpha}, m=20 (n={n})", "wall_s": t_task,
+             "syrk_s": t_syrk, "gaussians_s": t_gauss, "machine_limit_fraction": (t_syrk + t_gauss) / t_task,
+             "peak_rss_MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "rss_before_MB": before / 1024}]
     t = np.tanh(rng.standard_normal(chunk))
     acc = _Accumulator(d, np.float64)
-    S = np.zeros((d, d))
-
-    def ours():
-        for _ in range(reps):
-            acc.add(X, t)
-
-    def raw():
-        nonlocal S
-        for _ in range(reps):
-            S += X.T @ (t[:, None] * X)
-
-    def best(fn):
-        out = np.inf
-        for _ in range(3):
-            t0 = time.perf_counter()
-            fn()
-            out = min(out, time.perf_counter() - t0)
-        return out
-
-    t_ours, t_raw = best(ours), best(raw)
-    rows = [{"name": f"accumulation d={d}, chunk={chunk}", "ours_s": t_ours, "numpy_matmul_s": t_raw,
-             "throughput_ratio": t_raw / t_ours}]
-    alpha = 164 if quick else 1638
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    t0 = time.perf_counter()
-    simulate_task(HierarchicalModel(m=20), d, [alpha], seed=0, chunk=chunk)
-    rows.append({"name": f"one task d={d}, alpha={alpha}, m=20", "wall_s": time.perf_counter() - t0,
-                 "peak_rss_MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                 "rss_before_MB": before / 1024})
+    reps = 3 if quick else 6
+    t_ours = min(timed(lambda: [acc.add(buf, t) for _ in range(reps)]) for _ in range(3))
+    t_raw = min(timed(lambda: [blas.dsyrk(1.0, buf.T, beta=1.0, c=S, trans=0, lower=0, overwrite_c=1)
+                               for _ in range(reps)]) for _ in range(3))
+    rows.append({"name": f"accumulator (two signs, copy) vs one syrk, d={d}, chunk={chunk}", "ours_s": t_ours,
+                 "syrk_s": t_raw, "throughput_ratio": t_raw / t_ours})
     return rows
