@@ -37,6 +37,10 @@ def models(draw):
         m = draw(st.sampled_from([40, 200, "inf"]))
         if gamma in ("3/5", "4/5"):
             gamma = "1"  # gamma < 1 needs ~200 exact directions (minutes each): docs/numerics.md runs it once
+        if m == "inf" and gamma == "1" and link not in ("He2", "He2/2 + He4/48", "He4/4 + He2"):
+            # not a valid model: sum a_k E[g] diverges, and tail_plan refuses it by name
+            # (test_large_m); the 500-model run drew tanh(z)**2 at m = inf, gamma = 1
+            gamma = "13/10"
     else:
         m = draw(st.integers(1, 6))
     delta = draw(st.sampled_from(["0", "1/100", "1/10", "1"]))
