@@ -188,7 +188,8 @@ def parse_alphas(text: str, name: str = "--alphas"):
 def cmd_predict(args):
     exp, model = resolve_model(args)
     sizes = parse_alphas(args.alphas)
-    _out(args.out, "--out", "file"), _out(args.plot, "--plot", "file")
+    _out(args.out, "--out", "file")
+    _out(args.plot, "--plot", "file")
     if exp.name == "S":
         n_samples = _int(args.bayes_samples, "--bayes-samples") if args.bayes_samples else None
         from .progress import Progress
@@ -359,7 +360,8 @@ def cmd_reproduce(args):
     jobs = _int(args.jobs, "--jobs")
     if jobs < 1:
         raise CascadeError(f"--jobs: must be an integer >= 1, got {jobs}")
-    _out(args.out, "--out"), _out(args.store, "--store")
+    _out(args.out, "--out")
+    _out(args.store, "--store")
     res = reproduce(args.name, outdir=args.out, full=args.full, jobs=jobs,
                     scheduler=args.scheduler, store=args.store, progress=not args.quiet)
     s = res["summary"]
