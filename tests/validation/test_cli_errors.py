@@ -31,6 +31,7 @@ CASES = [
     (["predict", "--preprocessing", "__import__('os')"], "preprocessing"),
     (["predict", "--model", "C", "--q", "0"], "q"),
     (["predict", "--m", "1e9"], "--m"),
+    (["predict", "--plot", "."], "--plot"),  # a directory where a file path is needed
     (["validate", "--d", "3", "--out", "o"], "d"),
     (["validate", "--seeds", "0", "--out", "o"], "--seeds"),
     (["validate", "--alphas", "0:1:3", "--out", "o"], "--alphas"),
