@@ -28,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from theory import CompositionalModel, HierarchicalModel, layer1_overlaps
+from theory.model import require
 
 from .label_law import label_law
 from .predict import predict
@@ -76,6 +77,7 @@ def layer1_prediction(model: CompositionalModel, n, signs=None, D: int | None = 
     ``rho2_closed_form`` (``theory.layer1_overlaps``, refined) and ``clip`` (the
     quantiles at which T(y) = y was clipped, one pair per n).
     """
+    require(model, CompositionalModel)
     ns = np.atleast_1d(np.asarray(n, dtype=float))
     if ns.ndim != 1 or ns.size == 0 or not np.all(np.isfinite(ns) & (ns > 0)):
         raise ValueError("n: expected a non-empty list of sample sizes > 0")

@@ -36,6 +36,7 @@ from scipy.signal import fftconvolve
 
 from theory import HierarchicalModel
 from theory.links import is_even, kinks
+from theory.model import require
 from theory.parsing import Y, Z
 
 from .tail_closure import CLOSURE_TOL, MAX_EXACT, MIN_TAIL, tail_plan
@@ -651,6 +652,7 @@ def grid_cost(model: HierarchicalModel, h: float | None = None, tail=None) -> di
     >>> c["bytes"] > 2**40, c["seconds"] > 3600        # > 1 TiB and hours: label_law refuses it up front
     (True, True)
     """
+    require(model, HierarchicalModel)
     span = _span(model, tail)
     if h is None:
         h = min(1e-3, span / 2**18)

@@ -20,6 +20,7 @@ import pandas as pd
 import sympy as sp
 
 from theory import HierarchicalModel
+from theory.model import finite_array, require
 from theory.parsing import Y
 
 from .label_law import LabelLaw, check_model, label_law
@@ -33,6 +34,7 @@ _SF_CACHE: dict = {}
 
 def spectral_functions(law: LabelLaw) -> SpectralFunctions:
     """The tabulated resolvent functions of a label law (cached per law)."""
+    require(law, LabelLaw, "law")
     sf = _SF_CACHE.get(id(law))
     if sf is None or sf.law is not law:
         # large m: the far tail's thresholds reach alpha ~ k^(2 gamma) ~ 1e13 and beyond, so the table
@@ -288,8 +290,8 @@ def mse_forms(weights2, q):
     >>> mse_forms(np.array([0.5, 0.5]), np.array([1.0, 0.0]))
     (0.5, 1.0)
     """
-    w2 = np.asarray(weights2, dtype=float)
-    q = np.asarray(q, dtype=float)
+    w2 = finite_array(weights2, "weights2")
+    q = finite_array(q, "q")
     opt, plug = (w2 * (1 - q**2)).sum(axis=-1), 2 * (w2 * (1 - q)).sum(axis=-1)
     return (float(opt), float(plug)) if np.ndim(opt) == 0 else (opt, plug)
 

@@ -56,6 +56,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from theory.model import finite_array
+
 __all__ = ["vec_to_sym", "sym_to_vec", "lift", "second_chaos", "population_layer1"]
 
 
@@ -112,8 +114,10 @@ def population_layer1(A: np.ndarray, c, d: int, wick: bool = False) -> np.ndarra
     the degree-2 chaos term is left out (the population of the Wick-ordered estimator). In the
     Gaussian-equivalent model the same operator is :math:`\sum_i c_iA_iA_i^\top`.
     """
-    A = np.asarray(A, dtype=float)
-    c = np.asarray(c, dtype=float).ravel()
+    A = finite_array(A, "A")
+    c = finite_array(c, "c").ravel()
+    if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1:
+        raise ValueError(f"d: the dimension must be an integer >= 1, got {d!r}")
     if A.ndim != 2 or A.shape[0] != d * (d + 1) // 2 or A.shape[1] != c.size:
         raise ValueError(f"A: expected shape (D = {d * (d + 1) // 2}, len(c) = {c.size}), got {A.shape}")
     S = vec_to_sym(A, d)

@@ -29,6 +29,8 @@ import sympy as sp
 from scipy.interpolate import CubicSpline
 from scipy.optimize import brentq
 
+from theory.model import require
+
 from .label_law import LabelLaw
 
 __all__ = ["ConvergenceError", "SpectralFunctions", "edge_of_atoms"]
@@ -91,6 +93,7 @@ class SpectralFunctions:
     """
 
     def __init__(self, law: LabelLaw, n_table: int = 1200, u_span=(-16.0, 14.0)):
+        require(law, LabelLaw, "law")
         self.law = law
         self.m = law.m
         self.tail = law.tail

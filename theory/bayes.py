@@ -54,7 +54,7 @@ import sympy as sp
 
 from .hermite import hermite_moments
 from .links import as_link
-from .model import HierarchicalModel, as_exact
+from .model import HierarchicalModel, as_exact, require
 from .parsing import Z
 from .symbols import kappa_T
 
@@ -120,6 +120,7 @@ def effective_noise(model: HierarchicalModel, k: int, q=None, jmax: int | None =
     >>> effective_noise(m, 2)                     # Delta + a_1^2 (1/2)(1 - Q_1^2)
     3/5 - Q_1**2/2
     """
+    require(model, HierarchicalModel)
     if model.m == sp.oo:
         raise ValueError("m: effective_noise needs a finite m (the tail of m = inf is in noiseless_threshold_slope)")
     k = _direction(model, k)
@@ -151,6 +152,7 @@ def bayes_threshold_law(model: HierarchicalModel, k: int, q=None, jmax: int | No
     >>> bayes_threshold_law(m, 1)                 # (Delta + a_2^2 Var g) / (a_1^2 mu_2^2) = 1/10 + 1/8
     9/40
     """
+    require(model, HierarchicalModel)
     k = _direction(model, k)
     return sp.simplify(effective_noise(model, k, q, jmax) / (model.weight(k) ** 2 * _mu2_sq(model, k)))
 
@@ -158,6 +160,7 @@ def bayes_threshold_law(model: HierarchicalModel, k: int, q=None, jmax: int | No
 def bayes_threshold_law_noisy(model: HierarchicalModel, k):
     r""":math:`\Delta > 0`, large k: :math:`\alpha_k^{BO} \simeq \Delta Z k^{2\gamma}/\mu_2^2`
     (``k`` may be a symbol)."""
+    require(model, HierarchicalModel)
     if model.delta == 0:
         raise ValueError("delta: the noisy law needs Delta > 0; for Delta = 0 use noiseless_threshold_slope")
     kk = k if isinstance(k, sp.Basic) and k.free_symbols else sp.Integer(_direction(model, k))
@@ -172,6 +175,7 @@ def noiseless_threshold_slope(model: HierarchicalModel, integral=I_g):
     >>> noiseless_threshold_slope(HierarchicalModel(gamma=1, m="inf", link="He2/2"))   # Var g = 1/2, mu_2 = 1
     I_g + 1/2
     """
+    require(model, HierarchicalModel)
     if not model.shared_link:
         raise ValueError("link: the noiseless slope needs one shared link")
     g = as_exact(model.gamma, "gamma")
@@ -203,6 +207,7 @@ def spectral_bayes_ratio(model: HierarchicalModel):
     >>> spectral_bayes_ratio(HierarchicalModel(delta="1/10"))
     10*kappa_T
     """
+    require(model, HierarchicalModel)
     if model.delta == 0:
         raise ValueError("delta: with Delta = 0 the ratio grows like k^(2 gamma - 1) (no constant limit)")
     return kappa_T / model.delta

@@ -22,7 +22,7 @@ import numbers
 import numpy as np
 import sympy as sp
 
-from .model import CompositionalModel
+from .model import CompositionalModel, finite_array, require
 from .parsing import Z
 from .symbols import n as n_sym
 
@@ -79,6 +79,7 @@ def spike_strengths(model: CompositionalModel) -> list:
 
 def noise_variance(model: CompositionalModel, n):
     r""":math:`\sigma^2 = D/(4n)`, the squared semicircle half-radius of the layer-1 noise."""
+    require(model, CompositionalModel)
     return sp.Integer(model.D) / (4 * _samples(n))
 
 
@@ -111,6 +112,7 @@ def threshold_exponents(model: CompositionalModel) -> list:
     >>> threshold_exponents(CompositionalModel(d=100, eps=0.5, gamma=1))[:2]
     [2, 2*log(2)/log(100) + 2]
     """
+    require(model, CompositionalModel)
     d, q, g, eps = sp.Integer(model.d), model.q, model.gamma, model.eps
     if g == 0:
         return [q + eps] * model.d1
@@ -131,6 +133,7 @@ def staircase(model: CompositionalModel, n):
     >>> staircase(m, 100**2 * 9), staircase(m, 100**2 * 9 - 1)
     (3, 2)
     """
+    require(model, CompositionalModel)
     d, g, d1 = model.d, model.gamma, model.d1
     k1 = threshold_exponents(model)[0]
     if isinstance(n, np.ndarray) or isinstance(n, (list, tuple)):
@@ -170,8 +173,8 @@ def refined_overlap(theta, sigma2):
         g = 2 / (th + sp.sqrt(th**2 + 4 * (kap - 1) * s2))
         rho2 = (1 - s2 * g**2) / (1 + (kap - 1) * s2 * g**2)
         return sp.Piecewise((rho2, sp.sqrt(s2) * g < 1), (0, True))
-    th = np.abs(np.asarray(theta, dtype=float))
-    s2 = np.asarray(sigma2, dtype=float)
+    th = np.abs(finite_array(theta, "theta"))
+    s2 = finite_array(sigma2, "sigma2")
     if np.any(s2 < 0):
         raise ValueError("sigma2: the noise variance must be >= 0")
     kap = 1 + 8 * th**2
@@ -201,6 +204,7 @@ def nmse_law(model: CompositionalModel):
     >>> nmse_law(CompositionalModel(d=4, eps=0.5, gamma=1)).subs(n_sym, 100)
     59/320
     """
+    require(model, CompositionalModel)
     w = [sp.Integer(i) ** (-2 * model.gamma) for i in range(1, model.d1 + 1)]
     rho2 = [sp.Max(0, 1 - t / n_sym) for t in thresholds_n(model)]
     return sp.Add(*[wi * (1 - r**2) for wi, r in zip(w, rho2)]) / sp.Add(*w)

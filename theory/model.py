@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from functools import cached_property
 
+import numpy as np
 import sympy as sp
 
 from .parsing import Z, parse_link
@@ -27,6 +28,46 @@ __all__ = ["HierarchicalModel", "CompositionalModel", "as_exact"]
 
 DEFAULT_LINK = "He2/2 + He4/48"
 DEFAULT_PREPROCESSING = "y/(1+|y|)"
+
+
+def require(value, cls, name: str = "model"):
+    """``value`` if it is a ``cls`` (a class or a tuple of classes), else a TypeError that names
+    the parameter: every public function that takes a model checks it here first, so a wrong
+    argument is one line, not an AttributeError from deep inside.
+
+    >>> require(3, HierarchicalModel)
+    Traceback (most recent call last):
+    ...
+    TypeError: model: expected a HierarchicalModel, got int (3)
+    """
+    if not isinstance(value, cls):
+        names = " or ".join(c.__name__ for c in (cls if isinstance(cls, tuple) else (cls,)))
+        shown = repr(value)
+        shown = shown if len(shown) <= 40 else shown[:37] + "..."
+        raise TypeError(f"{name}: expected a {names}, got {type(value).__name__} ({shown})")
+    return value
+
+
+def finite_array(value, name: str):
+    """``value`` as a float array of finite numbers, else a ValueError that names the parameter
+    (numeric helpers never return NaN silently).
+
+    >>> finite_array([1, 2.5], "q")
+    array([1. , 2.5])
+    >>> finite_array([1, float("nan")], "q")
+    Traceback (most recent call last):
+    ...
+    ValueError: q: expected finite numbers, got [1, nan]
+    """
+    try:
+        arr = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        arr = None
+    if arr is None or not np.all(np.isfinite(arr)):
+        shown = repr(value)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        raise ValueError(f"{name}: expected finite numbers, got {shown}")
+    return arr
 
 
 def as_exact(value, name: str, allow_symbol: bool = True):

@@ -27,7 +27,7 @@ import warnings
 import sympy as sp
 
 from .hermite import hermite_moments
-from .model import HierarchicalModel, as_exact
+from .model import HierarchicalModel, as_exact, require
 from .symbols import alpha, kappa_T
 
 __all__ = [
@@ -89,6 +89,7 @@ def c_gamma(gamma):
 
 def mu2(model: HierarchicalModel, k: int = 1):
     r""":math:`\mu_2(g_k)`, exact where possible."""
+    require(model, HierarchicalModel)
     return hermite_moments(model.link_of(k), 2)[2]
 
 
@@ -127,6 +128,7 @@ def critical_alpha_law(model: HierarchicalModel, k):
     >>> critical_alpha_law(m, 2).subs(kappa_T, 2)
     10
     """
+    require(model, HierarchicalModel)
     k = _check_direction(model, k)
     idx = 1 if k.free_symbols else int(k)
     mu = mu2(model, idx)
@@ -143,6 +145,7 @@ def overlap_law(model: HierarchicalModel, k):
     >>> overlap_law(HierarchicalModel(gamma=1, m=2, link="He2/2"), 1)  # alpha_1 = kappa_T Z_2
     Max(0, 1 - 5*kappa_T/(4*alpha))
     """
+    require(model, HierarchicalModel)
     ak = critical_alpha_law(model, k)
     if ak == sp.oo:
         return sp.Integer(0)
@@ -161,6 +164,7 @@ def learned_directions(model: HierarchicalModel):
     >>> learned_directions(HierarchicalModel(gamma=1, m=5, link="He2/2")).subs({alpha: 16, kappa_T: 1})
     3
     """
+    require(model, HierarchicalModel)
     expr = sp.floor((alpha / _kappa(model)) ** (1 / (2 * model.gamma)))
     return expr if model.m == sp.oo else sp.Min(model.m, expr)
 
@@ -178,6 +182,7 @@ def mse_law(model: HierarchicalModel):
     >>> law.subs({kappa_T: 1, alpha: 4})
     4/3
     """
+    require(model, HierarchicalModel)
     g = _gamma(model.gamma)
     kappa = _kappa(model)
     Z = model.weight_normalization
@@ -198,6 +203,7 @@ def mse_staircase(model: HierarchicalModel, form: str = "optimal"):
     >>> mse_staircase(HierarchicalModel(gamma=1, m=1, link="He2/2")).subs({kappa_T: 1, alpha: 2})
     3/4
     """
+    require(model, HierarchicalModel)
     if model.m == sp.oo:
         raise ValueError("m: mse_staircase needs a finite m")
     if form not in ("optimal", "plugin"):
@@ -227,6 +233,7 @@ def readout_excess_risk(model: HierarchicalModel, q, jmax: int | None = None):
     >>> readout_excess_risk(HierarchicalModel(m=1), [1])
     0
     """
+    require(model, HierarchicalModel)
     from .bayes import residual_variance
 
     if model.m == sp.oo:

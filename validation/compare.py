@@ -28,6 +28,11 @@ def compare(prediction, simulation: pd.DataFrame, quantity: str = "q_best") -> p
 
     ``prediction`` must be a numerics.Prediction at (a superset of) the simulated alphas.
     """
+    from numerics import Prediction
+    from theory.model import require
+
+    require(prediction, Prediction, "prediction")
+    require(simulation, pd.DataFrame, "simulation")
     if quantity not in ("q_best", "q_rank", "proj"):
         raise ValueError(f"quantity: must be 'q_best', 'q_rank' or 'proj', got {quantity!r}")
     if simulation.empty:

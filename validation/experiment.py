@@ -116,6 +116,8 @@ def experiment_for(key) -> Experiment:
     if isinstance(key, dict):
         key = key.get("model", "S")
     elif not isinstance(key, str):
+        if not callable(getattr(key, "describe", None)):
+            raise TypeError(f"model: expected S, C, a description dict or a model, got {type(key).__name__}")
         key = key.describe()["model"]
     for exp in EXPERIMENTS.values():
         if key == exp.name or key in exp.aliases:

@@ -29,6 +29,7 @@ from numerics.label_law import check_model, link_function, preprocessing_functio
 from numerics.predict import mse_forms
 from numerics.resolvent import edge_of_atoms
 from theory import HierarchicalModel
+from theory.model import finite_array
 
 from .experiment import add_provenance, model_hash
 
@@ -181,7 +182,13 @@ def empirical_bulk_edge(tau: np.ndarray, alpha: float, d: int, margin_sd: float 
     """
     # all n labels, no subsample: D_n is centred by the realised mean of these very T(y_i),
     # and a subsample's error (~ std/sqrt(n_sub) * lambda_bar) can exceed the TW margin
-    tau = np.asarray(tau, dtype=float)
+    tau = finite_array(tau, "tau")
+    if tau.ndim != 1 or tau.size < 2:
+        raise ValueError(f"tau: expected at least two labels T(y_i), got shape {tau.shape}")
+    if finite_array(alpha, "alpha").ndim or not alpha > 0:
+        raise ValueError(f"alpha: expected one sample ratio > 0, got {alpha!r}")
+    if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1:
+        raise ValueError(f"d: expected an integer >= 1, got {d!r}")
     lam, edge, psi2 = edge_of_atoms(tau, np.full(tau.size, 1.0 / tau.size), alpha)
     s = (alpha / lam**2 * np.sqrt(2 / psi2)) ** (-2 / 3)
     return float(edge), float(edge + (TW_MEAN + margin_sd * TW_SD) * s * d ** (-2 / 3))
@@ -281,7 +288,12 @@ def simulate(model: HierarchicalModel, d: int, alphas, seeds, chunk: int = 4096,
              progress=None) -> pd.DataFrame:
     """Run ``simulate_task`` for every seed; a tidy DataFrame (one row per alpha, seed, k)
     with provenance columns (model fields, d, seed, dtype, package version)."""
-    seeds = list(seeds)
+    if isinstance(seeds, (int, np.integer)):
+        raise TypeError(f"seeds: expected a list of seed ids such as range({seeds}), got the int {seeds}")
+    try:
+        seeds = list(seeds)
+    except TypeError:
+        raise TypeError(f"seeds: expected a list of seed ids, got {type(seeds).__name__}") from None
     if not seeds:
         raise ValueError("seeds: expected at least one seed")
     frames = []
