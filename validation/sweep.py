@@ -337,9 +337,8 @@ def run_sweep(spec: SweepSpec, store, jobs: int = 1, scheduler: str | None = Non
     or a Dask distributed scheduler address. Returns a summary dict."""
     if isinstance(jobs, bool) or not isinstance(jobs, (int, np.integer)) or jobs < 1:
         raise ValueError(f"jobs: must be an integer >= 1, got {jobs!r}")
-    with contextlib.ExitStack() as stack:
-        # connect first: a wrong address is refused before the store is touched
-        client = stack.enter_context(_connect(scheduler)) if scheduler is not None else None
+    # connect first: a wrong address is refused before the store is touched
+    with _connect(scheduler) if scheduler is not None else contextlib.nullcontext() as client:
         return _run_sweep(spec, store, jobs, client, progress, blas_threads)
 
 
