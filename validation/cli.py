@@ -270,6 +270,8 @@ def _int_list(text, name):
 def cmd_finite_size(args):
     from pathlib import Path
 
+    import numpy as np
+
     from .finite_size import finite_size_report, finite_size_study, plot_finite_size
     from .validate import Progress
 
@@ -281,7 +283,8 @@ def cmd_finite_size(args):
     k = _int(args.k, "--k") if args.k else None
     _out(args.out, "--out")
     bar = Progress(len(ds) * len(seeds), "finite-size study", enabled=not args.quiet)
-    res = finite_size_study(model, ds=ds, seeds=seeds, k=k, progress=bar)
+    res = finite_size_study(model, ds=ds, seeds=seeds, k=k, progress=bar,
+                            dtype=np.float32 if args.float32 else np.float64)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     files = plot_finite_size(res, out / "finite_size")

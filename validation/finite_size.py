@@ -21,21 +21,22 @@ Examples
 >>> from theory import HierarchicalModel
 >>> r = finite_size_study(HierarchicalModel(m=3, gamma=1), ds=(60, 120), seeds=range(2))
 >>> sorted(r["fit"])
-['width_exponent', 'width_exponent_se']
+['chi2_dof_one_third', 'width_exponent', 'width_exponent_se']
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy.sparse.linalg import LinearOperator, eigsh
 
 from numerics import predict
 from numerics.predict import spectral_functions
-from numerics.label_law import label_law
+from numerics.label_law import label_law, preprocessing_function
 from theory import HierarchicalModel
 
-from .simulate import simulate_task
+from .simulate import SampleStream, _check
 
-__all__ = ["finite_size_study", "boundary_alpha", "OUTSIDE", "COLLAPSE_W"]
+__all__ = ["finite_size_study", "top_overlaps", "boundary_alpha", "OUTSIDE", "COLLAPSE_W"]
 
 OUTSIDE = (0.5, 1.0, 2.0)  # alpha/alpha_k - 1 outside the window for every d >= 8
 COLLAPSE_W = (-2.0, -1.0, 0.0, 1.0, 2.0, 4.0)
@@ -46,6 +47,51 @@ def boundary_alpha(model: HierarchicalModel) -> float:
     (0 when G2 diverges at sup T, i.e. there is no boundary regime)."""
     sf = spectral_functions(label_law(model))
     return 1.0 / sf.G2_0 if sf.open_top else 0.0
+
+
+def top_overlaps(model: HierarchicalModel, d: int, alphas, seed: int, dtype=np.float64) -> np.ndarray:
+    r"""``q_best`` of :func:`validation.simulate.simulate_task` at each alpha, by Lanczos.
+
+    Row i (alphas sorted), column k is :math:`\max_{j\le m}\langle w_k, v_j\rangle^2` over the top m eigenvectors
+    :math:`v_j` of :math:`D_n = \frac1n\sum_{i\le n} T(y_i)x_ix_i^\top`, n = round(alpha d), on the same
+    draws as ``simulate_task`` (the sample stream of ``seed``; each alpha uses the first n samples).
+    The samples are held in memory (n_max x d in ``dtype``) and :math:`D_n` is never formed: ARPACK
+    (``scipy.sparse.linalg.eigsh``, in float64, from a seeded start vector) multiplies by
+    :math:`X^\top(t\odot Xv)/n`, O(n d) per product instead of O(n d^2) for the matrix and
+    O(d^3) for a full ``eigh``. That is what takes the finite-size study to d = 12 800 (docs/validation.md).
+
+    >>> from theory import HierarchicalModel
+    >>> model = HierarchicalModel(m=1, link="He2", preprocessing="clip(y, -1, 3)")
+    >>> q = top_overlaps(model, 200, [0.7, 3.0], seed=0)  # below and well above alpha_1 = 0.654
+    >>> q.shape, bool(q[1, 0] > q[0, 0])
+    ((2, 1), True)
+    """
+    a = _check(model, d, alphas, 4096)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed: must be a non-negative integer, got {seed!r}")
+    if np.dtype(dtype) not in (np.float32, np.float64):
+        raise ValueError(f"dtype: must be float32 or float64, got {dtype!r}")
+    m = model.m
+    ns = np.round(a * d).astype(np.int64)
+    stream = SampleStream(model, d, int(seed), dtype)
+    X, y = stream.take(int(ns[-1]))
+    t = preprocessing_function(model.T)(y)
+    if not np.all(np.isfinite(t)):
+        raise ValueError("preprocessing: T(y) is not finite on a simulated label (division by zero?)")
+    t = t.astype(dtype)
+    W = stream.W
+    out = np.empty((ns.size, m))
+    v0 = np.random.default_rng([int(seed), d]).standard_normal(d)
+    for i, n in enumerate(ns):
+        Xn, tn = X[:n], (t[:n] / n).astype(dtype)  # n is an int64: without the cast X would be promoted
+        if 4 * m >= d:  # ARPACK needs k well below d; small problems go through the dense matrix
+            vecs = np.linalg.eigh((Xn.T * tn) @ Xn)[1][:, ::-1][:, :m]
+        else:
+            op = LinearOperator((d, d), dtype=np.float64,
+                                matvec=lambda v, Xn=Xn, tn=tn: (Xn.T @ (tn * (Xn @ v.astype(dtype, copy=False)))).astype(np.float64))
+            vecs = eigsh(op, k=m, which="LA", v0=v0, tol=1e-10)[1]
+        out[i] = ((W.T @ vecs) ** 2).max(axis=1)
+    return out
 
 
 def _fit_power(x, y, se):
@@ -62,10 +108,21 @@ def _fit_power(x, y, se):
     return float(beta[1]), float(np.sqrt(cov[1, 1]))
 
 
+def _chi2_fixed_power(x, y, se, p):
+    """chi^2 per degree of freedom of y = A x^p with A fitted (weighted least squares): about 1
+    when the law holds and ``se`` are the errors of y."""
+    f = x**p
+    w = 1.0 / np.maximum(se, 1e-300) ** 2
+    A = np.sum(w * f * y) / np.sum(w * f * f)
+    return float(np.sum(w * (y - A * f) ** 2) / max(len(x) - 1, 1))
+
+
 def finite_size_study(model: HierarchicalModel, ds=(250, 500, 1000, 2000), seeds=range(6), k: int | None = None,
-                      progress=None) -> dict:
+                      progress=None, dtype=np.float64) -> dict:
     """Run the study; returns {"rows": per-(d, alpha) DataFrame, "per_d": per-d summary,
     "fit": fitted width exponent and its standard error, "k", "alpha_k", "slope"}.
+
+    The overlaps come from :func:`top_overlaps` (Lanczos on samples held in memory, in ``dtype``).
 
     ``k`` defaults to the first direction whose threshold is above 1.5 alpha_b (a
     continuous transition); a k in the boundary regime raises ValueError.
@@ -101,9 +158,8 @@ def finite_size_study(model: HierarchicalModel, ds=(250, 500, 1000, 2000), seeds
         alphas = alphas[np.round(alphas * d) >= 1]
         theory = predict(model, alphas).q[:, k - 1]
         for s in seeds:
-            df, _ = simulate_task(model, d, alphas, s)
-            df = df[df["k"] == k].sort_values("alpha")
-            for a, q_sim, q_th in zip(df["alpha"], df["q_best"], theory):
+            q = top_overlaps(model, d, alphas, s, dtype)[:, k - 1]
+            for a, q_sim, q_th in zip(alphas, q, theory):
                 rows.append({"d": d, "seed": s, "alpha": a, "rel": a / a_k - 1, "w": d ** (1 / 3) * (a / a_k - 1),
                              "q_sim": q_sim, "q_theory": q_th})
             done += 1
@@ -123,9 +179,11 @@ def finite_size_study(model: HierarchicalModel, ds=(250, 500, 1000, 2000), seeds
                       "q_at_threshold": float(at["q_sim"]), "q_at_threshold_sem": float(at["q_sem"]),
                       "width": float(at["q_sim"]) / slope, "width_sem": float(at["q_sem"]) / slope})
     per_d = pd.DataFrame(per_d)
-    expo, se = _fit_power(per_d["d"].to_numpy(float), per_d["width"].to_numpy(), per_d["width_sem"].to_numpy())
+    dd, wd, wse = per_d["d"].to_numpy(float), per_d["width"].to_numpy(), per_d["width_sem"].to_numpy()
+    expo, se = _fit_power(dd, wd, wse)
     summ["collapse"] = summ["d"] ** (1 / 3) * summ["q_sim"] / slope
-    return {"rows": rows, "summary": summ, "per_d": per_d, "fit": {"width_exponent": expo, "width_exponent_se": se},
+    fit = {"width_exponent": expo, "width_exponent_se": se, "chi2_dof_one_third": _chi2_fixed_power(dd, wd, wse, -1 / 3)}
+    return {"rows": rows, "summary": summ, "per_d": per_d, "fit": fit,
             "k": k, "alpha_k": a_k, "slope": slope, "alpha_b": a_b, "model": model, "seeds": len(seeds)}
 
 
@@ -175,4 +233,5 @@ def finite_size_report(res: dict) -> str:
         f"finite-size study of direction k = {res['k']} (alpha_k = {res['alpha_k']:.5g}, slope s = {res['slope']:.4g}), "
         f"{res['seeds']} seeds per d",
         res["per_d"].to_string(index=False, float_format=lambda v: f"{v:.4g}"),
-        f"crossover width ~ d^({fit['width_exponent']:.3f} +- {fit['width_exponent_se']:.3f}); docs/theory.md §4: -1/3"])
+        f"crossover width ~ d^({fit['width_exponent']:.3f} +- {fit['width_exponent_se']:.3f}); docs/theory.md §4: -1/3 "
+        f"(chi2/dof of the -1/3 law with its prefactor fitted: {fit['chi2_dof_one_third']:.2f})"])

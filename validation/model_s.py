@@ -70,7 +70,7 @@ class ModelS(Experiment):
         "exponents": {"alphas": "10:1000:41log", "estimator": "spectral"},
     }
     #: flags that exist for a command, beyond the model fields
-    run_flags = {"validate": ("d", "alphas", "seeds", "estimator", "float32"),
+    run_flags = {"validate": ("d", "alphas", "seeds", "estimator", "float32"), "finite-size": ("float32",),
                  "predict": ("alphas", "estimator", "solver", "bayes_samples", "init"),
                  "thresholds": ("kappa_T",), "sweep": ("ds", "alphas", "seeds"),
                  "exponents": ("alphas", "estimator", "bayes_samples")}

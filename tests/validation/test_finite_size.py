@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from theory import HierarchicalModel
-from validation.finite_size import _fit_power, boundary_alpha, finite_size_study
+from validation.finite_size import _chi2_fixed_power, _fit_power, boundary_alpha, finite_size_study, top_overlaps
+from validation.simulate import simulate_task
 
 CONTINUOUS = HierarchicalModel(m=1, link="He2", preprocessing="clip(y, -1, 3)")  # atom at sup T: no boundary regime
 
@@ -13,6 +14,34 @@ def test_power_fit_recovers_a_known_exponent():
     y = 2.0 * d ** (-1 / 3)
     slope, se = _fit_power(d, y, 0.01 * y)
     assert slope == pytest.approx(-1 / 3, abs=1e-12) and se < 0.01
+
+
+def test_chi2_of_a_fixed_power_law():
+    d = np.array([100.0, 200, 400, 800])
+    se = 0.1 * d ** (-1 / 3)
+    assert _chi2_fixed_power(d, 3 * d ** (-1 / 3), se, -1 / 3) == pytest.approx(0, abs=1e-20)
+    # y off the law by +-1 se alternately: A stays 3 (symmetric weights cancel only approximately), chi2/dof ~ 4/3
+    y = 3 * d ** (-1 / 3) + se * np.array([1, -1, 1, -1])
+    assert 1.0 < _chi2_fixed_power(d, y, se, -1 / 3) < 4 / 3 + 1e-12
+
+
+@pytest.mark.parametrize("model", [CONTINUOUS, HierarchicalModel(m=3)], ids=["He2-clip", "default-m3"])
+def test_lanczos_overlaps_equal_the_dense_simulation(model):
+    # independent route: simulate_task accumulates D_n by syrk and diagonalises it with a full eigh; top_overlaps
+    # never forms D_n (ARPACK on X^T (t * X v) / n). Same seed, same draws: q_best must agree to rounding.
+    alphas = [0.7, 1.5, 4.0]
+    dense = simulate_task(model, 150, alphas, seed=3)[0].pivot(index="alpha", columns="k", values="q_best").to_numpy()
+    assert np.abs(top_overlaps(model, 150, alphas, seed=3) - dense).max() < 1e-10
+    # the float32 samples agree to float32 rounding of the overlaps (measured 2e-8)
+    assert np.abs(top_overlaps(model, 150, alphas, seed=3, dtype=np.float32) - dense).max() < 1e-6
+
+
+@pytest.mark.parametrize("kwargs, text", [({"seed": -1}, "seed"), ({"dtype": np.int32}, "dtype"),
+                                          ({"alphas": [0.001]}, "alphas"), ({"d": 1}, "d:")])
+def test_lanczos_overlaps_bad_input(kwargs, text):
+    args = {"model": CONTINUOUS, "d": 100, "alphas": [1.0], "seed": 0} | kwargs
+    with pytest.raises(ValueError, match=text):
+        top_overlaps(**args)
 
 
 def test_boundary_regime_is_refused():
