@@ -150,6 +150,34 @@ def test_baselines_bad_input():
         kernel_ridge(X, X[:, 0], X, X[:, 0], kernel="laplace")
     with pytest.raises(ValueError, match="P:"):
         random_features_ridge(X, X[:, 0], X, X[:, 0], P=0)
+    from validation.baselines import nystrom_ridge
+
+    with pytest.raises(ValueError, match="rank"):
+        nystrom_ridge(X, X[:, 0], X, X[:, 0], rank=21)
+    with pytest.raises(ValueError, match="rank"):
+        nystrom_ridge(X, X[:, 0], X, X[:, 0], rank=0)
+
+
+@pytest.mark.parametrize("kernel, rtol", [("poly", 1e-10), ("rbf", 1e-3)])
+def test_nystrom_at_full_rank_is_exact_kernel_ridge(kernel, rtol):
+    # independent route: kernel_ridge solves the dual n x n system; nystrom_ridge with every training point as a
+    # landmark fits the primal ridge on phi = K_nn K_nn^(-1/2), whose Gram matrix is K itself, with the same
+    # hold-out split, ridge grid and scale: the test NMSE must agree. poly 4 in d = 5 has rank 126 < n, exact up
+    # to rounding; the RBF Gram matrix has eigenvalues below the pseudo-inverse cut (1e-10 of the largest), which
+    # are dropped (measured: 5e-5 relative).
+    from validation.baselines import kernel_ridge, nystrom_ridge
+
+    rng = np.random.default_rng(1)
+    X, Xt = rng.standard_normal((400, 5)), rng.standard_normal((300, 5))
+    f = lambda X: np.tanh(X[:, 0] * X[:, 1]) + 0.3 * X[:, 2] ** 2 + 0.1 * rng.standard_normal(len(X))
+    y, yt = f(X), f(Xt)
+    exact = kernel_ridge(X, y, Xt, yt, kernel, degree=4)
+    nys = nystrom_ridge(X, y, Xt, yt, kernel, degree=4, rank=400)
+    assert nys["ridge"] == exact["ridge"] and nys["n_used"] == 400
+    assert nys["nmse"] == pytest.approx(exact["nmse"], rel=rtol)
+    # a lower rank is an approximation: a different number, still a fit (NMSE well below 1)
+    low = nystrom_ridge(X, y, Xt, yt, kernel, degree=4, rank=100)
+    assert low["rank"] == 100 and low["nmse"] != exact["nmse"] and low["nmse"] < 0.5
 
 
 @pytest.mark.slow
