@@ -373,7 +373,9 @@ def cmd_reproduce(args):
     if args.name != "D":
         extra = ""
         if args.name == "separation":
-            extra = "\n" + s[["n", "method", "nmse", "n_used"]].to_string(index=False, float_format=lambda v: f"{v:.3f}")
+            from .reproduce import separation_summary
+
+            extra = "\n" + separation_summary(s).to_string(index=False, float_format=lambda v: f"{v:.3f}")
         if args.name == "S":
             extra = f"\ncollapse: crossover width ~ d^({res['fit']['width_exponent']:.3f} +- {res['fit']['width_exponent_se']:.3f})"
         return f"reproduced {args.name} at d = {res['d']}{extra}\nwrote " + ", ".join(res["files"])
@@ -473,8 +475,10 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("name", choices=("D", "D-optimal", "S", "separation"),
                     help="D: [D] MSE, overlaps, spectra; D-optimal: spectral vs Bayes-optimal (AMP, state "
                          "evolution, two-stage network, thresholds) on the same data; S: [S] NMSE/staircase vs "
-                         "log n/log d, collapse; separation: layer-wise vs kernels")
-    rp.add_argument("--full", action="store_true", help="the papers' sizes (d = 1000, 70 seeds; resumable)")
+                         "log n/log d, collapse; separation: layer-wise vs kernels, "
+                         "random features and the shallow method at equal n")
+    rp.add_argument("--full", action="store_true", help="the papers' sizes (D: d = 1000, 70 seeds, resumable; "
+                                                        "separation: d = 20, 30, 40, 3 seeds)")
     rp.add_argument("--out", default="cascade-out", help="output directory (default: %(default)s)")
     rp.add_argument("--jobs", default="1", help="local worker processes (default: %(default)s)")
     rp.add_argument("--scheduler", default=None, help="Dask scheduler address")

@@ -5,16 +5,16 @@ per-direction overlaps (their Fig. 1: m = 10, d = 1000, 70 instances, gamma = 1.
 g = He2/2 + He4/48, T = y/(1+|y|)), and the spectra at alpha = 5, 164, 611, 1638 with the
 d = infinity bulk density (their Figs. 2-3: m = 20). The default runs d = 300 with 4 seeds
 (about a minute on 2 cores); ``full=True`` runs the papers' sizes (d = 1000, 70 seeds,
-about 90 minutes on 2 cores: the simulations go through the resumable sweep store, so an
+about 70 minutes on 2 cores, estimated in docs/figures/D.md: the simulations go through the resumable sweep store, so an
 interrupted run continues where it stopped, and ``jobs``/``scheduler`` spread it out).
 
 ``S`` ([S], Wortsman-Zurich et al.): Model C (Gaussian-equivalent, d = 30, q = 2, D = 465,
 d1 = 5) for gamma = 1/2, 1, 3/2: NMSE and the per-feature overlaps against log n / log d with
 the staircase, and the finite-size collapse of a threshold (Model S machinery, docs/theory.md §4).
-``separation``: the true Model C (d = 30), layer-wise against kernel ridge (RBF, polynomial of
-degree 2q) and random-feature ridge on the same draw of n samples, well below d^(2q); exact
-kernel ridge sees a subsample of at most 3000 (6000 with ``full``), and each point is drawn at
-the n the method actually used (``n_used``).
+``separation``: the true Model C (d = 30; d = 20, 30, 40 with three seeds with ``full``),
+layer-wise against Nystrom kernel ridge (RBF, polynomial of degree 2q), random-feature ridge and
+the shallow spectral method, every method trained on the same draw of all n samples, well below
+d^(2q).
 
 Every figure is written as PNG and PDF next to the Parquet table it was drawn from;
 ``cascade plot TABLE`` redraws it from the table alone.
@@ -146,64 +146,104 @@ def plot_S(table, path) -> list[str]:
     return save(fig, path)
 
 
+SEPARATION_RATIOS = (20, 50, 200)  # n / D
+
+
 def reproduce_separation(outdir, full: bool = False, jobs: int = 1, scheduler=None, store=None, progress=True,
-                         d: int | None = None, seeds: int | None = None) -> dict:
-    """Layer-wise vs kernel baselines on the true Model C, each given the same draw of n samples
-    (table + figure). Exact kernel ridge uses a subsample (``n_used``), and the figure puts every
-    point at the n it used."""
+                         d: int | None = None, seeds: int | None = None, rank: int = 1000) -> dict:
+    """Layer-wise vs non-hierarchical baselines on the true Model C at equal n (table + figure).
+
+    For each d, seed and n = ratio D (ratio in ``SEPARATION_RATIOS``) one draw of n samples is
+    offered to every method, and every method uses all of it: the layer-wise spectral method (through
+    the sweep store), Nystrom kernel ridge (RBF and polynomial of degree 2q, ``rank`` landmarks),
+    ReLU random-feature ridge (P = ``rank``) and the shallow spectral method on x. The default is
+    d = 30 with one seed; ``full`` runs d = 20, 30, 40 with three seeds (``d``/``seeds`` override).
+    """
     from theory import CompositionalModel
 
-    from .baselines import kernel_ridge, random_features_ridge, shallow_spectral
+    from .baselines import _positive_int, nystrom_ridge, random_features_ridge, shallow_spectral
     from .compositional import CompositionalSampler
 
     outdir = Path(outdir)
-    model = CompositionalModel(d=d or 30, eps="1/2", gamma=1)
-    ratios = (20, 50, 200)
-    spec = sweep_spec({"name": f"separation-d{model.d}", "models": [model.describe()],
-                       "grid": {"alphas": list(ratios), "seeds": [0]}, "options": {"series": ["true"]}})
+    ds = [_positive_int(d, "d", 8)] if d is not None else ([20, 30, 40] if full else [30])
+    nseeds = _positive_int(seeds, "seeds") if seeds is not None else (3 if full else 1)
+    rank = _positive_int(rank, "rank", 10)
+    models = [CompositionalModel(d=dd, eps="1/2", gamma=1) for dd in ds]
+    spec = sweep_spec({"name": "separation-d" + "-".join(map(str, ds)), "models": [m.describe() for m in models],
+                       "grid": {"alphas": list(SEPARATION_RATIOS), "seeds": list(range(nseeds))},
+                       "options": {"series": ["true"]}})
     run = run_sweep(spec, store or outdir / "store", jobs=jobs, scheduler=scheduler, progress=progress)
     if run["failed"]:
         raise RuntimeError(f"reproduce separation: {run['failed']} task(s) failed: {run['errors']}")
-    layerwise = load_results(spec, store or outdir / "store").groupby("n")["nmse"].first()
-    rows = []
-    for ratio in ratios:
-        n = int(ratio * model.D)
-        smp = CompositionalSampler(model, 0, "true")
-        X, _, y = smp.draw(n)
-        Xt, _, yt = smp.draw(4000)
-        rows.append({"n": n, "method": "layer-wise (true model)", "nmse": float(layerwise.loc[n]), "n_used": n})
-        # the shallow method's k varies with n: one legend entry
-        for b in (kernel_ridge(X, y, Xt, yt, "rbf", n_cap=6000 if full else 3000),
-                  kernel_ridge(X, y, Xt, yt, "poly", degree=2 * model.q, n_cap=6000 if full else 3000),
-                  random_features_ridge(X, y, Xt, yt, P=2000 if full else 1000),
-                  shallow_spectral(X, y, Xt, yt, degree=2 * model.q)):
-            method = "shallow spectral on x" if b["method"].startswith("shallow") else b["method"]
-            rows.append({"n": n, "method": method, "nmse": b["nmse"], "n_used": b["n_used"]})
-    table = pd.DataFrame(rows).assign(d=model.d, D=model.D, **table_metadata(model, "separation"))
-    table["log_d_n"] = np.log(table["n"]) / np.log(model.d)
+    layerwise = load_results(spec, store or outdir / "store").groupby(["d", "seed", "n"])["nmse"].first()
+    tables = []
+    for model in models:
+        rows = []
+        for seed in range(nseeds):
+            for ratio in SEPARATION_RATIOS:
+                n = int(ratio * model.D)
+                smp = CompositionalSampler(model, seed, "true")
+                X, _, y = smp.draw(n)
+                Xt, _, yt = smp.draw(4000)
+                rows.append({"seed": seed, "n": n, "method": "layer-wise (true model)",
+                             "nmse": float(layerwise.loc[(model.d, seed, n)]), "n_used": n, "rank": np.nan})
+                # the shallow method's k varies with n: one legend entry
+                for b in (nystrom_ridge(X, y, Xt, yt, "rbf", rank=min(rank, n), seed=seed),
+                          nystrom_ridge(X, y, Xt, yt, "poly", degree=2 * model.q, rank=min(rank, n), seed=seed),
+                          random_features_ridge(X, y, Xt, yt, P=rank, seed=seed),
+                          shallow_spectral(X, y, Xt, yt, degree=2 * model.q)):
+                    method = "shallow spectral on x" if b["method"].startswith("shallow") else b["method"]
+                    rows.append({"seed": seed, "n": n, "method": method, "nmse": b["nmse"], "n_used": b["n_used"],
+                                 "rank": b.get("rank", np.nan)})
+        tables.append(pd.DataFrame(rows).assign(d=model.d, D=model.D, **table_metadata(model, "separation")))
+    table = pd.concat(tables, ignore_index=True)
+    table["log_d_n"] = np.log(table["n"]) / np.log(table["d"])
     outdir.mkdir(parents=True, exist_ok=True)  # only now: a refused run leaves nothing behind
     table.to_parquet(outdir / "reproduce_separation.parquet", index=False)
     files = plot_separation(table, outdir / "reproduce_separation") + [str(outdir / "reproduce_separation.parquet")]
-    return {"files": files, "summary": table, "d": model.d, "seeds": 1, "sweep": run, "spec": spec}
+    return {"files": files, "summary": table, "d": ds[0] if len(ds) == 1 else ds, "seeds": nseeds, "sweep": run,
+            "spec": spec}
+
+
+def separation_summary(table) -> pd.DataFrame:
+    """Mean test NMSE and its standard error over seeds, per (d, n, method)."""
+    g = table.groupby(["d", "n", "method"])["nmse"]
+    out = pd.DataFrame({"nmse": g.mean(), "nmse_se": g.sem().fillna(0.0), "seeds": g.size()}).reset_index()
+    return out
 
 
 def plot_separation(table, path) -> list[str]:
-    """Test NMSE of the layer-wise method and the baselines against log n_used / log d: a kernel
-    capped at 3000 samples is drawn at 3000, not at the n it was offered."""
+    """Test NMSE (mean +- SE over seeds) against n, one panel per d, every method at the n it was
+    offered and used, with the predicted sample complexities n = d^(layer-wise exponent) and
+    n = d^(kernel exponent) of ``theory.separation`` marked."""
+    from theory import CompositionalModel, separation
+
     from .plots import plt, save
 
-    d, q = int(table["d"].iloc[0]), json.loads(table["model_json"].iloc[0])["q"]
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    for method, g in table.groupby("method"):
-        cap = int(g["n_used"].max())
-        label = method + (f" (n capped at {cap})" if (g["n_used"] < g["n"]).any() else "")
-        ax.plot(np.log(g["n_used"]) / np.log(d), g["nmse"], "o-", label=label)
-    ax.axvline(2 * q, color="0.6", ls="--", label=r"$n = d^{2q}$ (kernel scale)")
-    ax.set_xlabel(r"$\log n_{\mathrm{used}} / \log d$")
-    ax.set_ylabel("test NMSE")
-    ax.set_yscale("log")
-    ax.set_title(f"depth separation: true Model C, d = {d}, q = {q}")
-    ax.legend(fontsize=7)
+    summ = separation_summary(table)
+    desc = json.loads(table["model_json"].iloc[0])
+    ds = sorted(summ["d"].unique())
+    fig, axes = plt.subplots(1, len(ds), figsize=(5.2 * len(ds), 4.2), squeeze=False)
+    for ax, d in zip(axes[0], ds):
+        sub = table[table["d"] == d]
+        model = CompositionalModel.from_description(json.loads(sub["model_json"].iloc[0]))
+        exps = separation(model)
+        for i, (method, g) in enumerate(summ[summ["d"] == d].groupby("method")):
+            cap = sub[sub["method"] == method]
+            label = method + (" (n capped)" if (cap["n_used"] < cap["n"]).any() else "")
+            ax.errorbar(g["n"], g["nmse"], yerr=g["nmse_se"], fmt="o-", ms=4, color=f"C{i}", label=label)
+        for name, style in (("layerwise", ":"), ("kernel", "--")):
+            e = exps[name]
+            if e.is_finite:
+                ax.axvline(float(d) ** float(e), color="0.5", ls=style,
+                           label=f"n = d^{e} ({'layer-wise' if name == 'layerwise' else 'kernel'} scale)")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("n (every method uses all n)")
+        ax.set_ylabel("test NMSE")
+        ax.set_title(f"true Model C, d = {d}, q = {desc['q']}, {int(summ['seeds'].max())} seed(s)")
+        ax.legend(fontsize=6)
+    fig.tight_layout()
     return save(fig, path)
 
 
