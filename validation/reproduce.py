@@ -478,6 +478,9 @@ def reproduce(name: str, outdir="cascade-out", **kw) -> dict:
     """Regenerate the figure NAME (one of ``FIGURES``)."""
     if name not in FIGURES:
         raise ValueError(f"name: unknown figure {name!r}; available: {', '.join(FIGURES)}")
+    jobs = kw.get("jobs", 1)
+    if isinstance(jobs, bool) or not isinstance(jobs, (int, np.integer)) or jobs < 1:
+        raise ValueError(f"jobs: must be an integer >= 1, got {jobs!r}")  # every figure, also those run in-process
     return FIGURES[name](outdir, **kw)
 
 

@@ -27,6 +27,11 @@ def test_plot_refuses_foreign_tables(tmp_path, capsys):
     assert "model_json" in capsys.readouterr().err
     with pytest.raises(ValueError, match="unknown figure"):
         reproduce("Z", outdir=tmp_path)
+    # jobs is checked for every figure, also for those that only use it above one job (S ran silently with 0)
+    for name in ("S", "separation", "D"):
+        with pytest.raises(ValueError, match="jobs"):
+            reproduce(name, outdir=tmp_path / "j", jobs=0)
+    assert not (tmp_path / "j").exists()
 
 
 def test_reproduce_separation_small_and_redraw(tmp_path):
