@@ -182,19 +182,21 @@ def test_nystrom_at_full_rank_is_exact_kernel_ridge(kernel, rtol):
 
 @pytest.mark.slow
 def test_depth_separation_on_the_true_model():
-    # d = 30, q = 2 (D = 465, d1 = 5), n = 200 D = 93000, far below d^(2q) = 810000: the layer-wise method
-    # reaches a test NMSE well below the non-hierarchical baselines, which stay near 1 (measured: 0.27 vs
-    # 0.85 / 0.84 / 0.74 / 0.79 for KRR rbf, KRR poly 4 (n capped at 6000), RF ridge, shallow spectral on x).
-    from validation.baselines import kernel_ridge, random_features_ridge, shallow_spectral
+    # d = 30, q = 2 (D = 465, d1 = 5), n = 200 D = 93000, far below d^(2q) = 810000, every method on all n
+    # samples: the layer-wise method reaches a test NMSE well below the non-hierarchical baselines, which stay
+    # near 1 (measured, seed 0: 0.27 vs 0.74 / 0.74 / 0.75 / 0.78 for Nystrom rbf and poly 4 (rank 1000), RF ridge
+    # (P = 1000) and the shallow spectral method on x).
+    from validation.baselines import nystrom_ridge, random_features_ridge, shallow_spectral
 
     model = CompositionalModel(d=30, eps=0.5, gamma=1)
     r = run_layerwise(model, n=200 * model.D, seed=0, kind="true")
     smp = CompositionalSampler(model, 0, "true")
     X, _, y = smp.draw(200 * model.D)
     Xt, _, yt = smp.draw(5000)
-    base = [kernel_ridge(X, y, Xt, yt, "rbf"), kernel_ridge(X, y, Xt, yt, "poly", degree=4),
-            random_features_ridge(X, y, Xt, yt), shallow_spectral(X, y, Xt, yt)]
-    assert all(b["nmse"] > 0.7 for b in base)
+    base = [nystrom_ridge(X, y, Xt, yt, "rbf", rank=1000), nystrom_ridge(X, y, Xt, yt, "poly", degree=4, rank=1000),
+            random_features_ridge(X, y, Xt, yt, P=1000), shallow_spectral(X, y, Xt, yt)]
+    assert all(b["n_used"] == 200 * model.D for b in base)
+    assert all(b["nmse"] > 0.6 for b in base)
     assert r["nmse"] < 0.5 * min(b["nmse"] for b in base)
 
 
