@@ -206,10 +206,11 @@ def reproduce_separation(outdir, full: bool = False, jobs: int = 1, scheduler=No
 
 
 def separation_summary(table) -> pd.DataFrame:
-    """Mean test NMSE and its standard error over seeds, per (d, n, method)."""
+    """Mean test NMSE and its standard error over seeds, per (d, n, method); with one seed there
+    is no standard error and the column is left out."""
     g = table.groupby(["d", "n", "method"])["nmse"]
-    out = pd.DataFrame({"nmse": g.mean(), "nmse_se": g.sem().fillna(0.0), "seeds": g.size()}).reset_index()
-    return out
+    out = pd.DataFrame({"nmse": g.mean(), "nmse_se": g.sem(), "seeds": g.size()}).reset_index()
+    return out if (out["seeds"] > 1).all() else out.drop(columns="nmse_se")
 
 
 def plot_separation(table, path) -> list[str]:
@@ -231,7 +232,7 @@ def plot_separation(table, path) -> list[str]:
         for i, (method, g) in enumerate(summ[summ["d"] == d].groupby("method")):
             cap = sub[sub["method"] == method]
             label = method + (" (n capped)" if (cap["n_used"] < cap["n"]).any() else "")
-            ax.errorbar(g["n"], g["nmse"], yerr=g["nmse_se"], fmt="o-", ms=4, color=f"C{i}", label=label)
+            ax.errorbar(g["n"], g["nmse"], yerr=g.get("nmse_se"), fmt="o-", ms=4, color=f"C{i}", label=label)
         for name, style in (("layerwise", ":"), ("kernel", "--")):
             e = exps[name]
             if e.is_finite:
