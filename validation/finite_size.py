@@ -58,7 +58,7 @@ def top_overlaps(model: HierarchicalModel, d: int, alphas, seed: int, dtype=np.f
     The samples are held in memory (n_max x d in ``dtype``) and :math:`D_n` is never formed: ARPACK
     (``scipy.sparse.linalg.eigsh``, in float64, from a seeded start vector) multiplies by
     :math:`X^\top(t\odot Xv)/n`, O(n d) per product instead of O(n d^2) for the matrix and
-    O(d^3) for a full ``eigh``. That is what takes the finite-size study to d = 12 800 (docs/validation.md).
+    O(d^3) for a full ``eigh``. That is what takes the finite-size study to d = 6400 (docs/validation.md).
 
     >>> from theory import HierarchicalModel
     >>> model = HierarchicalModel(m=1, link="He2", preprocessing="clip(y, -1, 3)")
@@ -87,8 +87,10 @@ def top_overlaps(model: HierarchicalModel, d: int, alphas, seed: int, dtype=np.f
         if 4 * m >= d:  # ARPACK needs k well below d; small problems go through the dense matrix
             vecs = np.linalg.eigh((Xn.T * tn) @ Xn)[1][:, ::-1][:, :m]
         else:
-            op = LinearOperator((d, d), dtype=np.float64,
-                                matvec=lambda v, Xn=Xn, tn=tn: (Xn.T @ (tn * (Xn @ v.astype(dtype, copy=False)))).astype(np.float64))
+            def matvec(v, Xn=Xn, tn=tn):
+                return (Xn.T @ (tn * (Xn @ v.astype(dtype, copy=False)))).astype(np.float64)
+
+            op = LinearOperator((d, d), dtype=np.float64, matvec=matvec)
             vecs = eigsh(op, k=m, which="LA", v0=v0, tol=1e-10)[1]
         out[i] = ((W.T @ vecs) ** 2).max(axis=1)
     return out
