@@ -48,6 +48,24 @@ def require(value, cls, name: str = "model"):
     return value
 
 
+def integer(value, name: str, lo: int, hi: int | None = None) -> int:
+    """``value`` as an int if it is an integer (not a bool) in [lo, hi] (hi None: no upper bound),
+    else a ValueError that names the parameter and its range.
+
+    >>> integer(3, "rank", 1)
+    3
+    >>> integer(0, "jobs", 1)
+    Traceback (most recent call last):
+    ...
+    ValueError: jobs: must be an integer >= 1, got 0
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo or \
+            (hi is not None and value > hi):
+        rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+        raise ValueError(f"{name}: must be an integer {rng}, got {value!r}")
+    return int(value)
+
+
 def finite_array(value, name: str):
     """``value`` as a float array of finite numbers, else a ValueError that names the parameter
     (numeric helpers never return NaN silently).

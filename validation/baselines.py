@@ -39,6 +39,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.linalg import cho_factor, cho_solve
 
+from theory.model import integer
+
 __all__ = ["kernel_ridge", "nystrom_ridge", "random_features_ridge", "shallow_spectral"]
 
 RIDGES = 10.0 ** np.arange(-6, 2)
@@ -72,12 +74,6 @@ def _median_bandwidth(X):
     sub = X[: min(len(X), 1000)]
     dist = np.sqrt(np.maximum((sub**2).sum(1)[:, None] + (sub**2).sum(1)[None, :] - 2 * sub @ sub.T, 0))
     return float(np.median(dist[np.triu_indices(len(sub), 1)]))
-
-
-def _positive_int(value, name, low=1):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{name}: must be an integer >= {low}, got {value!r}")
-    return int(value)
 
 
 def _ridge_on_features(featurize, X, y, Xtest, ytest, intercept=True, block=8192):
@@ -127,7 +123,7 @@ def nystrom_ridge(X, y, Xtest, ytest, kernel="rbf", degree=4, rank=2000, seed=0)
     >>> r["nmse"] < 0.05, r["n_used"], r["rank"]  # the degree-2 kernel in d = 3 has rank C(5, 2) = 10 < 50
     (True, 2000, 10)
     """
-    rank = _positive_int(rank, "rank")
+    rank = integer(rank, "rank", 1)
     n, d = X.shape
     if rank > n:
         raise ValueError(f"rank: must be <= n = {n} (the landmarks are training samples), got {rank}")
@@ -144,7 +140,7 @@ def nystrom_ridge(X, y, Xtest, ytest, kernel="rbf", degree=4, rank=2000, seed=0)
 
 def kernel_ridge(X, y, Xtest, ytest, kernel="rbf", degree=4, n_cap=6000) -> dict:
     """Kernel ridge regression on x with the documented bandwidth and ridge rules."""
-    _positive_int(n_cap, "n_cap", 10)
+    integer(n_cap, "n_cap", 10)
     X, y = X[:n_cap], y[:n_cap]
     n, d = X.shape
     ell = _median_bandwidth(X)
@@ -168,7 +164,7 @@ def kernel_ridge(X, y, Xtest, ytest, kernel="rbf", degree=4, n_cap=6000) -> dict
 
 def random_features_ridge(X, y, Xtest, ytest, P=2000, seed=0) -> dict:
     """Ridge on P ReLU random features of x, on all n samples (streamed)."""
-    P = _positive_int(P, "P")
+    P = integer(P, "P", 1)
     n, d = X.shape
     W = np.random.default_rng(np.random.SeedSequence([seed, P, d])).standard_normal((d, P)) / np.sqrt(d)
     nmse, lam = _ridge_on_features(lambda A: np.maximum(A @ W, 0) / np.sqrt(P), X, y, Xtest, ytest)

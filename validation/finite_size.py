@@ -33,6 +33,7 @@ from numerics import predict
 from numerics.predict import spectral_functions
 from numerics.label_law import label_law, preprocessing_function
 from theory import HierarchicalModel
+from theory.model import integer
 
 from .simulate import SampleStream, _check
 
@@ -67,13 +68,12 @@ def top_overlaps(model: HierarchicalModel, d: int, alphas, seed: int, dtype=np.f
     ((2, 1), True)
     """
     a = _check(model, d, alphas, 4096)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed: must be a non-negative integer, got {seed!r}")
+    seed = integer(seed, "seed", 0)
     if np.dtype(dtype) not in (np.float32, np.float64):
         raise ValueError(f"dtype: must be float32 or float64, got {dtype!r}")
     m = model.m
     ns = np.round(a * d).astype(np.int64)
-    stream = SampleStream(model, d, int(seed), dtype)
+    stream = SampleStream(model, d, seed, dtype)
     X, y = stream.take(int(ns[-1]))
     t = preprocessing_function(model.T)(y)
     if not np.all(np.isfinite(t)):
@@ -81,7 +81,7 @@ def top_overlaps(model: HierarchicalModel, d: int, alphas, seed: int, dtype=np.f
     t = t.astype(dtype)
     W = stream.W
     out = np.empty((ns.size, m))
-    v0 = np.random.default_rng([int(seed), d]).standard_normal(d)
+    v0 = np.random.default_rng([seed, d]).standard_normal(d)
     for i, n in enumerate(ns):
         Xn, tn = X[:n], (t[:n] / n).astype(dtype)  # n is an int64: without the cast X would be promoted
         if 4 * m >= d:  # ARPACK needs k well below d; small problems go through the dense matrix
@@ -142,8 +142,7 @@ def finite_size_study(model: HierarchicalModel, ds=(250, 500, 1000, 2000), seeds
         if ok.size == 0:
             raise ValueError("k: no direction of this model has a continuous transition (all in the boundary regime)")
         k = int(ok[0]) + 1
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= model.m:
-        raise ValueError(f"k: must be an integer in [1, {model.m}], got {k!r}")
+    k = integer(k, "k", 1, model.m)
     a_k = float(thr[k - 1])
     if not np.isfinite(a_k):
         raise ValueError(f"k: direction {k} has no threshold (its spike never leaves the bulk)")

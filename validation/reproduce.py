@@ -162,13 +162,15 @@ def reproduce_separation(outdir, full: bool = False, jobs: int = 1, scheduler=No
     """
     from theory import CompositionalModel
 
-    from .baselines import _positive_int, nystrom_ridge, random_features_ridge, shallow_spectral
+    from theory.model import integer
+
+    from .baselines import nystrom_ridge, random_features_ridge, shallow_spectral
     from .compositional import CompositionalSampler
 
     outdir = Path(outdir)
-    ds = [_positive_int(d, "d", 8)] if d is not None else ([20, 30, 40] if full else [30])
-    nseeds = _positive_int(seeds, "seeds") if seeds is not None else (3 if full else 1)
-    rank = _positive_int(rank, "rank", 10)
+    ds = [integer(d, "d", 8)] if d is not None else ([20, 30, 40] if full else [30])
+    nseeds = integer(seeds, "seeds", 1) if seeds is not None else (3 if full else 1)
+    rank = integer(rank, "rank", 10)
     models = [CompositionalModel(d=dd, eps="1/2", gamma=1) for dd in ds]
     spec = sweep_spec({"name": "separation-d" + "-".join(map(str, ds)), "models": [m.describe() for m in models],
                        "grid": {"alphas": list(SEPARATION_RATIOS), "seeds": list(range(nseeds))},
@@ -480,9 +482,9 @@ def reproduce(name: str, outdir="cascade-out", **kw) -> dict:
     """Regenerate the figure NAME (one of ``FIGURES``)."""
     if name not in FIGURES:
         raise ValueError(f"name: unknown figure {name!r}; available: {', '.join(FIGURES)}")
-    jobs = kw.get("jobs", 1)
-    if isinstance(jobs, bool) or not isinstance(jobs, (int, np.integer)) or jobs < 1:
-        raise ValueError(f"jobs: must be an integer >= 1, got {jobs!r}")  # every figure, also those run in-process
+    from theory.model import integer
+
+    integer(kw.get("jobs", 1), "jobs", 1)  # every figure, also those that run in-process
     return FIGURES[name](outdir, **kw)
 
 

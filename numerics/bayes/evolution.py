@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from theory import HierarchicalModel
+from theory.model import integer
 
 from ..label_law import check_model, coupled_pairs
 from ..predict import _alphas, mse_forms
@@ -172,12 +173,6 @@ def check_bayes_model(model) -> None:
             "overlap matrix Q is not diagonal, and the m x m state evolution is not implemented")
 
 
-def _positive_int(value, name, lo, hi):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
-        raise ValueError(f"{name}: must be an integer in [{lo}, {hi}], got {value!r}")
-    return int(value)
-
-
 class _Rule:
     """xi draws per replicate and their weights."""
 
@@ -191,13 +186,13 @@ class _Rule:
             if m > MAX_QUADRATURE_M:
                 raise ValueError(f"method: the tensor quadrature handles m <= {MAX_QUADRATURE_M} (its cost is nodes^m); "
                                  f"m = {m} needs method='qmc'")
-            nodes = QUADRATURE_NODES[m] if n_samples is None else _positive_int(n_samples, "n_samples", 6, 100_000)
+            nodes = QUADRATURE_NODES[m] if n_samples is None else integer(n_samples, "n_samples", 6, 100_000)
             xi, w = quadrature_rule(even, nodes)
             self.xi, self.w, self.replicates = [xi], w, 1
             self.settings = {"method": "quadrature", "nodes_per_dim": nodes, "n_draws": int(xi.shape[0])}
         else:
-            replicates = _positive_int(replicates, "replicates", 2, 64)
-            n = 256 * replicates if n_samples is None else _positive_int(n_samples, "n_samples", 4, 2**22)
+            replicates = integer(replicates, "replicates", 2, 64)
+            n = 256 * replicates if n_samples is None else integer(n_samples, "n_samples", 4, 2**22)
             self.xi = qmc_rule(m, n, replicates, seed)
             self.w = np.full(self.xi[0].shape[0], 1.0 / self.xi[0].shape[0])
             self.replicates = replicates
@@ -458,12 +453,12 @@ def state_evolution(model: HierarchicalModel, alphas, init: str = "uninformed", 
         raise ValueError(f"init: must be 'uninformed', 'informed' or 'both', got {init!r}")
     if not (isinstance(tol, (int, float)) and 0 < tol < 1e-2):
         raise ValueError(f"tol: must lie in (0, 1e-2), got {tol!r}")
-    max_iter = _positive_int(max_iter, "max_iter", 1, 10**6)
+    max_iter = integer(max_iter, "max_iter", 1, 10**6)
     if not (isinstance(damping, (int, float)) and 0 <= damping < 1):
         raise ValueError(f"damping: must lie in [0, 1), got {damping!r}")
     if not (isinstance(epsilon, (int, float)) and 0 < epsilon <= 0.1):
         raise ValueError(f"epsilon: must lie in (0, 0.1], got {epsilon!r}")
-    seed = _positive_int(seed, "seed", 0, 2**63 - 1)
+    seed = integer(seed, "seed", 0, 2**63 - 1)
     if init == "both":
         kw = dict(tol=tol, max_iter=max_iter, damping=damping, epsilon=epsilon, method=method, n_samples=n_samples,
                   replicates=replicates, seed=seed, resolution=resolution, free_entropy=True)
@@ -518,9 +513,9 @@ def state_evolution_trajectory(model: HierarchicalModel, alpha: float, q0, n_ite
     q0 = np.asarray(q0, dtype=float).ravel()
     if q0.shape != (model.m,) or not np.all(np.isfinite(q0)) or np.any(q0 < 0) or np.any(q0 > 1):
         raise ValueError(f"q0: expected {model.m} overlaps in [0, 1], got {q0}")
-    n_iter = _positive_int(n_iter, "n_iter", 1, 100_000)
+    n_iter = integer(n_iter, "n_iter", 1, 100_000)
     channel = channel_for(model, resolution)
-    rule = _Rule(model, channel.even, method, n_samples, replicates, _positive_int(seed, "seed", 0, 2**63 - 1))
+    rule = _Rule(model, channel.even, method, n_samples, replicates, integer(seed, "seed", 0, 2**63 - 1))
     out = np.zeros((n_iter + 1, model.m))
     out[0] = q0
     for r in range(rule.replicates):
