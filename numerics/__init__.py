@@ -35,3 +35,6 @@ __all__ += ["grid_cost", "mse_forms"]
 from .exponent_fit import ExponentFit, fit_exponent  # noqa: E402
 
 __all__ += ["fit_exponent", "ExponentFit"]
+from .edge_overlap import edge_overlap, edge_regime  # noqa: E402
+
+__all__ += ["edge_overlap", "edge_regime"]

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 from scipy.linalg import blas
 
+from numerics.edge_overlap import TW_MEAN, TW_SD
 from numerics.label_law import check_model, link_function, preprocessing_function
 from numerics.predict import mse_forms
 from numerics.resolvent import edge_of_atoms
@@ -35,8 +36,6 @@ from .experiment import add_provenance, model_hash
 
 __all__ = ["SampleStream", "simulate", "simulate_task", "empirical_bulk_edge", "two_sided_outliers", "bench_accumulation", "model_hash"]  # model_hash: re-exported
 
-TW_MEAN = -1.2065  # mean of the GOE Tracy-Widom law (beta = 1)
-TW_SD = 1.2680
 
 
 def _labels(model, Z, rng, links, a=None):

@@ -80,8 +80,10 @@ def format_report(res: dict, kmax: int = 6) -> str:
         lines.append(f"{a:7.4g} " + " ".join(cells) + f" {int(r['n_outliers_theory']):>8d}/{r['k_hat']:<7.2f}"
                      f" {r['mse_theory']:8.4f} {r['mse_sim']:8.4f}±{r['mse_sem']:.4f}")
     n_ok, n = int(s["agrees"].sum()), len(s)
-    lines.append(f"{n_ok}/{n} (alpha, k) points within the finite-size tolerance "
-                 f"(outlier: d^-1/2 + 2 sem; window: 2 d^-1/3; bulk: 4/(d (1 - sqrt(alpha/alpha_k))^2))")
+    n_edge = int((s["tol_basis"] == "edge").sum())
+    lines.append(f"{n_ok}/{n} (alpha, k) points within the finite-size tolerance (outlier: d^-1/2 + 2 sem; "
+                 f"bulk and window: the 95% edge bound q + R_k c/d for {n_edge} points, the heuristic one for "
+                 f"{int((s['tol_basis'] == 'heuristic').sum())}; docs/theory.md §4.1)")
     thr = res["prediction"].thresholds
     lines.append("thresholds alpha_k: " + ", ".join(f"{t:.4g}" for t in thr))
     lines.append(f"wall time {res['wall_s']:.1f} s; wrote: " + ", ".join(res["files"]))

@@ -1,0 +1,122 @@
+r"""Overlap of a subcritical direction with the top bulk eigenvector (docs/theory.md §4.1).
+
+Below its threshold, direction :math:`w_k` has no outlier and the top eigenvector :math:`v_1` of
+:math:`D_n` is a bulk eigenvector. Its squared overlap is O(1/d), enhanced near criticality. The
+d = infinity resolvent in the direction :math:`w_k` (a Schur complement on :math:`z_k = w_k\cdot x`)
+is, with :math:`\zeta = \psi_\alpha(\lambda)` on the physical branch,
+
+.. math::
+    s_k(\zeta) = w_k^\top(D_n-\zeta)^{-1}w_k \to \frac{1}{\lambda\,(F_k(\lambda) - 1/\alpha)},
+    \qquad m(\zeta) = \tfrac1d\,\mathrm{tr}(D_n-\zeta)^{-1} \to -\frac{\alpha}{\lambda},
+
+and the eigenvectors at x carry, on average, the share
+:math:`R_k(x) = \mathrm{Im}\,s_k(x+i0)/\mathrm{Im}\,m(x+i0)` of :math:`d\,\langle w_k, v\rangle^2`.
+At the (square-root) edge :math:`\lambda\to\bar\lambda`, :math:`G_2(\bar\lambda) = 1/\alpha`:
+
+.. math::
+    R_k = \frac{H_k/G_2}{(1 - F_k/G_2)^2}\Big|_{\bar\lambda},
+
+the subcritical enhancement, divergent at the threshold :math:`F_k = G_2`. At finite d the top
+eigenvalue sits about :math:`1.2065\,s\,d^{-2/3}` below the edge (the Tracy-Widom GOE mean),
+where :math:`R_k(x)` is finite; :func:`edge_overlap` evaluates it there.
+
+>>> from theory import HierarchicalModel
+>>> R = edge_overlap(HierarchicalModel(m=1, link="He2", preprocessing="1"), [2.0])  # T = 1: no spike
+>>> round(float(R[0, 0]), 12)
+1.0
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from theory import HierarchicalModel
+from theory.model import finite_array, integer
+
+from .label_law import check_model, label_law
+from .resolvent import edge_of_atoms
+
+__all__ = ["edge_overlap", "edge_regime", "TW_MEAN", "TW_SD"]
+
+TW_MEAN = -1.2065  # mean of the GOE Tracy-Widom law (beta = 1); Tracy & Widom 1996, Table 1
+TW_SD = 1.2680  # its standard deviation (same table)
+
+
+def _funcs(tau, p, R, lam):
+    """G1(lam) and F_k(lam) (rows of R are the weights r_k of E[tau z_k^2 .]) at complex lam."""
+    K = tau / (lam - tau)
+    return p @ K, (R - p) @ K
+
+
+def edge_regime(model: HierarchicalModel, alphas, **law_options) -> np.ndarray:
+    r"""True where the bulk edge is a square-root edge (:math:`G_2(\bar\lambda) = 1/\alpha` has a root
+    above sup T), False in the boundary regime :math:`\bar\lambda = \sup T`, where the edge is not
+    square-root and :func:`edge_overlap` does not apply."""
+    check_model(model)
+    a = np.atleast_1d(finite_array(alphas, "alphas"))
+    if a.ndim != 1 or a.size == 0 or np.any(a <= 0):
+        raise ValueError(f"alphas: expected sample ratios > 0, got {alphas!r}")
+    law = label_law(model, **law_options)
+    tau, p = law.tau, law.p
+    tsup = float(law.tau_sup) if np.isfinite(law.tau_sup) else float(tau.max())
+    if tau.max() >= tsup:  # an atom at sup T: G2 diverges there, always a square-root edge
+        return np.ones(a.size, dtype=bool)
+    G2_sup = float(p @ (tau / (tsup - tau)) ** 2)
+    return G2_sup * a > 1.0
+
+
+def edge_overlap(model: HierarchicalModel, alphas, d: int | None = None, **law_options) -> np.ndarray:
+    r""":math:`E[d\,\langle w_k, v_1\rangle^2]` for a subcritical direction k: the ratio
+    :math:`R_k(x)` of the module docstring at each alpha, shape (len(alphas), m).
+
+    ``d = None`` gives the d = infinity edge value :math:`(H_k/G_2)/(1-F_k/G_2)^2` (infinite at or
+    above the threshold). With an integer d it is evaluated at the Tracy-Widom mean location
+    :math:`x_1 = b - 1.2065\,s\,d^{-2/3}` of the top eigenvalue (docs/theory.md §4), by solving
+    :math:`\psi_\alpha(\lambda) = x_1` for complex :math:`\lambda` (Newton from the edge expansion);
+    this stays finite through the window, where it grows like :math:`d^{2/3}` (so q ~ d^{-1/3}).
+
+    Square-root edges only: an alpha in the boundary regime (see :func:`edge_regime`) is refused.
+
+    >>> from theory import HierarchicalModel
+    >>> model = HierarchicalModel(m=1, link="He2", preprocessing="clip(y, -1, 3)")   # alpha_1 = 0.654
+    >>> R_inf = edge_overlap(model, [0.2, 0.5])
+    >>> R_400 = edge_overlap(model, [0.2, 0.5], d=400)
+    >>> bool(np.all(R_400 < R_inf)), bool(R_inf[1, 0] > R_inf[0, 0])   # finite d softens; nearer alpha_1, larger
+    (True, True)
+    """
+    check_model(model)
+    a = np.atleast_1d(finite_array(alphas, "alphas"))
+    if a.ndim != 1 or a.size == 0 or np.any(a <= 0):
+        raise ValueError(f"alphas: expected sample ratios > 0, got {alphas!r}")
+    if d is not None:
+        d = integer(d, "d", 2)
+    square_root = edge_regime(model, a, **law_options)
+    if not np.all(square_root):
+        raise ValueError(f"alphas: alpha = {a[~square_root].min():g} is in the boundary regime "
+                         "(lambda_bar = sup T), where the edge is not square-root; edge_overlap needs a larger alpha")
+    law = label_law(model, **law_options)
+    tau, p, R = law.tau, law.p, np.asarray(law.r)
+    out = np.empty((a.size, R.shape[0]))
+    for i, alpha in enumerate(a):
+        lbar, edge, psi2 = edge_of_atoms(tau, p, alpha)
+        K = tau / (lbar - tau)
+        G2 = float(p @ K**2)
+        F, H = (R - p) @ K, R @ K**2
+        if d is None:
+            s = F / G2
+            out[i] = np.where(s < 1, (H / G2) / np.where(s < 1, 1 - s, 1.0) ** 2, np.inf)
+            continue
+        scale = (alpha / lbar**2 * np.sqrt(2 / psi2)) ** (-2 / 3)
+        depth = -TW_MEAN * scale * d ** (-2 / 3)
+        lam = lbar + 1j * np.sqrt(2 * depth / psi2)  # psi(lbar + delta) = edge + psi'' delta^2 / 2
+        for _ in range(60):
+            G1 = p @ (tau / (lam - tau))
+            step = (lam * (1 / alpha + G1) - (edge - depth)) / (1 / alpha - p @ (tau / (lam - tau)) ** 2)
+            lam = lam - step
+            if abs(step) < 1e-14 * abs(lam):
+                break
+        else:
+            raise ArithmeticError(f"edge_overlap: Newton did not converge at alpha = {alpha:g}, d = {d}")
+        G1, F = _funcs(tau, p, R, lam)
+        s_k = 1 / (lam * (F - 1 / alpha))
+        out[i] = s_k.imag / (alpha * lam.imag / abs(lam) ** 2)  # Im m = Im(-alpha/lam)
+    return out

@@ -1,0 +1,69 @@
+"""The bulk/window tolerance of `compare` (docs/theory.md §4.1): the subcritical edge overlap R_k and
+the coverage of the one-sided bound on two models other than the default."""
+import numpy as np
+import pytest
+from scipy.stats import chi2
+
+from numerics import thresholds
+from numerics.edge_overlap import edge_overlap, edge_regime
+from theory import HierarchicalModel
+from validation.compare import max_chi2_mean_quantile
+from validation.finite_size import top_overlaps
+
+TANH = HierarchicalModel(m=1, link="He2", preprocessing="tanh(y)")
+CLIP_NOISY = HierarchicalModel(m=1, link="He2", preprocessing="clip(y, -1, 3)", delta=0.5)
+FRACTIONS = np.array([0.3, 0.5, 0.7, 0.85, 0.95, 1.0])  # alpha / alpha_1: bulk, window from below, threshold
+
+
+def test_complex_route_tends_to_the_closed_form_edge_value():
+    # two routes to R_k: the closed form (H/G2)/(1 - F/G2)^2 at lambda_bar (d = None) and Im s_k / Im m
+    # by a complex Newton solve at depth ~ d^(-2/3) below the edge; they must meet as d -> infinity
+    model = HierarchicalModel(m=1, link="He2", preprocessing="clip(y, -1, 3)")
+    alphas = 0.654 * np.array([0.3, 0.7])
+    closed = edge_overlap(model, alphas)[:, 0]
+    deep = [edge_overlap(model, alphas, d=d)[:, 0] for d in (10**6, 10**9, 10**12)]
+    gaps = [np.max(np.abs(r / closed - 1)) for r in deep]
+    assert gaps[-1] < 1e-3 and gaps[0] > gaps[1] > gaps[2]  # converges, monotonically (as d^(-1/3))
+
+
+def test_threshold_is_where_the_edge_value_diverges():
+    model = HierarchicalModel(m=1, link="He2", preprocessing="clip(y, -1, 3)")
+    a1 = float(thresholds(model)[0])
+    R = edge_overlap(model, a1 * np.array([0.999, 1.001]))[:, 0]
+    assert R[0] > 1e4 and np.isinf(R[1])
+    # finite d regularises it: R(x_1) ~ d^(2/3) at the threshold, so q = R/d ~ d^(-1/3) (the window)
+    r = [edge_overlap(model, [a1], d=d)[0, 0] for d in (1000, 8000)]
+    assert r[1] / r[0] == pytest.approx(4.0, rel=0.05)
+
+
+def test_boundary_regime_is_refused_by_name():
+    model = HierarchicalModel(m=1, link="He2", preprocessing="y/(1+abs(y))", delta=0.5)  # thin top of tau
+    assert not edge_regime(model, [0.3]).any()
+    with pytest.raises(ValueError, match="alphas: .*boundary regime"):
+        edge_overlap(model, [0.3])
+
+
+def test_max_chi2_quantile_matches_its_closed_forms():
+    # m = 1: the mean of S chi2_1 is chi2_S / S; S = 1: the max of m chi2_1 has cdf F^m
+    for S in (1, 4, 30):
+        assert max_chi2_mean_quantile(1, S, 0.9) == pytest.approx(chi2.ppf(0.9, S) / S, abs=2e-3)
+    assert max_chi2_mean_quantile(10, 1, 0.95) == pytest.approx(chi2.ppf(0.95 ** 0.1, 1), abs=2e-3)
+    with pytest.raises(ValueError, match="level"):
+        max_chi2_mean_quantile(1, 4, 1.5)
+
+
+@pytest.mark.parametrize("model", [TANH, CLIP_NOISY], ids=["He2-tanh", "He2-clip-delta0.5"])
+def test_edge_bound_covers_at_its_confidence_level(model):
+    # 40 independent groups of S = 8 seeds at d = 400; in each group and at each alpha the seed mean
+    # of q must lie below R_k(x_1)/d * c_{8,1}(0.95). The bound claims >= 95% (docs/theory.md §4.1:
+    # the measured mean of d q / R is 0.7-1.0, so the claim is one-sided); with 240 trials the
+    # binomial standard error at 95% is 1.4%, and the test allows 3 of them.
+    d, S, groups, level = 400, 8, 40, 0.95
+    alphas = float(thresholds(model)[0]) * FRACTIONS
+    R = edge_overlap(model, alphas, d=d)[:, 0]
+    Q = np.array([top_overlaps(model, d, alphas, seed=s, dtype=np.float32)[:, 0] for s in range(S * groups)])
+    means = Q.reshape(groups, S, -1).mean(axis=1)
+    inside = means <= R / d * max_chi2_mean_quantile(1, S, level)
+    assert inside.mean() >= level - 3 * np.sqrt(level * (1 - level) / inside.size)
+    # and the bound is not vacuous: the per-seed mean of d q is at least half of R everywhere
+    assert np.all(d * Q.mean(axis=0) >= 0.5 * R)
