@@ -35,7 +35,7 @@ from theory.model import finite_array, integer
 from .label_law import check_model, label_law
 from .resolvent import edge_of_atoms
 
-__all__ = ["edge_overlap", "edge_regime", "TW_MEAN", "TW_SD"]
+__all__ = ["edge_overlap", "edge_regime", "edge_depth", "outlier_share", "TW_MEAN", "TW_SD"]
 
 TW_MEAN = -1.2065  # mean of the GOE Tracy-Widom law (beta = 1); Tracy & Widom 1996, Table 1
 TW_SD = 1.2680  # its standard deviation (same table)
@@ -64,7 +64,21 @@ def edge_regime(model: HierarchicalModel, alphas, **law_options) -> np.ndarray:
     return G2_sup * a > 1.0
 
 
-def edge_overlap(model: HierarchicalModel, alphas, d: int | None = None, **law_options) -> np.ndarray:
+def edge_depth(j: int) -> float:
+    r"""Typical depth of the j-th largest bulk eigenvalue below the edge, in Tracy-Widom units
+    :math:`s\,d^{-2/3}`: the GOE Tracy-Widom mean 1.2065 for j = 1; for j >= 2 the point above which
+    the edge density :math:`\sqrt{-\xi}/\pi` holds mass j - 1, :math:`(3\pi(j-1)/2)^{2/3}`. The
+    latter is shallower than the classical location (mass j - 1/2), so an overlap share
+    evaluated there errs on the large side.
+
+    >>> round(edge_depth(1), 4), round(edge_depth(2), 3)
+    (1.2065, 2.811)
+    """
+    j = integer(j, "j", 1)
+    return -TW_MEAN if j == 1 else float((1.5 * np.pi * (j - 1)) ** (2 / 3))
+
+
+def edge_overlap(model: HierarchicalModel, alphas, d: int | None = None, j: int = 1, **law_options) -> np.ndarray:
     r""":math:`E[d\,\langle w_k, v_1\rangle^2]` for a subcritical direction k: the ratio
     :math:`R_k(x)` of the module docstring at each alpha, shape (len(alphas), m).
 
@@ -73,6 +87,9 @@ def edge_overlap(model: HierarchicalModel, alphas, d: int | None = None, **law_o
     :math:`x_1 = b - 1.2065\,s\,d^{-2/3}` of the top eigenvalue (docs/theory.md §4), by solving
     :math:`\psi_\alpha(\lambda) = x_1` for complex :math:`\lambda` (Newton from the edge expansion);
     this stays finite through the window, where it grows like :math:`d^{2/3}` (so q ~ d^{-1/3}).
+
+    ``j`` > 1 evaluates it at the j-th eigenvalue's location instead (:func:`edge_depth`); the share
+    falls with depth, so the top eigenvectors together carry at most m times the j = 1 share.
 
     Square-root edges only: an alpha in the boundary regime (see :func:`edge_regime`) is refused.
 
@@ -89,6 +106,7 @@ def edge_overlap(model: HierarchicalModel, alphas, d: int | None = None, **law_o
         raise ValueError(f"alphas: expected sample ratios > 0, got {alphas!r}")
     if d is not None:
         d = integer(d, "d", 2)
+    depth_tw = edge_depth(j)
     square_root = edge_regime(model, a, **law_options)
     if not np.all(square_root):
         raise ValueError(f"alphas: alpha = {a[~square_root].min():g} is in the boundary regime "
@@ -106,7 +124,7 @@ def edge_overlap(model: HierarchicalModel, alphas, d: int | None = None, **law_o
             out[i] = np.where(s < 1, (H / G2) / np.where(s < 1, 1 - s, 1.0) ** 2, np.inf)
             continue
         scale = (alpha / lbar**2 * np.sqrt(2 / psi2)) ** (-2 / 3)
-        depth = -TW_MEAN * scale * d ** (-2 / 3)
+        depth = depth_tw * scale * d ** (-2 / 3)
         lam = lbar + 1j * np.sqrt(2 * depth / psi2)  # psi(lbar + delta) = edge + psi'' delta^2 / 2
         for _ in range(60):
             G1 = p @ (tau / (lam - tau))
@@ -119,4 +137,47 @@ def edge_overlap(model: HierarchicalModel, alphas, d: int | None = None, **law_o
         G1, F = _funcs(tau, p, R, lam)
         s_k = 1 / (lam * (F - 1 / alpha))
         out[i] = s_k.imag / (alpha * lam.imag / abs(lam) ** 2)  # Im m = Im(-alpha/lam)
+    return out
+
+
+def outlier_share(model: HierarchicalModel, alpha: float, **law_options) -> np.ndarray:
+    r"""Share of :math:`d\,\langle w_k, u_j\rangle^2` in the outlier eigenvector :math:`u_j` of another direction
+    j: the same ratio of resolvents as :func:`edge_overlap`, continued to the real point
+    :math:`\lambda_j^*` (:math:`F_j(\lambda_j^*) = 1/\alpha`) outside the bulk,
+
+    .. math::
+        R_k(\lambda) = \frac{s_k'(\zeta)}{m'(\zeta)} = \frac{H_k + 1/\alpha - G_2}{\alpha\,(F_k - 1/\alpha)^2}
+        \Big|_{\lambda = \lambda_j^*},
+
+    which equals the edge value as :math:`\lambda_j^*\to\bar\lambda` (docs/theory.md §4.1).
+    Returns an m x m array, row j (NaN where direction j has no outlier at this alpha), column k
+    (NaN on the diagonal).
+
+    >>> from theory import HierarchicalModel
+    >>> S = outlier_share(HierarchicalModel(m=2, gamma=1.0, link="He2", preprocessing="clip(y, -1, 3)"), 2.3)
+    >>> bool(np.isfinite(S[0, 1])), bool(np.isnan(S[1, 0]))    # direction 1 has an outlier, 2 not yet
+    (True, True)
+    """
+    from scipy.optimize import brentq
+
+    check_model(model)
+    alpha = float(finite_array(alpha, "alpha"))
+    if not alpha > 0:
+        raise ValueError(f"alpha: expected a sample ratio > 0, got {alpha!r}")
+    law = label_law(model, **law_options)
+    tau, p, R = law.tau, law.p, np.asarray(law.r)
+    lbar = edge_of_atoms(tau, p, alpha)[0]
+    K = tau / (lbar - tau)
+    F_bar = (R - p) @ K
+    out = np.full((R.shape[0], R.shape[0]), np.nan)
+    for j in np.nonzero(F_bar > 1 / alpha)[0]:  # an outlier: F_j crosses 1/alpha above lambda_bar
+        f = lambda lam, j=j: (R[j] - p) @ (tau / (lam - tau)) - 1 / alpha  # noqa: E731
+        hi = lbar + max(1.0, abs(lbar))
+        while f(hi) > 0:
+            hi = lbar + 2 * (hi - lbar)
+        lam = brentq(f, lbar, hi, xtol=1e-13 * max(1.0, abs(lbar)))
+        K = tau / (lam - tau)
+        G2, F, H = float(p @ K**2), (R - p) @ K, R @ K**2
+        out[j] = (H + 1 / alpha - G2) / (alpha * (F - 1 / alpha) ** 2)
+        out[j, j] = np.nan
     return out

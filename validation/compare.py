@@ -8,11 +8,13 @@ Each (alpha, k) point gets a region from the scaling variable
   finite-size bias is not derived yet);
 * ``window`` (|w| < 1) and ``bulk`` (w <= -1): a one-sided bound at confidence ``level``
   (docs/theory.md §4.1). The top eigenvectors near the edge carry on average
-  :math:`R_k(x_1)/d` of :math:`w_k` (:func:`numerics.edge_overlap.edge_overlap`, computed for the
-  model at hand at the Tracy-Widom location of the top eigenvalue); ``q_best`` is a maximum over
-  the top m eigenvectors, bounded by the maximum of m independent :math:`R_k\chi^2_1/d` variables.
-  So :math:`\bar q_{sim} \le q + (R_k/d)\, c_{S,m}` with :math:`c_{S,m}` the ``level`` quantile of
-  the mean of S such maxima (S seeds). The outlier part q is 0 below the threshold; in the
+  :math:`R_k(x_j)/d` of :math:`w_k` (:func:`numerics.edge_overlap.edge_overlap`, computed for the
+  model at hand at the typical location :math:`x_j` of the j-th eigenvalue); ``q_best`` is a
+  maximum over the top m eigenvectors, bounded by the maximum of independent
+  :math:`r_j\chi^2_1/d` variables: :math:`r_j = R_k(x_j)` for the bulk ones and
+  :math:`R_k(\lambda_j^*)` (:func:`numerics.edge_overlap.outlier_share`) for outliers of other directions.
+  So :math:`\bar q_{sim} \le q + c/d` with c the ``level`` quantile of the mean of S such maxima
+  (S seeds). The outlier part q is 0 below the threshold; in the
   window's upper half (0 < w < 1) adding it is an upper interpolation, not a derivation.
 
 Where the edge formula does not apply (boundary regime :math:`\bar\lambda = \sup T`, or coupled
@@ -32,29 +34,38 @@ C_BULK = 4.0  # the heuristic bulk constant, used only where the edge formula do
 C_WINDOW = 1.0
 
 
-def max_chi2_mean_quantile(m: int, n_seeds: int, level: float = 0.95, h: float = 2e-3) -> float:
-    r"""The ``level`` quantile of :math:`\frac1S\sum_{s\le S}\max_{j\le m}\chi^2_{1,sj}` (all independent).
+def max_chi2_mean_quantile(scales, n_seeds: int, level: float = 0.95, h: float = 2e-3) -> float:
+    r"""The ``level`` quantile of :math:`\frac1S\sum_{s\le S}\max_{j}\, r_j\chi^2_{1,sj}` (all independent),
+    for ``scales`` :math:`r_j > 0` (an integer m means m unit scales).
 
-    The law of one maximum, :math:`P(\max\le x) = P(\chi^2_1\le x)^m`, is binned on a grid of step h
-    (bin masses from the CDF, placed at bin midpoints) and convolved S times by FFT. For m = 1 this
-    is :math:`\chi^2_S(\text{level})/S`:
+    The law of one maximum, :math:`P(\max\le x) = \prod_j P(\chi^2_1\le x/r_j)`, is binned on a grid of
+    step :math:`h\max_j r_j` (bin masses from the CDF, placed at bin midpoints) and convolved S times
+    by FFT. For one unit scale this is :math:`\chi^2_S(\text{level})/S`:
 
     >>> round(max_chi2_mean_quantile(1, 8), 2), round(float(chi2.ppf(0.95, 8) / 8), 2)
     (1.94, 1.94)
     """
-    from theory.model import integer
+    from theory.model import finite_array, integer
 
-    m, S = integer(m, "m", 1), integer(n_seeds, "n_seeds", 1)
-    if not 0 < level < 1:
+    S = integer(n_seeds, "n_seeds", 1)
+    if isinstance(scales, (int, np.integer)) and not isinstance(scales, bool):
+        r = np.ones(integer(scales, "scales", 1))
+    else:
+        r = np.atleast_1d(finite_array(scales, "scales"))
+        if r.ndim != 1 or r.size == 0 or np.any(r <= 0):
+            raise ValueError(f"scales: expected positive scales r_j, got {scales!r}")
+    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
         raise ValueError(f"level: must be in (0, 1), got {level!r}")
-    top = float(chi2.isf(1e-12 / m, 1))  # the maximum exceeds this with probability < 1e-12
-    edges = np.arange(0.0, top + h, h)
-    pmf = np.diff(chi2.cdf(edges, 1) ** m)
+    top, r = float(r.max()), r / float(r.max())
+    upper = float(chi2.isf(1e-12 / r.size, 1))  # the maximum exceeds this with probability < 1e-12
+    edges = np.arange(0.0, upper + h, h)
+    cdf_max = np.prod(chi2.cdf(edges[None, :] / r[:, None], 1), axis=0)
+    pmf = np.diff(cdf_max)
     size = 1 << int(np.ceil(np.log2(S * pmf.size + 1)))
     total = np.fft.irfft(np.fft.rfft(pmf, size) ** S, size)[: S * pmf.size]
     cdf = np.cumsum(np.clip(total, 0, None))
     j = int(np.searchsorted(cdf / cdf[-1], level))
-    return float((j + S * 0.5) * h / S)  # S midpoints of h/2 each
+    return float((j + S * 0.5) * h / S * top)  # S midpoints of h/2 each
 
 
 def compare(prediction, simulation: pd.DataFrame, quantity: str = "q_best", level: float = 0.95) -> pd.DataFrame:
@@ -62,7 +73,7 @@ def compare(prediction, simulation: pd.DataFrame, quantity: str = "q_best", leve
 
     ``prediction`` must be a numerics.Prediction at (a superset of) the simulated alphas. ``level``
     is the confidence of the one-sided bound in the bulk and window (module docstring); the columns
-    ``R_edge`` (:math:`R_k` at the top eigenvalue's location, NaN where it does not apply) and
+    ``R_edge`` (the largest share r_j among the top m eigenvectors, NaN where it does not apply) and
     ``tol_basis`` ("edge" or "heuristic") say how each tolerance was obtained.
     """
     from numerics import Prediction
@@ -105,18 +116,22 @@ def compare(prediction, simulation: pd.DataFrame, quantity: str = "q_best", leve
     w = d ** (1 / 3) * (out["alpha"] / out["alpha_k"] - 1)
     out["w"] = w
     out["region"] = np.where(w >= C_WINDOW, "outlier", np.where(w <= -C_WINDOW, "bulk", "window"))
-    out["R_edge"] = _edge_ratios(prediction, out, d)
-    # the bulk/window bound: q + (R_k / d) c, c the level quantile of the seed mean of the per-seed law
+    R = _edge_ratios(prediction, out, d, quantity)
+    out["R_edge"] = np.nanmax(np.where(np.isfinite(R), R, -np.inf), axis=1, initial=-np.inf)
+    out.loc[~np.isfinite(out["R_edge"]), "R_edge"] = np.nan
+    # the bulk/window bound: q + c/d, c the level quantile of the seed mean of max_j R_j chi2_1
     m = prediction.model.m
-    quantiles = {S: (max_chi2_mean_quantile(m, S, level) if quantity == "q_best"
-                     else max_chi2_mean_quantile(1, S, level) if quantity == "q_rank"
-                     else float(chi2.ppf(level, S * m)) / S)  # proj: a sum over at most m eigenvectors
-                 for S in set(out["n_seeds"].astype(int))}
-    c = out["n_seeds"].astype(int).map(quantiles).to_numpy()
-    edge_tol = out["R_edge"] / d * c
+    edge_tol = np.full(len(out), np.nan)
+    for i in np.nonzero(np.isfinite(out["R_edge"].to_numpy()))[0]:
+        S = int(out["n_seeds"].iat[i])
+        if quantity == "proj":  # a sum over at most m eigenvectors, each bounded by the top share
+            c = out["R_edge"].iat[i] * float(chi2.ppf(level, S * m)) / S
+        else:
+            c = max_chi2_mean_quantile(R[i][np.isfinite(R[i])], S, level)
+        edge_tol[i] = c / d
     heuristic = np.where(out["region"] == "window", 2 * d ** (-1 / 3),
                          C_BULK / (d * (1 - np.sqrt(np.clip(out["alpha"] / out["alpha_k"], 0, 1))) ** 2))
-    has_edge = np.isfinite(out["R_edge"].to_numpy())
+    has_edge = np.isfinite(edge_tol)
     out["tol_basis"] = np.where(out["region"] == "outlier", "outlier", np.where(has_edge, "edge", "heuristic"))
     tol = np.select(
         [out["region"] == "outlier", has_edge],
@@ -130,24 +145,34 @@ def compare(prediction, simulation: pd.DataFrame, quantity: str = "q_best", leve
     return out
 
 
-def _edge_ratios(prediction, out, d) -> np.ndarray:
-    """R_k at the Tracy-Widom location of the top eigenvalue for the bulk and window points; NaN for
-    outlier points and where the edge formula does not apply (boundary regime, coupled directions)."""
-    from numerics.edge_overlap import edge_overlap, edge_regime
+def _edge_ratios(prediction, out, d, quantity) -> np.ndarray:
+    """Per point, the edge shares R_k of the eigenvectors that ``quantity`` maximises over (rows of
+    length m, NaN-padded). For q_best: the outlier eigenvectors of other directions carry
+    R_k(lambda_j*) (numerics.edge_overlap.outlier_share), the remaining bulk ones R_k at the locations
+    of eigenvalues 1, 2, ... (docs/theory.md §4.1). All NaN for outlier points and where the
+    edge formula does not apply (boundary regime, coupled directions)."""
+    from numerics.edge_overlap import edge_overlap, edge_regime, outlier_share
 
-    R = np.full(len(out), np.nan)
+    m = prediction.model.m
+    R = np.full((len(out), m), np.nan)
     if prediction.settings.get("solver") == "matrix":
         return R
     want = (out["region"] != "outlier").to_numpy()
     alphas = np.unique(out["alpha"].to_numpy()[want])
+    if alphas.size:
+        alphas = alphas[edge_regime(prediction.model, alphas)]
     if alphas.size == 0:
         return R
-    alphas = alphas[edge_regime(prediction.model, alphas)]
-    if alphas.size == 0:
-        return R
-    table = edge_overlap(prediction.model, alphas, d=d)
+    depth = 1 if quantity != "q_best" else m
+    tables = [edge_overlap(prediction.model, alphas, d=d, j=j) for j in range(1, depth + 1)]
+    shares = {a: outlier_share(prediction.model, a) for a in alphas} if quantity == "q_best" else {}
     row = {a: i for i, a in enumerate(alphas)}
-    for j, (a, k) in enumerate(zip(out["alpha"], out["k"])):
-        if want[j] and a in row:
-            R[j] = table[row[a], k - 1]
+    for i, (a, k) in enumerate(zip(out["alpha"], out["k"])):
+        if want[i] and a in row:
+            bulk = [t[row[a], k - 1] for t in tables]
+            if quantity == "q_best":  # outlier eigenvectors of other directions, then the bulk ones
+                col = shares[a][:, k - 1]
+                outl = col[np.isfinite(col)][: m - 1].tolist()
+                bulk = outl + bulk[: m - len(outl)]
+            R[i, : len(bulk)] = bulk
     return R

@@ -67,3 +67,23 @@ def test_edge_bound_covers_at_its_confidence_level(model):
     assert inside.mean() >= level - 3 * np.sqrt(level * (1 - level) / inside.size)
     # and the bound is not vacuous: the per-seed mean of d q is at least half of R everywhere
     assert np.all(d * Q.mean(axis=0) >= 0.5 * R)
+
+
+def test_quantile_with_unequal_scales_matches_the_product_cdf():
+    # S = 1: P(max(r1 X1, r2 X2) <= x) = F(x/r1) F(x/r2) with F the chi2_1 cdf, solved by brentq
+    from scipy.optimize import brentq
+    r = np.array([3.0, 1.0])
+    x = brentq(lambda x: chi2.cdf(x / r[0], 1) * chi2.cdf(x / r[1], 1) - 0.9, 1e-6, 100)
+    assert max_chi2_mean_quantile(r, 1, 0.9) == pytest.approx(x, rel=2e-3)
+
+
+def test_outlier_share_meets_the_edge_value_at_the_threshold():
+    # two routes: the real-point continuation R_k(lambda_j*) for the outlier of direction 1, and the
+    # closed-form edge value; as alpha -> alpha_1 from above, lambda_1* -> lambda_bar and they meet
+    from numerics.edge_overlap import outlier_share
+    model = HierarchicalModel(m=2, gamma=1.0, link="He2", preprocessing="clip(y, -1, 3)")
+    a1 = float(thresholds(model)[0])
+    edge = edge_overlap(model, [a1])[0, 1]
+    gaps = [abs(outlier_share(model, a1 * (1 + e))[0, 1] / edge - 1) for e in (1e-2, 1e-3, 1e-4)]
+    assert gaps[-1] < 1e-3 and gaps[0] > gaps[1] > gaps[2]
+    assert np.isnan(outlier_share(model, a1 * 0.99)).all()  # below alpha_1 there is no outlier
