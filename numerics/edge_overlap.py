@@ -88,8 +88,8 @@ def edge_overlap(model: HierarchicalModel, alphas, d: int | None = None, j: int 
     :math:`\psi_\alpha(\lambda) = x_1` for complex :math:`\lambda` (Newton from the edge expansion);
     this stays finite through the window, where it grows like :math:`d^{2/3}` (so q ~ d^{-1/3}).
 
-    ``j`` > 1 evaluates it at the j-th eigenvalue's location instead (:func:`edge_depth`); the share
-    falls with depth, so the top eigenvectors together carry at most m times the j = 1 share.
+    ``j`` > 1 evaluates it at the j-th eigenvalue's location instead (:func:`edge_depth`); for a
+    subcritical direction the share falls with depth (the enhancement peaks at the edge).
 
     Square-root edges only: an alpha in the boundary regime (see :func:`edge_regime`) is refused.
 
@@ -134,6 +134,8 @@ def edge_overlap(model: HierarchicalModel, alphas, d: int | None = None, j: int 
                 break
         else:
             raise ArithmeticError(f"edge_overlap: Newton did not converge at alpha = {alpha:g}, d = {d}")
+        if not lam.imag > 0:  # the physical branch has Im lambda > 0 (Im m > 0)
+            raise ArithmeticError(f"edge_overlap: Newton left the physical branch at alpha = {alpha:g}, d = {d}")
         G1, F = _funcs(tau, p, R, lam)
         s_k = 1 / (lam * (F - 1 / alpha))
         out[i] = s_k.imag / (alpha * lam.imag / abs(lam) ** 2)  # Im m = Im(-alpha/lam)
