@@ -247,6 +247,11 @@ def cmd_validate(args):
     sizes = parse_alphas(args.alphas)
     seeds = _seeds(args.seeds)
     _out(args.out, "--out")
+    estimate = exp.estimate(model, sizes, seeds, estimator=args.estimator)
+    if args.estimate:
+        return estimate or f"--estimate: Model {exp.name}'s validate needs no estimate; it runs in about a minute"
+    if estimate:
+        print(estimate, file=sys.stderr, flush=True)
     if exp.name == "S":
         res = exp.validate(model, d=_int(args.d, "--d"), alphas=sizes, seeds=seeds, outdir=args.out,
                            dtype=np.float32 if args.float32 else np.float64, progress=not args.quiet,
@@ -437,6 +442,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_options(v, "validate")
     v.add_argument("--out", default="cascade-out", help="output directory (default: %(default)s)")
     v.add_argument("--quiet", action="store_true", help="no progress bar")
+    v.add_argument("--estimate", action="store_true",
+                   help="print the estimated time and memory (Model C) and exit without simulating")
     _add_format(v, ("text", "json", "csv"))
     v.set_defaults(func=cmd_validate)
 

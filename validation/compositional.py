@@ -87,9 +87,9 @@ class CompositionalSampler:
             # Standardize once from a pilot sample drawn from its own stream.
             self.mean, self.std = 0.0, 1.0
             pilot = np.random.default_rng(np.random.SeedSequence([int(seed), self.D, 7]))
-            gs = []
-            for _ in range(10):
-                z = pilot.standard_normal((20_000, self.D if kind == "ge" else model.d))
+            gs, rows = [], max(256, min(20_000, 2**24 // self.D))  # Z of a piece stays ~128 MiB; same stream
+            for start in range(0, 200_000, rows):
+                z = pilot.standard_normal((min(rows, 200_000 - start), self.D if kind == "ge" else model.d))
                 Z = z if kind == "ge" else self.features(z)
                 gs.append(self.g(((Z @ self.A) ** 2 - 1) @ self.b))
             gs = np.concatenate(gs)
@@ -113,47 +113,36 @@ class CompositionalSampler:
 
 
 def layer1_matvec(X: np.ndarray, y: np.ndarray, estimator: str = "plain"):
-    r"""The map :math:`a \mapsto M_1 a` of the true model (q = 2) in the d x d form, O(n d^2).
+    r"""The map :math:`a \mapsto M_1 a` of the true model (q = 2) in the d x d form, O(n d^2), on
+    samples held in memory: :class:`validation.layer1_operator.Layer1Operator`'s product.
 
     ``estimator="wick"`` subtracts :math:`\frac12(\hat C_2M + M\hat C_2)`,
     :math:`\hat C_2 = \frac1n\sum_\mu y_\mu(x_\mu x_\mu^\top - I)`: the per-sample degree-4 Wick
     product (``numerics.quadratic_chaos``).
     """
-    n, d = X.shape
-    ysum = float(y.sum())
-    C2 = ((X.T * y) @ X - ysum * np.eye(d)) / n if estimator == "wick" else None
+    from .layer1_operator import Layer1Operator, SampleBlocks
 
-    def matvec(a):
-        M = vec_to_sym(np.asarray(a, dtype=float).reshape(-1, 1), d)[0]
-        u = np.einsum("ij,ij->i", X @ M, X) - np.trace(M)
-        w = y * u
-        out = ((X.T * w) @ X - w.sum() * np.eye(d) - 2 * ysum * M) / (4 * n)
-        if C2 is not None:
-            out -= (C2 @ M + M @ C2) / 2
-        return sym_to_vec(out[None])[:, 0]
-
-    return matvec
+    return Layer1Operator(SampleBlocks(X.shape[1], [X.shape[0]], arrays=[X]), y, estimator).matvec
 
 
 def matrix_free_layer1(X: np.ndarray, y: np.ndarray, k: int, tol: float = 1e-8, estimator: str = "plain"):
     """Top-k eigenpairs by |eigenvalue| of M1 for the true model with q = 2, matrix-free.
 
-    ARPACK (``scipy.sparse.linalg.eigsh``, which="LM") on a LinearOperator over R^D whose
-    product (:func:`layer1_matvec`) costs O(n d^2); converged to ``tol`` relative (ARPACK's
-    own criterion). Returns (eigenvalues, D x k eigenvectors).
+    ARPACK (``scipy.sparse.linalg.eigsh``, which="LM") on the samples held in memory
+    (``validation.layer1_operator``), each product O(n d^2); converged to ``tol`` relative
+    (ARPACK's own criterion). Returns (eigenvalues, D x k eigenvectors).
     """
-    from scipy.sparse.linalg import LinearOperator, eigsh
+    from .layer1_operator import Layer1Operator, SampleBlocks, top_eigenpairs
 
-    D = X.shape[1] * (X.shape[1] + 1) // 2
-    op = LinearOperator((D, D), matvec=layer1_matvec(X, y, estimator), dtype=float)
-    vals, vecs = eigsh(op, k=k, which="LM", tol=tol)
-    order = np.argsort(-np.abs(vals))
-    return vals[order], vecs[:, order]
+    op = Layer1Operator(SampleBlocks(X.shape[1], [X.shape[0]], arrays=[X]), y, estimator)
+    vals, vecs, _ = top_eigenpairs(op, k, "arpack", tol=tol)
+    return vals, vecs
 
 
 def run_layerwise(model: CompositionalModel, n: int, seed: int, kind: str = "ge", D: int | None = None,
                   layer1: str = "auto", n_test: int = 20_000, chunk: int = 4096, fresh_split: bool = False,
-                  keep: str = "top", layer2: str = "auto", estimator: str = "plain") -> dict:
+                  keep: str = "top", layer2: str = "auto", estimator: str = "plain", storage: str = "auto",
+                  eig: str = "auto", init=None, client=None) -> dict:
     r"""Draw n samples, run the layer-wise algorithm, return the metrics.
 
     Metrics: ``nmse`` (test-set mean squared error / Var y, Var y = 1), ``subspace_overlap``
@@ -177,6 +166,14 @@ def run_layerwise(model: CompositionalModel, n: int, seed: int, kind: str = "ge"
     degree-4 Wick product, i.e. :math:`M_1 - \frac12(\hat C_2\cdot + \cdot\hat C_2)`, which removes
     the degree-2 chaos part of the spurious spectrum; ``numerics.quadratic_chaos``). In the
     GE model :math:`ZZ^\top - I` is already Wick-ordered and the two coincide.
+
+    The matrix-free layer 1 (``validation.layer1_operator``, docs/scaling.md) takes
+    ``storage`` ("auto": in memory when n x d floats fit in 4 GiB, else "redraw" from saved
+    generator states: memory independent of n), ``eig`` ("auto", "arpack", "block_krylov",
+    "lobpcg"), ``init`` (D x j vectors to warm-start the eigensolver, e.g. the previous n's
+    ``_A_hat``) and ``client`` (a Dask client whose workers keep the sample blocks). The result
+    reports ``storage``, ``eig_method``, ``eig_products`` (passes over the samples),
+    ``eig_vectors`` and ``eig_residual``.
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 10:
         raise ValueError(f"n: the number of samples must be an integer >= 10, got {n!r}")
@@ -196,32 +193,46 @@ def run_layerwise(model: CompositionalModel, n: int, seed: int, kind: str = "ge"
     Dm, d1 = smp.D, smp.d1
     if layer1 == "auto":
         layer1 = "matrix_free" if (kind == "true" and model.q == 2 and Dm > 2000) else "dense"
+    if storage not in ("auto", "memory", "redraw"):
+        raise ValueError(f"storage: must be 'auto', 'memory' or 'redraw', got {storage!r}")
     if layer1 == "matrix_free" and (kind != "true" or model.q != 2):
         raise ValueError("layer1: the matrix-free operator is the q = 2 true model's; use 'dense'")
     if n <= d1:
         raise ValueError(f"n: {n} samples cannot estimate d1 = {d1} features")
     t0 = time.perf_counter()
-    inputs, ys, r2s = [], [], []
-    acc = _Accumulator(Dm, np.float64) if layer1 == "dense" else None
-    for start in range(0, n, chunk):
-        m = min(chunk, n - start)
-        x, Z, y = smp.draw(m)
-        if acc is not None:
-            acc.add(Z, y)
-        inputs.append(x)
-        ys.append(y)
-        r2s.append(np.einsum("ij,ij->i", Z, Z) / Dm)
-    X, y = np.vstack(inputs), np.concatenate(ys)
     wick = estimator == "wick" and kind == "true"
+    from .layer1_operator import Layer1Operator, SampleBlocks, top_eigenpairs
+
+    # one pass draws the samples block by block (a block of Z(x) is cut to ~128 MiB; the x stream
+    # is the same whatever the cut), fixes y and gathers what the dense layer 1 needs; the inputs
+    # (x, or Z for GE) are then held or re-drawn from the saved generator states (``storage``)
+    block = max(256, min(chunk, 2**24 // Dm))
+    r2s = []
+    acc = _Accumulator(Dm, np.float64) if layer1 == "dense" else None
+    C2 = np.zeros((model.d, model.d)) if (layer1 == "dense" and wick) else None
+
+    def first_pass(x, Z, yb):
+        r2s.append(np.einsum("ij,ij->i", Z, Z) / Dm)
+        if acc is not None:
+            acc.add(Z, yb)
+        if C2 is not None:
+            C2[...] += (x.T * yb) @ x
+
+    blocks, y = SampleBlocks.draw(smp, n, block=block, storage=storage, extra=first_pass)
     if layer1 == "dense":
         M1 = (acc.matrix(n) - y.mean() * np.eye(Dm)) / 2
         if wick:
-            M1 -= second_chaos(((X.T * y) @ X - y.sum() * np.eye(model.d)) / n)
+            M1 -= second_chaos((C2 - y.sum() * np.eye(model.d)) / n)
         vals, vecs = np.linalg.eigh(M1)
         order = np.argsort(-np.abs(vals))
         vals, vecs = vals[order], vecs[:, order]
+        solve = {"eig_method": "eigh", "eig_products": 0, "eig_vectors": 0, "eig_residual": float("nan")}
     else:
-        vals, vecs = matrix_free_layer1(X, y, d1, estimator="wick" if wick else "plain")
+        op = Layer1Operator(blocks, y, "wick" if wick else "plain", client=client)
+        vals, vecs, info = top_eigenpairs(op, d1, eig, init=init)
+        solve = {"eig_method": info["method"], "eig_products": info["products"], "eig_vectors": info["vectors"],
+                 "eig_residual": info["residual"]}
+    solve["storage"] = blocks.storage if client is None else "dask"
     A_hat = vecs[:, :d1]
     # outliers from the data alone: the psi edge of the empirical labels on each side (M1 = D_n / 2).
     # The true model's Z(x) = r u is elliptical: r^2 = |Z|^2 / D = (|x|^4 - 2|x|^2 + d) / (2D) for q = 2
@@ -236,16 +247,14 @@ def run_layerwise(model: CompositionalModel, n: int, seed: int, kind: str = "ge"
     A2 = A_hat if keep == "top" else A_hat[:, sel]
     # layer 2 on the same samples (or a fresh split) and the 1-d readout
     if fresh_split:
-        x2, Z2, y2 = smp.draw(n)
-        Z2 = Z2 if kind == "ge" else None
+        blocks2, y2 = SampleBlocks.draw(smp, n, block=block, storage=storage)
     else:
-        x2, y2 = X, y
-        Z2 = X if kind == "ge" else None
+        blocks2, y2 = blocks, y
 
     def hhat(inp):
         return (inp if kind == "ge" else smp.features(inp)) @ A2
 
-    H = np.vstack([hhat(x2[s: s + chunk]) for s in range(0, n, chunk)]) if Z2 is None else Z2 @ A2
+    H = np.vstack([hhat(xb) for xb in blocks2])  # the inputs block by block (re-drawn if so stored)
     B = (H.T * y2) @ H / (2 * n) - y2.mean() / 2 * np.eye(A2.shape[1])
 
     if layer2 == "lstsq":  # B by least squares on the quadratic forms of h_hat (non-Gaussian h_hat)
@@ -278,5 +287,5 @@ def run_layerwise(model: CompositionalModel, n: int, seed: int, kind: str = "ge"
             "subspace_overlap": float(O.sum() / d1), "feature_proj": proj, "feature_proj_top": O.sum(axis=1),
             "feature_cos2": O.max(axis=1),
             "principal_cos2": cos2, "recovered": int(np.sum(cos2 > 0.5)), "k_sel": int(sel.sum()),
-            "eigenvalues": vals[:d1], "signs": smp.signs, "wall_layer1_s": t1 - t0,
+            "eigenvalues": vals[:d1], "signs": smp.signs, "wall_layer1_s": t1 - t0, **solve,
             "wall_s": time.perf_counter() - t0, "_A_hat": A_hat}

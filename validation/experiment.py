@@ -83,6 +83,11 @@ class Experiment:
     def validate(self, model, **options) -> dict:
         raise NotImplementedError
 
+    def estimate(self, model, sizes, seeds, **options) -> str | None:
+        """A one-paragraph estimate of ``validate``'s time and peak memory on this machine, printed
+        before it starts; None where the run is short enough not to need one."""
+        return None
+
     def report(self, result: dict) -> str:
         raise NotImplementedError
 

@@ -138,6 +138,12 @@ class ModelC(Experiment):
                                  "subspace_overlap": r["subspace_overlap"]})
         return pd.DataFrame(rows)
 
+    def estimate(self, model, sizes, seeds, estimator="layerwise", **_):
+        from .validate_compositional import estimate_validate_compositional
+
+        self.estimator(estimator)  # a bad --estimator is refused before anything is timed or printed
+        return estimate_validate_compositional(model, ratios=[float(a) for a in sizes], seeds=list(seeds))["text"]
+
     def validate(self, model, alphas, seeds, outdir, progress=True, estimator="layerwise", **_):
         from .progress import Progress
         from .validate_compositional import run_validate_compositional

@@ -16,11 +16,12 @@ from theory.symbols import n as n_sym
 
 from .baselines import kernel_ridge, random_features_ridge, shallow_spectral
 from .compositional import CompositionalSampler
+from .layer1_operator import SampleBlocks
 from .experiment import table_metadata
 from .model_c import SERIES, ModelC
 from .plots import plt, save
 
-__all__ = ["run_validate_compositional", "format_compositional", "plot_compositional", "plot_compositional_table",
+__all__ = ["run_validate_compositional", "estimate_validate_compositional", "format_compositional", "plot_compositional", "plot_compositional_table",
            "DEFAULT_C_MODEL", "DEFAULT_C_RATIOS"]
 
 DEFAULT_C_MODEL = dict(d=30, q=2, eps="1/2", gamma=1)  # D = 465, d1 = 5
@@ -75,7 +76,8 @@ def run_validate_compositional(model: CompositionalModel | None = None, ratios=D
     # baselines on the true model's data at the largest n (kernel n capped)
     n_b = int(max(ratios) * D)
     smp = CompositionalSampler(model, 0, "true")
-    X, _, y = smp.draw(n_b)
+    blocks, y = SampleBlocks.draw(smp, n_b, storage="memory")  # x only: Z(x) is never held whole
+    X = np.vstack(list(blocks))
     Xt, _, yt = smp.draw(4000)
     base = [kernel_ridge(X, y, Xt, yt, "rbf", n_cap=baseline_cap),
             kernel_ridge(X, y, Xt, yt, "poly", degree=2 * model.q, n_cap=baseline_cap),
@@ -91,6 +93,52 @@ def run_validate_compositional(model: CompositionalModel | None = None, ratios=D
     files += [str(outdir / "validate_compositional.parquet")]
     return {"table": table, "baselines": base, "files": files, "model": model, "wall_s": time.perf_counter() - t0,
             "sweep": sweep}
+
+
+def estimate_validate_compositional(model: CompositionalModel, ratios=DEFAULT_C_RATIOS, seeds=(0, 1),
+                                    baseline_cap: int = 4000) -> dict:
+    """Time and peak memory of :func:`run_validate_compositional` on this machine, from the cost
+    model of ``validation.layer1_operator.layerwise_cost`` (per-sample costs timed here, in a
+    second or two) summed over the series, sizes and seeds, plus the baselines. Returns
+    ``seconds``, ``bytes``, the per-run rows and a ``text`` paragraph.
+    """
+    import os
+
+    from .layer1_operator import layerwise_cost, unit_costs
+
+    pilot = {"ge": not model.is_identity_link, "true": True}
+    rows, total, peak = [], 0.0, 0
+    for label, kind, _ in SERIES:
+        for ratio in ratios:
+            n = int(ratio * model.D)
+            c = layerwise_cost(model.d, model.D, model.d1, n, kind, pilot=pilot[kind], q=model.q)
+            rows.append({"series": label, "n": n, **c})
+            total += c["seconds"] * len(seeds)
+            peak = max(peak, c["bytes"])
+    n_b = int(max(ratios) * model.D)
+    u = unit_costs(model.d, model.q, model.d1, "true")
+    cap = min(n_b, baseline_cap)
+    base_s = (n_b + 4000 + 200_000) * u["draw"] + (2 * n_b * 1000 * (model.d + 1000) + 2 * cap**3) / u["gemm_flops"]
+    total += base_s
+    peak = max(peak, 8 * n_b * (model.d + 4) + 8 * cap * cap * 3)
+    try:  # this interpreter with its libraries loaded (Linux); the runs add to it
+        import re
+
+        peak += int(re.search(r"VmRSS:\s+(\d+)", Path("/proc/self/status").read_text()).group(1)) * 1024
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        pass
+    worst = max(rows, key=lambda r: r["seconds"])
+    mf = sorted({f"{r['series']}: {r['layer1']}, samples {r['storage']}, {r['method']}" for r in rows
+                 if r["n"] == worst["n"]})
+    text = (f"estimate for Model C at d = {model.d} (D = {model.D}, d1 = {model.d1}), {len(rows)} runs x "
+            f"{len(seeds)} seed(s) on {os.cpu_count()} cores: about {_human_s(total)}, peak memory about "
+            f"{peak / 2**30:.2f} GiB (largest run n = {worst['n']}: {'; '.join(mf)}). "
+            "Per-sample costs timed here; docs/scaling.md compares the model with measured runs.")
+    return {"seconds": total, "bytes": peak, "rows": rows, "baselines_s": base_s, "text": text}
+
+
+def _human_s(s: float) -> str:
+    return f"{s:.0f} s" if s < 120 else (f"{s / 60:.0f} min" if s < 7200 else f"{s / 3600:.1f} h")
 
 
 def plot_compositional_table(model, table, path) -> list[str]:
