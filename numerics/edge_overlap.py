@@ -33,18 +33,12 @@ from theory import HierarchicalModel
 from theory.model import finite_array, integer
 
 from .label_law import check_model, label_law
-from .resolvent import edge_of_atoms
+from .resolvent import edge_of_atoms, resolvent_sums
 
 __all__ = ["edge_overlap", "edge_regime", "edge_depth", "outlier_share", "TW_MEAN", "TW_SD"]
 
 TW_MEAN = -1.2065  # mean of the GOE Tracy-Widom law (beta = 1); Tracy & Widom 1996, Table 1
 TW_SD = 1.2680  # its standard deviation (same table)
-
-
-def _funcs(tau, p, R, lam):
-    """G1(lam) and F_k(lam) (rows of R are the weights r_k of E[tau z_k^2 .]) at complex lam."""
-    K = tau / (lam - tau)
-    return p @ K, (R - p) @ K
 
 
 def edge_regime(model: HierarchicalModel, alphas, **law_options) -> np.ndarray:
@@ -78,7 +72,7 @@ def edge_depth(j: int) -> float:
     return -TW_MEAN if j == 1 else float((1.5 * np.pi * (j - 1)) ** (2 / 3))
 
 
-def edge_overlap(model: HierarchicalModel, alphas, d: int | None = None, j: int = 1, **law_options) -> np.ndarray:
+def edge_overlap(model: HierarchicalModel, alphas, d: int | None = None, j=1, **law_options) -> np.ndarray:
     r""":math:`E[d\,\langle w_k, v_1\rangle^2]` for a subcritical direction k: the ratio
     :math:`R_k(x)` of the module docstring at each alpha, shape (len(alphas), m).
 
@@ -89,7 +83,8 @@ def edge_overlap(model: HierarchicalModel, alphas, d: int | None = None, j: int 
     this stays finite through the window, where it grows like :math:`d^{2/3}` (so q ~ d^{-1/3}).
 
     ``j`` > 1 evaluates it at the j-th eigenvalue's location instead (:func:`edge_depth`); for a
-    subcritical direction the share falls with depth (the enhancement peaks at the edge).
+    subcritical direction the share falls with depth (the enhancement peaks at the edge). A
+    sequence of j (finite d) gives shape (len(j), len(alphas), m), sharing the edge computation.
 
     Square-root edges only: an alpha in the boundary regime (see :func:`edge_regime`) is refused.
 
@@ -106,40 +101,49 @@ def edge_overlap(model: HierarchicalModel, alphas, d: int | None = None, j: int 
         raise ValueError(f"alphas: expected sample ratios > 0, got {alphas!r}")
     if d is not None:
         d = integer(d, "d", 2)
-    depth_tw = edge_depth(j)
+    several = np.ndim(j) > 0
+    js = list(np.atleast_1d(j)) if several else [j]
+    if several and (d is None or not js):
+        raise ValueError(f"j: several eigenvalue indices need a finite d and at least one index, got {j!r}")
+    depths_tw = [edge_depth(jj) for jj in js]
     square_root = edge_regime(model, a, **law_options)
     if not np.all(square_root):
         raise ValueError(f"alphas: alpha = {a[~square_root].min():g} is in the boundary regime "
                          "(lambda_bar = sup T), where the edge is not square-root; edge_overlap needs a larger alpha")
     law = label_law(model, **law_options)
     tau, p, R = law.tau, law.p, np.asarray(law.r)
-    out = np.empty((a.size, R.shape[0]))
+    out = np.empty((len(js), a.size, R.shape[0]))
     for i, alpha in enumerate(a):
         lbar, edge, psi2 = edge_of_atoms(tau, p, alpha)
-        K = tau / (lbar - tau)
-        G2 = float(p @ K**2)
-        F, H = (R - p) @ K, R @ K**2
         if d is None:
-            s = F / G2
-            out[i] = np.where(s < 1, (H / G2) / np.where(s < 1, 1 - s, 1.0) ** 2, np.inf)
+            _, G2, F, H = resolvent_sums(tau, p, R, lbar)
+            s = F[:, 0] / G2[0]
+            out[0, i] = np.where(s < 1, (H[:, 0] / G2[0]) / np.where(s < 1, 1 - s, 1.0) ** 2, np.inf)
             continue
         scale = (alpha / lbar**2 * np.sqrt(2 / psi2)) ** (-2 / 3)
-        depth = depth_tw * scale * d ** (-2 / 3)
-        lam = lbar + 1j * np.sqrt(2 * depth / psi2)  # psi(lbar + delta) = edge + psi'' delta^2 / 2
-        for _ in range(60):
-            G1 = p @ (tau / (lam - tau))
-            step = (lam * (1 / alpha + G1) - (edge - depth)) / (1 / alpha - p @ (tau / (lam - tau)) ** 2)
-            lam = lam - step
-            if abs(step) < 1e-14 * abs(lam):
-                break
-        else:
-            raise ArithmeticError(f"edge_overlap: Newton did not converge at alpha = {alpha:g}, d = {d}")
-        if not lam.imag > 0:  # the physical branch has Im lambda > 0 (Im m > 0)
-            raise ArithmeticError(f"edge_overlap: Newton left the physical branch at alpha = {alpha:g}, d = {d}")
-        G1, F = _funcs(tau, p, R, lam)
-        s_k = 1 / (lam * (F - 1 / alpha))
-        out[i] = s_k.imag / (alpha * lam.imag / abs(lam) ** 2)  # Im m = Im(-alpha/lam)
-    return out
+        for jj, depth_tw in enumerate(depths_tw):
+            out[jj, i] = _share_at_depth(tau, p, R, alpha, lbar, edge, psi2, depth_tw * scale * d ** (-2 / 3), d)
+    return out if several else out[0]
+
+
+def _share_at_depth(tau, p, R, alpha, lbar, edge, psi2, depth, d):
+    """R_k at the point x = edge - depth inside the bulk: Newton on psi(lambda) = x for complex lambda
+    from the edge expansion psi(lbar + delta) = edge + psi'' delta^2 / 2, then Im s_k / Im m."""
+    lam = lbar + 1j * np.sqrt(2 * depth / psi2)
+    no_r = R[:0]
+    for _ in range(60):
+        G1, G2, _, _ = resolvent_sums(tau, p, no_r, lam)
+        step = (lam * (1 / alpha + G1[0]) - (edge - depth)) / (1 / alpha - G2[0])
+        lam = lam - step
+        if abs(step) < 1e-14 * abs(lam):
+            break
+    else:
+        raise ArithmeticError(f"edge_overlap: Newton did not converge at alpha = {alpha:g}, d = {d}")
+    if not lam.imag > 0:  # the physical branch has Im lambda > 0 (Im m > 0)
+        raise ArithmeticError(f"edge_overlap: Newton left the physical branch at alpha = {alpha:g}, d = {d}")
+    F = resolvent_sums(tau, p, R, lam)[2][:, 0]
+    s_k = 1 / (lam * (F - 1 / alpha))
+    return s_k.imag / (alpha * lam.imag / abs(lam) ** 2)  # Im m = Im(-alpha/lam)
 
 
 def outlier_share(model: HierarchicalModel, alpha: float, **law_options) -> np.ndarray:
@@ -169,17 +173,15 @@ def outlier_share(model: HierarchicalModel, alpha: float, **law_options) -> np.n
     law = label_law(model, **law_options)
     tau, p, R = law.tau, law.p, np.asarray(law.r)
     lbar = edge_of_atoms(tau, p, alpha)[0]
-    K = tau / (lbar - tau)
-    F_bar = (R - p) @ K
+    F_bar = resolvent_sums(tau, p, R, lbar)[2][:, 0]
     out = np.full((R.shape[0], R.shape[0]), np.nan)
     for j in np.nonzero(F_bar > 1 / alpha)[0]:  # an outlier: F_j crosses 1/alpha above lambda_bar
-        f = lambda lam, j=j: (R[j] - p) @ (tau / (lam - tau)) - 1 / alpha  # noqa: E731
+        f = lambda lam, j=j: resolvent_sums(tau, p, R[j], lam)[2][0, 0] - 1 / alpha  # noqa: E731
         hi = lbar + max(1.0, abs(lbar))
         while f(hi) > 0:
             hi = lbar + 2 * (hi - lbar)
         lam = brentq(f, lbar, hi, xtol=1e-13 * max(1.0, abs(lbar)))
-        K = tau / (lam - tau)
-        G2, F, H = float(p @ K**2), (R - p) @ K, R @ K**2
-        out[j] = (H + 1 / alpha - G2) / (alpha * (F - 1 / alpha) ** 2)
+        _, G2, F, H = resolvent_sums(tau, p, R, lam)
+        out[j] = (H[:, 0] + 1 / alpha - G2[0]) / (alpha * (F[:, 0] - 1 / alpha) ** 2)
         out[j, j] = np.nan
     return out

@@ -33,7 +33,7 @@ from theory.model import require
 
 from .label_law import LabelLaw
 
-__all__ = ["ConvergenceError", "SpectralFunctions", "edge_of_atoms"]
+__all__ = ["ConvergenceError", "SpectralFunctions", "edge_of_atoms", "resolvent_sums"]
 
 _CHUNK = 4_000_000  # kernel entries per block
 
@@ -82,6 +82,37 @@ class _Splines:
         if s is None:
             s = self._s[k] = CubicSpline(self.u, self.table[k])
         return s
+
+
+def resolvent_sums(tau, p, r, lam):
+    r"""The atom sums :math:`G_1, G_2, F_k, H_k` (docs/theory.md §2.2) of a label law at the points
+    ``lam``, real or complex, with no domain check (:meth:`SpectralFunctions.exact` checks
+    :math:`\lambda > \sup T`; ``numerics.edge_overlap`` continues them to complex :math:`\lambda`):
+
+    .. math:: G_1 = \sum_a p_a K_a,\; G_2 = \sum_a p_a K_a^2,\; F_k = \sum_a (r_{ka} - p_a) K_a,\;
+              H_k = \sum_a r_{ka} K_a^2,\qquad K_a = \tau_a/(\lambda - \tau_a).
+
+    ``r`` is m x N (m may be 0). Returns (G1, G2, F, H), F and H of shape (m, len(lam)).
+
+    >>> import numpy as np
+    >>> G1, G2, F, H = resolvent_sums(np.array([1.0]), np.array([1.0]), np.array([[2.0]]), [3.0])
+    >>> float(G1[0]), float(G2[0]), float(F[0, 0]), float(H[0, 0])   # K = 1/2
+    (0.5, 0.25, 0.5, 0.5)
+    """
+    lam = np.atleast_1d(np.asarray(lam))
+    r = np.asarray(r, dtype=float).reshape(-1, tau.size)
+    P1 = np.vstack([p, r - p]).T  # N x (1+m)
+    P2 = np.vstack([p, r]).T
+    rows = max(1, _CHUNK // max(tau.size, 1))
+    dtype = np.result_type(lam.dtype, np.float64)
+    out1 = np.empty((lam.size, P1.shape[1]), dtype=dtype)
+    out2 = np.empty_like(out1)
+    for s in range(0, lam.size, rows):
+        K1 = tau[None, :] / (lam[s: s + rows, None] - tau[None, :])
+        out1[s: s + rows] = K1 @ P1
+        np.square(K1, out=K1)
+        out2[s: s + rows] = K1 @ P2
+    return out1[:, 0], out2[:, 0], out1[:, 1:].T, out2[:, 1:].T
 
 
 class SpectralFunctions:
@@ -198,19 +229,7 @@ class SpectralFunctions:
             F = a[:, None] * (L @ (FD / self._nodes[:, None]))
             H = G2[None, :] + a[:, None] * (L @ (HD / self._nodes[:, None]))
             return G1, G2, F, H
-        tau, p = self._tau, self._p
-        r = self._r if which is None else self._r[which]
-        P1 = np.vstack([p, r - p]).T  # N x (1+m)
-        P2 = np.vstack([p, r]).T
-        rows = max(1, _CHUNK // max(tau.size, 1))
-        out1 = np.empty((lam.size, P1.shape[1]))
-        out2 = np.empty_like(out1)
-        for s in range(0, lam.size, rows):
-            K1 = tau[None, :] / (lam[s: s + rows, None] - tau[None, :])
-            out1[s: s + rows] = K1 @ P1
-            np.square(K1, out=K1)
-            out2[s: s + rows] = K1 @ P2
-        return out1[:, 0], out2[:, 0], out1[:, 1:].T, out2[:, 1:].T
+        return resolvent_sums(self._tau, self._p, self._r if which is None else self._r[which], lam)
 
     # -- tabulated ----------------------------------------------------------------------
     def to_u(self, lam):

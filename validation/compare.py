@@ -164,7 +164,7 @@ def _edge_ratios(prediction, out, d, quantity) -> np.ndarray:
     if alphas.size == 0:
         return R
     depth = 1 if quantity != "q_best" else m
-    tables = [edge_overlap(prediction.model, alphas, d=d, j=j) for j in range(1, depth + 1)]
+    tables = list(edge_overlap(prediction.model, alphas, d=d, j=range(1, depth + 1)))  # one edge solve per alpha
     shares = {a: outlier_share(prediction.model, a) for a in alphas} if quantity == "q_best" else {}
     row = {a: i for i, a in enumerate(alphas)}
     for i, (a, k) in enumerate(zip(out["alpha"], out["k"])):

@@ -36,6 +36,17 @@ def test_threshold_is_where_the_edge_value_diverges():
     assert r[1] / r[0] == pytest.approx(4.0, rel=0.05)
 
 
+def test_several_eigenvalue_indices_share_one_edge_solve_and_match_single_calls():
+    model = HierarchicalModel(m=3, gamma=1.0, link="He2", preprocessing="clip(y, -1, 3)")
+    together = edge_overlap(model, [3.0, 5.0], d=800, j=range(1, 4))
+    assert together.shape == (3, 2, 3)
+    for j in (1, 2, 3):
+        np.testing.assert_array_equal(together[j - 1], edge_overlap(model, [3.0, 5.0], d=800, j=j))
+    assert np.all(np.diff(together[:, :, 2], axis=0) < 0)  # deeper eigenvalues carry less of w_3
+    with pytest.raises(ValueError, match="^j: "):
+        edge_overlap(model, [3.0], j=[1, 2])  # several depths need a finite d
+
+
 def test_boundary_regime_is_refused_by_name():
     model = HierarchicalModel(m=1, link="He2", preprocessing="y/(1+abs(y))", delta=0.5)  # thin top of tau
     assert not edge_regime(model, [0.3]).any()
