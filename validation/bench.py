@@ -190,6 +190,70 @@ def bench_layer1(quick: bool = False) -> list[dict]:
     return rows
 
 
+def bench_layer1_scale(quick: bool = False, dask: bool = True) -> list[dict]:
+    """Model C's layer 1 at scale (validation.layer1_operator), each figure against a baseline
+    measured in this run: a block product per vector against the raw two GEMMs of the same
+    shapes (its fraction of BLAS throughput); a pass over re-drawn samples against held ones;
+    ARPACK against block Krylov, held and re-drawn; and the product on a 2-worker Dask
+    LocalCluster against one local process (1 BLAS thread everywhere)."""
+    from threadpoolctl import threadpool_limits
+
+    from numerics.quadratic_chaos import vec_to_sym
+    from theory import CompositionalModel
+
+    from .compositional import CompositionalSampler
+    from .layer1_operator import Layer1Operator, SampleBlocks, top_eigenpairs
+
+    d, ratio = (30, 30) if quick else (60, 40)
+    model = CompositionalModel(d=d, eps="1/2", gamma=1)
+    n, k = ratio * model.D, model.d1
+    b = max(2, (k + 1) // 2)  # block_krylov's default block
+    held, y = SampleBlocks.draw(CompositionalSampler(model, 0, "true"), n, storage="memory")
+    redrawn, _ = SampleBlocks.draw(CompositionalSampler(model, 0, "true"), n, storage="redraw")
+    V = np.random.default_rng(1).standard_normal((model.D, b))
+    X = np.vstack(list(held))
+    Mcat = vec_to_sym(V, d).transpose(1, 0, 2).reshape(d, b * d)
+
+    def raw():  # the two GEMMs of partial_product, nothing else
+        return X.T @ (X @ Mcat)
+
+    op_h, op_r = Layer1Operator(held, y), Layer1Operator(redrawn, y)
+    t_raw, t_h, t_r = _timeit(raw), _timeit(lambda: op_h @ V), _timeit(lambda: op_r @ V)
+    t_1 = _timeit(lambda: op_h @ V[:, :1])
+    rows = [{"name": f"layer-1 block product d={d} (D={model.D}), n={n}, {b} vectors",
+             "ours_s": t_h, "raw_two_gemm_s": t_raw, "fraction_of_blas": t_raw / t_h,
+             "one_vector_s": t_1, "per_vector_gain_of_the_block": b * t_1 / t_h,
+             "redrawn_s": t_r, "redrawn_over_held": t_r / t_h}]
+    for storage, op in (("held", op_h), ("redrawn", op_r)):
+        for method in ("arpack", "block_krylov"):
+            t = time.perf_counter()
+            _, _, info = top_eigenpairs(op, k, method)
+            rows.append({"name": f"layer-1 top {k} eigenpairs, samples {storage}, {method}",
+                         "wall_s": time.perf_counter() - t, "passes": info["products"], "vectors": info["vectors"],
+                         "residual": info["residual"]})
+    if dask:
+        try:
+            from dask.distributed import Client, LocalCluster
+        except ImportError:  # pragma: no cover - the dask extra is optional
+            return rows
+        # a product long enough (about a second on one thread) for the round trips not to dominate
+        n_big = 5 * n
+        big, y_big = SampleBlocks.draw(CompositionalSampler(model, 0, "true"), n_big, storage="redraw")
+        op_b = Layer1Operator(SampleBlocks(d, [n_big], arrays=[np.vstack(list(big))]), y_big)
+        with threadpool_limits(1):
+            t_local = _timeit(lambda: op_b @ V)
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cl, \
+                Client(cl) as client:
+            # Dask's nanny starts each worker with OMP/OPENBLAS/MKL_NUM_THREADS = 1
+            op_d = Layer1Operator(big, y_big, client=client)
+            op_d @ V  # the workers draw and keep their blocks
+            t_dask = _timeit(lambda: op_d @ V)
+        rows.append({"name": f"layer-1 product ({b} vectors) on Dask, 2 workers x 1 thread vs 1 local thread "
+                             f"(d={d}, n={n_big})",
+                     "local_1_thread_s": t_local, "dask_2_workers_s": t_dask, "speedup": t_local / t_dask})
+    return rows
+
+
 def run_bench(args) -> str:
     rows = [bench_predict(m=10 if args.quick else 20, n_alphas=50 if args.quick else 200)]
     rows.extend(bench_large_m(quick=args.quick))
@@ -198,6 +262,7 @@ def run_bench(args) -> str:
     if getattr(args, "sweep", False):
         rows.extend(bench_sweep(quick=args.quick))
     rows.extend(bench_layer1(quick=args.quick))
+    rows.extend(bench_layer1_scale(quick=args.quick))
     try:
         from .simulate import bench_accumulation
 

@@ -253,13 +253,16 @@ def cmd_validate(args):
     if estimate:
         print(estimate, file=sys.stderr, flush=True)
     if exp.name == "S":
+        if args.scheduler is not None:
+            raise CascadeError("--scheduler: Model S's validate runs locally; spread Model S work with "
+                               "'cascade sweep run --scheduler'")
         res = exp.validate(model, d=_int(args.d, "--d"), alphas=sizes, seeds=seeds, outdir=args.out,
                            dtype=np.float32 if args.float32 else np.float64, progress=not args.quiet,
                            estimator=args.estimator)
         table = res["summary"]
     else:
         res = exp.validate(model, alphas=sizes, seeds=seeds, outdir=args.out, progress=not args.quiet,
-                           estimator=args.estimator)
+                           estimator=args.estimator, **({"scheduler": args.scheduler} if args.scheduler else {}))
         table = res["table"]
     return render_frame(table, args.format, lambda: exp.report(res))
 
@@ -442,6 +445,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_options(v, "validate")
     v.add_argument("--out", default="cascade-out", help="output directory (default: %(default)s)")
     v.add_argument("--quiet", action="store_true", help="no progress bar")
+    v.add_argument("--scheduler", default=None,
+                   help="Model C: a Dask scheduler address; each run's layer-1 samples are drawn and kept by its workers")
     v.add_argument("--estimate", action="store_true",
                    help="print the estimated time and memory (Model C) and exit without simulating")
     _add_format(v, ("text", "json", "csv"))

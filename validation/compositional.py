@@ -14,24 +14,16 @@ true model :math:`h_i` is a quadratic form of x, so :math:`\mathrm{Var}\,He_2(h_
 
 Layer 1: :math:`M_1 = \frac1{2n}\sum_\mu y_\mu(Z_\mu Z_\mu^\top - I_D)`, accumulated in
 chunks (``dense``), or, for the true model with q = 2, applied matrix-free in the d x d
-form (``matrix_free``, below) and diagonalised by ARPACK (``eigsh``, which="LM") on a
-``LinearOperator``: never a D x D matrix. The top d1 eigenvectors by |eigenvalue| give
+form (``matrix_free``, :mod:`validation.layer1_operator`) and diagonalised on a
+``LinearOperator`` (ARPACK or block Krylov): never a D x D matrix. The top d1 eigenvectors by |eigenvalue| give
 :math:`\hat A`, :math:`\hat h = \hat A^\top Z(x)`.
 
 Layer 2 (same samples, as in [S]): :math:`\hat B = \frac1{2n}\sum y(\hat h\hat h^\top - I)`,
 :math:`\hat s = \hat h^\top\hat B\hat h - \mathrm{tr}\hat B`, then a 1-d least-squares
 readout of y on :math:`(1, \hat s)` (:math:`g_* = id`) or on :math:`1, \hat s, \hat s^2, \hat s^3`.
 
-Matrix-free layer 1 for q = 2: write :math:`a \in R^D` as the symmetric matrix M with
-:math:`M_{ii} = a_{ii}/\sqrt2`, :math:`M_{ij} = a_{ij}/2`; then
-:math:`\langle Z(x), a\rangle = x^\top Mx - \mathrm{tr}M`, Z(x) itself is
-:math:`(xx^\top - I)/2`, and
-
-.. math:: M_1 a \leftrightarrow \frac1{4n}\Big[X^\top \mathrm{diag}(y\odot u)X
-          - \big(\textstyle\sum_\mu y_\mu u_\mu\big) I - 2\big(\textstyle\sum_\mu y_\mu\big)M\Big],
-          \qquad u_\mu = x_\mu^\top M x_\mu - \mathrm{tr}M,
-
-at O(n d^2) per vector.
+The matrix-free layer 1 for q = 2 (its d x d form, the sample storage and the eigensolvers)
+is :mod:`validation.layer1_operator`.
 
 Examples
 --------
@@ -207,6 +199,8 @@ def run_layerwise(model: CompositionalModel, n: int, seed: int, kind: str = "ge"
     # is the same whatever the cut), fixes y and gathers what the dense layer 1 needs; the inputs
     # (x, or Z for GE) are then held or re-drawn from the saved generator states (``storage``)
     block = max(256, min(chunk, 2**24 // Dm))
+    if client is not None and layer1 == "matrix_free" and storage == "auto":
+        storage = "redraw"  # the workers draw their blocks from the saved states: no samples shipped
     r2s = []
     acc = _Accumulator(Dm, np.float64) if layer1 == "dense" else None
     C2 = np.zeros((model.d, model.d)) if (layer1 == "dense" and wick) else None

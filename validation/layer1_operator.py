@@ -157,8 +157,7 @@ def partial_product(X: np.ndarray, y: np.ndarray, Ms: np.ndarray):
         XM = (Xs @ Mcat).reshape(-1, k, d)  # (X M_j) rows
         W = ys[:, None] * (np.einsum("mkd,md->mk", XM, Xs) - tr)
         wsum += W.sum(axis=0)
-        XM *= 0.0
-        XM += W[:, :, None] * Xs[:, None, :]  # reuse the work array: w_j(mu) x_mu
+        np.multiply(W[:, :, None], Xs[:, None, :], out=XM)  # reuse the work array: w_j(mu) x_mu
         S += (Xs.T @ XM.reshape(-1, k * d)).reshape(d, k, d).transpose(1, 0, 2)
     return S, wsum
 
@@ -258,12 +257,12 @@ def block_krylov(op: LinearOperator, k: int, init=None, tol: float = 1e-8, seed:
     twice) and QR-normalized. The images W = MQ are kept, so the Rayleigh-Ritz matrix
     :math:`T = Q^\top W` and the residuals :math:`\|Wy - \theta Qy\|` cost no product. It stops
     when every residual is below ``tol`` times :math:`|\theta_1|`; when the basis reaches
-    ``max_dim`` it restarts from the current b leading Ritz vectors (Golub & Van Loan,
+    ``max_dim`` it restarts from the current max(b, k) leading Ritz vectors (Golub & Van Loan,
     *Matrix Computations*, 4th ed., §10.3.6; Musco & Musco, NeurIPS 2015, for the randomized
     start). Returns (eigenvalues, D x k vectors, iterations).
     """
     D = op.shape[0]
-    b = min(D, block or k + max(2, k // 2))
+    b = min(D, block or max(2, (k + 1) // 2))
     max_dim = min(D, max_dim or max(40 * b, 400))
     rng = np.random.default_rng(seed)
     V = rng.standard_normal((D, b))
@@ -276,12 +275,12 @@ def block_krylov(op: LinearOperator, k: int, init=None, tol: float = 1e-8, seed:
     while True:
         T = Q.T @ W
         theta, Y = np.linalg.eigh((T + T.T) / 2)
-        top = np.argsort(-np.abs(theta))[:b]
+        top = np.argsort(-np.abs(theta))[: max(b, k)]
         theta, Y = theta[top], Y[:, top]
         R = np.linalg.norm(W @ Y[:, :k] - (Q @ Y[:, :k]) * theta[:k], axis=0)
         if R.max() <= tol * abs(theta[0]):
             return theta[:k], Q @ Y[:, :k], it
-        if Q.shape[1] + b > max_dim:  # restart from the leading Ritz block
+        if Q.shape[1] + b > max_dim:  # restart from the leading max(b, k) Ritz vectors
             Q, W = Q @ Y, W @ Y
             Q, Rq = np.linalg.qr(Q)
             W = np.linalg.solve(Rq.T, W.T).T
@@ -307,7 +306,7 @@ def top_eigenpairs(op: LinearOperator, k: int, method: str = "auto", init=None, 
 
     * ``"arpack"``: ``scipy.sparse.linalg.eigsh``, which="LM" (implicitly restarted Lanczos),
       one vector per product;
-    * ``"block_krylov"``: :func:`block_krylov`, a block of k + max(2, k/2) vectors per product;
+    * ``"block_krylov"``: :func:`block_krylov`, a block of max(2, ceil(k/2)) vectors per product;
     * ``"lobpcg"``: ``scipy.sparse.linalg.lobpcg`` on :math:`M^2` (whose top eigenvectors are
       those of largest |eigenvalue| of M), then a Rayleigh-Ritz step on M for the signs.
 
@@ -359,8 +358,8 @@ def top_eigenpairs(op: LinearOperator, k: int, method: str = "auto", init=None, 
 
 #: vectors applied and passes over the samples per wanted eigenpair, measured on Model C's layer 1
 #: (d = 20-64, n = 30-100 D, tol 1e-8; docs/scaling.md): ARPACK one vector per pass, block
-#: Krylov a block of k + max(2, k/2) per pass
-SOLVER_COUNTS = {"arpack": (13.0, 13.0), "block_krylov": (36.0, 4.5)}
+#: Krylov a block of max(2, ceil(k/2)) per pass
+SOLVER_COUNTS = {"arpack": (12.0, 12.0), "block_krylov": (20.0, 5.5)}
 
 
 def _timed(fn, repeat=2):
@@ -382,7 +381,7 @@ def unit_costs(d: int, q: int = 2, d1: int = 1, kind: str = "true") -> dict:
     (cached per process): ``draw`` (Gaussians, features Z, labels), ``gemm_flops`` (flop/s of a
     2048 x 1000 Gram product), ``gauss`` (the Gaussians
     alone: a re-draw), ``vector`` (one vector of :func:`partial_product`), ``block`` (one vector
-    within a block of k + max(2, k/2)), ``accumulate`` (the dense D x D accumulation), and the
+    within a block of max(2, ceil(k/2))), ``accumulate`` (the dense D x D accumulation), and the
     seconds of a 1000 x 1000 ``eigh``."""
     from math import comb
 
@@ -407,7 +406,7 @@ def unit_costs(d: int, q: int = 2, d1: int = 1, kind: str = "true") -> dict:
     G = rng.standard_normal((2048, 1000))
     out["gemm_flops"] = 2 * 2048 * 1000 * 1000 / _timed(lambda: G.T @ G)
     if kind == "true":
-        b = d1 + max(2, d1 // 2)
+        b = max(2, (d1 + 1) // 2)
         X = rng.standard_normal((max(m, 4096), d))
         yy = rng.standard_normal(X.shape[0])
         M = rng.standard_normal((b, d, d))
@@ -432,11 +431,11 @@ def layer1_cost(d: int, n: int, k: int, storage: str = "auto", method: str = "au
     a block for block Krylov), each pass over re-drawn samples n d Gaussians. ``storage`` and
     ``method`` "auto" resolve as in :func:`top_eigenpairs`. Returns seconds and peak bytes.
 
-    With unit costs given, by hand: ARPACK, 13 x 10 vectors x 1e6 samples x 1e-6 s = 130 s:
+    With unit costs given, by hand: ARPACK, 12 x 10 vectors x 1e6 samples x 1e-6 s = 120 s:
 
     >>> c = layer1_cost(100, 10**6, 10, unit={"vector": 1e-6, "block": 5e-7, "gauss": 1e-7})
     >>> c["storage"], c["method"], round(c["seconds"])
-    ('memory', 'arpack', 130)
+    ('memory', 'arpack', 120)
     """
     if storage == "auto":
         storage = choose_storage(n, d)
@@ -446,7 +445,7 @@ def layer1_cost(d: int, n: int, k: int, storage: str = "auto", method: str = "au
     D = d * (d + 1) // 2
     per_vec, per_pass = SOLVER_COUNTS[method]
     vectors, passes = per_vec * k, per_pass * k
-    b = k + max(2, k // 2) if method == "block_krylov" else 1
+    b = max(2, (k + 1) // 2) if method == "block_krylov" else 1
     seconds = n * vectors * unit["vector" if b == 1 else "block"]
     if storage == "redraw":
         seconds += n * passes * unit["gauss"]

@@ -117,8 +117,9 @@ class ModelC(Experiment):
                           shown.to_string(index=False, float_format=fmt)])
 
     # -- simulation ---------------------------------------------------------------------------
-    def simulate(self, model, sizes, seed, series=SERIES, **_):
-        """Rows of the layer-wise algorithm at n = ratio D for each series (one seed)."""
+    def simulate(self, model, sizes, seed, series=SERIES, client=None, **_):
+        """Rows of the layer-wise algorithm at n = ratio D for each series (one seed). With a Dask
+        ``client`` the matrix-free layer 1 keeps its sample blocks on the cluster's workers."""
         from numerics import layer1_prediction
 
         from .compositional import run_layerwise
@@ -127,7 +128,7 @@ class ModelC(Experiment):
         for label, kind, estimator in series:
             for ratio in np.atleast_1d(sizes):
                 n = int(ratio * model.D)
-                r = run_layerwise(model, n=n, seed=int(seed), kind=kind, estimator=estimator)
+                r = run_layerwise(model, n=n, seed=int(seed), kind=kind, estimator=estimator, client=client)
                 theory = layer1_prediction(model, n=[n], signs=r["signs"])["rho2"][0] if kind == "ge" else \
                     np.full(model.d1, np.nan)
                 for i in range(model.d1):
@@ -144,15 +145,21 @@ class ModelC(Experiment):
         self.estimator(estimator)  # a bad --estimator is refused before anything is timed or printed
         return estimate_validate_compositional(model, ratios=[float(a) for a in sizes], seeds=list(seeds))["text"]
 
-    def validate(self, model, alphas, seeds, outdir, progress=True, estimator="layerwise", **_):
+    def validate(self, model, alphas, seeds, outdir, progress=True, estimator="layerwise", scheduler=None, **_):
         from .progress import Progress
         from .validate_compositional import run_validate_compositional
 
         self.estimator(estimator)
         seeds = list(seeds)
         bar = Progress(len(SERIES) * len(alphas) * len(seeds), "simulating Model C", enabled=progress)
-        return run_validate_compositional(model, ratios=[float(a) for a in alphas], seeds=seeds, outdir=outdir,
-                                          progress=bar)
+        if scheduler is None:
+            return run_validate_compositional(model, ratios=[float(a) for a in alphas], seeds=seeds, outdir=outdir,
+                                              progress=bar)
+        from .sweep import _connect
+
+        with _connect(scheduler) as client:  # one run at a time, its layer-1 samples spread over the workers
+            return run_validate_compositional(model, ratios=[float(a) for a in alphas], seeds=seeds, outdir=outdir,
+                                              progress=bar, client=client)
 
     def report(self, result):
         from .validate_compositional import format_compositional

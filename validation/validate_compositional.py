@@ -30,12 +30,14 @@ DEFAULT_C_RATIOS = (10, 20, 50, 100, 200)  # n / D
 
 def run_validate_compositional(model: CompositionalModel | None = None, ratios=DEFAULT_C_RATIOS, seeds=(0, 1),
                                outdir="cascade-out", baseline_cap: int = 4000, progress=None, jobs: int = 1,
-                               scheduler=None, store=None) -> dict:
+                               scheduler=None, store=None, client=None) -> dict:
     """Model C end to end: the layer-wise algorithm on the GE, true and Wick-ordered series at
     n = ratio D for each seed, the theory columns, the baselines, a figure and one table.
 
     With ``store`` (or ``jobs > 1``, or a Dask ``scheduler``) the simulations run as sweep tasks
     (one per seed) through the resumable store, so an interrupted run continues where it stopped.
+    With a Dask ``client`` instead, the runs go one after another and each matrix-free layer 1
+    keeps its sample blocks on the cluster's workers (docs/scaling.md, "Model C's layer 1 at scale").
     """
     model = model or CompositionalModel(**DEFAULT_C_MODEL)
     outdir = Path(outdir)
@@ -63,7 +65,7 @@ def run_validate_compositional(model: CompositionalModel | None = None, ratios=D
         for series in SERIES:
             for ratio in ratios:
                 for s in seeds:
-                    frames.append(exp.simulate(model, [ratio], s, series=[series]))
+                    frames.append(exp.simulate(model, [ratio], s, series=[series], client=client))
                     done += 1
                     if progress is not None:
                         progress(done, total)

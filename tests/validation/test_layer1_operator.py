@@ -149,3 +149,51 @@ def test_cli_estimate_prints_time_and_memory_and_writes_nothing(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "d = 100 (D = 5050" in r.stdout and "peak memory about" in r.stdout and "min" in r.stdout
     assert not out.exists()
+
+
+@pytest.mark.slow  # about a minute: a 2-worker cluster and three runs at d = 64 (D = 2080, matrix-free)
+def test_matrix_free_pipeline_at_d64_held_redrawn_and_on_dask_agree():
+    """The operator and the layer-wise pipeline at the smallest d where ``run_layerwise`` chooses
+    the matrix-free layer 1 by itself: held samples with ARPACK, re-drawn with block Krylov, and
+    blocks kept by Dask workers give the same eigenvalues, overlaps and NMSE up to the eigensolver
+    tolerance (1e-8 relative residual), and the estimate's storage and method are the ones chosen."""
+    distributed = pytest.importorskip("dask.distributed")
+    from validation.layer1_operator import layerwise_cost
+
+    m = CompositionalModel(d=64, eps="1/2", gamma=1)
+    n = 20 * m.D
+    held = run_layerwise(m, n=n, seed=0, kind="true", estimator="wick")
+    red = run_layerwise(m, n=n, seed=0, kind="true", estimator="wick", storage="redraw")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cl, \
+            distributed.Client(cl) as client:
+        dask = run_layerwise(m, n=n, seed=0, kind="true", estimator="wick", client=client)
+    assert (held["layer1"], held["storage"], held["eig_method"]) == ("matrix_free", "memory", "arpack")
+    assert (red["storage"], red["eig_method"]) == ("redraw", "block_krylov")
+    assert (dask["storage"], dask["eig_method"]) == ("dask", "block_krylov")
+    cost = layerwise_cost(m.d, m.D, m.d1, n, "true")
+    assert (cost["layer1"], cost["storage"], cost["method"]) == ("matrix_free", "memory", "arpack")
+    for r in (red, dask):
+        assert r["eig_residual"] < 1e-7 and r["eig_products"] < r["eig_vectors"]
+        np.testing.assert_allclose(r["eigenvalues"], held["eigenvalues"], rtol=0, atol=1e-6)
+        np.testing.assert_allclose(r["principal_cos2"], held["principal_cos2"], rtol=0, atol=1e-5)
+        assert abs(r["nmse"] - held["nmse"]) < 1e-5
+
+
+@pytest.mark.slow  # about 40 s: the CLI with --scheduler on a LocalCluster, at a small d
+def test_cli_validate_model_c_with_a_scheduler_writes_the_same_table(tmp_path):
+    distributed = pytest.importorskip("dask.distributed")
+    import pandas as pd
+
+    args = ["validate", "--model", "C", "--d", "12", "--alphas", "20,60", "--seeds", "1", "--quiet"]
+    local = subprocess.run([sys.executable, "-m", "validation.cli", *args, "--out", str(tmp_path / "a")],
+                           capture_output=True, text=True, timeout=600)
+    assert local.returncode == 0, local.stderr
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cl:
+        r = subprocess.run([sys.executable, "-m", "validation.cli", *args, "--out", str(tmp_path / "b"),
+                            "--scheduler", cl.scheduler_address], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "estimate for Model C at d = 12" in r.stderr
+    a = pd.read_parquet(tmp_path / "a" / "validate_compositional.parquet")
+    b = pd.read_parquet(tmp_path / "b" / "validate_compositional.parquet")
+    pd.testing.assert_frame_equal(a.drop(columns=["created"], errors="ignore"),
+                                  b.drop(columns=["created"], errors="ignore"), check_exact=False, atol=1e-10)
