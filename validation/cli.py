@@ -378,6 +378,10 @@ def cmd_reproduce(args):
     s = res["summary"]
     if args.name == "D-optimal":
         return optimal_report(res)
+    if args.name == "lag":
+        from .feature_lag import lag_report
+
+        return lag_report(res)
     if args.name != "D":
         extra = ""
         if args.name == "separation":
@@ -484,13 +488,14 @@ def build_parser() -> argparse.ArgumentParser:
     sw.set_defaults(func=cmd_sweep)
 
     rp = sub.add_parser("reproduce", help="regenerate a figure of the seed papers (scaled down unless --full)")
-    rp.add_argument("name", choices=("D", "D-optimal", "S", "separation"),
+    rp.add_argument("name", choices=("D", "D-optimal", "S", "separation", "lag"),
                     help="D: [D] MSE, overlaps, spectra; D-optimal: spectral vs Bayes-optimal (AMP, state "
                          "evolution, two-stage network, thresholds) on the same data; S: [S] NMSE/staircase vs "
                          "log n/log d, collapse; separation: layer-wise vs kernels, "
-                         "random features and the shallow method at equal n")
+                         "random features and the shallow method at equal n; lag: the true Model C's lag "
+                         "behind the GE staircase, per feature")
     rp.add_argument("--full", action="store_true", help="the papers' sizes (D: d = 1000, 70 seeds, resumable; "
-                                                        "separation: d = 20, 30, 40, 3 seeds)")
+                                                        "separation and lag: d = 20, 30, 40, 3 seeds)")
     rp.add_argument("--out", default="cascade-out", help="output directory (default: %(default)s)")
     rp.add_argument("--jobs", default="1", help="local worker processes (default: %(default)s)")
     rp.add_argument("--scheduler", default=None, help="Dask scheduler address")

@@ -65,10 +65,8 @@ class CompositionalSampler:
         self.d1 = model.d1
         if self.d1 > self.D:
             raise ValueError(f"d1 = {self.d1} latent features exceed D = {self.D}; lower eps or raise d")
-        self.rng = np.random.default_rng(np.random.SeedSequence([int(seed), self.D, model_hash(model),
-                                                                 0 if kind == "ge" else 1]))
-        self.A = np.linalg.qr(self.rng.standard_normal((self.D, self.d1)))[0]
-        self.signs = self.rng.choice([-1.0, 1.0], size=self.d1)
+        self.rng = self.stream(model, seed, kind, self.D)
+        self.A, self.signs = self.latents(self.rng, self.D, self.d1)
         self.b = self.signs * np.arange(1, self.d1 + 1, dtype=float) ** (-float(model.gamma))
         self.g = link_function(model.g)
         if model.is_identity_link and kind == "ge":
@@ -86,6 +84,20 @@ class CompositionalSampler:
                 gs.append(self.g(((Z @ self.A) ** 2 - 1) @ self.b))
             gs = np.concatenate(gs)
             self.mean, self.std = float(gs.mean()), float(gs.std())
+
+    @staticmethod
+    def stream(model: CompositionalModel, seed: int, kind: str, D: int) -> np.random.Generator:
+        """The sample stream of (model, seed, kind, D): latent directions first, then the draws."""
+        return np.random.default_rng(np.random.SeedSequence([int(seed), int(D), model_hash(model),
+                                                             0 if kind == "ge" else 1]))
+
+    @staticmethod
+    def latents(rng: np.random.Generator, D: int, d1: int):
+        """(A, signs): Haar-orthonormal latent directions (D x d1) and the signs of b, the first draws
+        of a stream; ``latents(stream(model, seed, kind, D), D, d1)`` gives a seed's latents without
+        the sampler's pilot."""
+        A = np.linalg.qr(rng.standard_normal((D, d1)))[0]
+        return A, rng.choice([-1.0, 1.0], size=d1)
 
     def features(self, X):
         """Z(x): the orthonormal degree-q Hermite products of the rows of X."""

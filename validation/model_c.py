@@ -134,6 +134,7 @@ class ModelC(Experiment):
                 for i in range(model.d1):
                     rows.append({"kind": label, "estimator": estimator, "n": n, "log_d_n": np.log(n) / np.log(model.d),
                                  "seed": int(seed), "i": i + 1, "proj": r["feature_proj"][i],
+                                 "proj_top": r["feature_proj_top"][i],
                                  "cos2_best": r["feature_cos2"][i], "rho2_solver": theory[i], "nmse": r["nmse"],
                                  "recovered": r["recovered"], "k_sel": r["k_sel"],
                                  "subspace_overlap": r["subspace_overlap"]})
@@ -172,6 +173,10 @@ class ModelC(Experiment):
 
         if kind == "separation":
             return plot_separation(df, out)
+        if kind == "lag":
+            from .feature_lag import plot_lag
+
+            return plot_lag(df, out)
         if kind == "staircase" and "gamma" in df.columns and df["gamma"].nunique() > 1:
             return plot_S(df, out)
         if kind == "layer1":
@@ -181,7 +186,7 @@ class ModelC(Experiment):
         if kind in ("staircase", "compositional"):
             model = self.model_from_description(json.loads(df["model_json"].iloc[0]))
             return plot_compositional_table(model, df, out)
-        raise ValueError(f"table: Model C draws staircase, compositional and separation tables, not {kind!r}")
+        raise ValueError(f"table: Model C draws staircase, compositional, separation and lag tables, not {kind!r}")
 
 
 register(ModelC())

@@ -475,7 +475,14 @@ def plot_D_optimal(table, path) -> list[str]:
     return save(fig, path)
 
 
-FIGURES = {"D": reproduce_D, "D-optimal": reproduce_D_optimal, "S": reproduce_S, "separation": reproduce_separation}
+def _reproduce_lag(outdir, **kw):
+    from .feature_lag import reproduce_lag
+
+    return reproduce_lag(outdir, **kw)
+
+
+FIGURES = {"D": reproduce_D, "D-optimal": reproduce_D_optimal, "S": reproduce_S, "separation": reproduce_separation,
+           "lag": _reproduce_lag}
 
 
 def reproduce(name: str, outdir="cascade-out", **kw) -> dict:

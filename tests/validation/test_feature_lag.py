@@ -1,0 +1,46 @@
+"""The per-feature lag of the true Model C behind the GE staircase (validation.feature_lag)."""
+import numpy as np
+import pytest
+
+from numerics import layer1_prediction
+from theory import CompositionalModel
+from validation.feature_lag import feature_lags, first_crossing, ge_crossings, lag_summary
+
+
+def test_first_crossing_interpolates_in_log_n():
+    # values 0.2 -> 0.8 between n = 100 and 1000: level 0.5 is halfway, at sqrt(100 * 1000)
+    assert first_crossing([10, 100, 1000], [0.0, 0.2, 0.8]) == pytest.approx(np.sqrt(1e5), rel=1e-12)
+    assert first_crossing([10, 100], [0.6, 0.9]) == 10.0  # already there at the first point
+    assert np.isnan(first_crossing([10, 100], [0.1, 0.49]))  # censored
+    assert first_crossing([10, 100, 1000], [0.6, 0.1, 0.9]) == 10.0  # the first crossing, not a later one
+
+
+def test_ge_crossings_are_where_an_independent_solver_call_gives_one_half():
+    model = CompositionalModel(d=12, eps="1/2", gamma=1)  # d1 = 3
+    signs = np.ones(model.d1)
+    n = ge_crossings(model, signs, n_max=1e5)
+    assert np.all(np.diff(n) > 0)  # weaker features need more samples
+    rho2 = layer1_prediction(model, n=[int(round(v)) for v in n], signs=signs)["rho2"]
+    # brentq to 1% in n; rho^2 moves by less than 0.02 over 1% of n at these crossings
+    np.testing.assert_allclose(np.diag(rho2), 0.5, atol=0.02)
+
+
+@pytest.mark.slow  # about 2 minutes: 2 seeds x 6 sizes at d = 12 through the sweep store, then a rerun
+def test_lag_pipeline_at_small_d_reuses_its_store_and_recovers_features_in_order(tmp_path):
+    model = CompositionalModel(d=12, eps="1/2", gamma=1)
+    ratios = (12.5, 25, 50, 100, 200, 400)
+    rows = feature_lags([model], ratios=ratios, seeds=(0, 1), store=tmp_path)
+    assert rows.attrs["sweep"]["computed"] == 2
+    again = feature_lags([model], ratios=ratios, seeds=(0, 1), store=tmp_path)
+    assert again.attrs["sweep"]["computed"] == 0 and again.attrs["sweep"]["skipped"] == 2
+    np.testing.assert_array_equal(rows["n_true"].to_numpy(), again["n_true"].to_numpy())
+    for seed, g in rows.groupby("seed"):
+        reached = g.sort_values("i")["reached"].to_numpy()
+        # sequential recovery in the |b_i| order (docs/compositional.md): the reached features are a prefix
+        assert reached[0] and np.all(np.diff(reached.astype(int)) <= 0), (seed, reached)
+        # a reached feature is one the population operator separates
+        assert np.all(g.loc[g["reached"], "separable"])
+        # the true model is never ahead of its Gaussian equivalent (measured lags 3-75 at d = 20-40)
+        assert np.all(g.loc[g["reached"], "lag"] > 1.0)
+    summ = lag_summary(rows)
+    assert list(summ["i"]) == [1, 2, 3] and summ.loc[0, "reached"] == "2/2"
