@@ -182,6 +182,7 @@ def outlier_share(model: HierarchicalModel, alpha: float, **law_options) -> np.n
             hi = lbar + 2 * (hi - lbar)
         lam = brentq(f, lbar, hi, xtol=1e-13 * max(1.0, abs(lbar)))
         _, G2, F, H = resolvent_sums(tau, p, R, lam)
-        out[j] = (H[:, 0] + 1 / alpha - G2[0]) / (alpha * (F[:, 0] - 1 / alpha) ** 2)
+        with np.errstate(divide="ignore", invalid="ignore"):  # k = j: F_j = 1/alpha exactly, set to NaN below
+            out[j] = (H[:, 0] + 1 / alpha - G2[0]) / (alpha * (F[:, 0] - 1 / alpha) ** 2)
         out[j, j] = np.nan
     return out

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import json
 import time
-from functools import partial
 
 import numpy as np
 
 __all__ = ["run_bench"]
 
 
-def _timeit(fn, repeat=3):
+def best_time(fn, repeat=3):
+    """The best wall time of ``repeat`` calls of fn, in seconds (the least disturbed by load)."""
     best = np.inf
     for _ in range(repeat):
         t = time.perf_counter()
@@ -30,7 +30,7 @@ def bench_predict(m=20, n_alphas=200):
     t0 = time.perf_counter()
     first = predict(model, alphas)
     cold = time.perf_counter() - t0
-    warm = _timeit(lambda: predict(model, alphas))
+    warm = best_time(lambda: predict(model, alphas))
     return {"name": f"predict m={m}, {n_alphas} alphas", "cold_s": cold, "warm_s": warm,
             "setup_s": first.settings["setup_s"], "n_atoms": first.settings["n_atoms"]}
 
@@ -105,7 +105,7 @@ def bench_amp(quick: bool = False) -> list[dict]:
     n = int(round(alpha * d))
     X, _ = SampleStream(model, d, 0).take(n)
     v = np.ones(n)
-    t_pass = _timeit(lambda: X.T @ v)
+    t_pass = best_time(lambda: X.T @ v)
     del X
     t0 = time.perf_counter()
     run_amp(model, d, alpha, 0, "informed", max_iter=1, tol=1e-12)
@@ -149,31 +149,10 @@ def bench_sweep(quick: bool = False) -> list[dict]:
     return [row]
 
 
-def bench_layer1(quick: bool = False) -> list[dict]:
-    """Model C matrix-free layer 1 (q = 2): one operator application against a raw numpy
-    X^T diag(w) X plus X M of the same shapes, as a throughput ratio; and the peak memory of
-    one pipeline run at the default d of `cascade validate --model compositional`."""
-    from theory import CompositionalModel
-
-    from .compositional import CompositionalSampler, layer1_matvec, vec_to_sym
-
-    d, n = (40, 20_000) if quick else (60, 60_000)
-    model = CompositionalModel(d=d, eps="1/2", gamma=1)
-    X, _, y = CompositionalSampler(model, 0, "true").draw(n)
-    a = np.random.default_rng(1).standard_normal(model.D)
-    ours = partial(layer1_matvec(X, y), a)
-
-    M0 = vec_to_sym(a.reshape(-1, 1), d)[0]
-
-    def raw():
-        XM = X @ M0
-        return (X.T * XM[:, 0]) @ X
-
-    ours_wick = partial(layer1_matvec(X, y, "wick"), a)
-    t_ours, t_raw, t_wick = _timeit(ours, 5), _timeit(raw, 5), _timeit(ours_wick, 5)
-    rows = [{"name": f"Model C layer-1 operator d={d} (D={model.D}), n={n}", "ours_s": t_ours,
-             "numpy_matmul_s": t_raw, "throughput_ratio": t_raw / t_ours, "wick_throughput_ratio": t_raw / t_wick}]
-    # peak memory of one pipeline run in a fresh process (this one already holds other benchmarks)
+def bench_pipeline_c(quick: bool = False) -> list[dict]:
+    """Wall time and peak memory of one Model C pipeline run (d = 30, n = 93 000, true and GE),
+    each in a fresh process (this one already holds other benchmarks). The layer-1 product's
+    throughput is in :func:`bench_layer1_scale`."""
     import subprocess
     import sys
 
@@ -183,6 +162,7 @@ def bench_layer1(quick: bool = False) -> list[dict]:
             "r = run_layerwise(CompositionalModel(d=30, eps='1/2', gamma=1), n=93000, seed=0, kind='{k}'); "
             "hwm = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()); "
             "print(time.perf_counter() - t, int(hwm.group(1)) / 1024 if hwm else float('nan'))")
+    rows = []
     for kind in ("true", "ge"):
         out = subprocess.run([sys.executable, "-c", code.format(k=kind)], capture_output=True, text=True, check=True)
         wall, rss = (float(v) for v in out.stdout.split()[-2:])
@@ -202,12 +182,12 @@ def bench_layer1_scale(quick: bool = False, dask: bool = True) -> list[dict]:
     from theory import CompositionalModel
 
     from .compositional import CompositionalSampler
-    from .layer1_operator import Layer1Operator, SampleBlocks, top_eigenpairs
+    from .layer1_operator import Layer1Operator, SampleBlocks, krylov_block, top_eigenpairs
 
     d, ratio = (30, 30) if quick else (60, 40)
     model = CompositionalModel(d=d, eps="1/2", gamma=1)
     n, k = ratio * model.D, model.d1
-    b = max(2, (k + 1) // 2)  # block_krylov's default block
+    b = krylov_block(k)
     held, y = SampleBlocks.draw(CompositionalSampler(model, 0, "true"), n, storage="memory")
     redrawn, _ = SampleBlocks.draw(CompositionalSampler(model, 0, "true"), n, storage="redraw")
     V = np.random.default_rng(1).standard_normal((model.D, b))
@@ -217,13 +197,14 @@ def bench_layer1_scale(quick: bool = False, dask: bool = True) -> list[dict]:
     def raw():  # the two GEMMs of partial_product, nothing else
         return X.T @ (X @ Mcat)
 
-    op_h, op_r = Layer1Operator(held, y), Layer1Operator(redrawn, y)
-    t_raw, t_h, t_r = _timeit(raw), _timeit(lambda: op_h @ V), _timeit(lambda: op_r @ V)
-    t_1 = _timeit(lambda: op_h @ V[:, :1])
+    op_h, op_r, op_w = Layer1Operator(held, y), Layer1Operator(redrawn, y), Layer1Operator(held, y, "wick")
+    t_raw, t_h, t_r = best_time(raw), best_time(lambda: op_h @ V), best_time(lambda: op_r @ V)
+    t_w = best_time(lambda: op_w @ V)
+    t_1 = best_time(lambda: op_h @ V[:, :1])
     rows = [{"name": f"layer-1 block product d={d} (D={model.D}), n={n}, {b} vectors",
              "ours_s": t_h, "raw_two_gemm_s": t_raw, "fraction_of_blas": t_raw / t_h,
              "one_vector_s": t_1, "per_vector_gain_of_the_block": b * t_1 / t_h,
-             "redrawn_s": t_r, "redrawn_over_held": t_r / t_h}]
+             "redrawn_s": t_r, "redrawn_over_held": t_r / t_h, "wick_s": t_w, "wick_over_plain": t_w / t_h}]
     for storage, op in (("held", op_h), ("redrawn", op_r)):
         for method in ("arpack", "block_krylov"):
             t = time.perf_counter()
@@ -241,13 +222,13 @@ def bench_layer1_scale(quick: bool = False, dask: bool = True) -> list[dict]:
         big, y_big = SampleBlocks.draw(CompositionalSampler(model, 0, "true"), n_big, storage="redraw")
         op_b = Layer1Operator(SampleBlocks(d, [n_big], arrays=[np.vstack(list(big))]), y_big)
         with threadpool_limits(1):
-            t_local = _timeit(lambda: op_b @ V)
+            t_local = best_time(lambda: op_b @ V)
         with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cl, \
                 Client(cl) as client:
             # Dask's nanny starts each worker with OMP/OPENBLAS/MKL_NUM_THREADS = 1
             op_d = Layer1Operator(big, y_big, client=client)
             op_d @ V  # the workers draw and keep their blocks
-            t_dask = _timeit(lambda: op_d @ V)
+            t_dask = best_time(lambda: op_d @ V)
         rows.append({"name": f"layer-1 product ({b} vectors) on Dask, 2 workers x 1 thread vs 1 local thread "
                              f"(d={d}, n={n_big})",
                      "local_1_thread_s": t_local, "dask_2_workers_s": t_dask, "speedup": t_local / t_dask})
@@ -261,7 +242,7 @@ def run_bench(args) -> str:
     rows.extend(bench_amp(quick=args.quick))
     if getattr(args, "sweep", False):
         rows.extend(bench_sweep(quick=args.quick))
-    rows.extend(bench_layer1(quick=args.quick))
+    rows.extend(bench_pipeline_c(quick=args.quick))
     rows.extend(bench_layer1_scale(quick=args.quick))
     try:
         from .simulate import bench_accumulation

@@ -44,6 +44,7 @@ from theory import CompositionalModel
 from theory.compositional import label_scale
 
 from .experiment import model_hash
+from .layer1_operator import Layer1Operator, SampleBlocks, layer1_form, sample_block, top_eigenpairs
 from .readout import hermite_product_features
 from .simulate import _Accumulator, two_sided_outliers
 
@@ -77,7 +78,7 @@ class CompositionalSampler:
             # Standardize once from a pilot sample drawn from its own stream.
             self.mean, self.std = 0.0, 1.0
             pilot = np.random.default_rng(np.random.SeedSequence([int(seed), self.D, 7]))
-            gs, rows = [], max(256, min(20_000, 2**24 // self.D))  # Z of a piece stays ~128 MiB; same stream
+            gs, rows = [], sample_block(self.D, 20_000)  # Z of a piece stays ~128 MiB; same stream
             for start in range(0, 200_000, rows):
                 z = pilot.standard_normal((min(rows, 200_000 - start), self.D if kind == "ge" else model.d))
                 Z = z if kind == "ge" else self.features(z)
@@ -124,7 +125,6 @@ def layer1_matvec(X: np.ndarray, y: np.ndarray, estimator: str = "plain"):
     :math:`\hat C_2 = \frac1n\sum_\mu y_\mu(x_\mu x_\mu^\top - I)`: the per-sample degree-4 Wick
     product (``numerics.quadratic_chaos``).
     """
-    from .layer1_operator import Layer1Operator, SampleBlocks
 
     return Layer1Operator(SampleBlocks(X.shape[1], [X.shape[0]], arrays=[X]), y, estimator).matvec
 
@@ -136,7 +136,6 @@ def matrix_free_layer1(X: np.ndarray, y: np.ndarray, k: int, tol: float = 1e-8, 
     (``validation.layer1_operator``), each product O(n d^2); converged to ``tol`` relative
     (ARPACK's own criterion). Returns (eigenvalues, D x k eigenvectors).
     """
-    from .layer1_operator import Layer1Operator, SampleBlocks, top_eigenpairs
 
     op = Layer1Operator(SampleBlocks(X.shape[1], [X.shape[0]], arrays=[X]), y, estimator)
     vals, vecs, _ = top_eigenpairs(op, k, "arpack", tol=tol)
@@ -196,7 +195,7 @@ def run_layerwise(model: CompositionalModel, n: int, seed: int, kind: str = "ge"
     smp = CompositionalSampler(model, seed, kind, D)
     Dm, d1 = smp.D, smp.d1
     if layer1 == "auto":
-        layer1 = "matrix_free" if (kind == "true" and model.q == 2 and Dm > 2000) else "dense"
+        layer1 = layer1_form(kind, model.q, Dm)
     if storage not in ("auto", "memory", "redraw"):
         raise ValueError(f"storage: must be 'auto', 'memory' or 'redraw', got {storage!r}")
     if layer1 == "matrix_free" and (kind != "true" or model.q != 2):
@@ -205,12 +204,11 @@ def run_layerwise(model: CompositionalModel, n: int, seed: int, kind: str = "ge"
         raise ValueError(f"n: {n} samples cannot estimate d1 = {d1} features")
     t0 = time.perf_counter()
     wick = estimator == "wick" and kind == "true"
-    from .layer1_operator import Layer1Operator, SampleBlocks, top_eigenpairs
 
     # one pass draws the samples block by block (a block of Z(x) is cut to ~128 MiB; the x stream
     # is the same whatever the cut), fixes y and gathers what the dense layer 1 needs; the inputs
     # (x, or Z for GE) are then held or re-drawn from the saved generator states (``storage``)
-    block = max(256, min(chunk, 2**24 // Dm))
+    block = sample_block(Dm, chunk)
     if client is not None and layer1 == "matrix_free" and storage == "auto":
         storage = "redraw"  # the workers draw their blocks from the saved states: no samples shipped
     r2s = []

@@ -46,7 +46,8 @@ from scipy.sparse.linalg import LinearOperator
 from numerics.quadratic_chaos import sym_to_vec, vec_to_sym
 
 __all__ = ["SampleBlocks", "Layer1Operator", "partial_product", "top_eigenpairs", "choose_storage", "block_krylov",
-           "layer1_cost", "layerwise_cost", "unit_costs", "SOLVER_COUNTS", "MEMORY_BUDGET_BYTES"]
+           "layer1_cost", "layerwise_cost", "unit_costs", "SOLVER_COUNTS", "MEMORY_BUDGET_BYTES", "krylov_block",
+           "auto_method", "layer1_form", "sample_block"]
 
 #: samples are held in memory when their n x d float64 array fits under this (else re-drawn)
 MEMORY_BUDGET_BYTES = 4 * 2**30
@@ -67,6 +68,48 @@ def choose_storage(n: int, d: int, budget: float = MEMORY_BUDGET_BYTES) -> str:
     ('memory', 'redraw')
     """
     return "memory" if 8.0 * n * d <= budget else "redraw"
+
+
+def krylov_block(k: int) -> int:
+    """The block size of :func:`block_krylov` for k eigenpairs: max(2, ceil(k/2)) vectors per pass
+    (blocks of k + k/2 applied twice the vectors at d = 60; docs/scaling.md).
+
+    >>> [krylov_block(k) for k in (1, 4, 5, 10)]
+    [2, 2, 3, 5]
+    """
+    return max(2, (k + 1) // 2)
+
+
+def auto_method(storage: str) -> str:
+    """The eigensolver that ``"auto"`` picks for samples stored as ``storage``: ARPACK when they
+    are held (it applies the fewest vectors), block Krylov when each product is a pass over
+    re-drawn samples or a round trip to Dask workers (measured, docs/scaling.md).
+
+    >>> auto_method("memory"), auto_method("redraw"), auto_method("dask")
+    ('arpack', 'block_krylov', 'block_krylov')
+    """
+    return "block_krylov" if storage in ("redraw", "dask") else "arpack"
+
+
+def layer1_form(kind: str, q: int, D: int) -> str:
+    """The layer-1 form that ``run_layerwise`` uses by default: the q = 2 true model's
+    matrix-free operator once the dense D x D matrix passes D = 2000, else the dense matrix
+    (always for the GE model, whose operator has no d x d form).
+
+    >>> layer1_form("true", 2, 2145), layer1_form("true", 2, 1830), layer1_form("ge", 2, 5050)
+    ('matrix_free', 'dense', 'dense')
+    """
+    return "matrix_free" if (kind == "true" and q == 2 and D > 2000) else "dense"
+
+
+def sample_block(D: int, chunk: int = 4096) -> int:
+    """Rows per sample block when each row carries D features: at most ``chunk`` and at most
+    2**24 / D (a block of Z(x) stays within 128 MiB), at least 256.
+
+    >>> sample_block(465), sample_block(5050), sample_block(80_000)
+    (4096, 3322, 256)
+    """
+    return max(256, min(chunk, 2**24 // D))
 
 
 class SampleBlocks:
@@ -262,7 +305,7 @@ def block_krylov(op: LinearOperator, k: int, init=None, tol: float = 1e-8, seed:
     start). Returns (eigenvalues, D x k vectors, iterations).
     """
     D = op.shape[0]
-    b = min(D, block or max(2, (k + 1) // 2))
+    b = min(D, block or krylov_block(k))
     max_dim = min(D, max_dim or max(40 * b, 400))
     rng = np.random.default_rng(seed)
     V = rng.standard_normal((D, b))
@@ -329,7 +372,7 @@ def top_eigenpairs(op: LinearOperator, k: int, method: str = "auto", init=None, 
         raise ValueError(f"tol: the relative residual tolerance must be in (0, 1), got {tol!r}")
     storage = getattr(getattr(op, "blocks", None), "storage", "memory")
     if method == "auto":
-        method = "block_krylov" if (storage == "redraw" or getattr(op, "client", None) is not None) else "arpack"
+        method = auto_method("dask" if getattr(op, "client", None) is not None else storage)
     p0, v0 = getattr(op, "n_products", 0), getattr(op, "n_vectors", 0)
     if method == "arpack":
         v_init = None if init is None else np.asarray(init, dtype=float).reshape(D, -1)[:, 0]
@@ -362,17 +405,6 @@ def top_eigenpairs(op: LinearOperator, k: int, method: str = "auto", init=None, 
 SOLVER_COUNTS = {"arpack": (12.0, 12.0), "block_krylov": (20.0, 5.5)}
 
 
-def _timed(fn, repeat=2):
-    import time
-
-    best = float("inf")
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
-
-
 _UNIT = {}
 
 
@@ -385,6 +417,7 @@ def unit_costs(d: int, q: int = 2, d1: int = 1, kind: str = "true") -> dict:
     seconds of a 1000 x 1000 ``eigh``."""
     from math import comb
 
+    from .bench import best_time
     from .readout import hermite_product_features
 
     key = (d, q, d1, kind)
@@ -395,31 +428,31 @@ def unit_costs(d: int, q: int = 2, d1: int = 1, kind: str = "true") -> dict:
     m = max(64, min(2048, 2**23 // D))
     rng = np.random.default_rng(0)
     A = np.linalg.qr(rng.standard_normal((D, d1)))[0]
-    g = _timed(lambda: rng.standard_normal((m, width))) / m
+    g = best_time(lambda: rng.standard_normal((m, width))) / m
     x = rng.standard_normal((m, width))
 
     def draw():
         Z = hermite_product_features(x, q, exact=True) if kind == "true" else x
         return ((Z @ A) ** 2 - 1).sum(1)
 
-    out = {"gauss": g, "draw": g + _timed(draw) / m}
+    out = {"gauss": g, "draw": g + best_time(draw) / m}
     G = rng.standard_normal((2048, 1000))
-    out["gemm_flops"] = 2 * 2048 * 1000 * 1000 / _timed(lambda: G.T @ G)
+    out["gemm_flops"] = 2 * 2048 * 1000 * 1000 / best_time(lambda: G.T @ G)
     if kind == "true":
-        b = max(2, (d1 + 1) // 2)
+        b = krylov_block(d1)
         X = rng.standard_normal((max(m, 4096), d))
         yy = rng.standard_normal(X.shape[0])
         M = rng.standard_normal((b, d, d))
-        out["vector"] = _timed(lambda: partial_product(X, yy, M[:1])) / X.shape[0]
-        out["block"] = _timed(lambda: partial_product(X, yy, M)) / X.shape[0] / b
+        out["vector"] = best_time(lambda: partial_product(X, yy, M[:1])) / X.shape[0]
+        out["block"] = best_time(lambda: partial_product(X, yy, M)) / X.shape[0] / b
     if D <= 4000:
         from .simulate import _Accumulator
 
         Z = hermite_product_features(x, q, exact=True) if kind == "true" else x
         acc = _Accumulator(D, np.float64)
-        out["accumulate"] = _timed(lambda: acc.add(Z, np.ones(m))) / m
+        out["accumulate"] = best_time(lambda: acc.add(Z, np.ones(m))) / m
     E = rng.standard_normal((500, 500))
-    out["eigh_1000"] = 8 * _timed(lambda: np.linalg.eigh(E + E.T), 1)
+    out["eigh_1000"] = 8 * best_time(lambda: np.linalg.eigh(E + E.T), 1)
     _UNIT[key] = out
     return out
 
@@ -440,12 +473,12 @@ def layer1_cost(d: int, n: int, k: int, storage: str = "auto", method: str = "au
     if storage == "auto":
         storage = choose_storage(n, d)
     if method == "auto":
-        method = "block_krylov" if storage in ("redraw", "dask") else "arpack"
+        method = auto_method(storage)
     unit = unit or unit_costs(d, 2, k, "true")
     D = d * (d + 1) // 2
     per_vec, per_pass = SOLVER_COUNTS[method]
     vectors, passes = per_vec * k, per_pass * k
-    b = max(2, (k + 1) // 2) if method == "block_krylov" else 1
+    b = krylov_block(k) if method == "block_krylov" else 1
     seconds = n * vectors * unit["vector" if b == 1 else "block"]
     if storage == "redraw":
         seconds += n * passes * unit["gauss"]
@@ -468,11 +501,11 @@ def layerwise_cost(d: int, D: int, d1: int, n: int, kind: str = "true", layer1: 
     """
     width = d if kind == "true" else D
     if layer1 == "auto":
-        layer1 = "matrix_free" if (kind == "true" and q == 2 and D > 2000) else "dense"
+        layer1 = layer1_form(kind, q, D)
     if storage == "auto":
         storage = choose_storage(n, width)
     u = unit_costs(d, q, d1, kind)
-    block = max(256, min(4096, 2**24 // D))
+    block = sample_block(D)
     draws = (200_000 if pilot else 0) + 2 * n + n_test
     seconds = draws * u["draw"]
     held = 8 * n * width if storage == "memory" else 0

@@ -166,6 +166,7 @@ def reproduce_separation(outdir, full: bool = False, jobs: int = 1, scheduler=No
 
     from .baselines import nystrom_ridge, random_features_ridge, shallow_spectral
     from .compositional import CompositionalSampler
+    from .layer1_operator import SampleBlocks
 
     outdir = Path(outdir)
     ds = [integer(d, "d", 8)] if d is not None else ([20, 30, 40] if full else [30])
@@ -186,7 +187,9 @@ def reproduce_separation(outdir, full: bool = False, jobs: int = 1, scheduler=No
             for ratio in SEPARATION_RATIOS:
                 n = int(ratio * model.D)
                 smp = CompositionalSampler(model, seed, "true")
-                X, _, y = smp.draw(n)
+                # x block by block (the same stream as one draw), never the whole n x D of Z(x)
+                blocks, y = SampleBlocks.draw(smp, n, storage="memory")
+                X = np.vstack(list(blocks))
                 Xt, _, yt = smp.draw(4000)
                 rows.append({"seed": seed, "n": n, "method": "layer-wise (true model)",
                              "nmse": float(layerwise.loc[(model.d, seed, n)]), "n_used": n, "rank": np.nan})

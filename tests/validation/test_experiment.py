@@ -158,7 +158,7 @@ def test_readout_finite_size_and_sweep_status_in_process(capsys, tmp_path):
 def test_bench_quick_runs(capsys, monkeypatch):
     import validation.bench as bench
 
-    monkeypatch.setattr(bench, "bench_layer1", lambda quick=False: [])
+    monkeypatch.setattr(bench, "bench_pipeline_c", lambda quick=False: [])
     monkeypatch.setattr(bench, "bench_state_evolution", lambda quick=False: [{"name": "se", "ratio": 1.0}])
     code, out, err = run(capsys, "bench", "--quick", "--format", "json")
     assert code == 0, err
