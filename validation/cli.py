@@ -373,8 +373,15 @@ def cmd_reproduce(args):
         raise CascadeError(f"--jobs: must be an integer >= 1, got {jobs}")
     _out(args.out, "--out")
     _out(args.store, "--store")
+    extra = {}
+    for flag, dest in (("--gamma", "gamma"), ("--g-star", "g_star")):
+        val = getattr(args, dest)
+        if val is not None and args.name != "lag":
+            raise CascadeError(f"{flag}: only 'cascade reproduce lag' takes it (the other figures fix their models)")
+        if val is not None:
+            extra[dest] = val
     res = reproduce(args.name, outdir=args.out, full=args.full, jobs=jobs,
-                    scheduler=args.scheduler, store=args.store, progress=not args.quiet)
+                    scheduler=args.scheduler, store=args.store, progress=not args.quiet, **extra)
     s = res["summary"]
     if args.name == "D-optimal":
         return optimal_report(res)
@@ -500,6 +507,11 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--jobs", default="1", help="local worker processes (default: %(default)s)")
     rp.add_argument("--scheduler", default=None, help="Dask scheduler address")
     rp.add_argument("--store", default=None, help="sweep store for the simulations (default: OUT/store)")
+    rp.add_argument("--gamma", default=None, help="lag only: the power-law exponent of the features (default 1; "
+                                                  "[S]'s experiments use 0.4)")
+    rp.add_argument("--g-star", dest="g_star", default=None,
+                    help="lag only: the outer link (default z). With another link n_GE comes from the GE model "
+                         "simulated at the same d, since the d = infinity GE solver needs the identity")
     rp.add_argument("--quiet", action="store_true", help="no progress bar")
     rp.set_defaults(func=cmd_reproduce, format="text")
 

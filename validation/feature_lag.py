@@ -14,8 +14,10 @@ simulations run as sweep tasks (series ``true-wick``) through the resumable stor
 that never reaches 1/2 on the grid is censored: its lag is NaN and counted as not reached.
 Each seed's population operator (``numerics.population_layer1``, n = infinity) gives the
 features that any n can separate. A feature outside that set is population-limited, not
-late. The GE solver needs :math:`g_* = \mathrm{id}`; with another link only
-:math:`n_i^{\rm true}` is reported.
+late. The GE solver needs :math:`g_* = \mathrm{id}`; with another link :math:`n_i^{\rm GE}` is
+the first crossing of the GE model simulated at the same d on the same n grid (series ``ge``,
+``reference="simulation"``). The GE stream of a seed draws its own latent signs, so with that
+reference only the mean over seeds is a like-for-like comparison.
 
 >>> import numpy as np
 >>> float(first_crossing([100, 200, 400], [0.2, 0.4, 0.8]))   # a quarter of the way: 200 * 2**0.25
@@ -106,10 +108,17 @@ def population_separable(model: CompositionalModel, seed: int, wick: bool = True
 
 
 def feature_lags(models, ratios=LAG_RATIOS, seeds=(0, 1, 2), store="cascade-store", jobs: int = 1,
-                 scheduler=None, progress: bool = False, series: str = "true-wick") -> pd.DataFrame:
+                 scheduler=None, progress: bool = False, series: str = "true-wick",
+                 reference: str = "auto") -> pd.DataFrame:
     """One row per (d, seed, feature): ``n_true``, ``n_ge``, ``lag`` (NaN when censored),
-    ``reached`` and ``separable`` (population). The simulations are the sweep tasks of
-    ``validation.sweep`` (one per model and seed, series ``series``), so a rerun reuses the store."""
+    ``reached``, ``separable`` (population) and ``reference``. The simulations are the sweep
+    tasks of ``validation.sweep`` (one per model, seed and series), so a rerun reuses the store.
+
+    ``reference`` says where :math:`n_i^{GE}` comes from: ``"solver"`` (the d = infinity GE
+    solver with the seed's signs; needs g_star = identity), ``"simulation"`` (the GE model
+    simulated at the same d and n grid, series ``ge``, first crossing as for the true model; the
+    GE stream of a seed has its own latent signs, so only the mean over seeds compares), or
+    ``"auto"`` (the solver when g_star is the identity, else the simulation)."""
     from .compositional import CompositionalSampler
     from .sweep import load_results, run_sweep, sweep_spec
 
@@ -117,13 +126,20 @@ def feature_lags(models, ratios=LAG_RATIOS, seeds=(0, 1, 2), store="cascade-stor
     for m in models:
         if not isinstance(m, CompositionalModel):
             raise TypeError(f"models: expected theory.CompositionalModel instances, got {type(m).__name__}")
+    if reference not in ("auto", "solver", "simulation"):
+        raise ValueError(f"reference: must be 'auto', 'solver' or 'simulation', got {reference!r}")
+    if reference == "solver" and not all(m.is_identity_link for m in models):
+        raise ValueError("reference: the GE solver needs g_star = identity; use 'simulation' (or 'auto')")
     seeds = [integer(s, "seeds", 0) for s in seeds]
     ratios = sorted(float(r) for r in ratios)
     if len(ratios) < 2 or ratios[0] <= 0:
         raise ValueError(f"ratios: need at least two n/D values > 0, got {ratios!r}")
+    refs = {m.d: ("solver" if m.is_identity_link else "simulation") if reference == "auto" else reference
+            for m in models}
     key = hashlib.sha256(json.dumps([m.describe() for m in models], sort_keys=True).encode()).hexdigest()[:10]
+    all_series = [series] + (["ge"] if "simulation" in refs.values() else [])
     spec = sweep_spec({"name": f"lag-{key}", "models": [m.describe() for m in models],
-                       "grid": {"alphas": ratios, "seeds": seeds}, "options": {"series": [series]}})
+                       "grid": {"alphas": ratios, "seeds": seeds}, "options": {"series": all_series}})
     run = run_sweep(spec, store, jobs=jobs, scheduler=scheduler, progress=progress)
     if run["failed"]:
         raise RuntimeError(f"feature_lags: {run['failed']} simulation task(s) failed: {run['errors']}")
@@ -132,17 +148,22 @@ def feature_lags(models, ratios=LAG_RATIOS, seeds=(0, 1, 2), store="cascade-stor
     for model in models:
         sub = table[table["d"] == model.d]
         for seed in seeds:
-            _, signs = CompositionalSampler.latents(CompositionalSampler.stream(model, seed, "true", model.D),
-                                                    model.D, model.d1)
             n_max = max(ratios) * model.D
-            # the GE solver covers g_star = identity; with another link only n_true is measured
-            n_ge = ge_crossings(model, signs, n_max * 10) if model.is_identity_link else np.full(model.d1, np.nan)
+            if refs[model.d] == "solver":
+                _, signs = CompositionalSampler.latents(CompositionalSampler.stream(model, seed, "true", model.D),
+                                                        model.D, model.d1)
+                n_ge = ge_crossings(model, signs, n_max * 10)
+            else:
+                ge = sub[(sub["seed"] == seed) & (sub["kind"] == "ge")]
+                n_ge = [first_crossing(*ge[ge["i"] == i].sort_values("n")[["n", "proj_top"]].T.to_numpy())
+                        for i in range(1, model.d1 + 1)]
             sep = population_separable(model, seed, wick=series == "true-wick")
             for i in range(1, model.d1 + 1):
-                g = sub[(sub["seed"] == seed) & (sub["i"] == i)].sort_values("n")
+                g = sub[(sub["seed"] == seed) & (sub["i"] == i) & (sub["kind"] == series)].sort_values("n")
                 n_true = first_crossing(g["n"], g["proj_top"])
-                rows.append({"d": model.d, "D": model.D, "d1": model.d1, "gamma": str(model.gamma), "seed": seed,
-                             "i": i, "n_true": n_true, "n_ge": n_ge[i - 1], "lag": n_true / n_ge[i - 1],
+                rows.append({"d": model.d, "D": model.D, "d1": model.d1, "gamma": str(model.gamma),
+                             "g_star": str(model.g_star), "seed": seed, "i": i, "n_true": n_true,
+                             "n_ge": n_ge[i - 1], "lag": n_true / n_ge[i - 1], "reference": refs[model.d],
                              "reached": bool(np.isfinite(n_true)), "separable": bool(sep[i - 1]),
                              "n_max": n_max})
     out = pd.DataFrame(rows)
@@ -152,22 +173,32 @@ def feature_lags(models, ratios=LAG_RATIOS, seeds=(0, 1, 2), store="cascade-stor
 
 def lag_summary(rows: pd.DataFrame) -> pd.DataFrame:
     """Per (d, feature): the geometric mean lag over the seeds that reached 1/2 with its standard
-    error in log (``log_lag_se``; NaN with fewer than two), how many seeds reached it, and how
-    many seeds' population operators separate it."""
+    error in log (``log_lag_se``; NaN with fewer than two), the geometric means of n_true / D and
+    n_GE / D over the same seeds, how many seeds reached it, and how many seeds' population
+    operators separate it."""
     out = []
     for (d, i), g in rows.groupby(["d", "i"]):
-        lags = np.log(g.loc[g["reached"], "lag"].to_numpy())
+        ok = g["reached"] & np.isfinite(g["lag"])
+        lags = np.log(g.loc[ok, "lag"].to_numpy())
+
+        def gmean(col):
+            v = np.log(g.loc[ok, col].to_numpy() / g.loc[ok, "D"].to_numpy())
+            return float(np.exp(v.mean())) if v.size else float("nan")
+
         out.append({"d": d, "i": i, "lag": float(np.exp(lags.mean())) if lags.size else float("nan"),
                     "log_lag_se": float(lags.std(ddof=1) / np.sqrt(lags.size)) if lags.size > 1 else float("nan"),
+                    "n_true/D": gmean("n_true"), "n_ge/D": gmean("n_ge"),
                     "reached": f"{int(g['reached'].sum())}/{len(g)}",
                     "separable": f"{int(g['separable'].sum())}/{len(g)}"})
     return pd.DataFrame(out)
 
 
 def reproduce_lag(outdir, full: bool = False, jobs: int = 1, scheduler=None, store=None, progress=True,
-                  d=None, seeds=None, gamma="1") -> dict:
+                  d=None, seeds=None, gamma="1", g_star="z", ratios=None, reference="auto") -> dict:
     """`cascade reproduce lag`: the per-feature lag at several d (docs/compositional.md, "Lag
-    against d"). Default d = 20 with 2 seeds; ``full``: d = 20, 30, 40 with 3 seeds. Writes
+    against d"). Default d = 20 with 2 seeds; ``full``: d = 20, 30, 40 with 3 seeds; ``gamma``
+    and ``g_star`` as in ``theory.CompositionalModel`` (eps = 1/2); ``ratios``: the n/D grid
+    (default ``LAG_RATIOS``); ``reference`` as in :func:`feature_lags`. Writes
     ``reproduce_lag.parquet`` (one row per d, seed and feature) and returns the summary."""
     from pathlib import Path
 
@@ -176,9 +207,10 @@ def reproduce_lag(outdir, full: bool = False, jobs: int = 1, scheduler=None, sto
     outdir = Path(outdir)
     ds = [integer(v, "d", 8) for v in np.atleast_1d(d)] if d is not None else ([20, 30, 40] if full else [20])
     nseeds = integer(seeds, "seeds", 1) if seeds is not None else (3 if full else 2)
-    models = [CompositionalModel(d=dd, eps="1/2", gamma=gamma) for dd in ds]
-    rows = feature_lags(models, seeds=range(nseeds), store=store or outdir / "store", jobs=jobs,
-                        scheduler=scheduler, progress=progress)
+    models = [CompositionalModel(d=dd, eps="1/2", gamma=gamma, g_star=g_star) for dd in ds]
+    rows = feature_lags(models, ratios=LAG_RATIOS if ratios is None else ratios, seeds=range(nseeds),
+                        store=store or outdir / "store", jobs=jobs, scheduler=scheduler, progress=progress,
+                        reference=reference)
     for key, val in table_metadata(models[0], "lag").items():
         rows[key] = val
     outdir.mkdir(parents=True, exist_ok=True)
@@ -194,9 +226,20 @@ def lag_report(res) -> str:
     s = res["summary"].copy()
     s["lag"] = s["lag"].map(lambda v: "censored" if not np.isfinite(v) else f"{v:.1f}")
     s["log_lag_se"] = s["log_lag_se"].map(lambda v: "" if not np.isfinite(v) else f"{v:.2f}")
-    return ("lag n_true / n_GE per feature (geometric mean over the seeds that reached 1/2; "
+    for col in ("n_true/D", "n_ge/D"):
+        s[col] = s[col].map(lambda v: "" if not np.isfinite(v) else f"{v:.1f}")
+    head = _describe(res["rows"]) + "\n"
+    return (head + "lag n_true / n_GE per feature (geometric mean over the seeds that reached 1/2; "
             "se of log lag; separable = population operator):\n" + s.to_string(index=False)
             + "\nwrote " + ", ".join(res["files"]))
+
+
+def _describe(rows: pd.DataFrame) -> str:
+    """gamma, g_star and the GE reference of a lag table (tables written before the
+    ``g_star``/``reference`` columns existed used g_star = z and the solver)."""
+    g_star = rows["g_star"].iloc[0] if "g_star" in rows else "z"
+    ref = sorted(set(rows["reference"])) if "reference" in rows else ["solver"]
+    return f"gamma = {rows['gamma'].iloc[0]}, g_star = {g_star}; n_GE from the GE " + " and ".join(ref)
 
 
 def plot_lag(rows: pd.DataFrame, path) -> list[str]:
@@ -219,7 +262,7 @@ def plot_lag(rows: pd.DataFrame, path) -> list[str]:
     ax.set_yscale("log")
     ax.set_xlabel("d")
     ax.set_ylabel(r"lag $n_i^{true} / n_i^{GE}$")
-    ax.set_title("true Model C (Wick-ordered layer 1) behind the GE staircase", fontsize=9)
+    ax.set_title("true Model C (Wick-ordered layer 1) behind the GE staircase\n" + _describe(rows), fontsize=9)
     ax.legend(fontsize=6)
     fig.tight_layout()
     return save(fig, path)

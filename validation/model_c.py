@@ -129,8 +129,9 @@ class ModelC(Experiment):
             for ratio in np.atleast_1d(sizes):
                 n = int(ratio * model.D)
                 r = run_layerwise(model, n=n, seed=int(seed), kind=kind, estimator=estimator, client=client)
-                theory = layer1_prediction(model, n=[n], signs=r["signs"])["rho2"][0] if kind == "ge" else \
-                    np.full(model.d1, np.nan)
+                # the d = infinity GE solver covers g_star = identity only (docs/theory.md §3)
+                theory = layer1_prediction(model, n=[n], signs=r["signs"])["rho2"][0] \
+                    if (kind == "ge" and model.is_identity_link) else np.full(model.d1, np.nan)
                 for i in range(model.d1):
                     rows.append({"kind": label, "estimator": estimator, "n": n, "log_d_n": np.log(n) / np.log(model.d),
                                  "seed": int(seed), "i": i + 1, "proj": r["feature_proj"][i],

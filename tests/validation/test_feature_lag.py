@@ -44,3 +44,39 @@ def test_lag_pipeline_at_small_d_reuses_its_store_and_recovers_features_in_order
         assert np.all(g.loc[g["reached"], "lag"] > 1.0)
     summ = lag_summary(rows)
     assert list(summ["i"]) == [1, 2, 3] and summ.loc[0, "reached"] == "2/2"
+
+
+def test_reference_is_refused_before_anything_runs(tmp_path):
+    tanh = CompositionalModel(d=12, eps="1/2", gamma=1, g_star="tanh(z)")
+    with pytest.raises(ValueError, match="reference: the GE solver needs g_star = identity"):
+        feature_lags([tanh], store=tmp_path, reference="solver")
+    with pytest.raises(ValueError, match="reference: must be"):
+        feature_lags([tanh], store=tmp_path, reference="exact")
+    assert not any(tmp_path.iterdir())  # nothing stored
+
+
+def test_reproduce_lag_flags_are_lag_only_and_checked(tmp_path, capsys):
+    from validation.cli import main
+
+    out = tmp_path / "out"
+    assert main(["reproduce", "S", "--gamma", "0.4", "--out", str(out)]) == 2
+    assert "--gamma: only 'cascade reproduce lag'" in capsys.readouterr().err
+    assert main(["reproduce", "lag", "--gamma", "abc", "--out", str(out)]) == 2
+    assert "gamma" in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.mark.slow  # about a minute: true (Wick) and GE simulations, 2 seeds x 10 sizes at d = 12
+def test_lag_against_the_simulated_ge_model_for_a_nonlinear_link(tmp_path):
+    # g_star = tanh: the d = infinity GE solver does not apply, so n_GE is the GE model's own first
+    # crossing at the same d (reference "simulation")
+    model = CompositionalModel(d=12, eps="1/2", gamma=1, g_star="tanh(z)")
+    ratios = (0.75, 1.5, 3, 6, 12, 25, 50, 100, 200, 400)
+    rows = feature_lags([model], ratios=ratios, seeds=(0, 1), store=tmp_path)
+    assert set(rows["reference"]) == {"simulation"} and set(rows["g_star"]) == {"tanh(z)"}
+    first = rows[rows["i"] == 1]
+    # the strongest feature is reached by both models on this grid (measured: GE at about 2 D, true at 14-15 D)
+    assert first["reached"].all() and np.isfinite(first["n_ge"]).all()
+    assert (first["n_ge"] > ratios[0] * model.D).all()  # a crossing, not censored at the grid's first point
+    # the true model lags its Gaussian equivalent (measured 5.9 and 7.3 here; 3-75 at d = 20-40, identity link)
+    assert float(np.exp(np.log(first["lag"]).mean())) > 1.0
