@@ -44,6 +44,7 @@ import numpy as np
 from scipy.sparse.linalg import LinearOperator
 
 from numerics.quadratic_chaos import sym_to_vec, vec_to_sym
+from theory.model import integer
 
 __all__ = ["SampleBlocks", "Layer1Operator", "partial_product", "top_eigenpairs", "choose_storage", "block_krylov",
            "layer1_cost", "layerwise_cost", "unit_costs", "SOLVER_COUNTS", "MEMORY_BUDGET_BYTES", "krylov_block",
@@ -135,9 +136,7 @@ class SampleBlocks:
         """
         if storage not in ("auto", "memory", "redraw"):
             raise ValueError(f"storage: must be 'auto', 'memory' or 'redraw', got {storage!r}")
-        for name, val in (("n", n), ("block", block)):
-            if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < 1:
-                raise ValueError(f"{name}: must be an integer >= 1, got {val!r}")
+        n, block = integer(n, "n", 1), integer(block, "block", 1)
         d = sampler.model.d if sampler.kind == "true" else sampler.D  # the inputs: x, or Z for GE
         if storage == "auto":
             storage = choose_storage(n, d)
