@@ -37,10 +37,13 @@ from theory import CompositionalModel
 from theory.model import integer
 
 __all__ = ["first_crossing", "ge_crossings", "population_separable", "feature_lags", "lag_summary",
-           "reproduce_lag", "lag_report", "plot_lag", "LAG_RATIOS", "LAG_LEVEL"]
+           "reproduce_lag", "lag_report", "plot_lag", "LAG_RATIOS", "LAG_RATIOS_SIMULATED", "LAG_LEVEL"]
 
 #: the n/D grid of the lag measurement (geometric, a factor 2 apart)
 LAG_RATIOS = (12.5, 25, 50, 100, 200, 400, 800, 1600)
+#: the grid when n_GE is simulated: the finite-d GE model can cross below 12.5 D (about 2-3 D for
+#: feature 1 with g_star = tanh at d = 12-40), where LAG_RATIOS would censor it on the left
+LAG_RATIOS_SIMULATED = tuple(12.5 * 2.0**k for k in range(-4, 8))
 #: the projection (true model) and rho^2 (GE solver) at which a feature counts as recovered
 LAG_LEVEL = 0.5
 
@@ -198,7 +201,8 @@ def reproduce_lag(outdir, full: bool = False, jobs: int = 1, scheduler=None, sto
     """`cascade reproduce lag`: the per-feature lag at several d (docs/compositional.md, "Lag
     against d"). Default d = 20 with 2 seeds; ``full``: d = 20, 30, 40 with 3 seeds; ``gamma``
     and ``g_star`` as in ``theory.CompositionalModel`` (eps = 1/2); ``ratios``: the n/D grid
-    (default ``LAG_RATIOS``); ``reference`` as in :func:`feature_lags`. Writes
+    (default ``LAG_RATIOS``, or ``LAG_RATIOS_SIMULATED`` when n_GE is simulated); ``reference`` as
+    in :func:`feature_lags`. Writes
     ``reproduce_lag.parquet`` (one row per d, seed and feature) and returns the summary."""
     from pathlib import Path
 
@@ -208,7 +212,10 @@ def reproduce_lag(outdir, full: bool = False, jobs: int = 1, scheduler=None, sto
     ds = [integer(v, "d", 8) for v in np.atleast_1d(d)] if d is not None else ([20, 30, 40] if full else [20])
     nseeds = integer(seeds, "seeds", 1) if seeds is not None else (3 if full else 2)
     models = [CompositionalModel(d=dd, eps="1/2", gamma=gamma, g_star=g_star) for dd in ds]
-    rows = feature_lags(models, ratios=LAG_RATIOS if ratios is None else ratios, seeds=range(nseeds),
+    if ratios is None:
+        simulated = reference == "simulation" or (reference == "auto" and not models[0].is_identity_link)
+        ratios = LAG_RATIOS_SIMULATED if simulated else LAG_RATIOS
+    rows = feature_lags(models, ratios=ratios, seeds=range(nseeds),
                         store=store or outdir / "store", jobs=jobs, scheduler=scheduler, progress=progress,
                         reference=reference)
     for key, val in table_metadata(models[0], "lag").items():
