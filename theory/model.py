@@ -358,7 +358,10 @@ class CompositionalModel:
         gamma = as_exact(self.gamma, "gamma", allow_symbol=False)
         if gamma == sp.oo or gamma < 0:
             raise ValueError(f"gamma: must be a finite number >= 0, got {self.gamma!r}")
-        g = parse_link(self.g_star)
+        try:
+            g = parse_link(self.g_star)
+        except ValueError as exc:  # the parser speaks of "link"; the parameter here is g_star
+            raise ValueError("g_star: " + str(exc).removeprefix("link: ")) from None
         if not g.has(Z):
             raise ValueError("g_star: the outer link must depend on z (a constant target carries no signal)")
         set_("d", int(self.d))

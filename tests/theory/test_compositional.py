@@ -105,3 +105,9 @@ def test_local_nmse_slope_approaches_the_scaling_exponent_as_d1_grows():
         return np.diff(np.log(nm))[0] / np.diff(np.log(a))[0]
 
     assert abs(mid_slope(30000) + 0.5) < 0.02
+
+
+def test_a_bad_outer_link_is_refused_under_its_own_name():
+    # parse_link reports "link: ..."; for Model C the parameter is g_star
+    with pytest.raises(ValueError, match=r"^g_star: unexpected"):
+        CompositionalModel(d=10, g_star="exp(")
