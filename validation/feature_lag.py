@@ -114,7 +114,8 @@ def feature_lags(models, ratios=LAG_RATIOS, seeds=(0, 1, 2), store="cascade-stor
                  scheduler=None, progress: bool = False, series: str = "true-wick",
                  reference: str = "auto") -> pd.DataFrame:
     """One row per (d, seed, feature): ``n_true``, ``n_ge``, ``lag`` (NaN when censored),
-    ``reached``, ``separable`` (population) and ``reference``. The simulations are the sweep
+    ``reached``, ``separable`` (population), ``reference`` and ``ge_censored_left`` (the
+    simulated GE model already at 1/2 on the grid's first point: the lag is a lower bound). The simulations are the sweep
     tasks of ``validation.sweep`` (one per model, seed and series), so a rerun reuses the store.
 
     ``reference`` says where :math:`n_i^{GE}` comes from: ``"solver"`` (the d = infinity GE
@@ -152,6 +153,7 @@ def feature_lags(models, ratios=LAG_RATIOS, seeds=(0, 1, 2), store="cascade-stor
         sub = table[table["d"] == model.d]
         for seed in seeds:
             n_max = max(ratios) * model.D
+            n_min = float(sub["n"].min())
             if refs[model.d] == "solver":
                 _, signs = CompositionalSampler.latents(CompositionalSampler.stream(model, seed, "true", model.D),
                                                         model.D, model.d1)
@@ -168,6 +170,8 @@ def feature_lags(models, ratios=LAG_RATIOS, seeds=(0, 1, 2), store="cascade-stor
                              "g_star": str(model.g_star), "seed": seed, "i": i, "n_true": n_true,
                              "n_ge": n_ge[i - 1], "lag": n_true / n_ge[i - 1], "reference": refs[model.d],
                              "reached": bool(np.isfinite(n_true)), "separable": bool(sep[i - 1]),
+                             # already at 1/2 on the grid's first point: n_GE is an upper bound, the lag a lower one
+                             "ge_censored_left": refs[model.d] == "simulation" and n_ge[i - 1] == n_min,
                              "n_max": n_max})
     out = pd.DataFrame(rows)
     out.attrs["sweep"] = run

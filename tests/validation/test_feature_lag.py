@@ -78,5 +78,9 @@ def test_lag_against_the_simulated_ge_model_for_a_nonlinear_link(tmp_path):
     # the strongest feature is reached by both models on this grid (measured: GE at about 2 D, true at 14-15 D)
     assert first["reached"].all() and np.isfinite(first["n_ge"]).all()
     assert (first["n_ge"] > ratios[0] * model.D).all()  # a crossing, not censored at the grid's first point
+    assert not first["ge_censored_left"].any()
     # the true model lags its Gaussian equivalent (measured 5.9 and 7.3 here; 3-75 at d = 20-40, identity link)
     assert float(np.exp(np.log(first["lag"]).mean())) > 1.0
+    # a grid that starts above the GE crossing (about 2 D here) censors it, and the row says so
+    late = feature_lags([model], ratios=(3, 6, 12), seeds=(0,), store=tmp_path)
+    assert bool(late.loc[late["i"] == 1, "ge_censored_left"].iloc[0])
