@@ -373,15 +373,15 @@ def cmd_reproduce(args):
         raise CascadeError(f"--jobs: must be an integer >= 1, got {jobs}")
     _out(args.out, "--out")
     _out(args.store, "--store")
-    extra = {}
+    model_kw = {}
     for flag, dest in (("--gamma", "gamma"), ("--g-star", "g_star")):
         val = getattr(args, dest)
         if val is not None and args.name != "lag":
             raise CascadeError(f"{flag}: only 'cascade reproduce lag' takes it (the other figures fix their models)")
         if val is not None:
-            extra[dest] = val
+            model_kw[dest] = val
     res = reproduce(args.name, outdir=args.out, full=args.full, jobs=jobs,
-                    scheduler=args.scheduler, store=args.store, progress=not args.quiet, **extra)
+                    scheduler=args.scheduler, store=args.store, progress=not args.quiet, **model_kw)
     s = res["summary"]
     if args.name == "D-optimal":
         return optimal_report(res)

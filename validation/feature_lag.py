@@ -151,21 +151,22 @@ def feature_lags(models, ratios=LAG_RATIOS, seeds=(0, 1, 2), store="cascade-stor
     rows = []
     for model in models:
         sub = table[table["d"] == model.d]
+        n_max, n_min = max(ratios) * model.D, float(sub["n"].min())
+
+        def crossing(kind, seed, i, sub=sub):  # first n where series ``kind`` puts feature i at 1/2
+            g = sub[(sub["kind"] == kind) & (sub["seed"] == seed) & (sub["i"] == i)].sort_values("n")
+            return first_crossing(g["n"], g["proj_top"])
+
         for seed in seeds:
-            n_max = max(ratios) * model.D
-            n_min = float(sub["n"].min())
             if refs[model.d] == "solver":
                 _, signs = CompositionalSampler.latents(CompositionalSampler.stream(model, seed, "true", model.D),
                                                         model.D, model.d1)
                 n_ge = ge_crossings(model, signs, n_max * 10)
             else:
-                ge = sub[(sub["seed"] == seed) & (sub["kind"] == "ge")]
-                n_ge = [first_crossing(*ge[ge["i"] == i].sort_values("n")[["n", "proj_top"]].T.to_numpy())
-                        for i in range(1, model.d1 + 1)]
+                n_ge = [crossing("ge", seed, i) for i in range(1, model.d1 + 1)]
             sep = population_separable(model, seed, wick=series == "true-wick")
             for i in range(1, model.d1 + 1):
-                g = sub[(sub["seed"] == seed) & (sub["i"] == i) & (sub["kind"] == series)].sort_values("n")
-                n_true = first_crossing(g["n"], g["proj_top"])
+                n_true = crossing(series, seed, i)
                 rows.append({"d": model.d, "D": model.D, "d1": model.d1, "gamma": str(model.gamma),
                              "g_star": str(model.g_star), "seed": seed, "i": i, "n_true": n_true,
                              "n_ge": n_ge[i - 1], "lag": n_true / n_ge[i - 1], "reference": refs[model.d],
