@@ -3,9 +3,14 @@ r"""Theory (d = infinity) next to simulation (finite d), with finite-size-aware 
 Each (alpha, k) point gets a region from the scaling variable
 :math:`w = d^{1/3}(\alpha/\alpha_k - 1)`:
 
-* ``outlier`` (w >= 1): q is within O(d^{-1/2}) of the d = inf curve, so the flag is
-  :math:`|\bar q_{sim} - q| \le d^{-1/2} + 2\,\mathrm{sem}` (the d^{-1/2} allowance for the
-  finite-size bias is not derived yet);
+* ``outlier`` (w >= 1): :math:`\sqrt d\,(q_{k,d} - q_k)` is asymptotically normal with standard
+  deviation :math:`\sigma_k` (:func:`numerics.outlier_fluctuation.outlier_fluctuation`, docs/theory.md
+  §4.2), so the flag is the two-sided bound :math:`|\bar q_{sim} - q| \le z_{(1+level)/2}\,\sigma_k/\sqrt{S d}`
+  (S seeds), tol_basis ``clt``. It is used where the linearisation holds, a relative fluctuation
+  :math:`\varepsilon = \sigma_k/(\sqrt d\,q_k) \le 1/2` (``EPS_CLT``), and for m = 1, where
+  :math:`\sigma_k` is derived. The O(1/d) bias is not in the bound (it is not derived; measured at up
+  to a quarter of :math:`\sigma_k/\sqrt d`, docs/theory.md §4.2). Elsewhere in this region the earlier
+  bound :math:`d^{-1/2} + 2\,\mathrm{sem}` stays (tol_basis ``heuristic``);
 * ``window`` (|w| < 1) and ``bulk`` (w <= -1): a one-sided bound at confidence ``level``
   (docs/theory.md §4.1). The top eigenvectors near the edge carry on average
   :math:`R_k(x_j)/d` of :math:`w_k` (:func:`numerics.edge_overlap.edge_overlap`, computed for the
@@ -20,18 +25,19 @@ Each (alpha, k) point gets a region from the scaling variable
 Where the edge formula does not apply (boundary regime :math:`\bar\lambda = \sup T`, or coupled
 directions) the bulk and window keep the earlier heuristic bounds
 :math:`4/(d(1-\sqrt{\alpha/\alpha_k})^2)` and :math:`q + 2d^{-1/3}`; the column ``tol_basis`` says
-which bound each point got.
+which bound each point got ("clt", "edge" or "heuristic").
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.stats import chi2
+from scipy.stats import chi2, norm
 
-__all__ = ["compare", "C_BULK", "C_WINDOW", "max_chi2_mean_quantile"]
+__all__ = ["compare", "C_BULK", "C_WINDOW", "EPS_CLT", "max_chi2_mean_quantile"]
 
 C_BULK = 4.0  # the heuristic bulk constant, used only where the edge formula does not apply
 C_WINDOW = 1.0
+EPS_CLT = 0.5  # the outlier CLT bound is used where sigma_k / (sqrt(d) q_k) <= EPS_CLT
 
 
 def max_chi2_mean_quantile(scales, n_seeds: int, level: float = 0.95, h: float = 2e-3) -> float:
@@ -73,8 +79,9 @@ def compare(prediction, simulation: pd.DataFrame, quantity: str = "q_best", leve
 
     ``prediction`` must be a numerics.Prediction at (a superset of) the simulated alphas. ``level``
     is the confidence of the one-sided bound in the bulk and window (module docstring); the columns
-    ``R_edge`` (the largest share r_j among the top m eigenvectors, NaN where it does not apply) and
-    ``tol_basis`` ("edge" or "heuristic") say how each tolerance was obtained.
+    ``R_edge`` (the largest share r_j among the top m eigenvectors, NaN where it does not apply),
+    ``sigma_out`` (sigma_k of the outlier CLT, NaN where it is not used) and ``tol_basis``
+    ("clt", "edge" or "heuristic") say how each tolerance was obtained.
     """
     from numerics import Prediction
     from theory.model import require
@@ -132,10 +139,15 @@ def compare(prediction, simulation: pd.DataFrame, quantity: str = "q_best", leve
     heuristic = np.where(out["region"] == "window", 2 * d ** (-1 / 3),
                          C_BULK / (d * (1 - np.sqrt(np.clip(out["alpha"] / out["alpha_k"], 0, 1))) ** 2))
     has_edge = np.isfinite(edge_tol)
-    out["tol_basis"] = np.where(out["region"] == "outlier", "outlier", np.where(has_edge, "edge", "heuristic"))
+    is_out = (out["region"] == "outlier").to_numpy()
+    sigma = _outlier_sigma(prediction, out, d, quantity)
+    clt = is_out & np.isfinite(sigma)
+    out["sigma_out"] = sigma
+    out["tol_basis"] = np.where(clt, "clt", np.where(~is_out & has_edge, "edge", "heuristic"))
     tol = np.select(
-        [out["region"] == "outlier", has_edge],
-        [d ** -0.5 + 2 * out["q_sem"], edge_tol],
+        [clt, is_out, has_edge],
+        [float(norm.ppf((1 + level) / 2)) * sigma / np.sqrt(out["n_seeds"].to_numpy() * d),
+         d ** -0.5 + 2 * out["q_sem"], edge_tol],
         default=heuristic,
     )
     out["tol"] = tol
@@ -143,6 +155,25 @@ def compare(prediction, simulation: pd.DataFrame, quantity: str = "q_best", leve
     out["agrees"] = np.where(out["region"] == "outlier", np.abs(diff) <= tol, diff <= tol)
     out["d"] = d
     return out
+
+
+def _outlier_sigma(prediction, out, d, quantity) -> np.ndarray:
+    """sigma_k of the outlier CLT (docs/theory.md §4.2) at the outlier points where the bound is used:
+    m = 1, the overlap of the top eigenvector (q_best or q_rank), and a relative fluctuation
+    sigma_k / (sqrt(d) q_k) <= EPS_CLT. NaN elsewhere."""
+    from numerics.outlier_fluctuation import outlier_fluctuation
+
+    sigma = np.full(len(out), np.nan)
+    want = (out["region"] == "outlier").to_numpy()
+    if prediction.model.m != 1 or quantity == "proj" or not want.any():
+        return sigma
+    alphas = np.unique(out.loc[want, "alpha"].to_numpy())
+    by_alpha = dict(zip(alphas, outlier_fluctuation(prediction.model, alphas)[:, 0]))
+    for i in np.nonzero(want)[0]:
+        s = by_alpha[out["alpha"].iat[i]]
+        if np.isfinite(s) and s <= EPS_CLT * np.sqrt(d) * out["q_theory"].iat[i]:
+            sigma[i] = s
+    return sigma
 
 
 def _edge_ratios(prediction, out, d, quantity) -> np.ndarray:
