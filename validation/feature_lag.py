@@ -62,6 +62,16 @@ def first_crossing(ns, values, level: float = LAG_LEVEL) -> float:
     return float(np.exp(np.log(ns[j - 1]) + t * (np.log(ns[j]) - np.log(ns[j - 1]))))
 
 
+def ge_grid_start(model: CompositionalModel) -> int:
+    """The first n of :func:`ge_crossings`' grid, max(2, D/100): a crossing returned there is
+    left-censored (rho^2 was already at 1/2).
+
+    >>> ge_grid_start(CompositionalModel(d=20, eps="1/2", gamma=1))   # D = 210
+    2
+    """
+    return int(max(2.0, model.D / 100))
+
+
 def ge_crossings(model: CompositionalModel, signs, n_max: float, points: int = 12, xtol: float = 0.01) -> np.ndarray:
     """For each feature, the n at which the GE solver's rho_i^2 (with these signs) reaches 1/2:
     bracketed on a geometric grid of ``points`` from max(2, D/100) to ``n_max``, then solved by
@@ -80,7 +90,7 @@ def ge_crossings(model: CompositionalModel, signs, n_max: float, points: int = 1
             cache[n] = np.asarray(layer1_prediction(model, n=[n], signs=np.asarray(signs))["rho2"])[0]
         return cache[n]
 
-    grid = np.unique(np.geomspace(max(2.0, model.D / 100), float(n_max), points).astype(int))
+    grid = np.unique(np.geomspace(ge_grid_start(model), float(n_max), points).astype(int))
     vals = np.array([rho2(n) for n in grid])
     out = np.full(model.d1, np.nan)
     for i in range(model.d1):
@@ -114,8 +124,9 @@ def feature_lags(models, ratios=LAG_RATIOS, seeds=(0, 1, 2), store="cascade-stor
                  scheduler=None, progress: bool = False, series: str = "true-wick",
                  reference: str = "auto") -> pd.DataFrame:
     """One row per (d, seed, feature): ``n_true``, ``n_ge``, ``lag`` (NaN when censored),
-    ``reached``, ``separable`` (population), ``reference`` and ``ge_censored_left`` (the
-    simulated GE model already at 1/2 on the grid's first point: the lag is a lower bound). The simulations are the sweep
+    ``reached``, ``separable`` (population), ``reference`` and ``ge_censored_left`` (the GE
+    reference already at 1/2 on its grid's first point, n/D = min(ratios) for the simulation,
+    :func:`ge_grid_start` for the solver: the lag is a lower bound). The simulations are the sweep
     tasks of ``validation.sweep`` (one per model, seed and series), so a rerun reuses the store.
 
     ``reference`` says where :math:`n_i^{GE}` comes from: ``"solver"`` (the d = infinity GE
@@ -172,7 +183,8 @@ def feature_lags(models, ratios=LAG_RATIOS, seeds=(0, 1, 2), store="cascade-stor
                              "n_ge": n_ge[i - 1], "lag": n_true / n_ge[i - 1], "reference": refs[model.d],
                              "reached": bool(np.isfinite(n_true)), "separable": bool(sep[i - 1]),
                              # already at 1/2 on the grid's first point: n_GE is an upper bound, the lag a lower one
-                             "ge_censored_left": refs[model.d] == "simulation" and n_ge[i - 1] == n_min,
+                             "ge_censored_left": bool(n_ge[i - 1] == (n_min if refs[model.d] == "simulation"
+                                                                      else ge_grid_start(model))),
                              "n_max": n_max})
     out = pd.DataFrame(rows)
     out.attrs["sweep"] = run

@@ -4,7 +4,7 @@ import pytest
 
 from numerics import layer1_prediction
 from theory import CompositionalModel
-from validation.feature_lag import feature_lags, first_crossing, ge_crossings, lag_summary
+from validation.feature_lag import feature_lags, first_crossing, ge_crossings, ge_grid_start, lag_summary
 
 
 def test_first_crossing_interpolates_in_log_n():
@@ -23,6 +23,17 @@ def test_ge_crossings_are_where_an_independent_solver_call_gives_one_half():
     rho2 = layer1_prediction(model, n=[int(round(v)) for v in n], signs=signs)["rho2"]
     # brentq to 1% in n; rho^2 moves by less than 0.02 over 1% of n at these crossings
     np.testing.assert_allclose(np.diag(rho2), 0.5, atol=0.02)
+
+
+def test_ge_crossing_already_reached_at_the_first_grid_point_is_its_start(monkeypatch):
+    # a solver that puts every feature at rho^2 = 0.9 whatever n: the crossing is left-censored and
+    # returned as ge_grid_start, the value feature_lags flags as ge_censored_left
+    import numerics
+
+    model = CompositionalModel(d=12, eps="1/2", gamma=1)
+    monkeypatch.setattr(numerics, "layer1_prediction", lambda m, n, signs: {"rho2": np.full((len(n), m.d1), 0.9)})
+    n = ge_crossings(model, np.ones(model.d1), n_max=1e4)
+    assert np.all(n == ge_grid_start(model)) and ge_grid_start(model) == 2
 
 
 @pytest.mark.slow  # about 2 minutes: 2 seeds x 6 sizes at d = 12 through the sweep store, then a rerun
