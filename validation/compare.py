@@ -78,7 +78,8 @@ def compare(prediction, simulation: pd.DataFrame, quantity: str = "q_best", leve
     """Summary per (alpha, k): theory, simulation mean and standard error, region, tolerance, flag.
 
     ``prediction`` must be a numerics.Prediction at (a superset of) the simulated alphas. ``level``
-    is the confidence of the one-sided bound in the bulk and window (module docstring); the columns
+    is the confidence of the one-sided bound in the bulk and window and of the two-sided outlier
+    CLT bound (module docstring); the columns
     ``R_edge`` (the largest share r_j among the top m eigenvectors, NaN where it does not apply),
     ``sigma_out`` (sigma_k of the outlier CLT, NaN where it is not used) and ``tol_basis``
     ("clt", "edge" or "heuristic") say how each tolerance was obtained.
