@@ -33,7 +33,7 @@ from theory import HierarchicalModel
 from theory.model import finite_array, integer
 
 from .label_law import check_model, label_law
-from .resolvent import edge_of_atoms, resolvent_sums
+from .resolvent import edge_of_atoms, outlier_of_atoms, resolvent_sums
 
 __all__ = ["edge_overlap", "edge_regime", "edge_depth", "outlier_share", "TW_MEAN", "TW_SD"]
 
@@ -164,8 +164,6 @@ def outlier_share(model: HierarchicalModel, alpha: float, **law_options) -> np.n
     >>> bool(np.isfinite(S[0, 1])), bool(np.isnan(S[1, 0]))    # direction 1 has an outlier, 2 not yet
     (True, True)
     """
-    from scipy.optimize import brentq
-
     check_model(model)
     alpha = float(finite_array(alpha, "alpha"))
     if not alpha > 0:
@@ -176,11 +174,7 @@ def outlier_share(model: HierarchicalModel, alpha: float, **law_options) -> np.n
     F_bar = resolvent_sums(tau, p, R, lbar)[2][:, 0]
     out = np.full((R.shape[0], R.shape[0]), np.nan)
     for j in np.nonzero(F_bar > 1 / alpha)[0]:  # an outlier: F_j crosses 1/alpha above lambda_bar
-        f = lambda lam, j=j: resolvent_sums(tau, p, R[j], lam)[2][0, 0] - 1 / alpha  # noqa: E731
-        hi = lbar + max(1.0, abs(lbar))
-        while f(hi) > 0:
-            hi = lbar + 2 * (hi - lbar)
-        lam = brentq(f, lbar, hi, xtol=1e-13 * max(1.0, abs(lbar)))
+        lam = outlier_of_atoms(tau, p, R[j], alpha, lbar)
         _, G2, F, H = resolvent_sums(tau, p, R, lam)
         with np.errstate(divide="ignore", invalid="ignore"):  # k = j: F_j = 1/alpha exactly, set to NaN below
             out[j] = (H[:, 0] + 1 / alpha - G2[0]) / (alpha * (F[:, 0] - 1 / alpha) ** 2)

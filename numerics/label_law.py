@@ -431,15 +431,20 @@ def _tail_rows(model, tail, grp, exact, total_lo, n_tot, h, conv, conv_signed, t
     return rows
 
 
-def _montecarlo_law(model, n_samples, seed, pairs=()):
+def draw_latents(model, n_samples: int, seed: int):
+    """``n_samples`` seeded draws of Model S's latents and label: (y, tau = T(y), z) with z of shape
+    (n_samples, m). The Monte Carlo law and ``numerics.outlier_fluctuation`` average over them."""
     rng = np.random.default_rng(np.random.SeedSequence(seed))
-    m = model.m
-    zs = rng.standard_normal((n_samples, m))
+    zs = rng.standard_normal((n_samples, model.m))
     a = _weights(model)
-    y = sum(a[k] * link_function(model.link_of(k + 1))(zs[:, k]) for k in range(m))
+    y = sum(a[k] * link_function(model.link_of(k + 1))(zs[:, k]) for k in range(model.m))
     if model.delta > 0:
         y = y + float(sp.sqrt(model.delta)) * rng.standard_normal(n_samples)
-    tau = preprocessing_function(model.T)(y)
+    return y, preprocessing_function(model.T)(y), zs
+
+
+def _montecarlo_law(model, n_samples, seed, pairs=()):
+    y, tau, zs = draw_latents(model, n_samples, seed)
     w = np.full(n_samples, 1.0 / n_samples)
     cross = np.array([zs[:, j] * zs[:, k] * w for j, k in pairs]).reshape(len(pairs), n_samples)
     return y, tau, w, (zs.T**2) * w, cross

@@ -41,30 +41,14 @@ near-degenerate outliers mix (docs/theory.md §5). :func:`validation.compare.com
 from __future__ import annotations
 
 import numpy as np
-import sympy as sp
-from scipy.optimize import brentq
 
 from theory import HierarchicalModel
 from theory.model import finite_array, integer
 
-from .label_law import _weights, check_model, link_function, preprocessing_function
-from .resolvent import edge_of_atoms
+from .label_law import check_model, draw_latents
+from .resolvent import edge_of_atoms, outlier_of_atoms
 
 __all__ = ["outlier_fluctuation", "outlier_variance_parts"]
-
-
-def _latents(model: HierarchicalModel, n_samples: int, seed: int):
-    """Seeded draws of (tau, z_1..z_m): n_samples x m latents, one label each."""
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 4242]))
-    z = rng.standard_normal((model.m, n_samples))
-    a = _weights(model)
-    y = sum(a[k] * link_function(model.link_of(k + 1))(z[k]) for k in range(model.m))
-    if model.delta > 0:
-        y = y + float(sp.sqrt(model.delta)) * rng.standard_normal(n_samples)
-    tau = preprocessing_function(model.T)(y)
-    if not np.all(np.isfinite(tau)):
-        raise ValueError("preprocessing: T(y) is not finite on a drawn label (division by zero?)")
-    return tau, z
 
 
 def outlier_variance_parts(tau, z, alpha: float, weights=None) -> dict | None:
@@ -80,13 +64,9 @@ def outlier_variance_parts(tau, z, alpha: float, weights=None) -> dict | None:
     E = lambda v: float(w @ v)  # noqa: E731
     z2 = z * z
     lbar = edge_of_atoms(tau, w, alpha)[0]
-    F = lambda lam: E(tau * (z2 - 1) / (lam - tau)) - 1 / alpha  # noqa: E731
-    if not F(lbar) > 0:
+    lam = outlier_of_atoms(tau, w, w * z2, alpha, lbar)
+    if lam is None:
         return None
-    hi = lbar + max(1.0, abs(lbar))
-    while F(hi) > 0:
-        hi = lbar + 2 * (hi - lbar)
-    lam = brentq(F, lbar, hi, xtol=1e-14 * max(1.0, abs(lbar)))
     K = tau / (lam - tau)
     G2, H = E(K**2), E(z2 * K**2)
     p1 = 1 / alpha - G2  # psi', psi'', psi''' in lambda
@@ -135,11 +115,13 @@ def outlier_fluctuation(model: HierarchicalModel, alphas, n_samples: int = 2**21
         raise ValueError(f"alphas: expected sample ratios > 0, got {alphas!r}")
     n_samples = integer(n_samples, "n_samples", 10_000)
     seed = integer(seed, "seed", 0)
-    tau, z = _latents(model, n_samples, seed)
+    _, tau, z = draw_latents(model, n_samples, seed)
+    if not np.all(np.isfinite(tau)):
+        raise ValueError("preprocessing: T(y) is not finite on a drawn label (division by zero?)")
     out = np.full((a.size, model.m), np.nan)
     for i, alpha in enumerate(a):
         for k in range(model.m):
-            r = outlier_variance_parts(tau, z[k], float(alpha))
+            r = outlier_variance_parts(tau, z[:, k], float(alpha))
             if r is not None:
                 out[i, k] = r["sigma"]
     return out

@@ -33,7 +33,7 @@ from theory.model import require
 
 from .label_law import LabelLaw
 
-__all__ = ["ConvergenceError", "SpectralFunctions", "edge_of_atoms", "resolvent_sums"]
+__all__ = ["ConvergenceError", "SpectralFunctions", "edge_of_atoms", "outlier_of_atoms", "resolvent_sums"]
 
 _CHUNK = 4_000_000  # kernel entries per block
 
@@ -69,6 +69,24 @@ def edge_of_atoms(tau, weights, alpha: float) -> tuple[float, float, float]:
     edge = lam * (1 / alpha + float(w @ (tau / (lam - tau))))
     psi2 = 2 * float(w @ (tau**2 / (lam - tau) ** 3))
     return lam, edge, psi2
+
+
+def outlier_of_atoms(tau, p, r, alpha: float, lbar: float) -> float | None:
+    r"""The outlier :math:`\lambda^*` of one direction of a discrete law (atoms ``tau``, masses ``p``,
+    z^2-weighted masses ``r``, one row) at ratio alpha: the root of :math:`F(\lambda) = 1/\alpha` above the
+    bulk edge ``lbar``, by ``brentq`` on a bracket doubled until F is below 1/alpha. None when
+    :math:`F(\bar\lambda) \le 1/\alpha` (no outlier).
+
+    >>> round(outlier_of_atoms(np.array([1.0]), np.array([1.0]), np.array([2.0]), 2.0, 1.5), 12)   # F = 1/(lam - 1)
+    3.0
+    """
+    f = lambda lam: resolvent_sums(tau, p, r, lam)[2][0, 0] - 1 / alpha  # noqa: E731
+    if not f(lbar) > 0:
+        return None
+    hi = lbar + max(1.0, abs(lbar))
+    while f(hi) > 0:
+        hi = lbar + 2 * (hi - lbar)
+    return float(brentq(f, lbar, hi, xtol=1e-13 * max(1.0, abs(lbar))))
 
 
 class _Splines:
