@@ -26,11 +26,13 @@ the latents: the variance needs :math:`E[z_k^4\,\cdot\,]`, which the label law
 (:mod:`numerics.label_law`) does not hold. At the default size two seeds give :math:`\sigma_k` within
 0.2-0.6 % of each other for :math:`\alpha \ge 2\alpha_k` (docs/theory.md §4.2, measured).
 
-The derivation takes the coordinates u independent of :math:`(\tau, z_k)`: exact for m = 1. For
-m > 1 the other directions' coordinates enter :math:`\tau`; that changes O(1) terms of traces of
-order d and is expected not to change :math:`\sigma_k` to leading order, but it is not checked, and
-near-degenerate outliers mix (docs/theory.md §5). :func:`validation.compare.compare` uses
-:math:`\sigma_k` for m = 1 only.
+For m > 1 split off all m directions at once: the coordinates u are then independent of
+:math:`(\tau, z)` again and :math:`\sigma_k` is the same formula with :math:`(\tau, z_k)` drawn from the
+full model. What m > 1 adds is the mixing of close outliers: the off-diagonal entries of the m x m
+Schur complement :math:`F(\zeta)` fluctuate at :math:`n^{-1/2}` and rotate the outlier eigenvectors
+into each other, an O(1/(d gap^2)) loss of :math:`q_{k,d}` that can exceed :math:`\sigma_k/\sqrt d`.
+:func:`outlier_law` draws :math:`q_{k,d}` from the CLT plus the linear pencil of that block
+(docs/theory.md §4.3); :func:`validation.compare.compare` uses it for m > 1.
 
 >>> from theory import HierarchicalModel
 >>> model = HierarchicalModel(m=1, link="He2", preprocessing="tanh(y)")
@@ -48,7 +50,33 @@ from theory.model import finite_array, integer
 from .label_law import check_model, draw_latents
 from .resolvent import edge_of_atoms, outlier_of_atoms
 
-__all__ = ["outlier_fluctuation", "outlier_variance_parts"]
+__all__ = ["outlier_fluctuation", "outlier_variance_parts", "outlier_block", "outlier_law", "MIX_MIN"]
+
+
+def _zeta_calculus(tau, w, lam: float, alpha: float):
+    r"""At :math:`\lambda`: K = tau/(lam - tau), the lambda-derivatives (psi', psi'', psi''') of
+    :math:`\psi_\alpha`, and the first three zeta-derivatives (s', s'', s''') of the bulk's Stieltjes
+    transform :math:`s(\zeta) = -\alpha/\lambda`, by the chain rule through :math:`\zeta = \psi(\lambda)`
+    (docs/theory.md §4.2)."""
+    K = tau / (lam - tau)
+    p1 = 1 / alpha - float(w @ K**2)
+    p2 = 2 * float(w @ (K**2 / (lam - tau)))
+    p3 = -6 * float(w @ (K**2 / (lam - tau) ** 2))
+    s_l, s_ll, s_lll = alpha / lam**2, -2 * alpha / lam**3, 6 * alpha / lam**4
+    A = s_ll * p1 - s_l * p2
+    s = (s_l / p1, A / p1**3, ((s_lll * p1 - s_l * p3) * p1 - 3 * A * p2) / p1**5)
+    return K, (p1, p2, p3), s
+
+
+def _pair_kernel(A, B, s):
+    r"""The off-diagonal-pairs kernel :math:`A(\zeta_1,\zeta_2)B(\zeta_1,\zeta_2)
+    \frac{s(\zeta_1)-s(\zeta_2)}{\zeta_1-\zeta_2}` and its derivatives :math:`\partial_2` and
+    :math:`\partial_1\partial_2` at equal points (docs/theory.md §4.2-4.3), from A = (E[a a], E[a a_z],
+    E[a_z a_z]) for the coefficient a and its zeta-derivative a_z, the same for B, and s = (s', s'', s''')."""
+    (a0, a1, a11), (b0, b1, b11), (s1, s2, s3) = A, B, s
+    return (a0 * b0 * s1,
+            (a1 * b0 + a0 * b1) * s1 + a0 * b0 * s2 / 2,
+            (a11 * b0 + 2 * a1 * b1 + a0 * b11) * s1 + (a1 * b0 + a0 * b1) * s2 + a0 * b0 * s3 / 6)
 
 
 def outlier_variance_parts(tau, z, alpha: float, weights=None) -> dict | None:
@@ -67,22 +95,13 @@ def outlier_variance_parts(tau, z, alpha: float, weights=None) -> dict | None:
     lam = outlier_of_atoms(tau, w, w * z2, alpha, lbar)
     if lam is None:
         return None
-    K = tau / (lam - tau)
-    G2, H = E(K**2), E(z2 * K**2)
-    p1 = 1 / alpha - G2  # psi', psi'', psi''' in lambda
-    p2 = 2 * E(K**2 / (lam - tau))
-    p3 = -6 * E(K**2 / (lam - tau) ** 2)
+    K, (p1, p2, _), s = _zeta_calculus(tau, w, lam, alpha)
+    H = E(z2 * K**2)
     q = p1 / (p1 + H)
     # f-bar = lam (F_k - 1/alpha) as a function of zeta = psi(lam): f' = -1/q, and f''
     H1 = -2 * E(z2 * K**2 / (lam - tau))
     f_l, f_ll = -(H + p1), -H1 - p2
     f_zz = (f_ll * p1 - f_l * p2) / p1**3
-    # s(zeta) = -alpha/lam: its first three zeta-derivatives (chain rule through psi)
-    s_l, s_ll, s_lll = alpha / lam**2, -2 * alpha / lam**3, 6 * alpha / lam**4
-    s1 = s_l / p1
-    A = s_ll * p1 - s_l * p2
-    s2 = A / p1**3
-    s3 = ((s_lll * p1 - s_l * p3) * p1 - 3 * A * p2) / p1**5
     # diagonal: the influence h of one sample on f, and its zeta-derivative
     cH, cH_l = H / p1, (H1 * p1 - H * p2) / p1**2
     lamK, lamK_l = lam * K, -K**2
@@ -91,10 +110,8 @@ def outlier_variance_parts(tau, z, alpha: float, weights=None) -> dict | None:
     C = np.cov(np.vstack([h, h_z]), aweights=w, bias=True)
     # off-diagonal pairs: kernel (2/alpha) E[c1 c2]^2 (s1 - s2)/(zeta1 - zeta2), c = lam K z
     c, c_z = lamK * z, -K**2 * z / p1
-    k0, k1, k11 = E(c * c), E(c * c_z), E(c_z * c_z)
-    O0 = 2 / alpha * k0**2 * s1
-    O1 = 2 / alpha * (2 * k0 * k1 * s1 + k0**2 * s2 / 2)
-    O11 = 2 / alpha * (2 * k1**2 * s1 + 2 * k0 * k11 * s1 + 2 * k0 * k1 * s2 + k0**2 * s3 / 6)
+    A = (E(c * c), E(c * c_z), E(c_z * c_z))
+    O0, O1, O11 = (2 / alpha * v for v in _pair_kernel(A, A, s))
 
     def form(v00, v01, v11):  # q^4 Var(f' + q f'' f), per 1/(alpha d) -> per 1/d
         return q**4 * (v11 + 2 * q * f_zz * v01 + (q * f_zz) ** 2 * v00) / alpha
@@ -103,25 +120,185 @@ def outlier_variance_parts(tau, z, alpha: float, weights=None) -> dict | None:
     return {"q": q, "lam": lam, "sigma": float(np.sqrt(diagonal + pairs)), "diagonal": diagonal, "pairs": pairs}
 
 
+def _checked_latents(model, alphas, n_samples, seed):
+    """The checked alphas and ``n_samples`` seeded draws (tau, z) of the model's latents, with every
+    argument refused by name when it is out of range."""
+    check_model(model)
+    a = np.atleast_1d(finite_array(alphas, "alphas"))
+    if a.ndim != 1 or a.size == 0 or np.any(a <= 0):
+        raise ValueError(f"alphas: expected sample ratios > 0, got {alphas!r}")
+    _, tau, z = draw_latents(model, integer(n_samples, "n_samples", 10_000), integer(seed, "seed", 0))
+    if not np.all(np.isfinite(tau)):
+        raise ValueError("preprocessing: T(y) is not finite on a drawn label (division by zero?)")
+    return a, tau, z
+
+
 def outlier_fluctuation(model: HierarchicalModel, alphas, n_samples: int = 2**21, seed: int = 0) -> np.ndarray:
     r""":math:`\sigma_k(\alpha) = \lim_d \sqrt d\ \mathrm{sd}(q_{k,d})` for every direction k with an outlier
     at each alpha (module docstring): shape (len(alphas), m), NaN where direction k has no outlier.
 
     ``n_samples`` seeded draws (``seed``) of the latents carry the expectations.
     """
-    check_model(model)
-    a = np.atleast_1d(finite_array(alphas, "alphas"))
-    if a.ndim != 1 or a.size == 0 or np.any(a <= 0):
-        raise ValueError(f"alphas: expected sample ratios > 0, got {alphas!r}")
-    n_samples = integer(n_samples, "n_samples", 10_000)
-    seed = integer(seed, "seed", 0)
-    _, tau, z = draw_latents(model, n_samples, seed)
-    if not np.all(np.isfinite(tau)):
-        raise ValueError("preprocessing: T(y) is not finite on a drawn label (division by zero?)")
+    a, tau, z = _checked_latents(model, alphas, n_samples, seed)
     out = np.full((a.size, model.m), np.nan)
     for i, alpha in enumerate(a):
         for k in range(model.m):
             r = outlier_variance_parts(tau, z[:, k], float(alpha))
             if r is not None:
                 out[i, k] = r["sigma"]
+    return out
+
+
+#: a direction l joins the outlier block of direction k where its expected squared mixing angle
+#: E[F_kl^2] / F_ll(zeta_k)^2 is at least this; each direction left out moves q_k by about q_k^2 times it
+MIX_MIN = 1e-4
+
+
+def outlier_block(tau, Z, k: int, alpha: float) -> dict | None:
+    r"""The m x m Schur complement of docs/theory.md §4.3 around the outlier of direction ``k``
+    (0-based), from equally weighted draws ``tau`` (n_samples,) and ``Z`` (n_samples, m) at ratio
+    ``alpha``; None if direction k has no outlier.
+
+    With :math:`W = (w_1..w_m)`, every eigenvalue :math:`\zeta` of :math:`D_n` outside the bulk is a zero of
+    :math:`\det F(\zeta)`, :math:`F(\zeta) = A - \zeta I - C(B-\zeta)^{-1}C^\top`, and the eigenvector's overlap
+    with :math:`w_k` is :math:`c_k^2/(-c^\top F'(\zeta)c)` for the null vector c. At d = infinity F is
+    diagonal, :math:`\bar f_l(\zeta) = \lambda(E[K(z_l^2-1)] - 1/\alpha)`; at finite n it fluctuates at
+    :math:`n^{-1/2}`. Returned, for the block ``idx`` (k first, then the directions with a mixing
+    angle above :data:`MIX_MIN`), all at :math:`\zeta_k^*`: ``f`` and ``fp`` (:math:`\bar f_l`,
+    :math:`\bar f_l'`), ``gap_cov`` (n times the covariance of the gaps
+    :math:`\delta g_l = \delta f_l + \bar f_l' q_k\,\delta f_k`, the diagonal relative to the moving root) and
+    ``pairs``: (0, b, 2 x 2 matrix), n times the covariance of :math:`(F_{kl}, F_{kl}')` for each
+    other direction l = idx[b] of the block (the couplings between two other directions move k's overlap
+    only at third order and are left out); with q, lam and sigma of :func:`outlier_variance_parts`.
+    """
+    r = outlier_variance_parts(tau, Z[:, k], alpha)
+    if r is None:
+        return None
+    lam, q, N = r["lam"], r["q"], tau.size
+    w = np.full(N, 1.0 / N)
+    K, (p1, _, _), s = _zeta_calculus(tau, w, lam, alpha)
+    lamK, lamK_z = lam * K, -K**2 / p1
+    Z2 = Z * Z
+    H = (K**2 @ Z2) / N
+    f = lam * ((K @ Z2) / N - K.mean()) - lam / alpha
+    f[k] = 0.0  # the root itself (zero up to the root solver's tolerance)
+    fp = -(H + p1) / p1
+    c2 = ((lamK**2) @ Z2) / N  # E[c_l^2], c_l = lam K z_l
+    # n times the expected squared mixing angle E[F_kl^2]/f_l^2 (part 1 + pairs, as in _block_at)
+    angle = ((lamK**2 * Z2[:, k]) @ Z2 / N + c2[k] * c2 * s[0] / alpha) / np.maximum(f * f, 1e-300)
+    angle[k] = np.inf  # k first, then the rest by their angle
+    idx = [int(j) for j in np.argsort(-angle)]
+    # gaps: influences of the diagonal entries (label average + Stieltjes term) and the pairs part
+    infl = lamK[:, None] * Z2 + lamK[:, None] * (H / p1)[None, :]
+    return {"q": q, "lam": lam, "sigma": r["sigma"], "alpha": alpha, "k": k, "f": f, "fp": fp, "idx": idx,
+            "_angle_per_n": angle, "_parts": (K, lamK, lamK_z, Z, infl, c2, s)}
+
+
+def _block_at(block: dict, n: int) -> dict:
+    """Trim ``outlier_block`` to the directions whose mixing angle at n samples is >= MIX_MIN and
+    compute the gap and pair covariances of that block."""
+    k, q, alpha = block["k"], block["q"], block["alpha"]
+    K, lamK, lamK_z, Z, infl, c2, s = block["_parts"]
+    idx = [j for j in block["idx"] if j == k or block["_angle_per_n"][j] / n >= MIX_MIN]
+    f, fp = block["f"][idx], block["fp"][idx]
+    G = infl[:, idx] + (fp * q)[None, :] * infl[:, [k]]
+    gap = np.cov(G, rowvar=False, bias=True).reshape(len(idx), len(idx))
+    gap += 2 * s[0] / alpha * (np.diag(c2[idx] ** 2) + np.outer(fp, fp) * q**2 * c2[k] ** 2)
+    gap[0, :] = gap[:, 0] = 0.0  # delta g_k = 0: the gaps are measured from the moving root
+    E = lambda v: float(v.mean())  # noqa: E731
+    ck, ckz = lamK * Z[:, k], lamK_z * Z[:, k]
+    mom_k = (E(ck * ck), E(ck * ckz), E(ckz * ckz))
+    pairs = []
+    for b in range(1, len(idx)):  # the pairs (k, l): the couplings among the others move k's overlap at third order
+        cl, clz = lamK * Z[:, idx[b]], lamK_z * Z[:, idx[b]]
+        g, gz = ck * Z[:, idx[b]], ckz * Z[:, idx[b]]
+        pk = _pair_kernel(mom_k, (E(cl * cl), E(cl * clz), E(clz * clz)), s)
+        cov = np.array([[E(g * g) + pk[0] / alpha, E(g * gz) + pk[1] / alpha],
+                        [E(g * gz) + pk[1] / alpha, E(gz * gz) + pk[2] / alpha]])
+        pairs.append((0, b, cov))
+    return {"idx": idx, "f": f, "fp": fp, "gap_cov": gap, "pairs": pairs}
+
+
+def _pencil_overlaps(blk: dict, n: int, draws: int, rng, rank: bool):
+    r"""Draws of the overlap of :math:`w_k` with its outlier eigenvector (``rank``: the eigenvector at
+    k's rank within the block; else the best one) from the linear pencil
+    :math:`F(\zeta_k + t) \approx F_0 + tF_1` of the block: :math:`F_0 = \mathrm{diag}(\bar f_l + \delta g_l) + E`,
+    :math:`F_1 = \mathrm{diag}(\bar f_l') + E'` with the Gaussian fluctuations of :func:`_block_at`
+    (linear in t: the curvature of :math:`\bar f_k` is left out, docs/theory.md §4.3).
+    Returns the overlaps and the fraction of draws where :math:`-F_1` was not positive definite (dropped)."""
+    b = len(blk["idx"])
+    F0 = np.zeros((draws, b, b))
+    F1 = np.zeros((draws, b, b))
+    F0[:, range(b), range(b)] = blk["f"]
+    F1[:, range(b), range(b)] = blk["fp"]
+    if b > 1:
+        F0[:, 1:, 1:] += (rng.multivariate_normal(np.zeros(b - 1), blk["gap_cov"][1:, 1:], draws)
+                          / np.sqrt(n))[:, :, None] * np.eye(b - 1)
+    for a, c, cov in blk["pairs"]:
+        e = rng.multivariate_normal(np.zeros(2), cov, draws) / np.sqrt(n)
+        F0[:, a, c] = F0[:, c, a] = e[:, 0]
+        F1[:, a, c] = F1[:, c, a] = e[:, 1]
+    ok = np.all(np.linalg.eigvalsh(-F1) > 0, axis=1)
+    L = np.linalg.cholesky(-F1[ok])
+    Li = np.linalg.inv(L)
+    t, Y = np.linalg.eigh(Li @ F0[ok] @ np.swapaxes(Li, 1, 2))
+    C = np.swapaxes(Li, 1, 2) @ Y  # null vectors, normalised so that c^T (-F1) c = 1
+    ov = C[:, 0, :] ** 2
+    if not rank:
+        return ov.max(axis=1), 1 - ok.mean()
+    t0 = -blk["f"] / blk["fp"]  # unperturbed roots: k's position counted from the top
+    pos = int(np.sum(t0[1:] > 0))
+    return ov[:, b - 1 - pos], 1 - ok.mean()
+
+
+def outlier_law(model: HierarchicalModel, alphas, d: int, n_draws: int = 20_000, quantity: str = "q_best",
+                n_samples: int = 2**21, seed: int = 0, directions=None) -> dict:
+    r"""The finite-d law of each outlier overlap (docs/theory.md §4.3): per alpha and direction k, ``n_draws``
+    draws of one seed's :math:`q_{k,d}`, as :math:`q_k + \sigma_k G/\sqrt d` (the first-order CLT, §4.2)
+    plus the mixing with the other outliers from the linear pencil of the outlier block
+    (:func:`outlier_block`). ``quantity``: "q_best" (the best of the outlier eigenvectors) or
+    "q_rank" (the one at k's rank).
+
+    Returns arrays of shape (len(alphas), m): ``q``, ``sigma``, ``eps`` (:math:`\sigma_k/(\sqrt d q_k)`, the
+    relative size of the first-order fluctuation), ``rho`` (the largest :math:`\mathrm{sd}(F_{kl}')/|\bar f_k'|`,
+    the relative fluctuation of the pencil's slope), ``dropped`` (fraction of draws where the slope was not
+    negative definite), ``block`` (size of the block) and ``draws`` (len(alphas), m, n_draws); NaN where
+    direction k has no outlier or is not among ``directions`` (1-based; None: all). Two calls with the
+    same arguments return the same draws.
+
+    >>> from theory import HierarchicalModel
+    >>> model = HierarchicalModel(m=2, gamma="0.3", link="He2", preprocessing="clip(y, -1, 3)")
+    >>> law = outlier_law(model, [12.0], d=400, n_draws=4000, n_samples=2**18)
+    >>> q, mean = law["q"][0, 0], law["draws"][0, 0].mean()     # the mixing lowers the mean by about 13/d
+    >>> bool(0.79 < q < 0.83), bool(0.02 < q - mean < 0.05)
+    (True, True)
+    """
+    d = integer(d, "d", 2)
+    n_draws = integer(n_draws, "n_draws", 100)
+    if quantity not in ("q_best", "q_rank"):
+        raise ValueError(f"quantity: must be 'q_best' or 'q_rank', got {quantity!r}")
+    ks = range(model.m) if directions is None else sorted({integer(j, "directions", 1) - 1 for j in directions})
+    if any(k >= model.m for k in ks):
+        raise ValueError(f"directions: must be in 1..m = {model.m}, got {directions!r}")
+    a, tau, Z = _checked_latents(model, alphas, n_samples, seed)
+    shape = (a.size, model.m)
+    out = {key: np.full(shape, np.nan) for key in ("q", "sigma", "eps", "rho", "dropped", "block")}
+    out["draws"] = np.full(shape + (n_draws,), np.nan)
+    for i, alpha in enumerate(a):
+        n = int(round(alpha * d))
+        for k in ks:
+            block = outlier_block(tau, Z, k, float(alpha))
+            if block is None:
+                continue
+            blk = _block_at(block, n)
+            rng = np.random.default_rng([seed, i, k])
+            mix, dropped = _pencil_overlaps(blk, n, n_draws, rng, quantity == "q_rank")
+            mix = np.resize(mix, n_draws)  # dropped draws (if any) are replaced by repeats of the kept ones
+            q, sigma = block["q"], block["sigma"]
+            out["draws"][i, k] = q + sigma / np.sqrt(d) * rng.standard_normal(n_draws) + (mix - q)
+            slope_sd = max((np.sqrt(cov[1, 1] / n) for a_, _, cov in blk["pairs"] if a_ == 0), default=0.0)
+            out["q"][i, k], out["sigma"][i, k] = q, sigma
+            out["eps"][i, k] = sigma / (np.sqrt(d) * q)
+            out["rho"][i, k] = slope_sd / abs(blk["fp"][0])
+            out["dropped"][i, k], out["block"][i, k] = dropped, len(blk["idx"])
     return out
