@@ -5,12 +5,16 @@ Each (alpha, k) point gets a region from the scaling variable
 
 * ``outlier`` (w >= 1): :math:`\sqrt d\,(q_{k,d} - q_k)` is asymptotically normal with standard
   deviation :math:`\sigma_k` (:func:`numerics.outlier_fluctuation.outlier_fluctuation`, docs/theory.md
-  §4.2), so the flag is the two-sided bound :math:`|\bar q_{sim} - q| \le z_{(1+level)/2}\,\sigma_k/\sqrt{S d}`
-  (S seeds), tol_basis ``clt``. It is used where the linearisation holds, a relative fluctuation
-  :math:`\varepsilon = \sigma_k/(\sqrt d\,q_k) \le 1/2` (``EPS_CLT``), and for m = 1, where
-  :math:`\sigma_k` is derived. The O(1/d) bias is not in the bound (it is not derived; measured at up
-  to a quarter of :math:`\sigma_k/\sqrt d`, docs/theory.md §4.2). Elsewhere in this region the earlier
-  bound :math:`d^{-1/2} + 2\,\mathrm{sem}` stays (tol_basis ``heuristic``);
+  §4.2). For m = 1 the flag is the two-sided bound :math:`|\bar q_{sim} - q| \le z_{(1+level)/2}\,\sigma_k/\sqrt{S d}`
+  (S seeds), tol_basis ``clt``. For m > 1 close outliers mix, an O(1/d) loss that can exceed
+  :math:`\sigma_k/\sqrt d`: the flag is the two-sided ``level`` interval of the mean of S draws from
+  :func:`numerics.outlier_fluctuation.outlier_law` (the CLT plus the mixing of the outlier block,
+  docs/theory.md §4.3), tol_basis ``clt+mixing``, centred at ``q_center``. Both are used where the
+  linearisation holds, a relative fluctuation :math:`\varepsilon = \sigma_k/(\sqrt d\,q_k) \le 1/2`
+  (``EPS_CLT``), and for m > 1 where the pencil's slope is stable (``EPS_PENCIL``). The O(1/d) bias
+  of the diagonal is in neither (it is not derived; measured at up to a quarter of
+  :math:`\sigma_k/\sqrt d`, docs/theory.md §4.2). Elsewhere in this region, and for the subspace
+  projection, the earlier bound :math:`d^{-1/2} + 2\,\mathrm{sem}` stays (tol_basis ``heuristic``);
 * ``window`` (|w| < 1) and ``bulk`` (w <= -1): a one-sided bound at confidence ``level``
   (docs/theory.md §4.1). The top eigenvectors near the edge carry on average
   :math:`R_k(x_j)/d` of :math:`w_k` (:func:`numerics.edge_overlap.edge_overlap`, computed for the
@@ -25,7 +29,7 @@ Each (alpha, k) point gets a region from the scaling variable
 Where the edge formula does not apply (boundary regime :math:`\bar\lambda = \sup T`, or coupled
 directions) the bulk and window keep the earlier heuristic bounds
 :math:`4/(d(1-\sqrt{\alpha/\alpha_k})^2)` and :math:`q + 2d^{-1/3}`; the column ``tol_basis`` says
-which bound each point got ("clt", "edge" or "heuristic").
+which bound each point got ("clt", "clt+mixing", "edge" or "heuristic").
 """
 from __future__ import annotations
 
@@ -33,11 +37,13 @@ import numpy as np
 import pandas as pd
 from scipy.stats import chi2, norm
 
-__all__ = ["compare", "C_BULK", "C_WINDOW", "EPS_CLT", "max_chi2_mean_quantile"]
+__all__ = ["compare", "C_BULK", "C_WINDOW", "EPS_CLT", "EPS_PENCIL", "max_chi2_mean_quantile"]
 
 C_BULK = 4.0  # the heuristic bulk constant, used only where the edge formula does not apply
 C_WINDOW = 1.0
 EPS_CLT = 0.5  # the outlier CLT bound is used where sigma_k / (sqrt(d) q_k) <= EPS_CLT
+EPS_PENCIL = 0.25  # m > 1: and where the pencil's slope fluctuates by at most this fraction (docs/theory.md §4.3)
+LAW_DRAWS = 20_000  # draws of the outlier block's law per point (m > 1), and seed means resampled from them
 
 
 def max_chi2_mean_quantile(scales, n_seeds: int, level: float = 0.95, h: float = 2e-3) -> float:
@@ -81,8 +87,9 @@ def compare(prediction, simulation: pd.DataFrame, quantity: str = "q_best", leve
     is the confidence of the one-sided bound in the bulk and window and of the two-sided outlier
     CLT bound (module docstring); the columns
     ``R_edge`` (the largest share r_j among the top m eigenvectors, NaN where it does not apply),
-    ``sigma_out`` (sigma_k of the outlier CLT, NaN where it is not used) and ``tol_basis``
-    ("clt", "edge" or "heuristic") say how each tolerance was obtained.
+    ``sigma_out`` (sigma_k of the outlier CLT, NaN where it is not used), ``q_center`` (the centre
+    of the outlier interval: q_theory, or the centre of the outlier law's interval for m > 1) and
+    ``tol_basis`` ("clt", "clt+mixing", "edge" or "heuristic") say how each tolerance was obtained.
     """
     from numerics import Prediction
     from theory.model import require
@@ -141,40 +148,56 @@ def compare(prediction, simulation: pd.DataFrame, quantity: str = "q_best", leve
                          C_BULK / (d * (1 - np.sqrt(np.clip(out["alpha"] / out["alpha_k"], 0, 1))) ** 2))
     has_edge = np.isfinite(edge_tol)
     is_out = (out["region"] == "outlier").to_numpy()
-    sigma = _outlier_sigma(prediction, out, d, quantity)
+    sigma, center, half = _outlier_bounds(prediction, out, d, quantity, level)
     clt = is_out & np.isfinite(sigma)
     out["sigma_out"] = sigma
-    out["tol_basis"] = np.where(clt, "clt", np.where(~is_out & has_edge, "edge", "heuristic"))
-    tol = np.select(
-        [clt, is_out, has_edge],
-        [float(norm.ppf((1 + level) / 2)) * sigma / np.sqrt(out["n_seeds"].to_numpy() * d),
-         d ** -0.5 + 2 * out["q_sem"], edge_tol],
-        default=heuristic,
-    )
+    mixing = clt & (prediction.model.m > 1)
+    out["tol_basis"] = np.where(mixing, "clt+mixing", np.where(clt, "clt", np.where(~is_out & has_edge, "edge",
+                                                                                   "heuristic")))
+    out["q_center"] = np.where(clt, center, out["q_theory"])
+    tol = np.select([clt, is_out, has_edge], [half, d ** -0.5 + 2 * out["q_sem"], edge_tol], default=heuristic)
     out["tol"] = tol
-    diff = out["q_sim"] - out["q_theory"]
-    out["agrees"] = np.where(out["region"] == "outlier", np.abs(diff) <= tol, diff <= tol)
+    out["agrees"] = np.where(out["region"] == "outlier", np.abs(out["q_sim"] - out["q_center"]) <= tol,
+                             out["q_sim"] - out["q_theory"] <= tol)
     out["d"] = d
     return out
 
 
-def _outlier_sigma(prediction, out, d, quantity) -> np.ndarray:
-    """sigma_k of the outlier CLT (docs/theory.md §4.2) at the outlier points where the bound is used:
-    m = 1, the overlap of the top eigenvector (q_best or q_rank), and a relative fluctuation
-    sigma_k / (sqrt(d) q_k) <= EPS_CLT. NaN elsewhere."""
-    from numerics.outlier_fluctuation import outlier_fluctuation
+def _outlier_bounds(prediction, out, d, quantity, level):
+    """The outlier bounds (docs/theory.md §4.2-4.3) at the points where they are used: sigma_k, the
+    centre and the half-width of the two-sided ``level`` interval of the seed mean. m = 1: the
+    first-order CLT, centred on q_k. m > 1: the ``level`` interval of the mean of S draws from
+    ``numerics.outlier_law`` (the CLT plus the mixing of the outlier block), where also the pencil's
+    slope is stable (rho <= EPS_PENCIL, no dropped draw). Both need the overlap of one eigenvector
+    (q_best or q_rank) and eps = sigma_k / (sqrt(d) q_k) <= EPS_CLT. NaN elsewhere."""
+    from numerics.outlier_fluctuation import outlier_fluctuation, outlier_law
 
-    sigma = np.full(len(out), np.nan)
+    sigma, center, half = (np.full(len(out), np.nan) for _ in range(3))
     want = (out["region"] == "outlier").to_numpy()
-    if prediction.model.m != 1 or quantity == "proj" or not want.any():
-        return sigma
+    if quantity == "proj" or not want.any():
+        return sigma, center, half
     alphas = np.unique(out.loc[want, "alpha"].to_numpy())
-    by_alpha = dict(zip(alphas, outlier_fluctuation(prediction.model, alphas)[:, 0]))
+    row = {a: i for i, a in enumerate(alphas)}
+    z = float(norm.ppf((1 + level) / 2))
+    if prediction.model.m == 1:
+        sig = outlier_fluctuation(prediction.model, alphas)
+        for i in np.nonzero(want)[0]:
+            s, q = sig[row[out["alpha"].iat[i]], 0], out["q_theory"].iat[i]
+            if np.isfinite(s) and s <= EPS_CLT * np.sqrt(d) * q:
+                sigma[i], center[i], half[i] = s, q, z * s / np.sqrt(out["n_seeds"].iat[i] * d)
+        return sigma, center, half
+    ks = sorted(set(out.loc[want, "k"].astype(int)))
+    law = outlier_law(prediction.model, alphas, d, n_draws=LAW_DRAWS, quantity=quantity, n_samples=2**19,
+                      directions=ks)
     for i in np.nonzero(want)[0]:
-        s = by_alpha[out["alpha"].iat[i]]
-        if np.isfinite(s) and s <= EPS_CLT * np.sqrt(d) * out["q_theory"].iat[i]:
-            sigma[i] = s
-    return sigma
+        r, k, S = row[out["alpha"].iat[i]], int(out["k"].iat[i]) - 1, int(out["n_seeds"].iat[i])
+        if not (law["eps"][r, k] <= EPS_CLT and law["rho"][r, k] <= EPS_PENCIL and law["dropped"][r, k] == 0):
+            continue
+        pool = law["draws"][r, k]
+        means = pool[np.random.default_rng([S, r, k]).integers(0, pool.size, (LAW_DRAWS, S))].mean(axis=1)
+        lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+        sigma[i], center[i], half[i] = law["sigma"][r, k], (lo + hi) / 2, (hi - lo) / 2
+    return sigma, center, half
 
 
 def _edge_ratios(prediction, out, d, quantity) -> np.ndarray:
