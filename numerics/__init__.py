@@ -38,6 +38,6 @@ __all__ += ["fit_exponent", "ExponentFit"]
 from .edge_overlap import edge_overlap, edge_regime  # noqa: E402
 
 __all__ += ["edge_overlap", "edge_regime"]
-from .outlier_fluctuation import outlier_fluctuation  # noqa: E402
+from .outlier_fluctuation import outlier_fluctuation, outlier_law  # noqa: E402
 
-__all__ += ["outlier_fluctuation"]
+__all__ += ["outlier_fluctuation", "outlier_law"]

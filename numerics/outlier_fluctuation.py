@@ -273,6 +273,7 @@ def outlier_law(model: HierarchicalModel, alphas, d: int, n_draws: int = 20_000,
     >>> bool(0.79 < q < 0.83), bool(0.02 < q - mean < 0.05)
     (True, True)
     """
+    check_model(model)
     d = integer(d, "d", 2)
     n_draws = integer(n_draws, "n_draws", 100)
     if quantity not in ("q_best", "q_rank"):
