@@ -154,7 +154,7 @@ def outlier_fluctuation(model: HierarchicalModel, alphas, n_samples: int = 2**21
 MIX_MIN = 1e-4
 
 
-def outlier_block(tau, Z, k: int, alpha: float) -> dict | None:
+def outlier_block(tau, Z, k: int, alpha: float, first: dict | None = None) -> dict | None:
     r"""The m x m Schur complement of docs/theory.md §4.3 around the outlier of direction ``k``
     (0-based), from equally weighted draws ``tau`` (n_samples,) and ``Z`` (n_samples, m) at ratio
     ``alpha``; None if direction k has no outlier.
@@ -169,9 +169,10 @@ def outlier_block(tau, Z, k: int, alpha: float) -> dict | None:
     :math:`\delta g_l = \delta f_l + \bar f_l' q_k\,\delta f_k`, the diagonal relative to the moving root) and
     ``pairs``: (0, b, 2 x 2 matrix), n times the covariance of :math:`(F_{kl}, F_{kl}')` for each
     other direction l = idx[b] of the block (the couplings between two other directions move k's overlap
-    only at third order and are left out); with q, lam and sigma of :func:`outlier_variance_parts`.
+    only at third order and are left out); with q, lam and sigma of :func:`outlier_variance_parts`
+    (``first``: its result for direction k, if already computed).
     """
-    r = outlier_variance_parts(tau, Z[:, k], alpha)
+    r = outlier_variance_parts(tau, Z[:, k], alpha) if first is None else first
     if r is None:
         return None
     lam, q, N = r["lam"], r["q"], tau.size
@@ -191,31 +192,30 @@ def outlier_block(tau, Z, k: int, alpha: float) -> dict | None:
     # gaps: influences of the diagonal entries (label average + Stieltjes term) and the pairs part
     infl = lamK[:, None] * Z2 + lamK[:, None] * (H / p1)[None, :]
     return {"q": q, "lam": lam, "sigma": r["sigma"], "alpha": alpha, "k": k, "f": f, "fp": fp, "idx": idx,
-            "_angle_per_n": angle, "_parts": (K, lamK, lamK_z, Z, infl, c2, s)}
+            "_angle_per_n": angle, "_parts": (K, lamK, lamK_z, Z, Z2, infl, c2, s)}
 
 
 def _block_at(block: dict, n: int) -> dict:
     """Trim ``outlier_block`` to the directions whose mixing angle at n samples is >= MIX_MIN and
     compute the gap and pair covariances of that block."""
     k, q, alpha = block["k"], block["q"], block["alpha"]
-    K, lamK, lamK_z, Z, infl, c2, s = block["_parts"]
+    K, lamK, lamK_z, Z, Z2, infl, c2, s = block["_parts"]
     idx = [j for j in block["idx"] if j == k or block["_angle_per_n"][j] / n >= MIX_MIN]
     f, fp = block["f"][idx], block["fp"][idx]
     G = infl[:, idx] + (fp * q)[None, :] * infl[:, [k]]
     gap = np.cov(G, rowvar=False, bias=True).reshape(len(idx), len(idx))
     gap += 2 * s[0] / alpha * (np.diag(c2[idx] ** 2) + np.outer(fp, fp) * q**2 * c2[k] ** 2)
     gap[0, :] = gap[:, 0] = 0.0  # delta g_k = 0: the gaps are measured from the moving root
-    E = lambda v: float(v.mean())  # noqa: E731
+    # The pairs (k, l): the couplings among the others move k's overlap at third order. Every moment
+    # below is E[v z_l^2] for a weight v, so one product with Z2 gives them for all l of the block.
     ck, ckz = lamK * Z[:, k], lamK_z * Z[:, k]
-    mom_k = (E(ck * ck), E(ck * ckz), E(ckz * ckz))
-    pairs = []
-    for b in range(1, len(idx)):  # the pairs (k, l): the couplings among the others move k's overlap at third order
-        cl, clz = lamK * Z[:, idx[b]], lamK_z * Z[:, idx[b]]
-        g, gz = ck * Z[:, idx[b]], ckz * Z[:, idx[b]]
-        pk = _pair_kernel(mom_k, (E(cl * cl), E(cl * clz), E(clz * clz)), s)
-        cov = np.array([[E(g * g) + pk[0] / alpha, E(g * gz) + pk[1] / alpha],
-                        [E(g * gz) + pk[1] / alpha, E(gz * gz) + pk[2] / alpha]])
-        pairs.append((0, b, cov))
+    mom_k = (float(ck @ ck) / K.size, float(ck @ ckz) / K.size, float(ckz @ ckz) / K.size)
+    V = np.stack([lamK**2, lamK * lamK_z, lamK_z**2, ck * ck, ck * ckz, ckz * ckz])
+    (l0, l1, l11, g0, g1, g11) = V @ Z2[:, idx[1:]] / K.size  # l: coefficient c_l; g: the product c_k z_l
+    p0, p1, p11 = _pair_kernel(mom_k, (l0, l1, l11), s)
+    pairs = [(0, b, np.array([[g0[b - 1] + p0[b - 1] / alpha, g1[b - 1] + p1[b - 1] / alpha],
+                               [g1[b - 1] + p1[b - 1] / alpha, g11[b - 1] + p11[b - 1] / alpha]]))
+             for b in range(1, len(idx))]
     return {"idx": idx, "f": f, "fp": fp, "gap_cov": gap, "pairs": pairs}
 
 
@@ -238,8 +238,13 @@ def _pencil_overlaps(blk: dict, n: int, draws: int, rng, rank: bool):
         e = rng.multivariate_normal(np.zeros(2), cov, draws) / np.sqrt(n)
         F0[:, a, c] = F0[:, c, a] = e[:, 0]
         F1[:, a, c] = F1[:, c, a] = e[:, 1]
-    ok = np.all(np.linalg.eigvalsh(-F1) > 0, axis=1)
-    L = np.linalg.cholesky(-F1[ok])
+    try:  # -F1 is positive definite in (nearly) every draw where compare uses the law
+        L, ok = np.linalg.cholesky(-F1), np.ones(draws, dtype=bool)
+    except np.linalg.LinAlgError:
+        ok = np.all(np.linalg.eigvalsh(-F1) > 0, axis=1)
+        if not ok.any():
+            return np.empty(0), 1.0
+        L = np.linalg.cholesky(-F1[ok])
     Li = np.linalg.inv(L)
     t, Y = np.linalg.eigh(Li @ F0[ok] @ np.swapaxes(Li, 1, 2))
     C = np.swapaxes(Li, 1, 2) @ Y  # null vectors, normalised so that c^T (-F1) c = 1
@@ -252,7 +257,8 @@ def _pencil_overlaps(blk: dict, n: int, draws: int, rng, rank: bool):
 
 
 def outlier_law(model: HierarchicalModel, alphas, d: int, n_draws: int = 20_000, quantity: str = "q_best",
-                n_samples: int = 2**21, seed: int = 0, directions=None) -> dict:
+                n_samples: int = 2**21, seed: int = 0, directions=None, eps_max: float = np.inf,
+                rho_max: float = np.inf) -> dict:
     r"""The finite-d law of each outlier overlap (docs/theory.md §4.3): per alpha and direction k, ``n_draws``
     draws of one seed's :math:`q_{k,d}`, as :math:`q_k + \sigma_k G/\sqrt d` (the first-order CLT, §4.2)
     plus the mixing with the other outliers from the linear pencil of the outlier block
@@ -265,6 +271,13 @@ def outlier_law(model: HierarchicalModel, alphas, d: int, n_draws: int = 20_000,
     negative definite), ``block`` (size of the block) and ``draws`` (len(alphas), m, n_draws); NaN where
     direction k has no outlier or is not among ``directions`` (1-based; None: all). Two calls with the
     same arguments return the same draws.
+
+    The draws are meaningful only where the expansions hold: the first-order CLT where ``eps`` is small,
+    the linear pencil where ``rho`` is. Where ``eps > eps_max`` (checked before the block is built) or
+    ``rho > rho_max`` (before the pencil is solved) the draws are not computed and stay NaN, as do
+    ``rho``, ``dropped`` and ``block`` in the first case; so are the draws where every pencil draw was
+    dropped. :func:`validation.compare.compare` passes its gates here, which saves the pencil where it
+    would discard the point anyway.
 
     >>> from theory import HierarchicalModel
     >>> model = HierarchicalModel(m=2, gamma="0.3", link="He2", preprocessing="clip(y, -1, 3)")
@@ -281,6 +294,9 @@ def outlier_law(model: HierarchicalModel, alphas, d: int, n_draws: int = 20_000,
     ks = range(model.m) if directions is None else sorted({integer(j, "directions", 1) - 1 for j in directions})
     if any(k >= model.m for k in ks):
         raise ValueError(f"directions: must be in 1..m = {model.m}, got {directions!r}")
+    for name, v in (("eps_max", eps_max), ("rho_max", rho_max)):
+        if not (isinstance(v, (int, float, np.floating)) and v > 0):
+            raise ValueError(f"{name}: expected a number > 0 (inf: no gate), got {v!r}")
     a, tau, Z = _checked_latents(model, alphas, n_samples, seed)
     shape = (a.size, model.m)
     out = {key: np.full(shape, np.nan) for key in ("q", "sigma", "eps", "rho", "dropped", "block")}
@@ -288,18 +304,23 @@ def outlier_law(model: HierarchicalModel, alphas, d: int, n_draws: int = 20_000,
     for i, alpha in enumerate(a):
         n = int(round(alpha * d))
         for k in ks:
-            block = outlier_block(tau, Z, k, float(alpha))
-            if block is None:
+            first = outlier_variance_parts(tau, Z[:, k], float(alpha))
+            if first is None:
                 continue
-            blk = _block_at(block, n)
-            rng = np.random.default_rng([seed, i, k])
-            mix, dropped = _pencil_overlaps(blk, n, n_draws, rng, quantity == "q_rank")
-            mix = np.resize(mix, n_draws)  # dropped draws (if any) are replaced by repeats of the kept ones
-            q, sigma = block["q"], block["sigma"]
-            out["draws"][i, k] = q + sigma / np.sqrt(d) * rng.standard_normal(n_draws) + (mix - q)
-            slope_sd = max((np.sqrt(cov[1, 1] / n) for a_, _, cov in blk["pairs"] if a_ == 0), default=0.0)
+            q, sigma = first["q"], first["sigma"]
             out["q"][i, k], out["sigma"][i, k] = q, sigma
             out["eps"][i, k] = sigma / (np.sqrt(d) * q)
-            out["rho"][i, k] = slope_sd / abs(blk["fp"][0])
-            out["dropped"][i, k], out["block"][i, k] = dropped, len(blk["idx"])
+            if not out["eps"][i, k] <= eps_max:
+                continue
+            blk = _block_at(outlier_block(tau, Z, k, float(alpha), first), n)
+            slope_sd = max((np.sqrt(cov[1, 1] / n) for a_, _, cov in blk["pairs"] if a_ == 0), default=0.0)
+            out["rho"][i, k], out["block"][i, k] = slope_sd / abs(blk["fp"][0]), len(blk["idx"])
+            if not out["rho"][i, k] <= rho_max:
+                continue
+            rng = np.random.default_rng([seed, i, k])
+            mix, out["dropped"][i, k] = _pencil_overlaps(blk, n, n_draws, rng, quantity == "q_rank")
+            if mix.size == 0:
+                continue
+            mix = np.resize(mix, n_draws)  # dropped draws (if any) are replaced by repeats of the kept ones
+            out["draws"][i, k] = q + sigma / np.sqrt(d) * rng.standard_normal(n_draws) + (mix - q)
     return out

@@ -33,6 +33,8 @@ which bound each point got ("clt", "clt+mixing", "edge" or "heuristic").
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pandas as pd
 from scipy.stats import chi2, norm
@@ -163,6 +165,17 @@ def compare(prediction, simulation: pd.DataFrame, quantity: str = "q_best", leve
     return out
 
 
+@functools.lru_cache(maxsize=2)
+def _outlier_law(model, alphas: tuple, d: int, quantity: str, ks: tuple) -> dict:
+    """``numerics.outlier_law`` at compare's sizes and gates; deterministic, so kept for the next call on
+    the same grid (a resumed sweep compares the same table again; two laws at most, each up to
+    len(alphas) x m x LAW_DRAWS floats). Read-only: callers must not modify it."""
+    from numerics.outlier_fluctuation import outlier_law
+
+    return outlier_law(model, alphas, d, n_draws=LAW_DRAWS, quantity=quantity, n_samples=2**19,
+                       directions=ks, eps_max=EPS_CLT, rho_max=EPS_PENCIL)
+
+
 def _outlier_bounds(prediction, out, d, quantity, level):
     """The outlier bounds (docs/theory.md §4.2-4.3) at the points where they are used: sigma_k, the
     centre and the half-width of the two-sided ``level`` interval of the seed mean. m = 1: the
@@ -170,7 +183,7 @@ def _outlier_bounds(prediction, out, d, quantity, level):
     ``numerics.outlier_law`` (the CLT plus the mixing of the outlier block), where also the pencil's
     slope is stable (rho <= EPS_PENCIL, no dropped draw). Both need the overlap of one eigenvector
     (q_best or q_rank) and eps = sigma_k / (sqrt(d) q_k) <= EPS_CLT. NaN elsewhere."""
-    from numerics.outlier_fluctuation import outlier_fluctuation, outlier_law
+    from numerics.outlier_fluctuation import outlier_fluctuation
 
     sigma, center, half = (np.full(len(out), np.nan) for _ in range(3))
     want = (out["region"] == "outlier").to_numpy()
@@ -187,8 +200,7 @@ def _outlier_bounds(prediction, out, d, quantity, level):
                 sigma[i], center[i], half[i] = s, q, z * s / np.sqrt(out["n_seeds"].iat[i] * d)
         return sigma, center, half
     ks = sorted(set(out.loc[want, "k"].astype(int)))
-    law = outlier_law(prediction.model, alphas, d, n_draws=LAW_DRAWS, quantity=quantity, n_samples=2**19,
-                      directions=ks)
+    law = _outlier_law(prediction.model, tuple(alphas.tolist()), int(d), quantity, tuple(ks))
     for i in np.nonzero(want)[0]:
         r, k, S = row[out["alpha"].iat[i]], int(out["k"].iat[i]) - 1, int(out["n_seeds"].iat[i])
         if not (law["eps"][r, k] <= EPS_CLT and law["rho"][r, k] <= EPS_PENCIL and law["dropped"][r, k] == 0):

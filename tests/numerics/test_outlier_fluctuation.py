@@ -165,6 +165,38 @@ def test_outlier_law_bad_input():
         outlier_law(MIX2, [12.0], d=1)
     with pytest.raises(ValueError, match="n_draws"):
         outlier_law(MIX2, [12.0], d=400, n_draws=5)
+    for name in ("eps_max", "rho_max"):
+        for bad in (0, -1.0, float("nan"), "0.5"):
+            with pytest.raises(ValueError, match=name):
+                outlier_law(MIX2, [12.0], d=400, **{name: bad})
+
+
+def test_outlier_law_gates_skip_only_the_gated_points():
+    # The gates decide which points get draws; the others must be the very draws of the ungated call
+    # (same seeds), and the gated ones NaN. At d = 40 (measured with this call: eps, rho of direction 1,
+    # 2 = 0.13, 0.21 and 0.13, 0.24 at alpha = 6; <= 0.03 at alpha = 24) eps_max = 0.2 gates direction 2 at
+    # alpha = 6 before its block is built and rho_max = 0.1 gates direction 1 there before its pencil.
+    kw = dict(d=40, n_draws=500, n_samples=2**16)
+    full = outlier_law(MIX2, [6.0, 24.0], **kw)
+    gated = outlier_law(MIX2, [6.0, 24.0], eps_max=0.2, rho_max=0.1, **kw)
+    by_eps, by_rho = full["eps"] > 0.2, (full["eps"] <= 0.2) & (full["rho"] > 0.1)
+    assert by_eps.tolist() == [[False, True], [False, False]] and by_rho.tolist() == [[True, False], [False, False]]
+    keep = ~(by_eps | by_rho)
+    np.testing.assert_array_equal(gated["draws"][keep], full["draws"][keep])
+    assert np.isnan(gated["draws"][~keep]).all()
+    np.testing.assert_array_equal(gated["eps"], full["eps"])  # eps is reported at every outlier
+    assert np.isnan(gated["rho"][by_eps]).all() and np.array_equal(gated["rho"][by_rho], full["rho"][by_rho])
+
+
+def test_pencil_with_no_negative_definite_slope_gives_no_draws():
+    # a slope F1 that is positive definite in every draw (no gap, no pair noise): every draw is dropped,
+    # and the law must get nothing from it, not a padded array
+    from numerics.outlier_fluctuation import _pencil_overlaps
+
+    blk = {"idx": [0, 1], "f": np.array([0.0, 0.5]), "fp": np.array([1.0, 1.0]), "gap_cov": np.zeros((2, 2)),
+           "pairs": []}
+    ov, dropped = _pencil_overlaps(blk, 100, 200, np.random.default_rng(0), rank=False)
+    assert ov.size == 0 and dropped == 1.0
 
 
 @pytest.mark.slow  # about 3 min: 198 seeds at d = 400
