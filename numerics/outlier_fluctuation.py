@@ -79,10 +79,12 @@ def _pair_kernel(A, B, s):
             (a11 * b0 + 2 * a1 * b1 + a0 * b11) * s1 + (a1 * b0 + a0 * b1) * s2 + a0 * b0 * s3 / 6)
 
 
-def outlier_variance_parts(tau, z, alpha: float, weights=None) -> dict | None:
+def outlier_variance_parts(tau, z, alpha: float, weights=None, lbar: float | None = None) -> dict | None:
     r"""The first-order fluctuation of one direction's outlier overlap from a discrete law of
     :math:`(\tau, z_k)`: atoms ``tau``, ``z`` with ``weights`` summing to 1 (None: equal weights, i.e.
-    samples), at ratio ``alpha``; None if there is no outlier.
+    samples), at ratio ``alpha``; None if there is no outlier. ``lbar``: the bulk edge's
+    :math:`\bar\lambda` of the same atoms at the same alpha (``edge_of_atoms``), if already computed;
+    it does not depend on the direction.
 
     Returns q, lam (:math:`\lambda_k^*`), sigma (:math:`\sigma_k`), and the two parts of
     :math:`\sigma_k^2`: ``diagonal`` (the label average, the Stieltjes term included) and
@@ -91,7 +93,7 @@ def outlier_variance_parts(tau, z, alpha: float, weights=None) -> dict | None:
     w = np.full(tau.size, 1.0 / tau.size) if weights is None else np.asarray(weights, dtype=float)
     E = lambda v: float(w @ v)  # noqa: E731
     z2 = z * z
-    lbar = edge_of_atoms(tau, w, alpha)[0]
+    lbar = edge_of_atoms(tau, w, alpha)[0] if lbar is None else lbar
     lam = outlier_of_atoms(tau, w, w * z2, alpha, lbar)
     if lam is None:
         return None
@@ -142,8 +144,9 @@ def outlier_fluctuation(model: HierarchicalModel, alphas, n_samples: int = 2**21
     a, tau, z = _checked_latents(model, alphas, n_samples, seed)
     out = np.full((a.size, model.m), np.nan)
     for i, alpha in enumerate(a):
+        lbar = edge_of_atoms(tau, np.full(tau.size, 1.0 / tau.size), float(alpha))[0]
         for k in range(model.m):
-            r = outlier_variance_parts(tau, z[:, k], float(alpha))
+            r = outlier_variance_parts(tau, z[:, k], float(alpha), lbar=lbar)
             if r is not None:
                 out[i, k] = r["sigma"]
     return out
@@ -303,8 +306,9 @@ def outlier_law(model: HierarchicalModel, alphas, d: int, n_draws: int = 20_000,
     out["draws"] = np.full(shape + (n_draws,), np.nan)
     for i, alpha in enumerate(a):
         n = int(round(alpha * d))
+        lbar = edge_of_atoms(tau, np.full(tau.size, 1.0 / tau.size), float(alpha))[0]
         for k in ks:
-            first = outlier_variance_parts(tau, Z[:, k], float(alpha))
+            first = outlier_variance_parts(tau, Z[:, k], float(alpha), lbar=lbar)
             if first is None:
                 continue
             q, sigma = first["q"], first["sigma"]
@@ -313,7 +317,7 @@ def outlier_law(model: HierarchicalModel, alphas, d: int, n_draws: int = 20_000,
             if not out["eps"][i, k] <= eps_max:
                 continue
             blk = _block_at(outlier_block(tau, Z, k, float(alpha), first), n)
-            slope_sd = max((np.sqrt(cov[1, 1] / n) for a_, _, cov in blk["pairs"] if a_ == 0), default=0.0)
+            slope_sd = max((np.sqrt(cov[1, 1] / n) for _, _, cov in blk["pairs"]), default=0.0)  # all (k, l)
             out["rho"][i, k], out["block"][i, k] = slope_sd / abs(blk["fp"][0]), len(blk["idx"])
             if not out["rho"][i, k] <= rho_max:
                 continue

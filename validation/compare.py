@@ -169,11 +169,14 @@ def compare(prediction, simulation: pd.DataFrame, quantity: str = "q_best", leve
 def _outlier_law(model, alphas: tuple, d: int, quantity: str, ks: tuple) -> dict:
     """``numerics.outlier_law`` at compare's sizes and gates; deterministic, so kept for the next call on
     the same grid (a resumed sweep compares the same table again; two laws at most, each up to
-    len(alphas) x m x LAW_DRAWS floats). Read-only: callers must not modify it."""
+    len(alphas) x m x LAW_DRAWS floats). Its arrays are read-only, since every caller shares them."""
     from numerics.outlier_fluctuation import outlier_law
 
-    return outlier_law(model, alphas, d, n_draws=LAW_DRAWS, quantity=quantity, n_samples=2**19,
-                       directions=ks, eps_max=EPS_CLT, rho_max=EPS_PENCIL)
+    law = outlier_law(model, alphas, d, n_draws=LAW_DRAWS, quantity=quantity, n_samples=2**19,
+                      directions=ks, eps_max=EPS_CLT, rho_max=EPS_PENCIL)
+    for arr in law.values():
+        arr.flags.writeable = False  # shared by every caller of the cache
+    return law
 
 
 def _outlier_bounds(prediction, out, d, quantity, level):
@@ -203,7 +206,7 @@ def _outlier_bounds(prediction, out, d, quantity, level):
     law = _outlier_law(prediction.model, tuple(alphas.tolist()), int(d), quantity, tuple(ks))
     for i in np.nonzero(want)[0]:
         r, k, S = row[out["alpha"].iat[i]], int(out["k"].iat[i]) - 1, int(out["n_seeds"].iat[i])
-        if not (law["eps"][r, k] <= EPS_CLT and law["rho"][r, k] <= EPS_PENCIL and law["dropped"][r, k] == 0):
+        if not law["dropped"][r, k] == 0:  # NaN where the law's gates (EPS_CLT, EPS_PENCIL) skipped the point
             continue
         pool = law["draws"][r, k]
         means = pool[np.random.default_rng([S, r, k]).integers(0, pool.size, (LAW_DRAWS, S))].mean(axis=1)

@@ -188,6 +188,17 @@ def test_outlier_law_gates_skip_only_the_gated_points():
     assert np.isnan(gated["rho"][by_eps]).all() and np.array_equal(gated["rho"][by_rho], full["rho"][by_rho])
 
 
+def test_compare_law_is_shared_read_only():
+    # compare's cache hands the same arrays to every caller: a write must fail, not leak into the next call
+    from validation.compare import _outlier_law
+
+    law = _outlier_law(MIX2, (24.0,), 40, "q_best", (1,))
+    assert _outlier_law(MIX2, (24.0,), 40, "q_best", (1,)) is law
+    for key, arr in law.items():
+        with pytest.raises(ValueError, match="read-only"):
+            arr[...] = 0.0
+
+
 def test_pencil_with_no_negative_definite_slope_gives_no_draws():
     # a slope F1 that is positive definite in every draw (no gap, no pair noise): every draw is dropped,
     # and the law must get nothing from it, not a padded array

@@ -14,8 +14,12 @@ def test_reproduce_D_small_writes_figures_tables_and_resumes(tmp_path):
     summary = pd.read_parquet(tmp_path / "reproduce_D.parquet")
     assert {"alpha", "k", "q_sim", "q_theory", "mse_sim", "mse_theory", "model_json"} <= set(summary.columns)
     assert set(pd.read_parquet(tmp_path / "reproduce_D_spectra.parquet")["alpha"]) == {5.0, 164.0, 611.0, 1638.0}
+    from validation.compare import _outlier_law
+
+    hits = _outlier_law.cache_info().hits
     again = reproduce("D", outdir=tmp_path, d=60, seeds=2, progress=False)
     assert again["sweep"]["computed"] == 0 and again["sweep"]["skipped"] == 2  # resumed from the store
+    assert _outlier_law.cache_info().hits > hits  # the resumed comparison reused the outlier law
     for table in ("reproduce_D.parquet", "reproduce_D_spectra.parquet"):
         out = plot_table(tmp_path / table, tmp_path / f"redrawn_{table}")
         assert all((tmp_path / p).exists() for p in out)
