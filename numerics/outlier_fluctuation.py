@@ -79,6 +79,12 @@ def _pair_kernel(A, B, s):
             (a11 * b0 + 2 * a1 * b1 + a0 * b11) * s1 + (a1 * b0 + a0 * b1) * s2 + a0 * b0 * s3 / 6)
 
 
+def _influence(lamK, z2, cH):
+    r"""The influence of one sample on f (docs/theory.md §4.2, parts 1 and 2):
+    :math:`\hat h = \lambda K z^2 + (H_k/\psi')\lambda K`, with ``cH`` = :math:`H_k/\psi'`."""
+    return lamK * z2 + cH * lamK
+
+
 def outlier_variance_parts(tau, z, alpha: float, weights=None, lbar: float | None = None) -> dict | None:
     r"""The first-order fluctuation of one direction's outlier overlap from a discrete law of
     :math:`(\tau, z_k)`: atoms ``tau``, ``z`` with ``weights`` summing to 1 (None: equal weights, i.e.
@@ -107,7 +113,7 @@ def outlier_variance_parts(tau, z, alpha: float, weights=None, lbar: float | Non
     # diagonal: the influence h of one sample on f, and its zeta-derivative
     cH, cH_l = H / p1, (H1 * p1 - H * p2) / p1**2
     lamK, lamK_l = lam * K, -K**2
-    h = lamK * z2 + cH * lamK
+    h = _influence(lamK, z2, cH)
     h_z = (-K**2 * z2 + cH_l * lamK + cH * lamK_l) / p1
     C = np.cov(np.vstack([h, h_z]), aweights=w, bias=True)
     # off-diagonal pairs: kernel (2/alpha) E[c1 c2]^2 (s1 - s2)/(zeta1 - zeta2), c = lam K z
@@ -193,7 +199,7 @@ def outlier_block(tau, Z, k: int, alpha: float, first: dict | None = None) -> di
     angle[k] = np.inf  # k first, then the rest by their angle
     idx = [int(j) for j in np.argsort(-angle)]
     # gaps: influences of the diagonal entries (label average + Stieltjes term) and the pairs part
-    infl = lamK[:, None] * Z2 + lamK[:, None] * (H / p1)[None, :]
+    infl = _influence(lamK[:, None], Z2, (H / p1)[None, :])
     return {"q": q, "lam": lam, "sigma": r["sigma"], "alpha": alpha, "k": k, "f": f, "fp": fp, "idx": idx,
             "_angle_per_n": angle, "_parts": (K, lamK, lamK_z, Z, Z2, infl, c2, s)}
 

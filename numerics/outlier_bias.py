@@ -1,0 +1,198 @@
+r"""The O(1/d) mean shift of an outlier eigenvector's overlap (docs/theory.md §4.4).
+
+Above its threshold the overlap :math:`q_{k,d}` of direction k's outlier eigenvector has mean
+:math:`E\,q_{k,d} = q_k + b_k + o(1/d)` with :math:`b_k = O(1/d)`. :mod:`numerics.outlier_fluctuation`
+gives the spread :math:`\sigma_k/\sqrt d`; this module gives :math:`b_k`, from the same Schur
+complement :math:`f(\zeta) = a - \zeta - b^\top(B-\zeta)^{-1}b` and :math:`q = -1/f'(\zeta)` at its root:
+
+* **the mean of f.** By Sherman-Morrison, and because the pairs :math:`i \ne j` of
+  :math:`b^\top(B-\zeta)^{-1}b` are odd in :math:`u_i`, exactly
+  :math:`E f(\zeta) = E\big[\tau z_k^2/(1+\tau\eta)\big] - \zeta` with
+  :math:`\eta = u^\top R_{(1)}u/n` independent of :math:`(\tau, z_k)`. Its mean to O(1/n) takes the finite
+  sizes p = d - m and n - 1 other samples, the second-order fluctuation of the labels' empirical law
+  and the real-Gaussian O(1) mean of :math:`\mathrm{tr}\,R` (Bai and Silverstein 2004,
+  Thm 1.1: :math:`-\psi''/(2\psi'^2)`); its variance is :math:`2\,\mathrm{tr}R^2/n^2` plus the labels'
+  part. This gives :math:`\beta(\zeta) = E f - \bar f = O(1/n)`.
+* **the second-order delta method** for the root and :math:`-1/f'` there, with :math:`\beta, \beta'` and
+  the first-order covariance kernel of :math:`\delta f` (docs/theory.md §4.2) and its derivatives.
+
+The two parts nearly cancel near the threshold (for He2 with T = tanh at :math:`\alpha = 3\alpha_1`
+the curvature alone gives :math:`d\,b_1 = +7.9`, the mean shift -7.7); far above it both are small.
+
+For m > 1, :math:`b_k` is the shift of the diagonal entry's root; the mixing with the other outliers
+is the separate O(1/d) effect of :func:`numerics.outlier_fluctuation.outlier_law`.
+
+>>> from theory import HierarchicalModel
+>>> model = HierarchicalModel(m=1, link="He2", preprocessing="tanh(y)")
+>>> b = outlier_bias(model, [6.4], d=200, n_samples=2**18)
+>>> bool(0.0 < 200 * b[0, 0] < 0.6)        # simulated at d = 200: +0.29 +- 0.11 (docs/theory.md §4.4)
+True
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import brentq, newton
+
+from theory import HierarchicalModel
+from theory.model import integer
+
+from .outlier_fluctuation import _checked_latents, _influence, outlier_variance_parts
+from .resolvent import edge_of_atoms
+
+__all__ = ["outlier_bias", "outlier_bias_parts", "trace_mean_correction"]
+
+#: step of the finite differences in zeta, as a fraction of the root's distance to the bulk edge (the
+#: nearest singularity); the five-point stencils then err by O(_H^4)
+_H = 1e-2
+
+
+def _lam_of_zeta(tau, alpha: float, zeta: float, lbar: float) -> float:
+    r""":math:`\lambda > \bar\lambda` with :math:`\psi_\alpha(\lambda) = \lambda(1/\alpha + E[K]) = \zeta`
+    (:math:`\psi` increases there)."""
+    psi = lambda lam: lam * (1 / alpha + np.mean(tau / (lam - tau))) - zeta  # noqa: E731
+    hi = lbar + max(1.0, abs(lbar))
+    while psi(hi) < 0:
+        hi = lbar + 2 * (hi - lbar)
+    return brentq(psi, lbar + 1e-12 * max(1.0, abs(lbar)), hi, xtol=1e-15, rtol=1e-15)
+
+
+def trace_mean_correction(tau, alpha: float, lam: float) -> float:
+    r"""The O(1) real-Gaussian mean :math:`E\,\mathrm{tr}(B-\zeta)^{-1} - p\,s(\zeta)` at fixed labels,
+    :math:`B = \frac1n\sum_i\tau_iu_iu_i^\top` with standard real Gaussian :math:`u_i \in \mathbb R^p`,
+    :math:`\zeta = \psi_\alpha(\lambda)` outside the bulk (docs/theory.md §4.4):
+
+    .. math:: -\frac{\psi''_\alpha(\lambda)}{2\,\psi'_\alpha(\lambda)^2},
+       \quad \psi' = \frac1\alpha - E\Big[\frac{\tau^2}{(\lambda-\tau)^2}\Big],
+       \quad \psi'' = 2E\Big[\frac{\tau^2}{(\lambda-\tau)^3}\Big],
+
+    Bai and Silverstein (2004, Ann. Probab. 32(1A), Thm 1.1, the real case) for :math:`f(x) = 1/(x-\zeta)`,
+    with their population :math:`T = \mathrm{diag}(\tau)p/n` and B as their companion matrix.
+
+    >>> round(trace_mean_correction(np.ones(1), 4.0, 4.0), 12)   # tau = 1: -(2/27) / (2 (1/4 - 1/9)^2) = -1.92
+    -1.92
+    """
+    tau = np.asarray(tau, dtype=float)
+    psi1 = 1 / alpha - np.mean(tau**2 / (lam - tau) ** 2)
+    psi2 = 2 * np.mean(tau**2 / (lam - tau) ** 3)
+    return float(-psi2 / (2 * psi1**2))
+
+
+def _eta_moments(tau, alpha: float, zeta: float, lam: float, p: int, n: int):
+    r"""Mean and variance of :math:`\eta = u^\top R_{(1)}u/n` to O(1/n), with :math:`R_{(1)}` the
+    resolvent of the p x p matrix B without sample 1 (n - 1 samples, normalised by 1/n)."""
+    c, mass = p / n, (n - 1) / n
+    # the deterministic s at these sizes: 1/s = -zeta + mass E[tau/(1 + tau c s)], on the branch of s = -alpha/lam
+    G = lambda s: 1 / s + zeta - mass * np.mean(tau / (1 + tau * c * s))  # noqa: E731
+    G1 = lambda s: -1 / s**2 + mass * np.mean(c * tau**2 / (1 + tau * c * s) ** 2)  # noqa: E731
+    s = float(newton(G, -alpha / lam, fprime=G1, tol=1e-15, maxiter=50))
+    m = tau / (1 + tau * c * s)
+    m1 = -c * tau**2 / (1 + tau * c * s) ** 2
+    g1 = G1(s)
+    g2 = 2 / s**3 - mass * np.mean(2 * c**2 * tau**3 / (1 + tau * c * s) ** 3)
+    var_m, cov = float(np.var(m)), float(np.mean((m - m.mean()) * (m1 - m1.mean())))
+    # second order in the labels' empirical law: G(s) = delta M(s), delta M of variance Var(m)/n
+    ds = (-0.5 * g2 * var_m / (n * g1**2) + cov / (n * g1)) / g1
+    mean = c * (s + ds) + trace_mean_correction(tau, alpha, lam) / n
+    s_prime = alpha / (lam**2 * (1 / alpha - np.mean(tau**2 / (lam - tau) ** 2)))  # (1/p) tr R^2 at d = infinity
+    var = 2 * c * s_prime / n + c**2 * var_m / (n * g1**2)
+    return mean, var
+
+
+def _fbar(tau, z2, zeta, lam):
+    r""":math:`\bar f(\zeta) = E[\tau z^2/(1-\tau/\lambda)] - \zeta` at d = infinity (docs/theory.md §4.2)."""
+    return float(np.mean(lam * tau / (lam - tau) * z2)) - zeta
+
+
+def _mean_shift(tau, z2, alpha, zeta, lam, p, n):
+    r""":math:`\beta(\zeta) = E f(\zeta) - \bar f(\zeta)`: :math:`E g(\eta) - g(\bar\eta)` for
+    :math:`g(\eta) = E[\tau z^2/(1+\tau\eta)]`, to second order in :math:`\eta - \bar\eta`, :math:`\bar\eta = -1/\lambda`."""
+    mean, var = _eta_moments(tau, alpha, zeta, lam, p, n)
+    t2 = tau * z2
+    one = 1 - tau / lam
+    return float(np.mean(t2 / (1 + tau * mean)) - np.mean(t2 / one) + np.mean(tau**2 * t2 / one**3) * var)
+
+
+def _kernel(tau, z, alpha, zeta1, zeta2, lam1, lam2):
+    r""":math:`n\,\mathrm{Cov}(\delta f(\zeta_1), \delta f(\zeta_2))` to first order (docs/theory.md §4.2), with
+    :math:`\lambda_i = \lambda(\zeta_i)`: the labels' influences plus the off-diagonal pairs; at equal points the
+    divided difference of s is s'."""
+    z2 = z * z
+    infl, coef, lams = [], [], []
+    for lam in (lam1, lam2):
+        K = tau / (lam - tau)
+        psi1 = 1 / alpha - np.mean(K**2)
+        infl.append(_influence(lam * K, z2, np.mean(z2 * K**2) / psi1))
+        coef.append(lam * K * z)
+        lams.append((lam, psi1))
+    h1, h2 = infl[0] - infl[0].mean(), infl[1] - infl[1].mean()
+    (l1, psi1), (l2, _) = lams
+    slope = alpha / (l1**2 * psi1) if zeta1 == zeta2 else (-alpha / l1 + alpha / l2) / (zeta1 - zeta2)
+    return float(np.mean(h1 * h2)) + 2 / alpha * float(np.mean(coef[0] * coef[1])) ** 2 * slope
+
+
+def outlier_bias_parts(tau, z, alpha: float, d: int, m: int = 1, lbar: float | None = None) -> dict | None:
+    r"""The O(1/d) bias :math:`b = E\,q_{d} - q` of one direction's outlier overlap from equally weighted
+    draws ``tau``, ``z`` of :math:`(\tau, z_k)`, at ratio ``alpha`` and dimension ``d`` (n = round(alpha d)
+    samples, p = d - m coordinates outside the m directions); None if there is no outlier.
+
+    Returns ``bias``, its two parts ``shift`` (from :math:`\beta, \beta'`, the mean of f) and ``curvature``
+    (the second-order delta method with :math:`\beta = 0`), and q, zeta (the d = infinity root),
+    ``beta`` and ``beta1`` (:math:`\beta, \beta'` there), ``fbar_derivatives`` (the first three
+    zeta-derivatives of f-bar) and ``cov`` (Var δf, Cov(δf, δf'), Var δf', Cov(δf, δf'')), all at the root,
+    the derivatives by five-point finite differences in zeta.
+    """
+    d = integer(d, "d", m + 1)
+    n = int(round(alpha * d))
+    w = np.full(tau.size, 1.0 / tau.size)
+    lbar = edge_of_atoms(tau, w, alpha)[0] if lbar is None else lbar
+    first = outlier_variance_parts(tau, z, alpha, lbar=lbar)
+    if first is None:
+        return None
+    lam, z2, p = first["lam"], z * z, d - m
+    zeta = lam * (1 / alpha + float(np.mean(tau / (lam - tau))))
+    # the nearest singularity in zeta is the bulk edge psi(lbar) (a square-root branch point): steps scale with it
+    h = _H * (zeta - lbar * (1 / alpha + float(np.mean(tau / (lbar - tau)))))
+    offsets = (-2, -1, 0, 1, 2)
+    d1 = lambda v: (v[0] - 8 * v[1] + 8 * v[3] - v[4]) / (12 * h)  # noqa: E731
+    d2 = lambda v: (-v[0] + 16 * v[1] - 30 * v[2] + 16 * v[3] - v[4]) / (12 * h * h)  # noqa: E731
+    d3 = lambda v: (-v[0] + 2 * v[1] - 2 * v[3] + v[4]) / (2 * h**3)  # noqa: E731
+    L = {j: (lam if j == 0 else _lam_of_zeta(tau, alpha, zeta + j * h, lbar)) for j in offsets}
+    fb = [_fbar(tau, z2, zeta + j * h, L[j]) for j in offsets]
+    F1, F2, F3 = d1(fb), d2(fb), d3(fb)
+    be = [_mean_shift(tau, z2, alpha, zeta + j * h, L[j], p, n) for j in offsets]
+    B0, B1 = be[2], d1(be)
+    cm = lambda a, b: _kernel(tau, z, alpha, zeta + a * h, zeta + b * h, L[a], L[b]) / n  # noqa: E731
+    row = [cm(0, j) for j in offsets]
+    V, C1, C2 = row[2], d1(row), d2(row)
+    w5 = {-2: 1 / 12, -1: -8 / 12, 1: 8 / 12, 2: -1 / 12}  # the five-point first derivative, in each argument
+    C11 = sum(wa * wb * cm(a, b) for a, wa in w5.items() for b, wb in w5.items()) / (h * h)
+    q = -1 / F1
+
+    def bias(b0, b1):  # q (E x^2 - E x) for q = -1/f'(root) = q / (1 + x), docs/theory.md §4.4
+        e_d = -(b0 + 0.5 * F2 * V / F1**2 - C1 / F1) / F1
+        e_x = (F2 * e_d + 0.5 * F3 * V / F1**2 + b1 - C2 / F1) / F1
+        e_x2 = (F2**2 * V / F1**2 - 2 * F2 * C1 / F1 + C11) / F1**2
+        return q * (e_x2 - e_x)
+
+    total, curvature = bias(B0, B1), bias(0.0, 0.0)
+    return {"bias": total, "shift": total - curvature, "curvature": curvature, "q": q, "zeta": zeta,
+            "beta": B0, "beta1": B1, "fbar_derivatives": (F1, F2, F3), "cov": (V, C1, C11, C2)}
+
+
+def outlier_bias(model: HierarchicalModel, alphas, d: int, n_samples: int = 2**21, seed: int = 0) -> np.ndarray:
+    r""":math:`b_k(\alpha, d) = E\,q_{k,d} - q_k` to O(1/d) for every direction k with an outlier at each
+    alpha: shape (len(alphas), m), NaN where direction k has no outlier. For m > 1 the shift of the
+    diagonal entry only (module docstring). Like :math:`\sigma_k`, it holds where
+    :math:`\varepsilon_k = \sigma_k/(\sqrt d\,q_k)` is small; ``n_samples`` seeded draws (``seed``) of the
+    latents carry the expectations.
+    """
+    a, tau, Z = _checked_latents(model, alphas, n_samples, seed)
+    d = integer(d, "d", model.m + 1)
+    out = np.full((a.size, model.m), np.nan)
+    for i, alpha in enumerate(a):
+        lbar = edge_of_atoms(tau, np.full(tau.size, 1.0 / tau.size), float(alpha))[0]
+        for k in range(model.m):
+            r = outlier_bias_parts(tau, Z[:, k], float(alpha), d, model.m, lbar)
+            if r is not None:
+                out[i, k] = r["bias"]
+    return out
