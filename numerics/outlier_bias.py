@@ -84,7 +84,7 @@ def _eta_moments(tau, alpha: float, zeta: float, lam: float, p: int, n: int):
     # the deterministic s at these sizes: 1/s = -zeta + mass E[tau/(1 + tau c s)], on the branch of s = -alpha/lam
     G = lambda s: 1 / s + zeta - mass * np.mean(tau / (1 + tau * c * s))  # noqa: E731
     G1 = lambda s: -1 / s**2 + mass * np.mean(c * tau**2 / (1 + tau * c * s) ** 2)  # noqa: E731
-    s = float(newton(G, -alpha / lam, fprime=G1, tol=1e-15, maxiter=50))
+    s = float(newton(G, -alpha / lam, fprime=G1, tol=1e-300, rtol=1e-14, maxiter=50))  # relative: |s| can be >> 1
     m = tau / (1 + tau * c * s)
     m1 = -c * tau**2 / (1 + tau * c * s) ** 2
     g1 = G1(s)

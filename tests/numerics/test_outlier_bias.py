@@ -95,3 +95,15 @@ def test_bias_matches_the_simulated_mean_and_the_curvature_alone_does_not():
         sim, se = d * (Q[:, i].mean() - r["q"]), d * Q[:, i].std(ddof=1) / np.sqrt(S)
         assert abs(sim - d * r["bias"]) <= 3 * se, (alpha, sim, se, d * r["bias"])
         assert abs(sim - d * r["curvature"]) > 3 * se, (alpha, sim, se, d * r["curvature"])
+
+
+def test_default_model_where_the_stieltjes_transform_is_large():
+    # [D]'s default model at alpha = 20 has s = -alpha/lambda of -8 to -16 for directions 3-5: an absolute
+    # Newton tolerance of 1e-15 could not be met there (the float spacing at 8 is 1.8e-15) and the solver
+    # raised. The bias must be finite and O(1/d) (d b = +3.6 for direction 3 at 2^19 latents).
+    from validation.validate import DEFAULT_D
+
+    model = HierarchicalModel(m=10, gamma="1.3", link="He2/2 + He4/48", preprocessing="y/(1+abs(y))")
+    b = DEFAULT_D * outlier_bias(model, [20.0], d=DEFAULT_D, n_samples=2**16)[0]
+    assert np.all(np.isfinite(b[:3])) and np.all((b[:3] > 0) & (b[:3] < 20)), b
+    assert np.isnan(b[5:]).all()  # alpha_6 = 52.8 > 20: no outlier
