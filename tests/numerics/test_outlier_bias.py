@@ -53,13 +53,12 @@ def test_finite_differences_reproduce_the_analytic_first_order_variance():
         assert sigma2 == pytest.approx(first["sigma"] ** 2, rel=1e-6)  # measured 1e-8 to 5e-8
 
 
-def test_bias_parts_add_up_and_vanish_far_above_the_threshold():
+def test_bias_is_small_against_one_minus_q_far_above_the_threshold():
+    # at 300 alpha_1 (1 - q = 0.0057) the overlap cannot rise by more than 1 - q, and an O(1/d) bias at
+    # d = 400 must be a small fraction of it (measured: b / (1 - q) = 0.0025)
     _, tau, Z = _checked_latents(TANH, [1.0], 2**16, 4)
     a1 = float(thresholds(TANH)[0])
-    near, far = (outlier_bias_parts(tau, Z[:, 0], r * a1, 400) for r in (3.0, 300.0))
-    for r in (near, far):
-        assert r["bias"] == pytest.approx(r["shift"] + r["curvature"], rel=1e-12)
-    # at 300 alpha_1 (q = 0.998) the overlap cannot move by more than 1 - q; the bias is far below
+    far = outlier_bias_parts(tau, Z[:, 0], 300 * a1, 400)
     assert abs(far["bias"]) < 0.1 * (1 - far["q"])
     assert outlier_bias_parts(tau, Z[:, 0], 0.5 * a1, 400) is None  # no outlier below the threshold
 
