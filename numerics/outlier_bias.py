@@ -112,22 +112,23 @@ def _mean_shift(tau, z2, alpha, zeta, lam, p, n):
     return float(np.mean(t2 / (1 + tau * mean)) - np.mean(t2 / one) + np.mean(tau**2 * t2 / one**3) * var)
 
 
-def _kernel(tau, z, alpha, zeta1, zeta2, lam1, lam2):
-    r""":math:`n\,\mathrm{Cov}(\delta f(\zeta_1), \delta f(\zeta_2))` to first order (docs/theory.md §4.2), with
-    :math:`\lambda_i = \lambda(\zeta_i)`: the labels' influences plus the off-diagonal pairs; at equal points the
-    divided difference of s is s'."""
-    z2 = z * z
-    infl, coef, lams = [], [], []
-    for lam in (lam1, lam2):
-        K = tau / (lam - tau)
-        psi1 = 1 / alpha - np.mean(K**2)
-        infl.append(_influence(lam * K, z2, np.mean(z2 * K**2) / psi1))
-        coef.append(lam * K * z)
-        lams.append((lam, psi1))
-    h1, h2 = infl[0] - infl[0].mean(), infl[1] - infl[1].mean()
-    (l1, psi1), (l2, _) = lams
+def _kernel_factors(tau, z, alpha, lam):
+    r"""What the first-order kernel needs at one :math:`\lambda = \lambda(\zeta)`: the centred influence
+    :math:`\hat h` (docs/theory.md §4.2), the pair coefficient :math:`\tilde c = \lambda K z`, and
+    :math:`(\lambda, \psi')`."""
+    K = tau / (lam - tau)
+    psi1 = 1 / alpha - np.mean(K**2)
+    h = _influence(lam * K, z * z, np.mean(z * z * K**2) / psi1)
+    return h - h.mean(), lam * K * z, lam, psi1
+
+
+def _kernel(alpha, zeta1, zeta2, at1, at2):
+    r""":math:`n\,\mathrm{Cov}(\delta f(\zeta_1), \delta f(\zeta_2))` to first order (docs/theory.md §4.2), from
+    :func:`_kernel_factors` at each point: the labels' influences plus the off-diagonal pairs; at equal points
+    the divided difference of s is s'."""
+    (h1, c1, l1, psi1), (h2, c2, l2, _) = at1, at2
     slope = alpha / (l1**2 * psi1) if zeta1 == zeta2 else (-alpha / l1 + alpha / l2) / (zeta1 - zeta2)
-    return float(np.mean(h1 * h2)) + 2 / alpha * float(np.mean(coef[0] * coef[1])) ** 2 * slope
+    return float(np.mean(h1 * h2)) + 2 / alpha * float(np.mean(c1 * c2)) ** 2 * slope
 
 
 def outlier_bias_parts(tau, z, alpha: float, d: int, m: int = 1, lbar: float | None = None) -> dict | None:
@@ -161,7 +162,8 @@ def outlier_bias_parts(tau, z, alpha: float, d: int, m: int = 1, lbar: float | N
     F1, F2, F3 = d1(fb), d2(fb), d3(fb)
     be = [_mean_shift(tau, z2, alpha, zeta + j * h, L[j], p, n) for j in offsets]
     B0, B1 = be[2], d1(be)
-    cm = lambda a, b: _kernel(tau, z, alpha, zeta + a * h, zeta + b * h, L[a], L[b]) / n  # noqa: E731
+    at = {j: _kernel_factors(tau, z, alpha, L[j]) for j in offsets}  # once per point, not per pair
+    cm = lambda a, b: _kernel(alpha, zeta + a * h, zeta + b * h, at[a], at[b]) / n  # noqa: E731
     row = [cm(0, j) for j in offsets]
     V, C1, C2 = row[2], d1(row), d2(row)
     w5 = {-2: 1 / 12, -1: -8 / 12, 1: 8 / 12, 2: -1 / 12}  # the five-point first derivative, in each argument
