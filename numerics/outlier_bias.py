@@ -19,8 +19,12 @@ complement :math:`f(\zeta) = a - \zeta - b^\top(B-\zeta)^{-1}b` and :math:`q = -
 The two parts nearly cancel near the threshold (for He2 with T = tanh at :math:`\alpha = 3\alpha_1`
 the curvature alone gives :math:`d\,b_1 = +7.9`, the mean shift -7.7); far above it both are small.
 
+A simulation draws n = round(alpha d) samples, so it sits at the ratio n/d, not at alpha; b also holds
+that O(1/d) part, :math:`q_k(n/d) - q_k(\alpha)` (zero where alpha d is an integer).
+
 For m > 1, :math:`b_k` is the shift of the diagonal entry's root; the mixing with the other outliers
-is the separate O(1/d) effect of :func:`numerics.outlier_fluctuation.outlier_law`.
+is the separate O(1/d) effect of :func:`numerics.outlier_fluctuation.outlier_law`, whose draws include
+:math:`b_k`.
 
 >>> from theory import HierarchicalModel
 >>> model = HierarchicalModel(m=1, link="He2", preprocessing="tanh(y)")
@@ -36,7 +40,7 @@ from scipy.optimize import brentq, newton
 from theory import HierarchicalModel
 from theory.model import integer
 
-from .outlier_fluctuation import _checked_latents, _influence, outlier_variance_parts
+from .outlier_fluctuation import _checked_latents, _influence, _zeta_calculus, outlier_variance_parts
 from .resolvent import edge_of_atoms
 
 __all__ = ["outlier_bias", "outlier_bias_parts", "trace_mean_correction"]
@@ -46,14 +50,29 @@ __all__ = ["outlier_bias", "outlier_bias_parts", "trace_mean_correction"]
 _H = 1e-2
 
 
+def _psi(tau, alpha: float, lam: float) -> float:
+    r""":math:`\psi_\alpha(\lambda) = \lambda(1/\alpha + E[K])`, :math:`K = \tau/(\lambda-\tau)`: the location
+    :math:`\zeta` of an eigenvalue of B at :math:`\lambda` (docs/theory.md §4.1)."""
+    return lam * (1 / alpha + float(np.mean(tau / (lam - tau))))
+
+
 def _lam_of_zeta(tau, alpha: float, zeta: float, lbar: float) -> float:
-    r""":math:`\lambda > \bar\lambda` with :math:`\psi_\alpha(\lambda) = \lambda(1/\alpha + E[K]) = \zeta`
-    (:math:`\psi` increases there)."""
-    psi = lambda lam: lam * (1 / alpha + np.mean(tau / (lam - tau))) - zeta  # noqa: E731
+    r""":math:`\lambda > \bar\lambda` with :math:`\psi_\alpha(\lambda) = \zeta` (:math:`\psi` increases there)."""
+    f = lambda lam: _psi(tau, alpha, lam) - zeta  # noqa: E731
     hi = lbar + max(1.0, abs(lbar))
-    while psi(hi) < 0:
+    while f(hi) < 0:
         hi = lbar + 2 * (hi - lbar)
-    return brentq(psi, lbar + 1e-12 * max(1.0, abs(lbar)), hi, xtol=1e-15, rtol=1e-15)
+    return brentq(f, lbar + 1e-12 * max(1.0, abs(lbar)), hi, xtol=1e-15, rtol=1e-15)
+
+
+def _uniform(tau):
+    """Equal weights for the draws ``tau``, as ``_zeta_calculus`` takes them."""
+    return np.full(tau.size, 1.0 / tau.size)
+
+
+def _trace_mean(psi1: float, psi2: float) -> float:
+    r"""The Bai-Silverstein O(1) mean of the trace, :math:`-\psi''/(2\psi'^2)` (:func:`trace_mean_correction`)."""
+    return -psi2 / (2 * psi1**2)
 
 
 def trace_mean_correction(tau, alpha: float, lam: float) -> float:
@@ -72,9 +91,8 @@ def trace_mean_correction(tau, alpha: float, lam: float) -> float:
     -1.92
     """
     tau = np.asarray(tau, dtype=float)
-    psi1 = 1 / alpha - np.mean(tau**2 / (lam - tau) ** 2)
-    psi2 = 2 * np.mean(tau**2 / (lam - tau) ** 3)
-    return float(-psi2 / (2 * psi1**2))
+    _, (psi1, psi2, _), _ = _zeta_calculus(tau, _uniform(tau), lam, alpha)
+    return float(_trace_mean(psi1, psi2))
 
 
 def _eta_moments(tau, alpha: float, zeta: float, lam: float, p: int, n: int):
@@ -92,8 +110,8 @@ def _eta_moments(tau, alpha: float, zeta: float, lam: float, p: int, n: int):
     var_m, cov = float(np.var(m)), float(np.mean((m - m.mean()) * (m1 - m1.mean())))
     # second order in the labels' empirical law: G(s) = delta M(s), delta M of variance Var(m)/n
     ds = (-0.5 * g2 * var_m / (n * g1**2) + cov / (n * g1)) / g1
-    mean = c * (s + ds) + trace_mean_correction(tau, alpha, lam) / n
-    s_prime = alpha / (lam**2 * (1 / alpha - np.mean(tau**2 / (lam - tau) ** 2)))  # (1/p) tr R^2 at d = infinity
+    _, (psi1, psi2, _), (s_prime, _, _) = _zeta_calculus(tau, _uniform(tau), lam, alpha)  # s' = (1/p) tr R^2
+    mean = c * (s + ds) + _trace_mean(psi1, psi2) / n
     var = 2 * c * s_prime / n + c**2 * var_m / (n * g1**2)
     return mean, var
 
@@ -116,8 +134,7 @@ def _kernel_factors(tau, z, alpha, lam):
     r"""What the first-order kernel needs at one :math:`\lambda = \lambda(\zeta)`: the centred influence
     :math:`\hat h` (docs/theory.md §4.2), the pair coefficient :math:`\tilde c = \lambda K z`, and
     :math:`(\lambda, \psi')`."""
-    K = tau / (lam - tau)
-    psi1 = 1 / alpha - np.mean(K**2)
+    K, (psi1, _, _), _ = _zeta_calculus(tau, _uniform(tau), lam, alpha)
     h = _influence(lam * K, z * z, np.mean(z * z * K**2) / psi1)
     return h - h.mean(), lam * K * z, lam, psi1
 
@@ -136,23 +153,24 @@ def outlier_bias_parts(tau, z, alpha: float, d: int, m: int = 1, lbar: float | N
     draws ``tau``, ``z`` of :math:`(\tau, z_k)`, at ratio ``alpha`` and dimension ``d`` (n = round(alpha d)
     samples, p = d - m coordinates outside the m directions); None if there is no outlier.
 
-    Returns ``bias``, its two parts ``shift`` (from :math:`\beta, \beta'`, the mean of f) and ``curvature``
-    (the second-order delta method with :math:`\beta = 0`), and q, zeta (the d = infinity root),
+    Returns ``bias`` and its three parts: ``shift`` (from :math:`\beta, \beta'`, the mean of f),
+    ``curvature`` (the second-order delta method with :math:`\beta = 0`) and ``rounding``
+    (:math:`q_k(n/d) - q_k(\alpha)`: a simulation at n = round(alpha d) samples sits at the ratio n/d;
+    0 where alpha d is an integer, NaN, and so is ``bias``, where n/d has no outlier), and q, zeta (the d = infinity root),
     ``beta`` and ``beta1`` (:math:`\beta, \beta'` there), ``fbar_derivatives`` (the first three
     zeta-derivatives of f-bar) and ``cov`` (Var δf, Cov(δf, δf'), Var δf', Cov(δf, δf'')), all at the root,
     the derivatives by five-point finite differences in zeta.
     """
     d = integer(d, "d", m + 1)
     n = int(round(alpha * d))
-    w = np.full(tau.size, 1.0 / tau.size)
-    lbar = edge_of_atoms(tau, w, alpha)[0] if lbar is None else lbar
+    lbar = edge_of_atoms(tau, _uniform(tau), alpha)[0] if lbar is None else lbar
     first = outlier_variance_parts(tau, z, alpha, lbar=lbar)
     if first is None:
         return None
     lam, z2, p = first["lam"], z * z, d - m
-    zeta = lam * (1 / alpha + float(np.mean(tau / (lam - tau))))
+    zeta = _psi(tau, alpha, lam)
     # the nearest singularity in zeta is the bulk edge psi(lbar) (a square-root branch point): steps scale with it
-    h = _H * (zeta - lbar * (1 / alpha + float(np.mean(tau / (lbar - tau)))))
+    h = _H * (zeta - _psi(tau, alpha, lbar))
     offsets = (-2, -1, 0, 1, 2)
     d1 = lambda v: (v[0] - 8 * v[1] + 8 * v[3] - v[4]) / (12 * h)  # noqa: E731
     d2 = lambda v: (-v[0] + 16 * v[1] - 30 * v[2] + 16 * v[3] - v[4]) / (12 * h * h)  # noqa: E731
@@ -177,8 +195,13 @@ def outlier_bias_parts(tau, z, alpha: float, d: int, m: int = 1, lbar: float | N
         return q * (e_x2 - e_x)
 
     total, curvature = bias(B0, B1), bias(0.0, 0.0)
-    return {"bias": total, "shift": total - curvature, "curvature": curvature, "q": q, "zeta": zeta,
-            "beta": B0, "beta1": B1, "fbar_derivatives": (F1, F2, F3), "cov": (V, C1, C11, C2)}
+    rounding = 0.0
+    if n != alpha * d:  # q_k at the simulated ratio n/d, less q_k at alpha, on the same draws (NaN: no outlier there)
+        at_n = outlier_variance_parts(tau, z, n / d)
+        rounding = at_n["q"] - first["q"] if at_n is not None else np.nan
+    return {"bias": total + rounding, "shift": total - curvature, "curvature": curvature, "rounding": rounding,
+            "q": q, "zeta": zeta, "beta": B0, "beta1": B1, "fbar_derivatives": (F1, F2, F3),
+            "cov": (V, C1, C11, C2)}
 
 
 def outlier_bias(model: HierarchicalModel, alphas, d: int, n_samples: int = 2**21, seed: int = 0) -> np.ndarray:
@@ -192,7 +215,7 @@ def outlier_bias(model: HierarchicalModel, alphas, d: int, n_samples: int = 2**2
     d = integer(d, "d", model.m + 1)
     out = np.full((a.size, model.m), np.nan)
     for i, alpha in enumerate(a):
-        lbar = edge_of_atoms(tau, np.full(tau.size, 1.0 / tau.size), float(alpha))[0]
+        lbar = edge_of_atoms(tau, _uniform(tau), float(alpha))[0]
         for k in range(model.m):
             r = outlier_bias_parts(tau, Z[:, k], float(alpha), d, model.m, lbar)
             if r is not None:

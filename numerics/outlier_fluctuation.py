@@ -267,14 +267,16 @@ def _pencil_overlaps(blk: dict, n: int, draws: int, rng, rank: bool):
 
 def outlier_law(model: HierarchicalModel, alphas, d: int, n_draws: int = 20_000, quantity: str = "q_best",
                 n_samples: int = 2**21, seed: int = 0, directions=None, eps_max: float = np.inf,
-                rho_max: float = np.inf) -> dict:
+                rho_max: float = np.inf, bias: bool = True) -> dict:
     r"""The finite-d law of each outlier overlap (docs/theory.md §4.3): per alpha and direction k, ``n_draws``
-    draws of one seed's :math:`q_{k,d}`, as :math:`q_k + \sigma_k G/\sqrt d` (the first-order CLT, §4.2)
-    plus the mixing with the other outliers from the linear pencil of the outlier block
-    (:func:`outlier_block`). ``quantity``: "q_best" (the best of the outlier eigenvectors) or
-    "q_rank" (the one at k's rank).
+    draws of one seed's :math:`q_{k,d}`, as :math:`q_k + b_k + \sigma_k G/\sqrt d` (the O(1/d) bias of the
+    diagonal, :mod:`numerics.outlier_bias`, §4.4, and the first-order CLT, §4.2) plus the mixing with the
+    other outliers from the linear pencil of the outlier block (:func:`outlier_block`). ``quantity``:
+    "q_best" (the best of the outlier eigenvectors) or "q_rank" (the one at k's rank). ``bias=False``
+    leaves :math:`b_k` out (the law as it was before §4.4; it saves one bias solve per point).
 
-    Returns arrays of shape (len(alphas), m): ``q``, ``sigma``, ``eps`` (:math:`\sigma_k/(\sqrt d q_k)`, the
+    Returns arrays of shape (len(alphas), m): ``q``, ``sigma``, ``bias`` (:math:`b_k`, NaN where the draws
+    are not computed or ``bias=False``), ``eps`` (:math:`\sigma_k/(\sqrt d q_k)`, the
     relative size of the first-order fluctuation), ``rho`` (the largest :math:`\mathrm{sd}(F_{kl}')/|\bar f_k'|`,
     the relative fluctuation of the pencil's slope), ``dropped`` (fraction of draws where the slope was not
     negative definite), ``block`` (size of the block) and ``draws`` (len(alphas), m, n_draws); NaN where
@@ -285,7 +287,7 @@ def outlier_law(model: HierarchicalModel, alphas, d: int, n_draws: int = 20_000,
     the linear pencil where ``rho`` is. Where ``eps > eps_max`` (checked before the block is built) or
     ``rho > rho_max`` (before the pencil is solved) the draws are not computed and stay NaN, as do
     ``rho``, ``dropped`` and ``block`` in the first case; so are the draws where every pencil draw was
-    dropped. :func:`validation.compare.compare` passes its gates here, which saves the pencil where it
+    dropped, and where :math:`b_k` is NaN (n = round(alpha d) puts the ratio below the threshold). :func:`validation.compare.compare` passes its gates here, which saves the pencil where it
     would discard the point anyway.
 
     >>> from theory import HierarchicalModel
@@ -296,19 +298,21 @@ def outlier_law(model: HierarchicalModel, alphas, d: int, n_draws: int = 20_000,
     (True, True)
     """
     check_model(model)
-    d = integer(d, "d", 2)
+    d = integer(d, "d", model.m + 1)
     n_draws = integer(n_draws, "n_draws", 100)
     if quantity not in ("q_best", "q_rank"):
         raise ValueError(f"quantity: must be 'q_best' or 'q_rank', got {quantity!r}")
     ks = range(model.m) if directions is None else sorted({integer(j, "directions", 1) - 1 for j in directions})
     if any(k >= model.m for k in ks):
         raise ValueError(f"directions: must be in 1..m = {model.m}, got {directions!r}")
+    if not isinstance(bias, (bool, np.bool_)):
+        raise ValueError(f"bias: expected True or False, got {bias!r}")
     for name, v in (("eps_max", eps_max), ("rho_max", rho_max)):
         if not (isinstance(v, (int, float, np.floating)) and v > 0):
             raise ValueError(f"{name}: expected a number > 0 (inf: no gate), got {v!r}")
     a, tau, Z = _checked_latents(model, alphas, n_samples, seed)
     shape = (a.size, model.m)
-    out = {key: np.full(shape, np.nan) for key in ("q", "sigma", "eps", "rho", "dropped", "block")}
+    out = {key: np.full(shape, np.nan) for key in ("q", "sigma", "bias", "eps", "rho", "dropped", "block")}
     out["draws"] = np.full(shape + (n_draws,), np.nan)
     for i, alpha in enumerate(a):
         n = int(round(alpha * d))
@@ -332,5 +336,11 @@ def outlier_law(model: HierarchicalModel, alphas, d: int, n_draws: int = 20_000,
             if mix.size == 0:
                 continue
             mix = np.resize(mix, n_draws)  # dropped draws (if any) are replaced by repeats of the kept ones
-            out["draws"][i, k] = q + sigma / np.sqrt(d) * rng.standard_normal(n_draws) + (mix - q)
+            shift = 0.0
+            if bias:  # the diagonal root's O(1/d) shift, from the same latents (docs/theory.md §4.4)
+                from .outlier_bias import outlier_bias_parts  # it builds on this module
+
+                shift = out["bias"][i, k] = outlier_bias_parts(tau, Z[:, k], float(alpha), d, model.m, lbar)["bias"]
+            if np.isfinite(shift):  # NaN only where n/d has no outlier: no draws there
+                out["draws"][i, k] = q + shift + sigma / np.sqrt(d) * rng.standard_normal(n_draws) + (mix - q)
     return out

@@ -5,15 +5,16 @@ Each (alpha, k) point gets a region from the scaling variable
 
 * ``outlier`` (w >= 1): :math:`\sqrt d\,(q_{k,d} - q_k)` is asymptotically normal with standard
   deviation :math:`\sigma_k` (:func:`numerics.outlier_fluctuation.outlier_fluctuation`, docs/theory.md
-  §4.2). For m = 1 the flag is the two-sided bound :math:`|\bar q_{sim} - q| \le z_{(1+level)/2}\,\sigma_k/\sqrt{S d}`
-  (S seeds), tol_basis ``clt``. For m > 1 close outliers mix, an O(1/d) loss that can exceed
+  §4.2). For m = 1 the flag is the two-sided bound :math:`|\bar q_{sim} - \bar q| \le z_{(1+level)/2}\,\sigma_k/\sqrt{S d}`
+  (S seeds), tol_basis ``clt``, with :math:`\bar q` the centre :math:`q_k + b_k` (``q_center``;
+  :math:`b_k` is the O(1/d) bias of :func:`numerics.outlier_bias.outlier_bias`, docs/theory.md §4.4,
+  column ``bias_out``). For m > 1 close outliers mix, an O(1/d) loss that can exceed
   :math:`\sigma_k/\sqrt d`: the flag is the two-sided ``level`` interval of the mean of S draws from
-  :func:`numerics.outlier_fluctuation.outlier_law` (the CLT plus the mixing of the outlier block,
-  docs/theory.md §4.3), tol_basis ``clt+mixing``, centred at ``q_center``. Both are used where the
-  linearisation holds, a relative fluctuation :math:`\varepsilon = \sigma_k/(\sqrt d\,q_k) \le 1/2`
-  (``EPS_CLT``), and for m > 1 where the pencil's slope is stable (``EPS_PENCIL``). The O(1/d) bias
-  of the diagonal is in neither (it is not derived; measured at up to a quarter of
-  :math:`\sigma_k/\sqrt d`, docs/theory.md §4.2). Elsewhere in this region, and for the subspace
+  :func:`numerics.outlier_fluctuation.outlier_law` (the bias of the diagonal, the CLT and the mixing
+  of the outlier block, docs/theory.md §4.3), tol_basis ``clt+mixing``, centred at ``q_center``. Both
+  are used where the linearisation holds, a relative fluctuation
+  :math:`\varepsilon = \sigma_k/(\sqrt d\,q_k) \le 1/2` (``EPS_CLT``), and for m > 1 where the
+  pencil's slope is stable (``EPS_PENCIL``). Elsewhere in this region, and for the subspace
   projection, the earlier bound :math:`d^{-1/2} + 2\,\mathrm{sem}` stays (tol_basis ``heuristic``);
 * ``window`` (|w| < 1) and ``bulk`` (w <= -1): a one-sided bound at confidence ``level``
   (docs/theory.md §4.1). The top eigenvectors near the edge carry on average
@@ -89,8 +90,10 @@ def compare(prediction, simulation: pd.DataFrame, quantity: str = "q_best", leve
     is the confidence of the one-sided bound in the bulk and window and of the two-sided outlier
     CLT bound (module docstring); the columns
     ``R_edge`` (the largest share r_j among the top m eigenvectors, NaN where it does not apply),
-    ``sigma_out`` (sigma_k of the outlier CLT, NaN where it is not used), ``q_center`` (the centre
-    of the outlier interval: q_theory, or the centre of the outlier law's interval for m > 1) and
+    ``sigma_out`` (sigma_k of the outlier CLT, NaN where it is not used), ``bias_out`` (the O(1/d)
+    bias b_k of the outlier overlap, docs/theory.md §4.4, NaN where it is not used), ``q_center`` (the
+    centre of the outlier interval: q_theory + b_k for m = 1, the centre of the outlier law's interval
+    for m > 1, q_theory where neither is used) and
     ``tol_basis`` ("clt", "clt+mixing", "edge" or "heuristic") say how each tolerance was obtained.
     """
     from numerics import Prediction
@@ -150,9 +153,10 @@ def compare(prediction, simulation: pd.DataFrame, quantity: str = "q_best", leve
                          C_BULK / (d * (1 - np.sqrt(np.clip(out["alpha"] / out["alpha_k"], 0, 1))) ** 2))
     has_edge = np.isfinite(edge_tol)
     is_out = (out["region"] == "outlier").to_numpy()
-    sigma, center, half = _outlier_bounds(prediction, out, d, quantity, level)
+    sigma, center, half, bias = _outlier_bounds(prediction, out, d, quantity, level)
     clt = is_out & np.isfinite(sigma)
     out["sigma_out"] = sigma
+    out["bias_out"] = bias
     mixing = clt & (prediction.model.m > 1)
     out["tol_basis"] = np.where(mixing, "clt+mixing", np.where(clt, "clt", np.where(~is_out & has_edge, "edge",
                                                                                    "heuristic")))
@@ -180,39 +184,47 @@ def _outlier_law(model, alphas: tuple, d: int, quantity: str, ks: tuple) -> dict
 
 
 def _outlier_bounds(prediction, out, d, quantity, level):
-    """The outlier bounds (docs/theory.md §4.2-4.3) at the points where they are used: sigma_k, the
-    centre and the half-width of the two-sided ``level`` interval of the seed mean. m = 1: the
-    first-order CLT, centred on q_k. m > 1: the ``level`` interval of the mean of S draws from
-    ``numerics.outlier_law`` (the CLT plus the mixing of the outlier block), where also the pencil's
-    slope is stable (rho <= EPS_PENCIL, no dropped draw). Both need the overlap of one eigenvector
-    (q_best or q_rank) and eps = sigma_k / (sqrt(d) q_k) <= EPS_CLT. NaN elsewhere."""
+    """The outlier bounds (docs/theory.md §4.2-4.4) at the points where they are used: sigma_k, the
+    centre and the half-width of the two-sided ``level`` interval of the seed mean, and the O(1/d)
+    bias b_k. m = 1: the first-order CLT, centred on q_k + b_k. m > 1: the ``level`` interval of the
+    mean of S draws from ``numerics.outlier_law`` (b_k, the CLT and the mixing of the outlier block),
+    where also the pencil's slope is stable (rho <= EPS_PENCIL, no dropped draw). Both need the
+    overlap of one eigenvector (q_best or q_rank) and eps = sigma_k / (sqrt(d) q_k) <= EPS_CLT. NaN
+    elsewhere."""
+    from numerics.outlier_bias import outlier_bias
     from numerics.outlier_fluctuation import outlier_fluctuation
 
-    sigma, center, half = (np.full(len(out), np.nan) for _ in range(3))
+    sigma, center, half, bias = (np.full(len(out), np.nan) for _ in range(4))
     want = (out["region"] == "outlier").to_numpy()
     if quantity == "proj" or not want.any():
-        return sigma, center, half
+        return sigma, center, half, bias
+    z = float(norm.ppf((1 + level) / 2))
+    if prediction.model.m == 1:  # one row per alpha
+        rows = np.nonzero(want)[0]
+        a, q = out["alpha"].to_numpy()[rows], out["q_theory"].to_numpy()[rows]
+        s = outlier_fluctuation(prediction.model, a)[:, 0]
+        used = np.isfinite(s) & (s <= EPS_CLT * np.sqrt(d) * q)
+        rows, a, q, s = rows[used], a[used], q[used], s[used]
+        if rows.size:  # b only where the CLT is used: near the threshold its expansion fails too
+            b = outlier_bias(prediction.model, a, d)[:, 0]
+            rows, q, s, b = (v[np.isfinite(b)] for v in (rows, q, s, b))  # NaN: n/d has no outlier
+            sigma[rows], bias[rows], center[rows] = s, b, q + b
+            half[rows] = z * s / np.sqrt(out["n_seeds"].to_numpy()[rows] * d)
+        return sigma, center, half, bias
     alphas = np.unique(out.loc[want, "alpha"].to_numpy())
     row = {a: i for i, a in enumerate(alphas)}
-    z = float(norm.ppf((1 + level) / 2))
-    if prediction.model.m == 1:
-        sig = outlier_fluctuation(prediction.model, alphas)
-        for i in np.nonzero(want)[0]:
-            s, q = sig[row[out["alpha"].iat[i]], 0], out["q_theory"].iat[i]
-            if np.isfinite(s) and s <= EPS_CLT * np.sqrt(d) * q:
-                sigma[i], center[i], half[i] = s, q, z * s / np.sqrt(out["n_seeds"].iat[i] * d)
-        return sigma, center, half
     ks = sorted(set(out.loc[want, "k"].astype(int)))
     law = _outlier_law(prediction.model, tuple(alphas.tolist()), int(d), quantity, tuple(ks))
     for i in np.nonzero(want)[0]:
         r, k, S = row[out["alpha"].iat[i]], int(out["k"].iat[i]) - 1, int(out["n_seeds"].iat[i])
-        if not law["dropped"][r, k] == 0:  # NaN where the law's gates (EPS_CLT, EPS_PENCIL) skipped the point
-            continue
         pool = law["draws"][r, k]
+        if not (law["dropped"][r, k] == 0 and np.isfinite(pool[0])):  # the law's gates (EPS_CLT, EPS_PENCIL)
+            continue
         means = pool[np.random.default_rng([S, r, k]).integers(0, pool.size, (LAW_DRAWS, S))].mean(axis=1)
         lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
         sigma[i], center[i], half[i] = law["sigma"][r, k], (lo + hi) / 2, (hi - lo) / 2
-    return sigma, center, half
+        bias[i] = law["bias"][r, k]
+    return sigma, center, half, bias
 
 
 def _edge_ratios(prediction, out, d, quantity) -> np.ndarray:
