@@ -148,15 +148,19 @@ def _kernel(alpha, zeta1, zeta2, at1, at2):
     return float(np.mean(h1 * h2)) + 2 / alpha * float(np.mean(c1 * c2)) ** 2 * slope
 
 
-def outlier_bias_parts(tau, z, alpha: float, d: int, m: int = 1, lbar: float | None = None) -> dict | None:
+def outlier_bias_parts(tau, z, alpha: float, d: int, m: int = 1, lbar: float | None = None,
+                       first: dict | None = None) -> dict | None:
     r"""The O(1/d) bias :math:`b = E\,q_{d} - q` of one direction's outlier overlap from equally weighted
     draws ``tau``, ``z`` of :math:`(\tau, z_k)`, at ratio ``alpha`` and dimension ``d`` (n = round(alpha d)
-    samples, p = d - m coordinates outside the m directions); None if there is no outlier.
+    samples, p = d - m coordinates outside the m directions); None if there is no outlier. ``lbar`` and
+    ``first``: the bulk edge and :func:`outlier_variance_parts` of the same draws at this alpha, if the
+    caller already has them.
 
     Returns ``bias`` and its three parts: ``shift`` (from :math:`\beta, \beta'`, the mean of f),
     ``curvature`` (the second-order delta method with :math:`\beta = 0`) and ``rounding``
     (:math:`q_k(n/d) - q_k(\alpha)`: a simulation at n = round(alpha d) samples sits at the ratio n/d;
-    0 where alpha d is an integer, NaN, and so is ``bias``, where n/d has no outlier), and q, zeta (the d = infinity root),
+    0 where alpha d is an integer, NaN, and so is ``bias``, where n/d has no outlier), and q, zeta
+    (the d = infinity root),
     ``beta`` and ``beta1`` (:math:`\beta, \beta'` there), ``fbar_derivatives`` (the first three
     zeta-derivatives of f-bar) and ``cov`` (Var δf, Cov(δf, δf'), Var δf', Cov(δf, δf'')), all at the root,
     the derivatives by five-point finite differences in zeta.
@@ -164,7 +168,7 @@ def outlier_bias_parts(tau, z, alpha: float, d: int, m: int = 1, lbar: float | N
     d = integer(d, "d", m + 1)
     n = int(round(alpha * d))
     lbar = edge_of_atoms(tau, _uniform(tau), alpha)[0] if lbar is None else lbar
-    first = outlier_variance_parts(tau, z, alpha, lbar=lbar)
+    first = outlier_variance_parts(tau, z, alpha, lbar=lbar) if first is None else first
     if first is None:
         return None
     lam, z2, p = first["lam"], z * z, d - m

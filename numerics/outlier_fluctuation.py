@@ -287,8 +287,9 @@ def outlier_law(model: HierarchicalModel, alphas, d: int, n_draws: int = 20_000,
     the linear pencil where ``rho`` is. Where ``eps > eps_max`` (checked before the block is built) or
     ``rho > rho_max`` (before the pencil is solved) the draws are not computed and stay NaN, as do
     ``rho``, ``dropped`` and ``block`` in the first case; so are the draws where every pencil draw was
-    dropped, and where :math:`b_k` is NaN (n = round(alpha d) puts the ratio below the threshold). :func:`validation.compare.compare` passes its gates here, which saves the pencil where it
-    would discard the point anyway.
+    dropped, and where :math:`b_k` is NaN (n = round(alpha d) puts the ratio below the threshold).
+    :func:`validation.compare.compare` passes its gates here, which saves the pencil where it would
+    discard the point anyway.
 
     >>> from theory import HierarchicalModel
     >>> model = HierarchicalModel(m=2, gamma="0.3", link="He2", preprocessing="clip(y, -1, 3)")
@@ -340,7 +341,8 @@ def outlier_law(model: HierarchicalModel, alphas, d: int, n_draws: int = 20_000,
             if bias:  # the diagonal root's O(1/d) shift, from the same latents (docs/theory.md §4.4)
                 from .outlier_bias import outlier_bias_parts  # it builds on this module
 
-                shift = out["bias"][i, k] = outlier_bias_parts(tau, Z[:, k], float(alpha), d, model.m, lbar)["bias"]
+                shift = out["bias"][i, k] = outlier_bias_parts(tau, Z[:, k], float(alpha), d, model.m, lbar,
+                                                               first)["bias"]
             if np.isfinite(shift):  # NaN only where n/d has no outlier: no draws there
                 out["draws"][i, k] = q + shift + sigma / np.sqrt(d) * rng.standard_normal(n_draws) + (mix - q)
     return out
