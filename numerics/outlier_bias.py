@@ -43,7 +43,7 @@ from theory.model import integer
 from .outlier_fluctuation import _checked_latents, _influence, _zeta_calculus, outlier_variance_parts
 from .resolvent import edge_of_atoms
 
-__all__ = ["outlier_bias", "outlier_bias_parts", "trace_mean_correction"]
+__all__ = ["outlier_bias", "outlier_bias_parts", "outlier_moments", "trace_mean_correction"]
 
 #: step of the finite differences in zeta, as a fraction of the root's distance to the bulk edge (the
 #: nearest singularity); the five-point stencils then err by O(_H^4)
@@ -208,20 +208,44 @@ def outlier_bias_parts(tau, z, alpha: float, d: int, m: int = 1, lbar: float | N
             "cov": (V, C1, C11, C2)}
 
 
+def outlier_moments(model: HierarchicalModel, alphas, d: int, n_samples: int = 2**21, seed: int = 0,
+                    eps_max: float = np.inf) -> dict:
+    r"""The spread and the bias of every outlier overlap from one pass over the latents: ``sigma``,
+    :math:`\sigma_k(\alpha)` of :func:`numerics.outlier_fluctuation.outlier_fluctuation`, and ``bias``,
+    :math:`b_k(\alpha, d)` of :func:`outlier_bias`, both of shape (len(alphas), m) and NaN where
+    direction k has no outlier. ``bias`` is computed only where
+    :math:`\varepsilon_k = \sigma_k/(\sqrt d\,q_k) \le` ``eps_max`` (NaN elsewhere): near the threshold
+    its expansion fails with the CLT's. Each point's draws, bulk edge and first-order solve serve both,
+    so the pair costs what ``outlier_bias`` alone costs.
+
+    >>> from theory import HierarchicalModel
+    >>> model = HierarchicalModel(m=1, link="He2", preprocessing="tanh(y)")
+    >>> r = outlier_moments(model, [6.4], d=200, n_samples=2**16, eps_max=0.5)
+    >>> bool(r["sigma"][0, 0] > 0 and np.isfinite(r["bias"][0, 0]))
+    True
+    """
+    a, tau, Z = _checked_latents(model, alphas, n_samples, seed)
+    d = integer(d, "d", model.m + 1)
+    if isinstance(eps_max, bool) or not isinstance(eps_max, (int, float)) or not eps_max > 0:
+        raise ValueError(f"eps_max: must be a number > 0 (np.inf: no gate), got {eps_max!r}")
+    sigma, bias = np.full((a.size, model.m), np.nan), np.full((a.size, model.m), np.nan)
+    for i, alpha in enumerate(a):
+        lbar = edge_of_atoms(tau, _uniform(tau), float(alpha))[0]
+        for k in range(model.m):
+            first = outlier_variance_parts(tau, Z[:, k], float(alpha), lbar=lbar)
+            if first is None:
+                continue
+            sigma[i, k] = first["sigma"]
+            if first["sigma"] <= eps_max * np.sqrt(d) * first["q"]:
+                bias[i, k] = outlier_bias_parts(tau, Z[:, k], float(alpha), d, model.m, lbar, first=first)["bias"]
+    return {"sigma": sigma, "bias": bias}
+
+
 def outlier_bias(model: HierarchicalModel, alphas, d: int, n_samples: int = 2**21, seed: int = 0) -> np.ndarray:
     r""":math:`b_k(\alpha, d) = E\,q_{k,d} - q_k` to O(1/d) for every direction k with an outlier at each
     alpha: shape (len(alphas), m), NaN where direction k has no outlier. For m > 1 the shift of the
     diagonal entry only (module docstring). Like :math:`\sigma_k`, it holds where
-    :math:`\varepsilon_k = \sigma_k/(\sqrt d\,q_k)` is small; ``n_samples`` seeded draws (``seed``) of the
-    latents carry the expectations.
+    :math:`\varepsilon_k = \sigma_k/(\sqrt d\,q_k)` is small (:func:`outlier_moments` gives both and
+    gates b on it); ``n_samples`` seeded draws (``seed``) of the latents carry the expectations.
     """
-    a, tau, Z = _checked_latents(model, alphas, n_samples, seed)
-    d = integer(d, "d", model.m + 1)
-    out = np.full((a.size, model.m), np.nan)
-    for i, alpha in enumerate(a):
-        lbar = edge_of_atoms(tau, _uniform(tau), float(alpha))[0]
-        for k in range(model.m):
-            r = outlier_bias_parts(tau, Z[:, k], float(alpha), d, model.m, lbar)
-            if r is not None:
-                out[i, k] = r["bias"]
-    return out
+    return outlier_moments(model, alphas, d, n_samples, seed)["bias"]

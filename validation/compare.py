@@ -191,8 +191,7 @@ def _outlier_bounds(prediction, out, d, quantity, level):
     where also the pencil's slope is stable (rho <= EPS_PENCIL, no dropped draw). Both need the
     overlap of one eigenvector (q_best or q_rank) and eps = sigma_k / (sqrt(d) q_k) <= EPS_CLT. NaN
     elsewhere."""
-    from numerics.outlier_bias import outlier_bias
-    from numerics.outlier_fluctuation import outlier_fluctuation
+    from numerics.outlier_bias import outlier_moments
 
     sigma, center, half, bias = (np.full(len(out), np.nan) for _ in range(4))
     want = (out["region"] == "outlier").to_numpy()
@@ -202,14 +201,12 @@ def _outlier_bounds(prediction, out, d, quantity, level):
     if prediction.model.m == 1:  # one row per alpha
         rows = np.nonzero(want)[0]
         a, q = out["alpha"].to_numpy()[rows], out["q_theory"].to_numpy()[rows]
-        s = outlier_fluctuation(prediction.model, a)[:, 0]
-        used = np.isfinite(s) & (s <= EPS_CLT * np.sqrt(d) * q)
-        rows, a, q, s = rows[used], a[used], q[used], s[used]
-        if rows.size:  # b only where the CLT is used: near the threshold its expansion fails too
-            b = outlier_bias(prediction.model, a, d)[:, 0]
-            rows, q, s, b = (v[np.isfinite(b)] for v in (rows, q, s, b))  # NaN: n/d has no outlier
-            sigma[rows], bias[rows], center[rows] = s, b, q + b
-            half[rows] = z * s / np.sqrt(out["n_seeds"].to_numpy()[rows] * d)
+        r = outlier_moments(prediction.model, a, d, eps_max=EPS_CLT)  # b only where the CLT is used
+        s, b = r["sigma"][:, 0], r["bias"][:, 0]
+        used = np.isfinite(s) & (s <= EPS_CLT * np.sqrt(d) * q) & np.isfinite(b)  # NaN b: n/d has no outlier
+        rows, q, s, b = rows[used], q[used], s[used], b[used]
+        sigma[rows], bias[rows], center[rows] = s, b, q + b
+        half[rows] = z * s / np.sqrt(out["n_seeds"].to_numpy()[rows] * d)
         return sigma, center, half, bias
     alphas = np.unique(out.loc[want, "alpha"].to_numpy())
     row = {a: i for i, a in enumerate(alphas)}

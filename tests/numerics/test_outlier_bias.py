@@ -63,6 +63,24 @@ def test_bias_is_small_against_one_minus_q_far_above_the_threshold():
     assert outlier_bias_parts(tau, Z[:, 0], 0.5 * a1, 400) is None  # no outlier below the threshold
 
 
+def test_moments_are_the_fluctuation_and_the_bias_from_one_pass():
+    # outlier_moments shares one pass between sigma and b: it must give exactly what the two public
+    # routes give on the same latents, and gate b on eps = sigma / (sqrt(d) q) <= eps_max
+    from numerics.outlier_bias import outlier_moments
+    from numerics.outlier_fluctuation import outlier_fluctuation
+
+    a1, d = float(thresholds(TANH)[0]), 300
+    alphas = [0.5 * a1, 1.2 * a1, 3 * a1, 10 * a1]  # no outlier, eps = 4.4, 0.15, 0.02 (see compare's test)
+    r = outlier_moments(TANH, alphas, d, n_samples=2**16, seed=3, eps_max=0.5)
+    sigma = outlier_fluctuation(TANH, alphas, n_samples=2**16, seed=3)
+    assert np.array_equal(r["sigma"], sigma, equal_nan=True) and np.isnan(sigma[0, 0])
+    b = outlier_bias(TANH, alphas, d, n_samples=2**16, seed=3)
+    assert np.isnan(r["bias"][:2, 0]).all() and np.isfinite(b[1, 0])  # 1.2 a1 has a b, but not under the gate
+    assert np.array_equal(r["bias"][2:], b[2:])
+    with pytest.raises(ValueError, match="eps_max"):
+        outlier_moments(TANH, alphas, d, n_samples=2**16, eps_max=0)
+
+
 def test_outlier_bias_bad_input():
     with pytest.raises(ValueError, match="alphas"):
         outlier_bias(TANH, [-1.0], d=100)
