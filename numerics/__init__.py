@@ -41,6 +41,6 @@ __all__ += ["edge_overlap", "edge_regime"]
 from .outlier_fluctuation import outlier_fluctuation, outlier_law  # noqa: E402
 
 __all__ += ["outlier_fluctuation", "outlier_law"]
-from .outlier_bias import outlier_bias  # noqa: E402
+from .outlier_bias import outlier_bias, outlier_moments  # noqa: E402
 
-__all__ += ["outlier_bias"]
+__all__ += ["outlier_bias", "outlier_moments"]
