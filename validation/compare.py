@@ -47,6 +47,7 @@ C_WINDOW = 1.0
 EPS_CLT = 0.5  # the outlier CLT bound is used where sigma_k / (sqrt(d) q_k) <= EPS_CLT
 EPS_PENCIL = 0.25  # m > 1: and where the pencil's slope fluctuates by at most this fraction (docs/theory.md §4.3)
 LAW_DRAWS = 20_000  # draws of the outlier block's law per point (m > 1), and seed means resampled from them
+LAW_LATENTS = 2**19  # latent draws carrying the law's expectations (MC sd of d b_k <= 0.22 on the default model, §4.4)
 
 
 def max_chi2_mean_quantile(scales, n_seeds: int, level: float = 0.95, h: float = 2e-3) -> float:
@@ -176,7 +177,7 @@ def _outlier_law(model, alphas: tuple, d: int, quantity: str, ks: tuple) -> dict
     len(alphas) x m x LAW_DRAWS floats). Its arrays are read-only, since every caller shares them."""
     from numerics.outlier_fluctuation import outlier_law
 
-    law = outlier_law(model, alphas, d, n_draws=LAW_DRAWS, quantity=quantity, n_samples=2**19,
+    law = outlier_law(model, alphas, d, n_draws=LAW_DRAWS, quantity=quantity, n_samples=LAW_LATENTS,
                       directions=ks, eps_max=EPS_CLT, rho_max=EPS_PENCIL)
     for arr in law.values():
         arr.flags.writeable = False  # shared by every caller of the cache

@@ -6,7 +6,23 @@ from validation.cli import main
 from validation.reproduce import plot_table, reproduce
 
 
-def test_reproduce_D_small_writes_figures_tables_and_resumes(tmp_path):
+def test_reproduce_D_small_writes_figures_tables_and_resumes(tmp_path, monkeypatch):
+    # the pipeline's plumbing (files, resume, the law's cache), not its numbers: the outlier law of
+    # compare runs on fewer latents and draws here (2^16 and 2000 instead of 2^19 and 20 000; it took
+    # 110 of this test's 148 s), and its cache is emptied afterwards so no other test sees that law
+    import importlib
+
+    cmp = importlib.import_module("validation.compare")  # the module: validation.compare is also a function
+    monkeypatch.setattr(cmp, "LAW_LATENTS", 2**16)
+    monkeypatch.setattr(cmp, "LAW_DRAWS", 2000)
+    cmp._outlier_law.cache_clear()
+    try:
+        _reproduce_D_small(tmp_path)
+    finally:
+        cmp._outlier_law.cache_clear()
+
+
+def _reproduce_D_small(tmp_path):
     res = reproduce("D", outdir=tmp_path, d=60, seeds=2, progress=False)
     names = {p.split("/")[-1] for p in res["files"]}
     assert {"reproduce_D_mse_overlaps.png", "reproduce_D_spectra.pdf", "reproduce_D.parquet",
