@@ -224,10 +224,10 @@ def outlier_moments(model: HierarchicalModel, alphas, d: int, n_samples: int = 2
     >>> bool(r["sigma"][0, 0] > 0 and np.isfinite(r["bias"][0, 0]))
     True
     """
-    a, tau, Z = _checked_latents(model, alphas, n_samples, seed)
-    d = integer(d, "d", model.m + 1)
     if isinstance(eps_max, bool) or not isinstance(eps_max, (int, float)) or not eps_max > 0:
         raise ValueError(f"eps_max: must be a number > 0 (np.inf: no gate), got {eps_max!r}")
+    a, tau, Z = _checked_latents(model, alphas, n_samples, seed)
+    d = integer(d, "d", model.m + 1)
     sigma, bias = np.full((a.size, model.m), np.nan), np.full((a.size, model.m), np.nan)
     for i, alpha in enumerate(a):
         lbar = edge_of_atoms(tau, _uniform(tau), float(alpha))[0]
