@@ -155,6 +155,7 @@ def test_readout_finite_size_and_sweep_status_in_process(capsys, tmp_path):
     assert code == 0 and set(df["kind"]) == {"ge", "true", "true-wick"} and (df["model"] == "C").all()
 
 
+@pytest.mark.slow  # 42 s: every benchmark once, Dask LocalCluster included; the default step stays under 10 minutes
 def test_bench_quick_runs(capsys, monkeypatch):
     import validation.bench as bench
 

@@ -15,6 +15,7 @@ def test_first_crossing_interpolates_in_log_n():
     assert first_crossing([10, 100, 1000], [0.6, 0.1, 0.9]) == 10.0  # the first crossing, not a later one
 
 
+@pytest.mark.slow  # 38 s (the GE solver at every brentq step); the default step stays under 10 minutes
 def test_ge_crossings_are_where_an_independent_solver_call_gives_one_half():
     model = CompositionalModel(d=12, eps="1/2", gamma=1)  # d1 = 3
     signs = np.ones(model.d1)
