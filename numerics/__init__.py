@@ -35,9 +35,9 @@ __all__ += ["grid_cost", "mse_forms"]
 from .exponent_fit import ExponentFit, fit_exponent  # noqa: E402
 
 __all__ += ["fit_exponent", "ExponentFit"]
-from .edge_overlap import edge_overlap, edge_regime  # noqa: E402
+from .edge_overlap import boundary_share, edge_overlap, edge_regime  # noqa: E402
 
-__all__ += ["edge_overlap", "edge_regime"]
+__all__ += ["boundary_share", "edge_overlap", "edge_regime"]
 from .outlier_fluctuation import outlier_fluctuation, outlier_law  # noqa: E402
 
 __all__ += ["outlier_fluctuation", "outlier_law"]

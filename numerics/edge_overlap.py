@@ -35,7 +35,7 @@ from theory.model import finite_array, integer
 from .label_law import check_model, label_law
 from .resolvent import edge_of_atoms, outlier_of_atoms, resolvent_sums
 
-__all__ = ["edge_overlap", "edge_regime", "edge_depth", "outlier_share", "TW_MEAN", "TW_SD"]
+__all__ = ["edge_overlap", "edge_regime", "edge_depth", "outlier_share", "boundary_share", "TW_MEAN", "TW_SD"]
 
 TW_MEAN = -1.2065  # mean of the GOE Tracy-Widom law (beta = 1); Tracy & Widom 1996, Table 1
 TW_SD = 1.2680  # its standard deviation (same table)
@@ -51,11 +51,16 @@ def edge_regime(model: HierarchicalModel, alphas, **law_options) -> np.ndarray:
         raise ValueError(f"alphas: expected sample ratios > 0, got {alphas!r}")
     law = label_law(model, **law_options)
     tau, p = law.tau, law.p
-    tsup = float(law.tau_sup) if np.isfinite(law.tau_sup) else float(tau.max())
+    tsup = _tau_sup(law)
     if tau.max() >= tsup:  # an atom at sup T: G2 diverges there, always a square-root edge
         return np.ones(a.size, dtype=bool)
     G2_sup = float(p @ (tau / (tsup - tau)) ** 2)
     return G2_sup * a > 1.0
+
+
+def _tau_sup(law) -> float:
+    """The law's ess sup T where it is finite, else its largest atom."""
+    return float(law.tau_sup) if np.isfinite(law.tau_sup) else float(law.tau.max())
 
 
 def edge_depth(j: int) -> float:
@@ -114,7 +119,7 @@ def edge_overlap(model: HierarchicalModel, alphas, d: int | None = None, j=1, **
     tau, p, R = law.tau, law.p, np.asarray(law.r)
     out = np.empty((len(js), a.size, R.shape[0]))
     for i, alpha in enumerate(a):
-        lbar, edge, psi2 = edge_of_atoms(tau, p, alpha)
+        lbar, edge, psi2 = edge_of_atoms(tau, p, alpha, _tau_sup(law))
         if d is None:
             _, G2, F, H = resolvent_sums(tau, p, R, lbar)
             s = F[:, 0] / G2[0]
@@ -170,7 +175,7 @@ def outlier_share(model: HierarchicalModel, alpha: float, **law_options) -> np.n
         raise ValueError(f"alpha: expected a sample ratio > 0, got {alpha!r}")
     law = label_law(model, **law_options)
     tau, p, R = law.tau, law.p, np.asarray(law.r)
-    lbar = edge_of_atoms(tau, p, alpha)[0]
+    lbar = edge_of_atoms(tau, p, alpha, _tau_sup(law))[0]
     F_bar = resolvent_sums(tau, p, R, lbar)[2][:, 0]
     out = np.full((R.shape[0], R.shape[0]), np.nan)
     for j in np.nonzero(F_bar > 1 / alpha)[0]:  # an outlier: F_j crosses 1/alpha above lambda_bar
@@ -179,4 +184,54 @@ def outlier_share(model: HierarchicalModel, alpha: float, **law_options) -> np.n
         with np.errstate(divide="ignore", invalid="ignore"):  # k = j: F_j = 1/alpha exactly, set to NaN below
             out[j] = (H[:, 0] + 1 / alpha - G2[0]) / (alpha * (F[:, 0] - 1 / alpha) ** 2)
         out[j, j] = np.nan
+    return out
+
+
+def boundary_share(model: HierarchicalModel, alphas, d: int, **law_options) -> np.ndarray:
+    r""":math:`E[d\,\langle w_k, v\rangle^2]` for a top bulk eigenvector v in the boundary regime
+    :math:`\bar\lambda = \sup T` (docs/theory.md §4.1, "The boundary regime"), shape (len(alphas), m).
+
+    There the top eigenvectors sit on the samples with the largest :math:`\tau`: each is close to
+    :math:`(D^{(i)}-\zeta)^{-1}x_i` for one such sample i, at :math:`\lambda \to \sup T`. Its share is
+
+    .. math::
+        R_k^{\mathrm b} = \frac{\alpha H_k + E[z_k^2\mid \mathrm{top}]\,(1 - \alpha G_2)}{(1 - \alpha F_k)^2}
+        \Big|_{\lambda = \sup T},
+
+    the square-root edge value of :func:`edge_overlap` with the extreme sample as an atom, and
+    :func:`outlier_share` at :math:`\lambda = \sup T` when :math:`E[z_k^2\mid\mathrm{top}] = 1`.
+    :math:`E[z_k^2\mid\mathrm{top}]` is the mean of :math:`z_k^2` over the top 1/n of the law of
+    :math:`\tau` (n = round(alpha d)): the extreme label is mostly made by the strongest direction,
+    whose share it enhances. The same share holds for each of the top eigenvectors (each sits on its own
+    extreme sample), unlike the square-root edge, where it falls with depth. Infinite where direction k
+    has an outlier (:math:`\alpha F_k(\sup T) \ge 1`). An alpha with a square-root edge is refused.
+
+    >>> from theory import HierarchicalModel
+    >>> model = HierarchicalModel(gamma="13/10", m=10)        # the default: alpha_b = 2.36, alpha_1 = 1.26
+    >>> R = boundary_share(model, [2.0], d=600)
+    >>> bool(np.isinf(R[0, 0])), bool(np.all(R[0, 1:] > 1)), bool(np.all(np.diff(R[0, 1:]) < 0))
+    (True, True, True)
+    """
+    check_model(model)
+    a = np.atleast_1d(finite_array(alphas, "alphas"))
+    if a.ndim != 1 or a.size == 0 or np.any(a <= 0):
+        raise ValueError(f"alphas: expected sample ratios > 0, got {alphas!r}")
+    d = integer(d, "d", 2)
+    square_root = edge_regime(model, a, **law_options)
+    if np.any(square_root):
+        raise ValueError(f"alphas: alpha = {a[square_root].min():g} has a square-root edge (alpha >= alpha_b); "
+                         "boundary_share is for the boundary regime lambda_bar = sup T, use edge_overlap there")
+    law = label_law(model, **law_options)
+    tau, p, R = law.tau, law.p, np.asarray(law.r)
+    _, G2, F, H = resolvent_sums(tau, p, R, float(law.tau_sup))  # finite: no atom at sup T here
+    G2, F, H = G2[0], F[:, 0], H[:, 0]
+    order = np.argsort(tau)[::-1]
+    cum = np.cumsum(p[order])
+    out = np.empty((a.size, R.shape[0]))
+    for i, alpha in enumerate(a):
+        top = order[: int(np.searchsorted(cum, 1.0 / round(alpha * d))) + 1]  # at least one atom
+        ez = R[:, top].sum(axis=1) / p[top].sum()
+        below = alpha * F < 1
+        out[i] = np.where(below, (alpha * H + ez * (1 - alpha * G2)) / np.where(below, 1 - alpha * F, 1.0) ** 2,
+                          np.inf)
     return out

@@ -43,7 +43,7 @@ class ConvergenceError(RuntimeError):
     quantity, the alpha and a remedy."""
 
 
-def edge_of_atoms(tau, weights, alpha: float) -> tuple[float, float, float]:
+def edge_of_atoms(tau, weights, alpha: float, tau_sup: float | None = None) -> tuple[float, float, float]:
     r"""Bulk edge of a discrete law of tau (atoms ``tau`` with ``weights`` summing to 1) at ratio alpha:
     :math:`\bar\lambda` solving :math:`G_2(\bar\lambda) = 1/\alpha`, the edge
     :math:`\psi_\alpha(\bar\lambda) = \bar\lambda(1/\alpha + G_1)`, and
@@ -52,13 +52,20 @@ def edge_of_atoms(tau, weights, alpha: float) -> tuple[float, float, float]:
     the direct route for one law at one alpha (e.g. the n labels of a simulation), where
     :class:`SpectralFunctions`' tables would cost more than they save.
 
+    ``tau_sup`` (a label law's ess sup T, at or above every atom) searches above it instead of
+    above the largest atom, and returns :math:`\bar\lambda = \sup T` in the boundary regime
+    :math:`G_2(\sup T) \le 1/\alpha`. A discretised law needs it: its Richardson-extrapolated
+    masses can be negative (of order 1e-17) at the top atoms, where :math:`G_2` would then change sign.
+
     >>> round(edge_of_atoms(np.ones(1), np.ones(1), 4.0)[1], 12)     # T = 1: Marchenko-Pastur (1 + 1/2)^2
     2.25
     """
     tau = np.asarray(tau, dtype=float)
     w = np.asarray(weights, dtype=float)
-    tmax = float(tau.max())
+    tmax = float(tau.max()) if tau_sup is None else float(tau_sup)
     G2 = lambda lam: float(w @ (tau**2 / (lam - tau) ** 2))  # noqa: E731
+    if tau_sup is not None and tau.max() < tmax and G2(tmax) * alpha <= 1:  # boundary regime
+        return tmax, tmax * (1 / alpha + float(w @ (tau / (tmax - tau)))), 2 * float(w @ (tau**2 / (tmax - tau) ** 3))
     f = lambda u: np.log(G2(tmax + np.exp(u))) + np.log(alpha)  # noqa: E731
     lo, hi = np.log(1e-12 + 1e-9 * abs(tmax)), 0.0
     while f(hi) > 0:

@@ -27,10 +27,13 @@ Each (alpha, k) point gets a region from the scaling variable
   (S seeds). The outlier part q is 0 below the threshold; in the
   window's upper half (0 < w < 1) adding it is an upper interpolation, not a derivation.
 
-Where the edge formula does not apply (boundary regime :math:`\bar\lambda = \sup T`, or coupled
-directions) the bulk and window keep the earlier heuristic bounds
+In the boundary regime :math:`\bar\lambda = \sup T` the edge is not square-root: each top eigenvector
+sits on one extreme sample and carries the share :math:`R_k^b`
+(:func:`numerics.edge_overlap.boundary_share`, docs/theory.md §4.1 "The boundary regime") whatever
+its depth, so :math:`r_j = R_k^b` for every bulk eigenvector (tol_basis ``boundary``). With coupled
+directions the bulk and window keep the earlier heuristic bounds
 :math:`4/(d(1-\sqrt{\alpha/\alpha_k})^2)` and :math:`q + 2d^{-1/3}`; the column ``tol_basis`` says
-which bound each point got ("clt", "clt+mixing", "edge" or "heuristic").
+which bound each point got ("clt", "clt+mixing", "edge", "boundary" or "heuristic").
 """
 from __future__ import annotations
 
@@ -42,7 +45,7 @@ from scipy.stats import chi2, norm
 
 __all__ = ["compare", "C_BULK", "C_WINDOW", "EPS_CLT", "EPS_PENCIL", "max_chi2_mean_quantile"]
 
-C_BULK = 4.0  # the heuristic bulk constant, used only where the edge formula does not apply
+C_BULK = 4.0  # the heuristic bulk constant, used only with coupled directions (no edge formula there)
 C_WINDOW = 1.0
 EPS_CLT = 0.5  # the outlier CLT bound is used where sigma_k / (sqrt(d) q_k) <= EPS_CLT
 EPS_PENCIL = 0.25  # m > 1: and where the pencil's slope fluctuates by at most this fraction (docs/theory.md §4.3)
@@ -95,7 +98,7 @@ def compare(prediction, simulation: pd.DataFrame, quantity: str = "q_best", leve
     bias b_k of the outlier overlap, docs/theory.md §4.4, NaN where it is not used), ``q_center`` (the
     centre of the outlier interval: q_theory + b_k for m = 1, the centre of the outlier law's interval
     for m > 1, q_theory where neither is used) and
-    ``tol_basis`` ("clt", "clt+mixing", "edge" or "heuristic") say how each tolerance was obtained.
+    ``tol_basis`` ("clt", "clt+mixing", "edge", "boundary" or "heuristic") say how each tolerance was obtained.
     """
     from numerics import Prediction
     from theory.model import require
@@ -137,7 +140,7 @@ def compare(prediction, simulation: pd.DataFrame, quantity: str = "q_best", leve
     w = d ** (1 / 3) * (out["alpha"] / out["alpha_k"] - 1)
     out["w"] = w
     out["region"] = np.where(w >= C_WINDOW, "outlier", np.where(w <= -C_WINDOW, "bulk", "window"))
-    R = _edge_ratios(prediction, out, d, quantity)
+    R, boundary = _edge_ratios(prediction, out, d, quantity)
     out["R_edge"] = np.nanmax(np.where(np.isfinite(R), R, -np.inf), axis=1, initial=-np.inf)
     out.loc[~np.isfinite(out["R_edge"]), "R_edge"] = np.nan
     # the bulk/window bound: q + c/d, c the level quantile of the seed mean of max_j R_j chi2_1
@@ -159,7 +162,8 @@ def compare(prediction, simulation: pd.DataFrame, quantity: str = "q_best", leve
     out["sigma_out"] = sigma
     out["bias_out"] = bias
     mixing = clt & (prediction.model.m > 1)
-    out["tol_basis"] = np.where(mixing, "clt+mixing", np.where(clt, "clt", np.where(~is_out & has_edge, "edge",
+    edge_basis = np.where(boundary, "boundary", "edge")
+    out["tol_basis"] = np.where(mixing, "clt+mixing", np.where(clt, "clt", np.where(~is_out & has_edge, edge_basis,
                                                                                    "heuristic")))
     out["q_center"] = np.where(clt, center, out["q_theory"])
     tol = np.select([clt, is_out, has_edge], [half, d ** -0.5 + 2 * out["q_sem"], edge_tol], default=heuristic)
@@ -225,34 +229,44 @@ def _outlier_bounds(prediction, out, d, quantity, level):
     return sigma, center, half, bias
 
 
-def _edge_ratios(prediction, out, d, quantity) -> np.ndarray:
+def _edge_ratios(prediction, out, d, quantity) -> tuple[np.ndarray, np.ndarray]:
     """Per point, the edge shares R_k of the eigenvectors that ``quantity`` maximises over (rows of
     length m, NaN-padded). For q_best: the outlier eigenvectors of other directions carry
     R_k(lambda_j*) (numerics.edge_overlap.outlier_share), the remaining bulk ones R_k at the locations
-    of eigenvalues 1, 2, ... (docs/theory.md §4.1). All NaN for outlier points and where the
-    edge formula does not apply (boundary regime, coupled directions)."""
-    from numerics.edge_overlap import edge_overlap, edge_regime, outlier_share
+    of eigenvalues 1, 2, ... (docs/theory.md §4.1); in the boundary regime every bulk one carries
+    the boundary share R_k^b. All NaN for outlier points, where direction k has an outlier, and with
+    coupled directions. Also returns the mask of the rows whose shares are boundary shares."""
+    from numerics.edge_overlap import boundary_share, edge_overlap, edge_regime, outlier_share
 
     m = prediction.model.m
     R = np.full((len(out), m), np.nan)
+    boundary = np.zeros(len(out), dtype=bool)
     if prediction.settings.get("solver") == "matrix":
-        return R
+        return R, boundary
     want = (out["region"] != "outlier").to_numpy()
     alphas = np.unique(out["alpha"].to_numpy()[want])
-    if alphas.size:
-        alphas = alphas[edge_regime(prediction.model, alphas)]
     if alphas.size == 0:
-        return R
+        return R, boundary
+    square_root = edge_regime(prediction.model, alphas)
+    square_root_alphas = set(alphas[square_root].tolist())
     depth = 1 if quantity != "q_best" else m
-    tables = list(edge_overlap(prediction.model, alphas, d=d, j=range(1, depth + 1)))  # one edge solve per alpha
+    bulk_shares = {}  # alpha -> the shares of bulk eigenvectors 1..depth, an array (depth, m)
+    if square_root.any():  # one edge solve per alpha; the share falls with depth
+        sq = alphas[square_root]
+        tables = np.stack(list(edge_overlap(prediction.model, sq, d=d, j=range(1, depth + 1))), axis=1)
+        bulk_shares.update(zip(sq.tolist(), tables))
+    if not square_root.all():  # boundary regime: every top eigenvector sits on its own extreme sample
+        bd = alphas[~square_root]
+        bulk_shares.update((a, np.repeat(r[None], depth, axis=0))
+                           for a, r in zip(bd.tolist(), boundary_share(prediction.model, bd, d)))
     shares = {a: outlier_share(prediction.model, a) for a in alphas} if quantity == "q_best" else {}
-    row = {a: i for i, a in enumerate(alphas)}
     for i, (a, k) in enumerate(zip(out["alpha"], out["k"])):
-        if want[i] and a in row:
-            bulk = [t[row[a], k - 1] for t in tables]
+        if want[i] and a in bulk_shares and np.all(np.isfinite(bulk_shares[a][:, k - 1])):
+            bulk = list(bulk_shares[a][:, k - 1])
             if quantity == "q_best":  # outlier eigenvectors of other directions, then the bulk ones
                 col = shares[a][:, k - 1]
                 outl = col[np.isfinite(col)][: m - 1].tolist()
                 bulk = outl + bulk[: m - len(outl)]
             R[i, : len(bulk)] = bulk
-    return R
+            boundary[i] = a not in square_root_alphas
+    return R, boundary

@@ -80,13 +80,14 @@ def format_report(res: dict, kmax: int = 6) -> str:
         lines.append(f"{a:7.4g} " + " ".join(cells) + f" {int(r['n_outliers_theory']):>8d}/{r['k_hat']:<7.2f}"
                      f" {r['mse_theory']:8.4f} {r['mse_sim']:8.4f}±{r['mse_sem']:.4f}")
     n_ok, n = int(s["agrees"].sum()), len(s)
-    n_edge = int((s["tol_basis"] == "edge").sum())
+    n_edge = int(s["tol_basis"].isin(["edge", "boundary"]).sum())
     is_out = s["region"] == "outlier"
     n_clt = int(s["tol_basis"].isin(["clt", "clt+mixing"]).sum())
     law = "CLT + outlier-mixing law" if model.m > 1 else "CLT bound"
     lines.append(f"{n_ok}/{n} (alpha, k) points within the finite-size tolerance (outlier: the 95% {law} for "
                  f"{n_clt} points, d^-1/2 + 2 sem for {int(is_out.sum()) - n_clt}; bulk and window: the 95% edge "
-                 f"bound q + R_k c/d for {n_edge} points, the heuristic one for "
+                 f"bound q + R_k c/d for {n_edge} points ({int((s['tol_basis'] == 'boundary').sum())} of them in the "
+                 f"boundary regime), the heuristic one for "
                  f"{int(((s['tol_basis'] == 'heuristic') & ~is_out).sum())}; docs/theory.md §4.1-4.3)")
     thr = res["prediction"].thresholds
     lines.append("thresholds alpha_k: " + ", ".join(f"{t:.4g}" for t in thr))
