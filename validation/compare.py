@@ -31,7 +31,8 @@ In the boundary regime :math:`\bar\lambda = \sup T` the edge is not square-root:
 sits on one extreme sample and carries the share :math:`R_k^b`
 (:func:`numerics.edge_overlap.boundary_share`, docs/theory.md §4.1 "The boundary regime") whatever
 its depth, so :math:`r_j = R_k^b` for every bulk eigenvector (tol_basis ``boundary``). With coupled
-directions the bulk and window keep the earlier heuristic bounds
+directions, and at window points above a threshold that lies in the boundary regime (the overlap
+jumps there, docs/numerics.md), the bulk and window keep the earlier heuristic bounds
 :math:`4/(d(1-\sqrt{\alpha/\alpha_k})^2)` and :math:`q + 2d^{-1/3}`; the column ``tol_basis`` says
 which bound each point got ("clt", "clt+mixing", "edge", "boundary" or "heuristic").
 """
