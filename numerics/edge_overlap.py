@@ -223,7 +223,7 @@ def boundary_share(model: HierarchicalModel, alphas, d: int, **law_options) -> n
                          "boundary_share is for the boundary regime lambda_bar = sup T, use edge_overlap there")
     law = label_law(model, **law_options)
     tau, p, R = law.tau, law.p, np.asarray(law.r)
-    _, G2, F, H = resolvent_sums(tau, p, R, float(law.tau_sup))  # finite: no atom at sup T here
+    _, G2, F, H = resolvent_sums(tau, p, R, _tau_sup(law))  # finite: no atom at sup T here
     G2, F, H = G2[0], F[:, 0], H[:, 0]
     order = np.argsort(tau)[::-1]
     cum = np.cumsum(p[order])
