@@ -44,3 +44,6 @@ __all__ += ["outlier_fluctuation", "outlier_law"]
 from .outlier_bias import outlier_bias, outlier_moments  # noqa: E402
 
 __all__ += ["outlier_bias", "outlier_moments"]
+from .critical_window import spiked_goe_overlaps, window_map  # noqa: E402
+
+__all__ += ["spiked_goe_overlaps", "window_map"]
