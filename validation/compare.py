@@ -14,8 +14,9 @@ Each (alpha, k) point gets a region from the scaling variable
   of the outlier block, docs/theory.md §4.3), tol_basis ``clt+mixing``, centred at ``q_center``. Both
   are used where the linearisation holds, a relative fluctuation
   :math:`\varepsilon = \sigma_k/(\sqrt d\,q_k) \le 1/2` (``EPS_CLT``), and for m > 1 where the
-  pencil's slope is stable (``EPS_PENCIL``). Elsewhere in this region, and for the subspace
-  projection, the earlier bound :math:`d^{-1/2} + 2\,\mathrm{sem}` stays (tol_basis ``heuristic``);
+  pencil's slope is stable (``EPS_PENCIL``). Elsewhere in this region the critical-window law below
+  applies where it can; otherwise, and for the subspace projection, the earlier bound
+  :math:`d^{-1/2} + 2\,\mathrm{sem}` stays (tol_basis ``heuristic``);
 * ``window`` (|w| < 1) and ``bulk`` (w <= -1): a one-sided bound at confidence ``level``
   (docs/theory.md §4.1). The top eigenvectors near the edge carry on average
   :math:`R_k(x_j)/d` of :math:`w_k` (:func:`numerics.edge_overlap.edge_overlap`, computed for the
@@ -25,7 +26,8 @@ Each (alpha, k) point gets a region from the scaling variable
   :math:`R_k(\lambda_j^*)` (:func:`numerics.edge_overlap.outlier_share`) for outliers of other directions.
   So :math:`\bar q_{sim} \le q + c/d` with c the ``level`` quantile of the mean of S such maxima
   (S seeds). The outlier part q is 0 below the threshold; in the
-  window's upper half (0 < w < 1) adding it is an upper interpolation, not a derivation.
+  window's upper half (0 < w < 1) adding it is an upper interpolation, not a derivation, which stays
+  only where the critical-window law below does not apply.
 
 In the boundary regime :math:`\bar\lambda = \sup T` the edge is not square-root: each top eigenvector
 sits on one extreme sample and carries the share :math:`R_k^b`
@@ -34,7 +36,14 @@ its depth, so :math:`r_j = R_k^b` for every bulk eigenvector (tol_basis ``bounda
 directions, and at window points above a threshold that lies in the boundary regime (the overlap
 jumps there, docs/numerics.md), the bulk and window keep the earlier heuristic bounds
 :math:`4/(d(1-\sqrt{\alpha/\alpha_k})^2)` and :math:`q + 2d^{-1/3}`; the column ``tol_basis`` says
-which bound each point got ("clt", "clt+mixing", "edge", "boundary" or "heuristic").
+which bound each point got ("clt", "clt+mixing", "edge", "boundary", "window" or "heuristic").
+
+The critical window (docs/theory.md §4.5): at window points, and at outlier points where the CLT is
+not used, a square-root edge maps direction k onto the spiked GOE with the canonical variable
+:math:`w'` (column ``wprime``, :func:`numerics.critical_window.window_map`); q_best and q_rank are drawn
+from the canonical law (:func:`numerics.critical_window.spiked_goe_overlaps`) and the flag is the
+two-sided ``level`` interval of the seed mean (tol_basis ``window``).
+It needs every other direction out of the window (:math:`|w'_j|\ge` ``W_GATE``).
 """
 from __future__ import annotations
 
@@ -44,7 +53,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import chi2, norm
 
-__all__ = ["compare", "C_BULK", "C_WINDOW", "EPS_CLT", "EPS_PENCIL", "max_chi2_mean_quantile"]
+__all__ = ["compare", "C_BULK", "C_WINDOW", "EPS_CLT", "EPS_PENCIL", "W_GATE", "max_chi2_mean_quantile"]
 
 C_BULK = 4.0  # the heuristic bulk constant, used only with coupled directions (no edge formula there)
 C_WINDOW = 1.0
@@ -52,6 +61,8 @@ EPS_CLT = 0.5  # the outlier CLT bound is used where sigma_k / (sqrt(d) q_k) <= 
 EPS_PENCIL = 0.25  # m > 1: and where the pencil's slope fluctuates by at most this fraction (docs/theory.md §4.3)
 LAW_DRAWS = 20_000  # draws of the outlier block's law per point (m > 1), and seed means resampled from them
 LAW_LATENTS = 2**19  # latent draws carrying the law's expectations (MC sd of d b_k <= 0.22 on the default model, §4.4)
+WINDOW_DRAWS = 4000  # draws of the canonical spiked GOE per critical-window point (docs/theory.md §4.5)
+W_GATE = 2.0  # the window law is used where every other direction has |w'_j| >= W_GATE (one spike in the window)
 
 
 def max_chi2_mean_quantile(scales, n_seeds: int, level: float = 0.95, h: float = 2e-3) -> float:
@@ -99,7 +110,9 @@ def compare(prediction, simulation: pd.DataFrame, quantity: str = "q_best", leve
     bias b_k of the outlier overlap, docs/theory.md §4.4, NaN where it is not used), ``q_center`` (the
     centre of the outlier interval: q_theory + b_k for m = 1, the centre of the outlier law's interval
     for m > 1, q_theory where neither is used) and
-    ``tol_basis`` ("clt", "clt+mixing", "edge", "boundary" or "heuristic") say how each tolerance was obtained.
+    ``wprime`` (the critical-window variable of docs/theory.md §4.5, NaN without a square-root edge) and
+    ``tol_basis`` ("clt", "clt+mixing", "edge", "boundary", "window" or "heuristic") say how each tolerance
+    was obtained.
     """
     from numerics import Prediction
     from theory.model import require
@@ -163,13 +176,19 @@ def compare(prediction, simulation: pd.DataFrame, quantity: str = "q_best", leve
     out["sigma_out"] = sigma
     out["bias_out"] = bias
     mixing = clt & (prediction.model.m > 1)
+    # the critical window (docs/theory.md §4.5): window points, and outlier points without the CLT
+    wprime, wcenter, whalf = _window_bounds(prediction, out, d, quantity, level, want=~clt & (w > -C_WINDOW).to_numpy())
+    window = np.isfinite(whalf)
+    out["wprime"] = wprime
     edge_basis = np.where(boundary, "boundary", "edge")
-    out["tol_basis"] = np.where(mixing, "clt+mixing", np.where(clt, "clt", np.where(~is_out & has_edge, edge_basis,
-                                                                                   "heuristic")))
-    out["q_center"] = np.where(clt, center, out["q_theory"])
-    tol = np.select([clt, is_out, has_edge], [half, d ** -0.5 + 2 * out["q_sem"], edge_tol], default=heuristic)
+    out["tol_basis"] = np.where(mixing, "clt+mixing", np.where(clt, "clt", np.where(
+        window, "window", np.where(~is_out & has_edge, edge_basis, "heuristic"))))
+    out["q_center"] = np.where(clt, center, np.where(window, wcenter, out["q_theory"]))
+    tol = np.select([clt, window, is_out, has_edge], [half, whalf, d ** -0.5 + 2 * out["q_sem"], edge_tol],
+                    default=heuristic)
     out["tol"] = tol
-    out["agrees"] = np.where(out["region"] == "outlier", np.abs(out["q_sim"] - out["q_center"]) <= tol,
+    two_sided = (out["region"] == "outlier").to_numpy() | window
+    out["agrees"] = np.where(two_sided, np.abs(out["q_sim"] - out["q_center"]) <= tol,
                              out["q_sim"] - out["q_theory"] <= tol)
     out["d"] = d
     return out
@@ -228,6 +247,55 @@ def _outlier_bounds(prediction, out, d, quantity, level):
         sigma[i], center[i], half[i] = law["sigma"][r, k], (lo + hi) / 2, (hi - lo) / 2
         bias[i] = law["bias"][r, k]
     return sigma, center, half, bias
+
+
+def _window_bounds(prediction, out, d, quantity, level, want):
+    """The critical-window law (docs/theory.md §4.5) at the rows ``want``: the canonical variable w' of
+    direction k, and the centre and half-width of the two-sided ``level`` interval of the seed mean of
+    q_best or q_rank.
+    q_best is the largest of kappa d^(-1/3) times the canonical overlaps of the top J = m - (outliers of
+    other directions) eigenvectors and of those outliers' shares R chi2_1 / d (numerics.edge_overlap.
+    outlier_share); q_rank is the canonical eigenvector at direction k's rank. Used where the edge is
+    square-root and every other direction is out of the window (|w'_j| >= W_GATE); NaN elsewhere."""
+    from numerics.critical_window import spiked_goe_overlaps, window_map
+    from numerics.edge_overlap import outlier_share
+
+    wprime, center, half = (np.full(len(out), np.nan) for _ in range(3))
+    alphas = np.unique(out["alpha"].to_numpy())
+    if quantity == "proj" or prediction.settings.get("solver") == "matrix":
+        return wprime, center, half
+    wp, kap = window_map(prediction.model, alphas, d)
+    row = {a: i for i, a in enumerate(alphas)}
+    m = prediction.model.m
+    for i in range(len(out)):
+        r, k = row[out["alpha"].iat[i]], int(out["k"].iat[i]) - 1
+        wprime[i] = wp[r, k]
+        others = np.delete(wp[r], k)
+        if not (want[i] and np.isfinite(wp[r, k]) and np.all(np.abs(others) >= W_GATE)):
+            continue
+        n_above = int(np.sum(others >= W_GATE))  # the outliers of other directions, above the window
+        if quantity == "q_rank":
+            J = k + 1 - n_above  # direction k's rank among the edge eigenvectors
+            if not 1 <= J <= m - n_above:
+                continue
+        else:
+            J = m - n_above
+        seed = [int(d), r, k]
+        pool = kap[r, k] * d ** (-1 / 3) * spiked_goe_overlaps(wp[r, k], WINDOW_DRAWS, seed=int(d) * 10**4 + 100 * r + k, J=J)
+        if quantity == "q_rank":
+            pool = pool[:, J - 1]
+        else:
+            pool = pool.max(axis=1)
+            shares = np.delete(outlier_share(prediction.model, float(alphas[r]))[:, k], k)
+            shares = shares[np.isfinite(shares)]
+            if shares.size:
+                rng = np.random.default_rng(seed)
+                pool = np.maximum(pool, (shares[None, :] * rng.chisquare(1, (pool.size, shares.size))).max(axis=1) / d)
+        S = int(out["n_seeds"].iat[i])
+        means = pool[np.random.default_rng(seed + [S]).integers(0, pool.size, (LAW_DRAWS, S))].mean(axis=1)
+        lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+        center[i], half[i] = (lo + hi) / 2, (hi - lo) / 2
+    return wprime, center, half
 
 
 def _edge_ratios(prediction, out, d, quantity) -> tuple[np.ndarray, np.ndarray]:

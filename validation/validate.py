@@ -83,12 +83,15 @@ def format_report(res: dict, kmax: int = 6) -> str:
     n_edge = int(s["tol_basis"].isin(["edge", "boundary"]).sum())
     is_out = s["region"] == "outlier"
     n_clt = int(s["tol_basis"].isin(["clt", "clt+mixing"]).sum())
+    n_win = int((s["tol_basis"] == "window").sum())
+    n_heur_out = int(((s["tol_basis"] == "heuristic") & is_out).sum())
     law = "CLT + outlier-mixing law" if model.m > 1 else "CLT bound"
     lines.append(f"{n_ok}/{n} (alpha, k) points within the finite-size tolerance (outlier: the 95% {law} for "
-                 f"{n_clt} points, d^-1/2 + 2 sem for {int(is_out.sum()) - n_clt}; bulk and window: the 95% edge "
+                 f"{n_clt} points, d^-1/2 + 2 sem for {n_heur_out}; critical window: the 95% spiked-GOE law for "
+                 f"{n_win} points; bulk and window: the 95% edge "
                  f"bound q + R_k c/d for {n_edge} points ({int((s['tol_basis'] == 'boundary').sum())} of them in the "
                  f"boundary regime), the heuristic one for "
-                 f"{int(((s['tol_basis'] == 'heuristic') & ~is_out).sum())}; docs/theory.md §4.1-4.3)")
+                 f"{int(((s['tol_basis'] == 'heuristic') & ~is_out).sum())}; docs/theory.md §4.1-4.5)")
     thr = res["prediction"].thresholds
     lines.append("thresholds alpha_k: " + ", ".join(f"{t:.4g}" for t in thr))
     lines.append(f"wall time {res['wall_s']:.1f} s; wrote: " + ", ".join(res["files"]))
