@@ -43,7 +43,8 @@ not used, a square-root edge maps direction k onto the spiked GOE with the canon
 :math:`w'` (column ``wprime``, :func:`numerics.critical_window.window_map`); q_best and q_rank are drawn
 from the canonical law (:func:`numerics.critical_window.spiked_goe_overlaps`) and the flag is the
 two-sided ``level`` interval of the seed mean (tol_basis ``window``).
-It needs every other direction out of the window (:math:`|w'_j|\ge` ``W_GATE``).
+It needs every other direction out of the window (:math:`|w'_j|\ge` ``W_GATE``), and
+:math:`w'_k \le` ``W_MAX``: far above, the map's leading-order expansion at the edge no longer holds.
 """
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import chi2, norm
 
-__all__ = ["compare", "C_BULK", "C_WINDOW", "EPS_CLT", "EPS_PENCIL", "W_GATE", "max_chi2_mean_quantile"]
+__all__ = ["compare", "C_BULK", "C_WINDOW", "EPS_CLT", "EPS_PENCIL", "W_GATE", "W_MAX", "max_chi2_mean_quantile"]
 
 C_BULK = 4.0  # the heuristic bulk constant, used only with coupled directions (no edge formula there)
 C_WINDOW = 1.0
@@ -63,6 +64,7 @@ LAW_DRAWS = 20_000  # draws of the outlier block's law per point (m > 1), and se
 LAW_LATENTS = 2**19  # latent draws carrying the law's expectations (MC sd of d b_k <= 0.22 on the default model, §4.4)
 WINDOW_DRAWS = 4000  # draws of the canonical spiked GOE per critical-window point (docs/theory.md §4.5)
 W_GATE = 2.0  # the window law is used where every other direction has |w'_j| >= W_GATE (one spike in the window)
+W_MAX = 4.0  # and where direction k's own w' <= W_MAX (the map is a leading-order expansion at the edge, §4.5)
 
 
 def max_chi2_mean_quantile(scales, n_seeds: int, level: float = 0.95, h: float = 2e-3) -> float:
@@ -256,7 +258,8 @@ def _window_bounds(prediction, out, d, quantity, level, want):
     q_best is the largest of kappa d^(-1/3) times the canonical overlaps of the top J = m - (outliers of
     other directions) eigenvectors and of those outliers' shares R chi2_1 / d (numerics.edge_overlap.
     outlier_share); q_rank is the canonical eigenvector at direction k's rank. Used where the edge is
-    square-root and every other direction is out of the window (|w'_j| >= W_GATE); NaN elsewhere."""
+    square-root, w'_k <= W_MAX and every other direction is out of the window (|w'_j| >= W_GATE); NaN
+    elsewhere."""
     from numerics.critical_window import spiked_goe_overlaps, window_map
     from numerics.edge_overlap import outlier_share
 
@@ -271,7 +274,7 @@ def _window_bounds(prediction, out, d, quantity, level, want):
         r, k = row[out["alpha"].iat[i]], int(out["k"].iat[i]) - 1
         wprime[i] = wp[r, k]
         others = np.delete(wp[r], k)
-        if not (want[i] and np.isfinite(wp[r, k]) and np.all(np.abs(others) >= W_GATE)):
+        if not (want[i] and np.isfinite(wp[r, k]) and wp[r, k] <= W_MAX and np.all(np.abs(others) >= W_GATE)):
             continue
         n_above = int(np.sum(others >= W_GATE))  # the outliers of other directions, above the window
         if quantity == "q_rank":
@@ -281,7 +284,8 @@ def _window_bounds(prediction, out, d, quantity, level, want):
         else:
             J = m - n_above
         seed = [int(d), r, k]
-        pool = kap[r, k] * d ** (-1 / 3) * spiked_goe_overlaps(wp[r, k], WINDOW_DRAWS, seed=int(d) * 10**4 + 100 * r + k, J=J)
+        canonical = spiked_goe_overlaps(wp[r, k], WINDOW_DRAWS, seed=int(d) * 10**4 + 100 * r + k, J=J)
+        pool = kap[r, k] * d ** (-1 / 3) * canonical
         if quantity == "q_rank":
             pool = pool[:, J - 1]
         else:
