@@ -44,7 +44,8 @@ not used, a square-root edge maps direction k onto the spiked GOE with the canon
 from the canonical law (:func:`numerics.critical_window.spiked_goe_overlaps`) and the flag is the
 two-sided ``level`` interval of the seed mean (tol_basis ``window``).
 It needs every other direction out of the window (:math:`|w'_j|\ge` ``W_GATE``), and
-:math:`w'_k \le` ``W_MAX``: far above, the map's leading-order expansion at the edge no longer holds.
+:math:`|w'_k| \le` ``W_MAX``: far from the threshold the map's leading-order expansion at the edge is
+not needed (below, the edge bound applies) or no longer holds (above).
 """
 from __future__ import annotations
 
@@ -64,7 +65,7 @@ LAW_DRAWS = 20_000  # draws of the outlier block's law per point (m > 1), and se
 LAW_LATENTS = 2**19  # latent draws carrying the law's expectations (MC sd of d b_k <= 0.22 on the default model, §4.4)
 WINDOW_DRAWS = 4000  # draws of the canonical spiked GOE per critical-window point (docs/theory.md §4.5)
 W_GATE = 2.0  # the window law is used where every other direction has |w'_j| >= W_GATE (one spike in the window)
-W_MAX = 4.0  # and where direction k's own w' <= W_MAX (the map is a leading-order expansion at the edge, §4.5)
+W_MAX = 4.0  # and where direction k's own |w'| <= W_MAX (the map is a leading-order expansion at the edge, §4.5)
 
 
 def max_chi2_mean_quantile(scales, n_seeds: int, level: float = 0.95, h: float = 2e-3) -> float:
@@ -258,7 +259,7 @@ def _window_bounds(prediction, out, d, quantity, level, want):
     q_best is the largest of kappa d^(-1/3) times the canonical overlaps of the top J = m - (outliers of
     other directions) eigenvectors and of those outliers' shares R chi2_1 / d (numerics.edge_overlap.
     outlier_share); q_rank is the canonical eigenvector at direction k's rank. Used where the edge is
-    square-root, w'_k <= W_MAX and every other direction is out of the window (|w'_j| >= W_GATE); NaN
+    square-root, |w'_k| <= W_MAX and every other direction is out of the window (|w'_j| >= W_GATE); NaN
     elsewhere."""
     from numerics.critical_window import spiked_goe_overlaps, window_map
     from numerics.edge_overlap import outlier_share
@@ -274,7 +275,7 @@ def _window_bounds(prediction, out, d, quantity, level, want):
         r, k = row[out["alpha"].iat[i]], int(out["k"].iat[i]) - 1
         wprime[i] = wp[r, k]
         others = np.delete(wp[r], k)
-        if not (want[i] and np.isfinite(wp[r, k]) and wp[r, k] <= W_MAX and np.all(np.abs(others) >= W_GATE)):
+        if not (want[i] and np.isfinite(wp[r, k]) and abs(wp[r, k]) <= W_MAX and np.all(np.abs(others) >= W_GATE)):
             continue
         n_above = int(np.sum(others >= W_GATE))  # the outliers of other directions, above the window
         if quantity == "q_rank":
