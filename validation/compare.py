@@ -271,6 +271,7 @@ def _window_bounds(prediction, out, d, quantity, level, want):
     wp, kap = window_map(prediction.model, alphas, d)
     row = {a: i for i, a in enumerate(alphas)}
     m = prediction.model.m
+    shares_at = {}
     for i in range(len(out)):
         r, k = row[out["alpha"].iat[i]], int(out["k"].iat[i]) - 1
         wprime[i] = wp[r, k]
@@ -291,7 +292,9 @@ def _window_bounds(prediction, out, d, quantity, level, want):
             pool = pool[:, J - 1]
         else:
             pool = pool.max(axis=1)
-            shares = np.delete(outlier_share(prediction.model, float(alphas[r]))[:, k], k)
+            if r not in shares_at:  # one outlier solve per alpha, shared by its points
+                shares_at[r] = outlier_share(prediction.model, float(alphas[r]))
+            shares = np.delete(shares_at[r][:, k], k)
             shares = shares[np.isfinite(shares)]
             if shares.size:
                 rng = np.random.default_rng(seed)
