@@ -22,11 +22,20 @@ and the random part of f, the edge eigenvalues of B weighted by their projection
 be the same point process in both: independent :math:`\chi^2_1` weights times a smooth mean (edge
 universality; Bloemendal & Virág 2013 for the spiked ensembles' limit, an operator that depends on w'
 alone). Measured against simulation the mean is right to O(d^{-1/3}) and the spread 6-28 % too large
-near the threshold (docs/theory.md §4.5). :func:`spiked_goe_overlaps` draws the
-canonical side from the Dumitriu-Edelman tridiagonal model, whose Householder reduction fixes
-:math:`e_1` so the spike stays on :math:`T_{11}`; the top eigenvectors live on the first
-:math:`O(N^{1/3})` rows, so the matrix is cut at :math:`40N^{1/3}` rows (Edelman & Persson's
-truncation). Two limits check the map: far below the threshold :math:`d\,q \to \kappa d^{2/3}/w'^2`,
+near the threshold (docs/theory.md §4.5).
+
+Several directions in the window at once (|w'_j| < 2 for more than one j) are several spikes of one
+spiked GOE, :math:`W + \sum_a\theta_a e_ae_a^\top`, each with its own :math:`\theta_a = 1 + w'_aN^{-1/3}`
+and its own :math:`\kappa_a`: dividing direction a's row and column of the Schur complement on the
+window's directions by :math:`\sqrt{c_a}` gives every direction the slope 1 in :math:`\sqrt{\zeta - E}`,
+as in the GOE, provided the edge weights of different directions are uncorrelated (they are when the
+population matrix is diagonal in the directions, the vector solver's premise).
+
+:func:`spiked_goe_overlaps` draws the canonical side from a banded model: block Householder steps
+that fix :math:`e_1..e_r` reduce the GOE to band width r (r = 1: Dumitriu & Edelman's tridiagonal
+model), so the spikes stay on the first r diagonal entries; the top eigenvectors live on the first
+:math:`O(N^{1/3})` blocks, so the matrix is cut at ``TRUNCATION`` :math:`N^{1/3}` blocks (Edelman &
+Persson cut it the same way for the largest eigenvalue). Two limits check the map: far below the threshold :math:`d\,q \to \kappa d^{2/3}/w'^2`,
 which is :func:`numerics.edge_overlap.edge_overlap`'s :math:`R_k = (H_k/G_2)/(1-F_k/G_2)^2`
 exactly; far above, :math:`q \to 2\kappa w' d^{-1/3} = 2f_0/c^2`, the d = infinity overlap to first
 order in :math:`\alpha - \alpha_k`.
@@ -50,81 +59,140 @@ __all__ = ["spiked_goe_overlaps", "window_map", "CANONICAL_N", "TRUNCATION"]
 
 #: the size of the canonical spiked GOE (N^{1/3}-scaled overlaps change by < 1 % from N = 1e5 to 1e6, §4.5)
 CANONICAL_N = 10**5
-#: rows kept of the tridiagonal model, in units of N^{1/3} (the top eigenvectors decay like Ai(x), x = row / N^{1/3})
+#: blocks kept of the banded model, in units of N^{1/3} (the top eigenvectors decay like Ai(x), x = block / N^{1/3})
 TRUNCATION = 16
-_BISECT = 48  # bisection steps: a bracket of width < 7 shrinks below 3e-14
+_TOL = 1e-10  # the bisection's final bracket: an overlap is off by about _TOL / (its distance to the next eigenvalue, ~N^(-2/3) = 5e-4)
 
 
-def spiked_goe_overlaps(wprime: float, n_draws: int, seed: int = 0, J: int = 1, N: int = CANONICAL_N) -> np.ndarray:
-    r""":math:`N^{1/3}\langle e_1, v_j\rangle^2` for the top ``J`` eigenvectors :math:`v_j` of
-    :math:`W + \theta e_1e_1^\top`, :math:`\theta = 1 + w'N^{-1/3}`, W a GOE of size N with spectrum
-    [-2, 2]; ``n_draws`` seeded draws, shape (n_draws, J), largest eigenvalue first.
+def spiked_goe_overlaps(wprime, n_draws: int, seed: int = 0, J: int = 1, N: int = CANONICAL_N) -> np.ndarray:
+    r""":math:`N^{1/3}\langle e_a, v_j\rangle^2` for the top ``J`` eigenvectors :math:`v_j` of
+    :math:`W + \sum_a \theta_a e_ae_a^\top`, :math:`\theta_a = 1 + w'_aN^{-1/3}`, W a GOE of size N with
+    spectrum [-2, 2]; ``n_draws`` seeded draws, largest eigenvalue first. A number ``wprime`` (one
+    spike) gives shape (n_draws, J); a sequence of r values gives shape (n_draws, J, r), the last axis
+    the spike a (several directions in the window at once, docs/theory.md §4.5).
 
-    Vectorised over the draws: the eigenvalues by Sturm-sequence bisection on the tridiagonal model,
-    the overlaps by the Schur complement on :math:`e_1`,
-    :math:`\langle e_1, v\rangle^2 = 1/(1 + b_1^2[(T' - \lambda)^{-2}]_{11})` (T' the matrix without
-    its first row and column), both by the continued fraction of the tridiagonal matrix.
+    Vectorised over the draws: the eigenvalues by Sylvester-inertia bisection on the banded model
+    (:func:`_band`), the overlaps by the Schur complement on :math:`E = \mathrm{span}(e_1..e_r)`: with
+    x the null vector of :math:`M(\lambda) = T_{EE} - \lambda - B^\top(T' - \lambda)^{-1}B`,
+    :math:`\langle e_a, v\rangle^2 = x_a^2 / x^\top(1 + B^\top(T' - \lambda)^{-2}B)x`, through the
+    block continued fraction of T' (the matrix without the rows of E).
 
     >>> o = spiked_goe_overlaps(40.0, 500, seed=1)   # far above: BBP's 1 - 1/theta^2, in units of N^(-1/3)
     >>> bool(abs(o.mean() / (1e5 ** (1 / 3) * (1 - (1 + 40 * 1e5 ** (-1 / 3)) ** -2)) - 1) < 0.02)
     True
+    >>> o = spiked_goe_overlaps([40.0, -30.0], 500, seed=1, J=2)  # and a second spike far below
+    >>> o.shape    # (draws, eigenvector, spike): the top one is spike 1's outlier, the next the top bulk one
+    (500, 2, 2)
+    >>> round(float(o[:, 1, 1].mean() * 30.0**2), 1)   # carrying spike 2's share N q -> 1/(1 - theta_2)^2
+    1.0
     """
     N = integer(N, "N", 1000, 10**9)
-    wprime = float(finite_array(wprime, "wprime"))
-    if not -N ** (1 / 3) <= wprime <= 10 * N ** (1 / 3):
-        raise ValueError(f"wprime: must lie in [-N^(1/3), 10 N^(1/3)] = [{-N ** (1 / 3):.4g}, {10 * N ** (1 / 3):.4g}] "
+    single = np.ndim(wprime) == 0
+    w = np.atleast_1d(finite_array(wprime, "wprime")).astype(float)
+    if w.ndim != 1 or not 1 <= w.size <= 8:
+        raise ValueError(f"wprime: expected a number or a sequence of 1 to 8 numbers (one per spike), got {wprime!r}")
+    if np.any(w < -N ** (1 / 3)) or np.any(w > 10 * N ** (1 / 3)):
+        raise ValueError(f"wprime: each must lie in [-N^(1/3), 10 N^(1/3)] = [{-N ** (1 / 3):.4g}, {10 * N ** (1 / 3):.4g}] "
                          f"(a spike theta = 1 + wprime N^(-1/3) in [0, 11]), got {wprime!r}")
     n_draws, seed = integer(n_draws, "n_draws", 1, 10**6), integer(seed, "seed", 0)
-    a, b2 = _tridiagonal(wprime, n_draws, seed, N)
-    J = integer(J, "J", 1, a.shape[0] // 4)
-    return N ** (1 / 3) * _top_overlaps(a, b2, J)
+    band = _band(w, n_draws, seed, N)
+    J = integer(J, "J", 1, band[0].shape[0] // 4)
+    out = N ** (1 / 3) * _top_overlaps(band, J)
+    return out[:, :, 0] if single else out
 
 
-def _tridiagonal(wprime: float, n_draws: int, seed: int, N: int) -> tuple[np.ndarray, np.ndarray]:
-    """The first TRUNCATION N^(1/3) rows of the Dumitriu-Edelman model of a GOE (spectrum [-2, 2]) plus
-    theta e1 e1^T: the diagonals (K, n_draws) and the squared off-diagonals (K - 1, n_draws)."""
-    K = int(TRUNCATION * N ** (1 / 3))
+def _band(wprimes: np.ndarray, n_draws: int, seed: int, N: int) -> list[np.ndarray]:
+    r"""The first r TRUNCATION N^(1/3) rows of a GOE (spectrum [-2, 2]) reduced to band width r by block
+    Householder steps that fix :math:`e_1..e_r`, plus :math:`\sum_a\theta_a e_ae_a^\top`: the list of its
+    diagonals, ``band[t][i] = T[i + t, i]`` of shape (K - t, n_draws). Each step's r x r diagonal block
+    is a GOE block, and its coupling to the next is the R factor of a Gaussian (N - r(j+1)) x r matrix
+    (Bartlett: chi diagonal, Gaussian above), so T[i + r, i] ~ chi_{N-r-i}/sqrt N, the diagonals in
+    between are N(0, 1/N) and the main one N(0, 2/N) (docs/theory.md §4.5). r = 1 is Dumitriu and
+    Edelman's tridiagonal model."""
+    r = len(wprimes)
+    K = r * int(TRUNCATION * N ** (1 / 3))
     rng = np.random.default_rng([seed, 20261202])
-    a = rng.normal(0.0, np.sqrt(2.0), (K, n_draws)) / np.sqrt(N)  # rows = matrix index, columns = draws
-    b2 = rng.chisquare(N - np.arange(1, K)[:, None], (K - 1, n_draws)) / N
-    a[0] += 1 + wprime * N ** (-1 / 3)
-    return a, b2
+    band = [rng.normal(0.0, np.sqrt(2.0), (K, n_draws)) / np.sqrt(N)]  # rows = matrix index, columns = draws
+    band += [rng.normal(0.0, 1.0, (K - t, n_draws)) / np.sqrt(N) for t in range(1, r)]
+    band.append(np.sqrt(rng.chisquare(N - r - np.arange(K - r)[:, None], (K - r, n_draws)) / N))
+    band[0][:r] += 1 + np.asarray(wprimes, dtype=float)[:, None] * N ** (-1 / 3)
+    return band
 
 
-def _top_overlaps(a: np.ndarray, b2: np.ndarray, J: int) -> np.ndarray:
-    """<e1, v_j>^2 of the top J eigenvectors of each tridiagonal matrix (columns of ``a``, ``b2``)."""
-    K, n_draws = a.shape
+def _eliminate(band: list[np.ndarray], lam: np.ndarray, rows: int, derivative: bool = False, buffers=None):
+    r"""Symmetric Gaussian elimination of the banded :math:`T - \lambda` (``band`` as from :func:`_band`,
+    each diagonal zero-padded to K + r rows; ``lam`` of shape (J, n_draws)), one row at a time for the
+    first ``rows`` rows, without pivoting. Returns the inverse pivots, shape (rows, J, n_draws), whose
+    signs are the inertia of the eliminated block (Sylvester), and the remaining r x r window: the
+    Schur complement of the eliminated rows onto the next r rows, as nested lists ``S[a][b]`` (a >= b),
+    with its lam-derivative ``dS`` when ``derivative``. A zero pivot has probability 0; it gives an
+    infinite inverse pivot, whose sign still counts right. ``buffers``, a dict kept by the caller, holds
+    the two large work arrays between calls with the same shapes."""
+    r = len(band) - 1
+    buffers = {} if buffers is None else buffers
+    shape = (rows, band[0].shape[0]) + lam.shape
+    if buffers.get("shape") != shape:
+        buffers.update(shape=shape, diag=np.empty((band[0].shape[0],) + lam.shape), inv_piv=np.empty((rows,) + lam.shape))
+    diag = np.subtract(band[0][:, None, :], lam, out=buffers["diag"])  # (K + r, J, n_draws)
+    inv_piv = buffers["inv_piv"]
+    S = [[diag[a] if a == b else band[a - b][b] for b in range(a + 1)] for a in range(r)]  # rows i + a, cols i + b
+    dS = [[-1.0 if a == b else 0.0 for b in range(a + 1)] for a in range(r)]
+    for i in range(rows):
+        ip = np.divide(1.0, S[0][0], out=inv_piv[i])
+        col = [S[s][0] for s in range(1, r)] + [band[r][i]]  # T[i + s, i] after the eliminations so far, s = 1..r
+        last = [band[r - 1 - b][i + 1 + b] for b in range(r - 1)] + [diag[i + r]]  # row i + r, untouched so far
+        scaled = [c * ip for c in col]
+        new = [[(S[a + 1][b + 1] if a < r - 1 else last[b]) - scaled[a] * col[b] for b in range(a + 1)] for a in range(r)]
+        if derivative:
+            dcol = [dS[s][0] for s in range(1, r)] + [0.0]
+            dip = -dS[0][0] * ip * ip
+            dS = [[(dS[a + 1][b + 1] if a < r - 1 else (-1.0 if b == r - 1 else 0.0))
+                   - (dcol[a] * col[b] + col[a] * dcol[b]) * ip - col[a] * col[b] * dip
+                   for b in range(a + 1)] for a in range(r)]
+        S = new
+    return inv_piv, S, dS
 
-    def below(lam):  # the number of eigenvalues below lam (negative pivots of T - lam), per bracket and draw
-        piv = a[0] - lam
-        count = (piv < 0).astype(np.int32)
-        for i in range(1, K):  # a zero pivot (probability 0) gives -inf, then -0: the count stays right
-            piv = a[i] - lam - b2[i - 1] / piv
-            count += piv < 0
-        return count
 
-    with np.errstate(divide="ignore", invalid="ignore"):
-        # all J brackets at once, shape (J, n_draws): [2 - 40 N^(-2/3) ... Gershgorin], the left end
-        # widened to -3 for the draws with fewer than J eigenvalues above it
-        off = np.sqrt(b2)
-        right = np.full((J, n_draws), float(np.max(a + np.vstack([off, 0 * off[:1]]) + np.vstack([0 * off[:1], off]))))
-        left0 = 2 - 40 * (K / TRUNCATION) ** -2
-        ok = below(np.array([left0]))[0] <= K - J
-        left = np.tile(np.where(ok, left0, -3.0), (J, 1))
+def _top_overlaps(band: list[np.ndarray], J: int) -> np.ndarray:
+    """<e_a, v_j>^2 of the top J eigenvectors of each banded matrix (:func:`_band`), shape (n_draws, J, r)."""
+    r = len(band) - 1
+    K, n_draws = band[0].shape
+    pad = [np.vstack([b, np.zeros((K + r - b.shape[0], n_draws))]) for b in band]  # rows >= K never pivot
+
+    buffers = {}
+
+    def below(lam):  # the number of eigenvalues below lam, per bracket and draw (negative pivots of T - lam)
+        return np.count_nonzero(_eliminate(pad, lam, K, buffers=buffers)[0] < 0, axis=0)
+
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        # all J brackets at once, shape (J, n_draws): [2 - 40 N^(-2/3), the largest spike's BBP location
+        # + 40 N^(-2/3)], each end widened to Gershgorin's bound for the draws whose eigenvalues it misses
+        tw = 40 * (K / (TRUNCATION * r)) ** -2
+        theta = pad[0][:r].max(axis=0)  # the spikes plus their GOE diagonal
+        gersh = float(np.max(np.abs(pad[0]) + 2 * sum(np.abs(b) for b in pad[1:])))
+        guess = np.maximum(2.0, theta + 1 / np.maximum(theta, 1.0)) + tw
+        right = np.tile(np.where(below(guess[None, :])[0] == K, guess, gersh), (J, 1))
+        left = np.tile(np.where(below(np.full((1, n_draws), 2 - tw))[0] <= K - J, 2 - tw, -gersh), (J, 1))
         target = (K - np.arange(J))[:, None]  # the j-th largest: at least K - j eigenvalues below anything above it
-        for _ in range(_BISECT):
+        while np.max(right - left) > _TOL:
             mid = (left + right) / 2
             above = below(mid) >= target
             right = np.where(above, mid, right)
             left = np.where(above, left, mid)
         lam = (left + right) / 2
-        # [(T' - lam)^{-1}]_{11} and its lam-derivative by the continued fraction from the bottom row
-        g = 1 / (a[K - 1] - lam)
-        dg = g**2
-        for i in range(K - 2, 0, -1):
-            den = a[i] - lam - b2[i] * g
-            g, dg = 1 / den, (1 + b2[i] * dg) / den**2
-    out = (1 / (1 + b2[0] * dg)).T
+        # the Schur complement onto span(e_1..e_r): eliminate the other rows from the bottom up, i.e. the
+        # first K - r rows of the reversed matrix (whose band is each diagonal reversed)
+        rev = [np.vstack([b[::-1], np.zeros((K + r - b.shape[0], n_draws))]) for b in band]
+        _, S, dS = _eliminate(rev, lam, K - r, derivative=True)
+        # S[a][b] is the entry (K - r + a, K - r + b) of the reversed matrix: rows r - 1 - a, r - 1 - b of T
+        M, dM = np.empty(lam.shape + (r, r)), np.empty(lam.shape + (r, r))
+        for a in range(r):
+            for b in range(a + 1):
+                M[..., r - 1 - a, r - 1 - b] = M[..., r - 1 - b, r - 1 - a] = S[a][b]
+                dM[..., r - 1 - a, r - 1 - b] = dM[..., r - 1 - b, r - 1 - a] = dS[a][b]
+        vals, vecs = np.linalg.eigh(M)
+        x = np.take_along_axis(vecs, np.argmin(np.abs(vals), axis=-1)[..., None, None], axis=-1)[..., 0]  # (J, n, r)
+        out = np.moveaxis(x**2 / -np.einsum("...a,...ab,...b->...", x, dM, x)[..., None], 0, 1)
     if not np.all(np.isfinite(out)):
         raise ArithmeticError("spiked_goe_overlaps: a non-finite overlap")
     return out

@@ -43,9 +43,12 @@ not used, a square-root edge maps direction k onto the spiked GOE with the canon
 :math:`w'` (column ``wprime``, :func:`numerics.critical_window.window_map`); q_best and q_rank are drawn
 from the canonical law (:func:`numerics.critical_window.spiked_goe_overlaps`) and the flag is the
 two-sided ``level`` interval of the seed mean (tol_basis ``window``).
-It needs every other direction out of the window (:math:`|w'_j|\ge` ``W_GATE``), and
+The other directions with :math:`|w'_j| <` ``W_GATE`` are in the window with k: they are further spikes
+of the same canonical model, whose draws the points of one window share. It needs
 :math:`|w'_k| \le` ``W_MAX``: far from the threshold the map's leading-order expansion at the edge is
-not needed (below, the edge bound applies) or no longer holds (above).
+not needed (below, the edge bound applies) or no longer holds (above). The draws cost about
+spikes^2 x depth, so a window of more than ``WINDOW_SPIKES`` directions, or one that needs more than
+``WINDOW_DEPTH`` top eigenvectors, keeps the earlier bounds.
 """
 from __future__ import annotations
 
@@ -63,9 +66,11 @@ EPS_CLT = 0.5  # the outlier CLT bound is used where sigma_k / (sqrt(d) q_k) <= 
 EPS_PENCIL = 0.25  # m > 1: and where the pencil's slope fluctuates by at most this fraction (docs/theory.md §4.3)
 LAW_DRAWS = 20_000  # draws of the outlier block's law per point (m > 1), and seed means resampled from them
 LAW_LATENTS = 2**19  # latent draws carrying the law's expectations (MC sd of d b_k <= 0.22 on the default model, §4.4)
-WINDOW_DRAWS = 4000  # draws of the canonical spiked GOE per critical-window point (docs/theory.md §4.5)
-W_GATE = 2.0  # the window law is used where every other direction has |w'_j| >= W_GATE (one spike in the window)
+WINDOW_DRAWS = 2000  # draws of the canonical spiked GOE per window (docs/theory.md §4.5): the interval's ends to ~3 % of its half-width
+W_GATE = 2.0  # the other directions with |w'_j| < W_GATE are in the window with k: further spikes of its canonical law
 W_MAX = 4.0  # and where direction k's own |w'| <= W_MAX (the map is a leading-order expansion at the edge, §4.5)
+WINDOW_SPIKES = 3  # at most this many directions in one window, and
+WINDOW_DEPTH = 10  # at most this many top eigenvectors drawn: the cost grows like spikes^2 x depth (§4.5)
 
 
 def max_chi2_mean_quantile(scales, n_seeds: int, level: float = 0.95, h: float = 2e-3) -> float:
@@ -252,16 +257,29 @@ def _outlier_bounds(prediction, out, d, quantity, level):
     return sigma, center, half, bias
 
 
+@functools.lru_cache(maxsize=32)
+def _canonical(wprimes: tuple, seed: int, J: int, n_draws: int) -> np.ndarray:
+    """The canonical window draws (numerics.critical_window.spiked_goe_overlaps, shape (n_draws, J,
+    spikes)); deterministic, so kept for the points of one window and for the next call on the same grid
+    (a resumed sweep compares the same table again). Read-only, since every caller shares it."""
+    from numerics.critical_window import spiked_goe_overlaps
+
+    out = spiked_goe_overlaps(list(wprimes), n_draws, seed=seed, J=J)
+    out.flags.writeable = False
+    return out
+
+
 def _window_bounds(prediction, out, d, quantity, level, want):
     """The critical-window law (docs/theory.md §4.5) at the rows ``want``: the canonical variable w' of
     direction k, and the centre and half-width of the two-sided ``level`` interval of the seed mean of
     q_best or q_rank.
-    q_best is the largest of kappa d^(-1/3) times the canonical overlaps of the top J = m - (outliers of
-    other directions) eigenvectors and of those outliers' shares R chi2_1 / d (numerics.edge_overlap.
-    outlier_share); q_rank is the canonical eigenvector at direction k's rank. Used where the edge is
-    square-root, |w'_k| <= W_MAX and every other direction is out of the window (|w'_j| >= W_GATE); NaN
-    elsewhere."""
-    from numerics.critical_window import spiked_goe_overlaps, window_map
+    The directions in the window together with k (|w'_j| < W_GATE) are spikes of one canonical spiked
+    GOE; q_best is the largest of kappa_k d^(-1/3) times the canonical overlaps with e_k of the top
+    J = m - (outliers of the other directions) eigenvectors and of those outliers' shares R chi2_1 / d
+    (numerics.edge_overlap.outlier_share); q_rank is the canonical eigenvector at direction k's rank.
+    Used where the edge is square-root, |w'_k| <= W_MAX, the window holds at most WINDOW_SPIKES directions
+    and J <= WINDOW_DEPTH; NaN elsewhere. The points of one window share its canonical draws."""
+    from numerics.critical_window import window_map
     from numerics.edge_overlap import outlier_share
 
     wprime, center, half = (np.full(len(out), np.nan) for _ in range(3))
@@ -275,26 +293,29 @@ def _window_bounds(prediction, out, d, quantity, level, want):
     for i in range(len(out)):
         r, k = row[out["alpha"].iat[i]], int(out["k"].iat[i]) - 1
         wprime[i] = wp[r, k]
-        others = np.delete(wp[r], k)
-        if not (want[i] and np.isfinite(wp[r, k]) and abs(wp[r, k]) <= W_MAX and np.all(np.abs(others) >= W_GATE)):
+        if not (want[i] and np.all(np.isfinite(wp[r])) and abs(wp[r, k]) <= W_MAX):
             continue
-        n_above = int(np.sum(others >= W_GATE))  # the outliers of other directions, above the window
+        spikes = [j for j in range(m) if j == k or abs(wp[r, j]) < W_GATE]  # in the window together
+        n_above = int(np.sum(wp[r] >= W_GATE)) - int(wp[r, k] >= W_GATE)  # other directions' outliers, above it
         if quantity == "q_rank":
             J = k + 1 - n_above  # direction k's rank among the edge eigenvectors
             if not 1 <= J <= m - n_above:
                 continue
         else:
             J = m - n_above
+        if len(spikes) > WINDOW_SPIKES or J > WINDOW_DEPTH:
+            continue
+        # seeded by the window's first direction (one spike: by k)
+        canonical = _canonical(tuple(wp[r, spikes].tolist()), int(d) * 10**4 + 100 * r + spikes[0], J, WINDOW_DRAWS)
+        pool = kap[r, k] * d ** (-1 / 3) * canonical[:, :, spikes.index(k)]
         seed = [int(d), r, k]
-        canonical = spiked_goe_overlaps(wp[r, k], WINDOW_DRAWS, seed=int(d) * 10**4 + 100 * r + k, J=J)
-        pool = kap[r, k] * d ** (-1 / 3) * canonical
         if quantity == "q_rank":
             pool = pool[:, J - 1]
         else:
             pool = pool.max(axis=1)
             if r not in shares_at:  # one outlier solve per alpha, shared by its points
                 shares_at[r] = outlier_share(prediction.model, float(alphas[r]))
-            shares = np.delete(shares_at[r][:, k], k)
+            shares = np.delete(shares_at[r][:, k], spikes)  # the outliers outside the window
             shares = shares[np.isfinite(shares)]
             if shares.size:
                 rng = np.random.default_rng(seed)

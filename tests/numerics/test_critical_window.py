@@ -1,10 +1,10 @@
 """The critical-window law (docs/theory.md §4.5): the map onto the spiked GOE and the canonical draws."""
 import numpy as np
 import pytest
-from scipy.linalg import eigh_tridiagonal
+from scipy.linalg import eig_banded
 
 from numerics import predict
-from numerics.critical_window import _top_overlaps, _tridiagonal, spiked_goe_overlaps, window_map
+from numerics.critical_window import _TOL, _band, _top_overlaps, spiked_goe_overlaps, window_map
 from numerics.edge_overlap import edge_overlap
 from tests.coverage import assert_covers
 from theory import HierarchicalModel
@@ -13,17 +13,58 @@ TANH = HierarchicalModel(m=1, link="He2", preprocessing="tanh(y)")
 DEFAULT = HierarchicalModel()
 
 
-def test_the_bisection_and_continued_fraction_route_matches_lapack_on_the_same_matrices():
-    # two routes on the same tridiagonal draws: Sturm bisection + Schur complement on e1 (the module)
-    # against LAPACK's stebz/stein eigenvectors through scipy's eigh_tridiagonal
-    N, J = 10**5, 3
-    for wprime in (-2.0, 0.3, 3.0):
-        a, b2 = _tridiagonal(wprime, 25, seed=4, N=N)
-        ours = _top_overlaps(a, b2, J)
-        K = a.shape[0]
-        for t in range(a.shape[1]):
-            ev, V = eigh_tridiagonal(a[:, t], np.sqrt(b2[:, t]), select="i", select_range=(K - J, K - 1))
-            assert np.allclose(ours[t], V[0, ::-1] ** 2, rtol=1e-7, atol=1e-12), (wprime, t)
+def test_the_bisection_and_schur_route_matches_lapack_on_the_same_matrices():
+    # two routes on the same banded draws (one, two and three spikes): inertia bisection + the Schur
+    # complement on span(e_1..e_r) (the module) against LAPACK's banded eigensolver (dsbevx through
+    # scipy's eig_banded), its eigenvectors' first r coordinates
+    N, J = 10**4, 3
+    for wprime in ([-2.0], [0.3], [3.0], [0.3, -0.5], [1.0, 0.0, -1.5]):
+        band = _band(np.array(wprime), 8, seed=4, N=N)
+        ours = _top_overlaps(band, J)
+        K, r = band[0].shape[0], len(wprime)
+        for t in range(band[0].shape[1]):
+            ab = np.zeros((r + 1, K))
+            for s_ in range(r + 1):
+                ab[s_, : K - s_] = band[s_][:, t]
+            ev, V = eig_banded(ab, lower=True, select="i", select_range=(K - J, K - 1))
+            # the bisection stops at a bracket of _TOL = 1e-10; an overlap q ~ N^(-1/3) moves by about
+            # q / (eigenvalue spacing N^(-2/3)) ~ 100 per unit of lambda, hence 100 _TOL (measured: <= 2e-9)
+            assert np.allclose(ours[t], (V[:r, ::-1] ** 2).T, rtol=0, atol=100 * _TOL), (wprime, t)
+
+
+def test_the_banded_model_is_the_tridiagonal_one_for_one_spike_and_has_the_goe_law_for_two():
+    # the band of width r (block Householder fixing e_1..e_r, Bartlett's R factors) must be a GOE: with
+    # the second spike at theta = 0 (w' = -N^(1/3)) the first spike's law is the rank-one law of the
+    # Dumitriu-Edelman tridiagonal model (two different matrix models of the same distribution);
+    # 3000 draws each at N = 1e4, the means of N^(1/3) <e1, v1>^2 within 4 joint se
+    N = 10**4
+    one = spiked_goe_overlaps(0.5, 3000, seed=11, N=N)[:, 0]
+    two = spiked_goe_overlaps([0.5, -N ** (1 / 3)], 3000, seed=12, N=N)[:, 0, 0]
+    se = np.hypot(one.std(), two.std()) / np.sqrt(3000)
+    assert abs(one.mean() - two.mean()) < 4 * se, (one.mean(), two.mean(), se)
+    # and the second spike at theta = 0 carries the GOE's delocalised share: N <e2, v1>^2 ~ chi2_1, mean 1
+    o = spiked_goe_overlaps([0.5, -N ** (1 / 3)], 3000, seed=13, N=N)[:, 0, 1] * N ** (2 / 3)
+    assert abs(o.mean() - 1) < 4 * np.sqrt(2 / 3000) + 0.05, o.mean()  # + 0.05: the O(N^(-1/3)) edge correction
+
+
+def test_two_spikes_are_exchangeable_and_far_apart_each_keeps_its_rank_one_law():
+    # swapping the spikes swaps the laws (the GOE is invariant under permuting e_1, e_2); a spike far
+    # above (w' = 30) leaves the other its rank-one law one rank down, and itself BBP's 1 - 1/theta^2;
+    # N = 1e4, 2000 draws each
+    N = 10**4
+    ab = spiked_goe_overlaps([0.8, -0.6], 2000, seed=21, J=2, N=N)
+    ba = spiked_goe_overlaps([-0.6, 0.8], 2000, seed=22, J=2, N=N)
+    for j in range(2):
+        for x, y in ((ab[:, j, 0], ba[:, j, 1]), (ab[:, j, 1], ba[:, j, 0])):
+            assert abs(x.mean() - y.mean()) < 4 * np.hypot(x.std(), y.std()) / np.sqrt(2000)
+    far = spiked_goe_overlaps([30.0, 0.0], 2000, seed=23, J=2, N=N)
+    theta = 1 + 30 * N ** (-1 / 3)
+    o = far[:, 0, 0]
+    # 4 se, plus the O(1/(N (theta - 1)^2)) finite-N correction to BBP's limit (5e-5 here)
+    assert abs(o.mean() / (N ** (1 / 3) * (1 - theta**-2)) - 1) < 4 * o.std() / o.mean() / np.sqrt(o.size) + 1 / (N * (theta - 1) ** 2)
+    alone = spiked_goe_overlaps(0.0, 2000, seed=24, N=N)[:, 0]
+    x = far[:, 1, 1]
+    assert abs(x.mean() - alone.mean()) < 4 * np.hypot(x.std(), alone.std()) / np.sqrt(2000)
 
 
 def test_far_below_the_map_is_the_subcritical_edge_share():
@@ -76,6 +117,10 @@ def test_the_scaled_law_is_size_independent():
 def test_bad_input_is_refused_by_name():
     with pytest.raises(ValueError, match="^wprime: "):
         spiked_goe_overlaps(1e6, 10)
+    with pytest.raises(ValueError, match="^wprime: "):
+        spiked_goe_overlaps([0.0] * 9, 10)
+    with pytest.raises(ValueError, match="^wprime: "):
+        spiked_goe_overlaps([[0.0]], 10)
     with pytest.raises(ValueError, match="^n_draws: "):
         spiked_goe_overlaps(0.0, 0)
     with pytest.raises(ValueError, match="^J: "):
@@ -92,30 +137,68 @@ def test_window_map_is_nan_in_the_boundary_regime():
     assert np.all(np.isnan(wp[0])) and np.all(np.isfinite(wp[1])) and np.all(kap[1] > 0)
 
 
-@pytest.mark.slow  # about 50 s: 180 seeds at d = 400 for each of two models
-def test_compare_window_bound_covers_at_its_level_on_two_models():
-    # docs/theory.md §4.5: compare's two-sided "window" interval (the canonical law through window_map)
-    # for groups of S = 6 seeds at d = 400, m = 1, at w = -0.5, 0.5 and 2 (the window, and an outlier
-    # point with eps > 1/2 where the CLT is not used). Independent seeds 7000+ through top_overlaps
-    # (ARPACK, the production draws). The fraction inside must be within 3 binomial sd of the level
-    # (trials of one group share samples across alpha, so this is if anything optimistic about the spread).
-    # Measured with these seeds: 0.572 / 0.856 / 0.961 (the law's spread is 6-28 % above the simulated
-    # one near the threshold, docs/theory.md §4.5, so the interval errs on the wide side).
+def _window_coverage(cases, d, S, groups, seed0):
+    """For each (model, alphas, n_window): compare's two-sided "window" interval at levels 0.5 / 0.8 / 0.95
+    for groups of S seeds, against independent seeds seed0+ through top_overlaps (ARPACK, the production
+    draws); every point of the table that gets the window law counts (n_window of them per model)."""
     from validation.compare import compare
     from validation.finite_size import top_overlaps
     from validation.simulate import simulate
 
-    d, S, groups = 400, 6, 30
+    inside, centres = {0.5: [], 0.8: [], 0.95: []}, []
+    for model, alphas, n_window in cases:
+        sim = simulate(model, d, alphas, seeds=range(S))
+        Q = np.array([top_overlaps(model, d, alphas, seed=seed0 + s) for s in range(S * groups)])
+        means = Q.reshape(groups, S, len(alphas), model.m).mean(axis=1).reshape(groups, -1)  # (group, alpha-major points)
+        for level in inside:
+            c = compare(predict(model, alphas), sim, level=level).sort_values(["alpha", "k"])
+            win = (c["tol_basis"] == "window").to_numpy()
+            assert win.sum() == n_window, c[["alpha", "k", "region", "wprime", "tol_basis"]]
+            hit = np.abs(means - c["q_center"].to_numpy()) <= c["tol"].to_numpy()
+            inside[level].append(hit[:, win])
+        flat = Q.reshape(S * groups, -1)[:, win]  # every seed, at the window points
+        centres.append(np.stack([c["q_center"].to_numpy()[win], flat.mean(axis=0), flat.std(axis=0) / np.sqrt(len(flat))]))
+    return inside, np.concatenate(centres, axis=1)
+
+
+@pytest.mark.slow  # about 50 s: 180 seeds at d = 400 for each of two models
+def test_compare_window_bound_covers_at_its_level_on_two_models():
+    # docs/theory.md §4.5: compare's two-sided "window" interval (the canonical law through window_map)
+    # for groups of S = 6 seeds at d = 400, m = 1, at w = -0.5, 0.5 and 2 (the window, and an outlier
+    # point with eps > 1/2 where the CLT is not used). The fraction inside must be within 3 binomial sd
+    # of the level (trials of one group share samples across alpha, so this is if anything optimistic
+    # about the spread). The law's spread is 6-28 % above the simulated one near the threshold
+    # (docs/theory.md §4.5), so the interval errs on the wide side.
+    d = 400
     noisy = HierarchicalModel(m=1, link="He2", preprocessing="clip(y, -1, 3)", delta=0.5)
-    inside = {0.5: [], 0.8: [], 0.95: []}
+    cases = []
     for model in (TANH, noisy):
         a1 = float(predict(model, [1.0]).thresholds[0])
-        alphas = a1 * (1 + np.array([-0.5, 0.5, 2.0]) * d ** (-1 / 3))
-        sim = simulate(model, d, alphas, seeds=range(S))
-        Q = np.array([top_overlaps(model, d, alphas, seed=7000 + s)[:, 0] for s in range(S * groups)])
-        means = Q.reshape(groups, S, -1).mean(axis=1)
-        for level in inside:
-            c = compare(predict(model, alphas), sim, level=level).sort_values("alpha")
-            assert (c["tol_basis"] == "window").all(), c[["alpha", "region", "tol_basis"]]
-            inside[level].append(np.abs(means - c["q_center"].to_numpy()) <= c["tol"].to_numpy())
-    assert_covers(inside)
+        cases.append((model, a1 * (1 + np.array([-0.5, 0.5, 2.0]) * d ** (-1 / 3)), 3))
+    assert_covers(_window_coverage(cases, d, S=6, groups=30, seed0=7000)[0])
+
+
+@pytest.mark.slow  # about 150 s: 300 seeds at d = 400 for each of two models
+def test_compare_window_bound_with_two_spikes_in_the_window_covers_at_its_level():
+    # docs/theory.md §4.5, several directions in the window at once: m = 2 with gamma = 0.3, whose two
+    # thresholds are close enough that at d = 400 both directions have |w'| < W_GATE over the whole
+    # range, so the law is the rank-two canonical model. Three alphas: just below alpha_1, between, just
+    # above alpha_2; the second direction's point below alpha_2 lies in compare's bulk region (edge bound),
+    # the other 4 points per model get the window law. Seeds 9000+, 300 per model.
+    # (1) The law's centre against the mean over all 300 seeds: within the map's first correction, a
+    # fraction d^(-1/3) = 0.14 (docs/theory.md §4.5), plus 3 se. The rank-one law, which ignores the other
+    # spike, is 26-30 % too high at the second direction's points and fails this.
+    # (2) Coverage for groups of S = 6 (50 groups, 400 trials): measured 0.585 / 0.825 / 0.9775 at levels
+    # 0.5 / 0.8 / 0.95. The level-0.5 interval is 3.4 binomial sd too wide, the law's spread excess of the
+    # one-spike case (docs/theory.md §4.5), so only "at least the level, within 3 sd" is asserted here.
+    d = 400
+    cases = []
+    for model in (HierarchicalModel(m=2, gamma=0.3, link="He2", preprocessing="tanh(y)"),
+                  HierarchicalModel(m=2, gamma=0.3, link="He2", preprocessing="clip(y, -1, 3)", delta=0.5)):
+        t = predict(model, [1.0]).thresholds
+        cases.append((model, np.array([t[0] * 0.97, np.sqrt(t[0] * t[1]), t[1] * 1.03]), 4))
+    inside, (centre, mean, se) = _window_coverage(cases, d, S=6, groups=50, seed0=9000)
+    assert np.all(np.abs(centre - mean) <= d ** (-1 / 3) * centre + 3 * se), np.c_[centre, mean, se]
+    for level, hits in inside.items():
+        flat = np.concatenate(hits, axis=None)
+        assert flat.mean() >= level - 3 * np.sqrt(level * (1 - level) / flat.size), (level, flat.mean())

@@ -7,19 +7,23 @@ from validation.reproduce import plot_table, reproduce
 
 
 def test_reproduce_D_small_writes_figures_tables_and_resumes(tmp_path, monkeypatch):
-    # the pipeline's plumbing (files, resume, the law's cache), not its numbers: the outlier law of
+    # the pipeline's plumbing (files, resume, the laws' caches), not its numbers: the outlier law of
     # compare runs on fewer latents and draws here (2^16 and 2000 instead of 2^19 and 20 000; it took
-    # 110 of this test's 148 s), and its cache is emptied afterwards so no other test sees that law
+    # 110 of this test's 148 s), the critical-window law on 400 canonical draws instead of 2000, and
+    # both caches are emptied afterwards so no other test sees those laws
     import importlib
 
     cmp = importlib.import_module("validation.compare")  # the module: validation.compare is also a function
     monkeypatch.setattr(cmp, "LAW_LATENTS", 2**16)
     monkeypatch.setattr(cmp, "LAW_DRAWS", 2000)
+    monkeypatch.setattr(cmp, "WINDOW_DRAWS", 400)
     cmp._outlier_law.cache_clear()
+    cmp._canonical.cache_clear()
     try:
         _reproduce_D_small(tmp_path)
     finally:
         cmp._outlier_law.cache_clear()
+        cmp._canonical.cache_clear()
 
 
 def _reproduce_D_small(tmp_path):
@@ -30,12 +34,14 @@ def _reproduce_D_small(tmp_path):
     summary = pd.read_parquet(tmp_path / "reproduce_D.parquet")
     assert {"alpha", "k", "q_sim", "q_theory", "mse_sim", "mse_theory", "model_json"} <= set(summary.columns)
     assert set(pd.read_parquet(tmp_path / "reproduce_D_spectra.parquet")["alpha"]) == {5.0, 164.0, 611.0, 1638.0}
-    from validation.compare import _outlier_law
+    from validation.compare import _canonical, _outlier_law
 
-    hits = _outlier_law.cache_info().hits
+    hits, windows = _outlier_law.cache_info().hits, _canonical.cache_info()
+    assert windows.currsize >= 1  # d = 60 puts some points in the critical window
     again = reproduce("D", outdir=tmp_path, d=60, seeds=2, progress=False)
     assert again["sweep"]["computed"] == 0 and again["sweep"]["skipped"] == 2  # resumed from the store
     assert _outlier_law.cache_info().hits > hits  # the resumed comparison reused the outlier law
+    assert _canonical.cache_info().hits >= windows.hits + windows.currsize  # and every window's draws
     for table in ("reproduce_D.parquet", "reproduce_D_spectra.parquet"):
         out = plot_table(tmp_path / table, tmp_path / f"redrawn_{table}")
         assert all((tmp_path / p).exists() for p in out)
