@@ -58,7 +58,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import chi2, norm
 
-__all__ = ["compare", "C_BULK", "C_WINDOW", "EPS_CLT", "EPS_PENCIL", "W_GATE", "W_MAX", "max_chi2_mean_quantile"]
+__all__ = ["compare", "C_BULK", "C_WINDOW", "EPS_CLT", "EPS_PENCIL", "W_GATE", "W_MAX", "WINDOW_SPIKES", "WINDOW_DEPTH",
+           "max_chi2_mean_quantile"]
 
 C_BULK = 4.0  # the heuristic bulk constant, used only with coupled directions (no edge formula there)
 C_WINDOW = 1.0

@@ -6,6 +6,7 @@ from validation.cli import main
 from validation.reproduce import plot_table, reproduce
 
 
+@pytest.mark.slow  # 80-100 s, the heaviest test of the default step: a whole [D] pipeline twice with its figures
 def test_reproduce_D_small_writes_figures_tables_and_resumes(tmp_path, monkeypatch):
     # the pipeline's plumbing (files, resume, the laws' caches), not its numbers: the outlier law of
     # compare runs on fewer latents and draws here (2^16 and 2000 instead of 2^19 and 20 000; it took
