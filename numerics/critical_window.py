@@ -35,9 +35,10 @@ population matrix is diagonal in the directions, the vector solver's premise).
 that fix :math:`e_1..e_r` reduce the GOE to band width r (r = 1: Dumitriu & Edelman's tridiagonal
 model), so the spikes stay on the first r diagonal entries; the top eigenvectors live on the first
 :math:`O(N^{1/3})` blocks, so the matrix is cut at ``TRUNCATION`` :math:`N^{1/3}` blocks (Edelman &
-Persson cut it the same way for the largest eigenvalue). Two limits check the map: far below the threshold :math:`d\,q \to \kappa d^{2/3}/w'^2`,
-which is :func:`numerics.edge_overlap.edge_overlap`'s :math:`R_k = (H_k/G_2)/(1-F_k/G_2)^2`
-exactly; far above, :math:`q \to 2\kappa w' d^{-1/3} = 2f_0/c^2`, the d = infinity overlap to first
+Persson cut it the same way for the largest eigenvalue).
+
+Two limits check the map: far below the threshold :math:`d\,q \to \kappa d^{2/3}/w'^2`, which is
+:func:`numerics.edge_overlap.edge_overlap`'s :math:`R_k = (H_k/G_2)/(1-F_k/G_2)^2` exactly; far above, :math:`q \to 2\kappa w' d^{-1/3} = 2f_0/c^2`, the d = infinity overlap to first
 order in :math:`\alpha - \alpha_k`.
 
 >>> o = spiked_goe_overlaps(-30.0, 2000, seed=0)        # far below: N q -> 1/(1 - theta)^2 = N^(2/3)/w'^2
@@ -74,8 +75,8 @@ def spiked_goe_overlaps(wprime, n_draws: int, seed: int = 0, J: int = 1, N: int 
     Vectorised over the draws: the eigenvalues by Sylvester-inertia bisection on the banded model
     (:func:`_band`), the overlaps by the Schur complement on :math:`E = \mathrm{span}(e_1..e_r)`: with
     x the null vector of :math:`M(\lambda) = T_{EE} - \lambda - B^\top(T' - \lambda)^{-1}B`,
-    :math:`\langle e_a, v\rangle^2 = x_a^2 / x^\top(1 + B^\top(T' - \lambda)^{-2}B)x`, through the
-    block continued fraction of T' (the matrix without the rows of E).
+    :math:`\langle e_a, v\rangle^2 = x_a^2 / x^\top(1 + B^\top(T' - \lambda)^{-2}B)x` (T' the matrix
+    without the rows of E), M and its lam-derivative by the same row elimination run from the bottom up.
 
     >>> o = spiked_goe_overlaps(40.0, 500, seed=1)   # far above: BBP's 1 - 1/theta^2, in units of N^(-1/3)
     >>> bool(abs(o.mean() / (1e5 ** (1 / 3) * (1 - (1 + 40 * 1e5 ** (-1 / 3)) ** -2)) - 1) < 0.02)
