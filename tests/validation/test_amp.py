@@ -121,6 +121,7 @@ def test_property_random_single_index_models_match_the_state_evolution(link, del
     assert abs(q.mean() - q_se) <= d**-0.5 + 2 * q.std(ddof=1) / np.sqrt(3), (link, delta, alpha, q, q_se)
 
 
+@pytest.mark.slow  # 15-25 s: a whole validate run with AMP next to the spectral estimator
 def test_cli_validate_runs_amp_next_to_the_spectral_estimator(capsys, tmp_path):
     from validation.cli import main
 

@@ -129,6 +129,7 @@ def test_pipeline_nmse_matches_the_formula_with_a_fresh_split():
         assert abs(nmse / formula - 1) <= 0.15
 
 
+@pytest.mark.slow  # about 26 s: a whole Model C validate run (simulations of the layer-wise method)
 def test_validate_compositional_cli_small(tmp_path, capsys):
     from validation.cli import main
 

@@ -63,6 +63,7 @@ def test_max_chi2_quantile_matches_its_closed_forms():
         max_chi2_mean_quantile(1, 4, 1.5)
 
 
+@pytest.mark.slow  # 320 simulations at d = 400 per model, like the other coverage tests of compare's bounds
 @pytest.mark.parametrize("model", [TANH, CLIP_NOISY], ids=["He2-tanh", "He2-clip-delta0.5"])
 def test_edge_bound_covers_at_its_confidence_level(model):
     # 40 independent groups of S = 8 seeds at d = 400; in each group and at each alpha the seed mean
