@@ -42,9 +42,11 @@ def test_the_banded_model_is_the_tridiagonal_one_for_one_spike_and_has_the_goe_l
     two = spiked_goe_overlaps([0.5, -N ** (1 / 3)], 3000, seed=12, N=N)[:, 0, 0]
     se = np.hypot(one.std(), two.std()) / np.sqrt(3000)
     assert abs(one.mean() - two.mean()) < 4 * se, (one.mean(), two.mean(), se)
-    # and the second spike at theta = 0 carries the GOE's delocalised share: N <e2, v1>^2 ~ chi2_1, mean 1
-    o = spiked_goe_overlaps([0.5, -N ** (1 / 3)], 3000, seed=13, N=N)[:, 0, 1] * N ** (2 / 3)
-    assert abs(o.mean() - 1) < 4 * np.sqrt(2 / 3000) + 0.05, o.mean()  # + 0.05: the O(N^(-1/3)) edge correction
+    # and the second spike at theta = 0 carries the GOE's delocalised share: by invariance in the
+    # complement of e1, E[<e2, v1>^2] = (1 - E[<e1, v1>^2]) / (N - 1) exactly; within 4 se
+    o = spiked_goe_overlaps([0.5, -N ** (1 / 3)], 3000, seed=13, N=N)[:, 0]
+    share, e1 = o[:, 1] * N ** (2 / 3), o[:, 0] * N ** (-1 / 3)
+    assert abs(share.mean() - N * (1 - e1.mean()) / (N - 1)) < 4 * share.std() / np.sqrt(share.size), share.mean()
 
 
 def test_two_spikes_are_exchangeable_and_far_apart_each_keeps_its_rank_one_law():
