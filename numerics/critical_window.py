@@ -95,6 +95,9 @@ def spiked_goe_overlaps(wprime, n_draws: int, seed: int = 0, J: int = 1, N: int 
     if np.any(w < -N ** (1 / 3)) or np.any(w > 10 * N ** (1 / 3)):
         raise ValueError(f"wprime: each must lie in [-N^(1/3), 10 N^(1/3)] = [{-N ** (1 / 3):.4g}, {10 * N ** (1 / 3):.4g}] "
                          f"(a spike theta = 1 + wprime N^(-1/3) in [0, 11]), got {wprime!r}")
+    if w.size * int(TRUNCATION * N ** (1 / 3)) >= N - w.size:
+        raise ValueError(f"N: the band model of {w.size} spikes keeps {w.size} x {TRUNCATION} N^(1/3) rows, which must "
+                         f"be fewer than N - {w.size}; got N = {N}")
     n_draws, seed = integer(n_draws, "n_draws", 1, 10**6), integer(seed, "seed", 0)
     band = _band(w, n_draws, seed, N)
     J = integer(J, "J", 1, band[0].shape[0] // 4)

@@ -123,6 +123,8 @@ def test_bad_input_is_refused_by_name():
         spiked_goe_overlaps([0.0] * 9, 10)
     with pytest.raises(ValueError, match="^wprime: "):
         spiked_goe_overlaps([[0.0]], 10)
+    with pytest.raises(ValueError, match="^N: "):  # 8 x 16 x 10 rows of a 1000 x 1000 matrix
+        spiked_goe_overlaps([0.0] * 8, 10, N=1000)
     with pytest.raises(ValueError, match="^n_draws: "):
         spiked_goe_overlaps(0.0, 0)
     with pytest.raises(ValueError, match="^J: "):
