@@ -161,7 +161,11 @@ def _top_overlaps(band: list[np.ndarray], J: int) -> np.ndarray:
     """<e_a, v_j>^2 of the top J eigenvectors of each banded matrix (:func:`_band`), shape (n_draws, J, r)."""
     r = len(band) - 1
     K, n_draws = band[0].shape
-    pad = [np.vstack([b, np.zeros((K + r - b.shape[0], n_draws))]) for b in band]  # rows >= K never pivot
+
+    def padded(diagonals):  # each diagonal zero-padded to K + r rows, so the elimination's window stays in range
+        return [np.vstack([b, np.zeros((K + r - b.shape[0], n_draws))]) for b in diagonals]
+
+    pad = padded(band)  # rows >= K never pivot
 
     buffers = {}
 
@@ -186,7 +190,7 @@ def _top_overlaps(band: list[np.ndarray], J: int) -> np.ndarray:
         lam = (left + right) / 2
         # the Schur complement onto span(e_1..e_r): eliminate the other rows from the bottom up, i.e. the
         # first K - r rows of the reversed matrix (whose band is each diagonal reversed)
-        rev = [np.vstack([b[::-1], np.zeros((K + r - b.shape[0], n_draws))]) for b in band]
+        rev = padded([b[::-1] for b in band])
         _, S, dS = _eliminate(rev, lam, K - r, derivative=True)
         # S[a][b] is the entry (K - r + a, K - r + b) of the reversed matrix: rows r - 1 - a, r - 1 - b of T
         M, dM = np.empty(lam.shape + (r, r)), np.empty(lam.shape + (r, r))
