@@ -22,7 +22,8 @@ and the random part of f, the edge eigenvalues of B weighted by their projection
 be the same point process in both: independent :math:`\chi^2_1` weights times a smooth mean (edge
 universality; Bloemendal & Virág 2013 for the spiked ensembles' limit, an operator that depends on w'
 alone). Measured against simulation the mean is right to O(d^{-1/3}) and the spread 6-28 % too large
-near the threshold (docs/theory.md §4.5).
+near the threshold. The excess goes away when the random signs in the spike's column b are replaced by
+Gaussians, which is the GOE's premise (docs/theory.md §4.5, "Where the spread excess sits").
 
 Several directions in the window at once (|w'_j| < 2 for more than one j) are several spikes of one
 spiked GOE, :math:`W + \sum_a\theta_a e_ae_a^\top`, each with its own :math:`\theta_a = 1 + w'_aN^{-1/3}`
