@@ -124,9 +124,10 @@ def feature_lags(models, ratios=LAG_RATIOS, seeds=(0, 1, 2), store="cascade-stor
                  scheduler=None, progress: bool = False, series: str = "true-wick",
                  reference: str = "auto") -> pd.DataFrame:
     """One row per (d, seed, feature): ``n_true``, ``n_ge``, ``lag`` (NaN when censored),
-    ``reached``, ``separable`` (population), ``reference`` and ``ge_censored_left`` (the GE
+    ``reached``, ``separable`` (population), ``reference``, ``ge_censored_left`` (the GE
     reference already at 1/2 on its grid's first point, n/D = min(ratios) for the simulation,
-    :func:`ge_grid_start` for the solver: the lag is a lower bound). The simulations are the sweep
+    :func:`ge_grid_start` for the solver: the lag is a lower bound) and ``true_censored_left`` (the
+    true model already at 1/2 at n/D = min(ratios): the lag is an upper bound). The simulations are the sweep
     tasks of ``validation.sweep`` (one per model, seed and series), so a rerun reuses the store.
 
     ``reference`` says where :math:`n_i^{GE}` comes from: ``"solver"`` (the d = infinity GE
@@ -185,6 +186,9 @@ def feature_lags(models, ratios=LAG_RATIOS, seeds=(0, 1, 2), store="cascade-stor
                              # already at 1/2 on the grid's first point: n_GE is an upper bound, the lag a lower one
                              "ge_censored_left": bool(n_ge[i - 1] == (n_min if refs[model.d] == "simulation"
                                                                       else ge_grid_start(model))),
+                             # the true model already at 1/2 on the grid's first point: n_true is an upper
+                             # bound, and so is the lag
+                             "true_censored_left": bool(n_true == n_min),
                              "n_max": n_max})
     out = pd.DataFrame(rows)
     out.attrs["sweep"] = run
@@ -194,11 +198,17 @@ def feature_lags(models, ratios=LAG_RATIOS, seeds=(0, 1, 2), store="cascade-stor
 def lag_summary(rows: pd.DataFrame) -> pd.DataFrame:
     """Per (d, feature): the geometric mean lag over the seeds that reached 1/2 with its standard
     error in log (``log_lag_se``; NaN with fewer than two), the geometric means of n_true / D and
-    n_GE / D over the same seeds, how many seeds reached it, and how many seeds' population
-    operators separate it."""
+    n_GE / D over the same seeds, how many seeds reached it, how many seeds' population
+    operators separate it, and ``bounds``: how many of the reached seeds' lags are only bounds,
+    because n_true or n_GE was censored at its grid's first point (tables written before the
+    flags existed count as none)."""
     out = []
     for (d, i), g in rows.groupby(["d", "i"]):
         ok = g["reached"] & np.isfinite(g["lag"])
+        bound = np.zeros(len(g), dtype=bool)
+        for col in ("ge_censored_left", "true_censored_left"):
+            if col in g:
+                bound |= g[col].to_numpy(dtype=bool)
         lags = np.log(g.loc[ok, "lag"].to_numpy())
 
         def gmean(col):
@@ -209,7 +219,8 @@ def lag_summary(rows: pd.DataFrame) -> pd.DataFrame:
                     "log_lag_se": float(lags.std(ddof=1) / np.sqrt(lags.size)) if lags.size > 1 else float("nan"),
                     "n_true/D": gmean("n_true"), "n_ge/D": gmean("n_ge"),
                     "reached": f"{int(g['reached'].sum())}/{len(g)}",
-                    "separable": f"{int(g['separable'].sum())}/{len(g)}"})
+                    "separable": f"{int(g['separable'].sum())}/{len(g)}",
+                    "bounds": f"{int(bound[ok.to_numpy()].sum())}/{int(ok.sum())}"})
     return pd.DataFrame(out)
 
 
@@ -254,7 +265,8 @@ def lag_report(res) -> str:
         s[col] = s[col].map(lambda v: "" if not np.isfinite(v) else f"{v:.1f}")
     head = _describe(res["rows"]) + "\n"
     return (head + "lag n_true / n_GE per feature (geometric mean over the seeds that reached 1/2; "
-            "se of log lag; separable = population operator):\n" + s.to_string(index=False)
+            "se of log lag; separable = population operator; bounds = reached seeds whose n_true or n_GE "
+            "was already at 1/2 on its grid's first point, so that their lag is only a bound):\n" + s.to_string(index=False)
             + "\nwrote " + ", ".join(res["files"]))
 
 

@@ -1,5 +1,6 @@
 """The per-feature lag of the true Model C behind the GE staircase (validation.feature_lag)."""
 import numpy as np
+import pandas as pd
 import pytest
 
 from numerics import layer1_prediction
@@ -58,6 +59,23 @@ def test_lag_pipeline_at_small_d_reuses_its_store_and_recovers_features_in_order
     assert list(summ["i"]) == [1, 2, 3] and summ.loc[0, "reached"] == "2/2"
 
 
+def test_lag_summary_counts_the_lags_that_are_only_bounds():
+    # rows as feature_lags writes them: feature 1 reached by both seeds, seed 1's n_true censored at the
+    # grid's first point (its lag only an upper bound); feature 2 reached by seed 0 only, whose n_GE is
+    # censored (a lower bound). Tables from before the flags existed have no such columns: no bounds.
+    rows = pd.DataFrame({"d": 20, "D": 210, "i": [1, 1, 2, 2], "seed": [0, 1, 0, 1],
+                         "n_true": [4200.0, 2625.0, 8400.0, np.nan], "n_ge": [1050.0, 1050.0, 2.0, 3000.0],
+                         "reached": [True, True, True, False], "separable": True,
+                         "ge_censored_left": [False, False, True, False],
+                         "true_censored_left": [False, True, False, False]})
+    rows["lag"] = rows["n_true"] / rows["n_ge"]
+    summ = lag_summary(rows)
+    assert list(summ["bounds"]) == ["1/2", "1/1"] and list(summ["reached"]) == ["2/2", "1/2"]
+    assert np.isclose(summ.loc[0, "lag"], np.sqrt(4.0 * 2.5))  # the geometric mean of 4 and 2.5
+    old = lag_summary(rows.drop(columns=["ge_censored_left", "true_censored_left"]))
+    assert list(old["bounds"]) == ["0/2", "0/1"]
+
+
 def test_reference_is_refused_before_anything_runs(tmp_path):
     tanh = CompositionalModel(d=12, eps="1/2", gamma=1, g_star="tanh(z)")
     with pytest.raises(ValueError, match="reference: the GE solver needs g_star = identity"):
@@ -96,3 +114,9 @@ def test_lag_against_the_simulated_ge_model_for_a_nonlinear_link(tmp_path):
     # a grid that starts above the GE crossing (about 2 D here) censors it, and the row says so
     late = feature_lags([model], ratios=(3, 6, 12), seeds=(0,), store=tmp_path)
     assert bool(late.loc[late["i"] == 1, "ge_censored_left"].iloc[0])
+    # a grid that starts above the true model's crossing too (14-15 D) censors both, and the lag
+    # n_true / n_GE = 1 is then only a bound: the summary counts it under "bounds"
+    later = feature_lags([model], ratios=(25, 50), seeds=(0,), store=tmp_path)
+    row = later[later["i"] == 1].iloc[0]
+    assert row["true_censored_left"] and row["ge_censored_left"] and row["n_true"] == 25 * model.D
+    assert lag_summary(later).loc[0, "bounds"] == "1/1"
