@@ -239,18 +239,17 @@ def _window_spread(model, d, ws, S, seed0):
     return out
 
 
-
-@pytest.mark.slow  # about 125 s: 300 seeds at d = 400, three alphas, two models, two matrices each
+@pytest.mark.slow  # about 130 s: 300 seeds at d = 400, three alphas, two models, two matrices each
 def test_the_window_law_has_the_spread_of_the_true_model_with_gaussian_edge_weights():
     # docs/theory.md §4.5, "Where the spread excess sits". The canonical GOE assumes that the spike's
     # column b has Gaussian projections on B's edge eigenvectors. In the true model b is a sum over the
-    # samples with the random signs of z, and the law's sd is 14-33 % above the simulated one. Replacing
+    # samples with the random signs of z, and the law's sd is 13-31 % above the simulated one. Replacing
     # those signs by Gaussians (same conditional covariance) must give the law's spread: (1) the mean
     # over the 6 points of log(law sd / simulated sd) within 3 bootstrap se of 0 (measured +0.024, se
     # 0.019), and each law mean within the map's first correction d^(-1/3) plus 3 se of the simulated one.
     # (2) On the same samples the true model's sd is smaller: the mean of log(sd true / sd Gaussian)
-    # below -3 se (measured -0.185, se 0.021). The bootstrap resamples the seeds jointly over the 6 points, which
-    # share them, and the canonical draws separately. Seeds 11000+, new to the tests.
+    # below -3 se (measured -0.185, se 0.021). The bootstrap resamples the seeds jointly over the 6
+    # points, which share them, and the canonical draws separately. Seeds 11000+, new to the tests.
     d, S, ws = 400, 300, [-1.0, 0.0, 2.0]
     models = (TANH, HierarchicalModel(m=1, link="He2", preprocessing="clip(y, -1, 3)", delta=0.5))
     laws, q_true, q_gauss = [], [], []
