@@ -48,7 +48,7 @@ from theory import HierarchicalModel
 from theory.model import finite_array, integer
 
 from .label_law import check_model, draw_latents
-from .resolvent import edge_of_atoms, outlier_of_atoms
+from .resolvent import edge_of_atoms, outlier_of_atoms, resolvent_sums
 
 __all__ = ["outlier_fluctuation", "outlier_variance_parts", "outlier_block", "outlier_law", "MIX_MIN"]
 
@@ -265,15 +265,39 @@ def _pencil_overlaps(blk: dict, n: int, draws: int, rng, rank: bool):
     return ov[:, b - 1 - pos], 1 - ok.mean()
 
 
+def _exact_diagonal(law, alpha: float, k: int):
+    r"""The block's mean part at d = infinity from the label law's atoms (no Monte Carlo error):
+    :math:`q_k`, and :math:`\bar f_l`, :math:`\bar f_l'` of every direction at :math:`\zeta_k^*`
+    (docs/theory.md §4.3, "The law's Monte Carlo error"); None if direction k has no outlier there."""
+    from .edge_overlap import _tau_sup  # the law's ess sup T
+
+    tau, p, R = law.tau, law.p, np.asarray(law.r)
+    lbar = edge_of_atoms(tau, p, alpha, _tau_sup(law))[0]
+    lam = outlier_of_atoms(tau, p, R[k], alpha, lbar)
+    if lam is None:
+        return None
+    _, G2, F, H = resolvent_sums(tau, p, R, lam)
+    p1 = 1 / alpha - float(G2[0])
+    f = lam * (F[:, 0] - 1 / alpha)
+    f[k] = 0.0  # the root itself
+    fp = -(H[:, 0] + p1) / p1
+    return {"q": -1 / float(fp[k]), "f": f, "fp": fp}
+
+
 def outlier_law(model: HierarchicalModel, alphas, d: int, n_draws: int = 20_000, quantity: str = "q_best",
                 n_samples: int = 2**21, seed: int = 0, directions=None, eps_max: float = np.inf,
-                rho_max: float = np.inf, bias: bool = True) -> dict:
+                rho_max: float = np.inf, bias: bool = True, exact_diagonal: bool = True) -> dict:
     r"""The finite-d law of each outlier overlap (docs/theory.md §4.3): per alpha and direction k, ``n_draws``
     draws of one seed's :math:`q_{k,d}`, as :math:`q_k + b_k + \sigma_k G/\sqrt d` (the O(1/d) bias of the
     diagonal, :mod:`numerics.outlier_bias`, §4.4, and the first-order CLT, §4.2) plus the mixing with the
     other outliers from the linear pencil of the outlier block (:func:`outlier_block`). ``quantity``:
     "q_best" (the best of the outlier eigenvectors) or "q_rank" (the one at k's rank). ``bias=False``
     leaves :math:`b_k` out (the law as it was before §4.4; it saves one bias solve per point).
+    ``exact_diagonal`` takes :math:`q_k` and the block's diagonal :math:`\bar f_l`, :math:`\bar f_l'` from the
+    label law (:func:`numerics.label_law.label_law`, the atoms of the d = infinity solver) instead of the
+    latent draws, whose Monte Carlo error shifts the whole law by up to one 6-seed standard error where
+    outliers are close (docs/theory.md §4.3, "The law's Monte Carlo error"); the covariances, sigma_k
+    and b_k always come from the latent draws. ``False`` gives the law as it was before.
 
     Returns arrays of shape (len(alphas), m): ``q``, ``sigma``, ``bias`` (:math:`b_k`, NaN where the draws
     are not computed or ``bias=False``), ``eps`` (:math:`\sigma_k/(\sqrt d q_k)`, the
@@ -306,12 +330,17 @@ def outlier_law(model: HierarchicalModel, alphas, d: int, n_draws: int = 20_000,
     ks = range(model.m) if directions is None else sorted({integer(j, "directions", 1) - 1 for j in directions})
     if any(k >= model.m for k in ks):
         raise ValueError(f"directions: must be in 1..m = {model.m}, got {directions!r}")
-    if not isinstance(bias, (bool, np.bool_)):
-        raise ValueError(f"bias: expected True or False, got {bias!r}")
+    for name, v in (("bias", bias), ("exact_diagonal", exact_diagonal)):
+        if not isinstance(v, (bool, np.bool_)):
+            raise ValueError(f"{name}: expected True or False, got {v!r}")
     for name, v in (("eps_max", eps_max), ("rho_max", rho_max)):
         if not (isinstance(v, (int, float, np.floating)) and v > 0):
             raise ValueError(f"{name}: expected a number > 0 (inf: no gate), got {v!r}")
     a, tau, Z = _checked_latents(model, alphas, n_samples, seed)
+    if exact_diagonal:
+        from .label_law import label_law  # cached per model: predict has usually built it already
+
+        atoms = label_law(model)
     shape = (a.size, model.m)
     out = {key: np.full(shape, np.nan) for key in ("q", "sigma", "bias", "eps", "rho", "dropped", "block")}
     out["draws"] = np.full(shape + (n_draws,), np.nan)
@@ -320,14 +349,21 @@ def outlier_law(model: HierarchicalModel, alphas, d: int, n_draws: int = 20_000,
         lbar = edge_of_atoms(tau, np.full(tau.size, 1.0 / tau.size), float(alpha))[0]
         for k in ks:
             first = outlier_variance_parts(tau, Z[:, k], float(alpha), lbar=lbar)
-            if first is None:
+            exact = _exact_diagonal(atoms, float(alpha), k) if exact_diagonal else None
+            if first is None or (exact_diagonal and exact is None):
                 continue
+            latent = first  # b_k's rounding term compares the latents' q at n/d with theirs at alpha
+            if exact is not None:  # the mean part without Monte Carlo error; sigma_k from the latents
+                first = dict(first, q=exact["q"])
             q, sigma = first["q"], first["sigma"]
             out["q"][i, k], out["sigma"][i, k] = q, sigma
             out["eps"][i, k] = sigma / (np.sqrt(d) * q)
             if not out["eps"][i, k] <= eps_max:
                 continue
-            blk = _block_at(outlier_block(tau, Z, k, float(alpha), first), n)
+            block = outlier_block(tau, Z, k, float(alpha), first)
+            if exact is not None:
+                block.update(f=exact["f"], fp=exact["fp"])
+            blk = _block_at(block, n)
             slope_sd = max((np.sqrt(cov[1, 1] / n) for _, _, cov in blk["pairs"]), default=0.0)  # all (k, l)
             out["rho"][i, k], out["block"][i, k] = slope_sd / abs(blk["fp"][0]), len(blk["idx"])
             if not out["rho"][i, k] <= rho_max:
@@ -342,7 +378,7 @@ def outlier_law(model: HierarchicalModel, alphas, d: int, n_draws: int = 20_000,
                 from .outlier_bias import outlier_bias_parts  # it builds on this module
 
                 shift = out["bias"][i, k] = outlier_bias_parts(tau, Z[:, k], float(alpha), d, model.m, lbar,
-                                                               first)["bias"]
+                                                               latent)["bias"]
             if np.isfinite(shift):  # NaN only where n/d has no outlier: no draws there
                 out["draws"][i, k] = q + shift + sigma / np.sqrt(d) * rng.standard_normal(n_draws) + (mix - q)
     return out
