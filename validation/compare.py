@@ -43,8 +43,9 @@ not used, a square-root edge maps direction k onto the spiked GOE with the canon
 :math:`w'` (column ``wprime``, :func:`numerics.critical_window.window_map`); q_best and q_rank are drawn
 from the canonical law (:func:`numerics.critical_window.spiked_goe_overlaps`) and the flag is the
 two-sided ``level`` interval of the seed mean (tol_basis ``window``).
-The other directions with :math:`|w'_j| <` ``W_GATE`` are in the window with k: they are further spikes
-of the same canonical model, whose draws the points of one window share. It needs
+The other directions with :math:`-` ``W_GATE`` :math:`< w'_j \le` ``W_MAX`` are in the window with k: they
+are further spikes of the same canonical model, whose draws the points of one window share (an outlier
+just above the window mixes with it and takes part of its overlap). It needs
 :math:`|w'_k| \le` ``W_MAX``: far from the threshold the map's leading-order expansion at the edge is
 not needed (below, the edge bound applies) or no longer holds (above). The draws cost about
 spikes^2 x depth, so a window of more than ``WINDOW_SPIKES`` directions, or one that needs more than
@@ -68,9 +69,9 @@ EPS_PENCIL = 0.25  # m > 1: and where the pencil's slope fluctuates by at most t
 LAW_DRAWS = 20_000  # draws of the outlier block's law per point (m > 1), and seed means resampled from them
 LAW_LATENTS = 2**19  # latent draws carrying the law's expectations (MC sd of d b_k <= 0.22 on the default model, §4.4)
 WINDOW_DRAWS = 2000  # draws of the canonical spiked GOE per window (docs/theory.md §4.5): the interval's ends to ~3 % of its half-width
-W_GATE = 2.0  # the other directions with |w'_j| < W_GATE are in the window with k: further spikes of its canonical law
+W_GATE = 2.0  # the other directions with -W_GATE < w'_j <= W_MAX are in the window with k: further spikes of its law
 W_MAX = 4.0  # and where direction k's own |w'| <= W_MAX (the map is a leading-order expansion at the edge, §4.5)
-WINDOW_SPIKES = 3  # at most this many directions in one window, and
+WINDOW_SPIKES = 4  # at most this many directions in one window, and
 WINDOW_DEPTH = 10  # at most this many top eigenvectors drawn: the cost grows like spikes^2 x depth (§4.5)
 
 
@@ -274,9 +275,9 @@ def _window_bounds(prediction, out, d, quantity, level, want):
     """The critical-window law (docs/theory.md §4.5) at the rows ``want``: the canonical variable w' of
     direction k, and the centre and half-width of the two-sided ``level`` interval of the seed mean of
     q_best or q_rank.
-    The directions in the window together with k (|w'_j| < W_GATE) are spikes of one canonical spiked
-    GOE; q_best is the largest of kappa_k d^(-1/3) times the canonical overlaps with e_k of the top
-    J = m - (outliers of the other directions) eigenvectors and of those outliers' shares R chi2_1 / d
+    The directions in the window together with k (-W_GATE < w'_j <= W_MAX) are spikes of one canonical
+    spiked GOE; q_best is the largest of kappa_k d^(-1/3) times the canonical overlaps with e_k of the top
+    J = m - (outliers of the other directions above W_MAX) eigenvectors and of those outliers' shares R chi2_1 / d
     (numerics.edge_overlap.outlier_share); q_rank is the canonical eigenvector at direction k's rank.
     Used where the edge is square-root, |w'_k| <= W_MAX, the window holds at most WINDOW_SPIKES directions
     and J <= WINDOW_DEPTH; NaN elsewhere. The points of one window share its canonical draws."""
@@ -296,8 +297,9 @@ def _window_bounds(prediction, out, d, quantity, level, want):
         wprime[i] = wp[r, k]
         if not (want[i] and np.all(np.isfinite(wp[r])) and abs(wp[r, k]) <= W_MAX):
             continue
-        spikes = [j for j in range(m) if j == k or abs(wp[r, j]) < W_GATE]  # in the window together
-        n_above = int(np.sum(wp[r] >= W_GATE)) - int(wp[r, k] >= W_GATE)  # other directions' outliers, above it
+        # in the window together: the directions near the edge, and the outliers just above it (docs/theory.md §4.5)
+        spikes = [j for j in range(m) if j == k or -W_GATE < wp[r, j] <= W_MAX]
+        n_above = int(np.sum(wp[r] > W_MAX))  # other directions' outliers above the window (|w'_k| <= W_MAX)
         if quantity == "q_rank":
             J = k + 1 - n_above  # direction k's rank among the edge eigenvectors
             if not 1 <= J <= m - n_above:
