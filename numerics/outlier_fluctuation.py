@@ -159,7 +159,8 @@ def outlier_fluctuation(model: HierarchicalModel, alphas, n_samples: int = 2**21
 
 
 #: a direction l joins the outlier block of direction k where its expected squared mixing angle
-#: E[F_kl^2] / F_ll(zeta_k)^2 is at least this; each direction left out moves q_k by about q_k^2 times it
+#: E[F_kl^2] / F_ll(zeta_k)^2 is at least this; each direction left out moves q_k by about q_k^2 times it,
+#: and the law draws their summed loss from the weak-coupling expansion (_left_out_shift)
 MIX_MIN = 1e-4
 
 
@@ -205,8 +206,10 @@ def outlier_block(tau, Z, k: int, alpha: float, first: dict | None = None) -> di
 
 
 def _block_at(block: dict, n: int) -> dict:
-    """Trim ``outlier_block`` to the directions whose mixing angle at n samples is >= MIX_MIN and
-    compute the gap and pair covariances of that block."""
+    r"""Trim ``outlier_block`` to the directions whose mixing angle at n samples is >= MIX_MIN and
+    compute the gap and pair covariances of that block. ``left_out``: the directions trimmed off, as
+    (f, fp, pairs): their :math:`\bar f_l`, :math:`\bar f_l'` and n times the covariance of
+    :math:`(F_{kl}, F_{kl}')`; each mixes below MIX_MIN, but m - 1 of them add up (:func:`_left_out_shift`)."""
     k, q, alpha = block["k"], block["q"], block["alpha"]
     K, lamK, lamK_z, Z, Z2, infl, c2, s = block["_parts"]
     idx = [j for j in block["idx"] if j == k or block["_angle_per_n"][j] / n >= MIX_MIN]
@@ -220,12 +223,31 @@ def _block_at(block: dict, n: int) -> dict:
     ck, ckz = lamK * Z[:, k], lamK_z * Z[:, k]
     mom_k = (float(ck @ ck) / K.size, float(ck @ ckz) / K.size, float(ckz @ ckz) / K.size)
     V = np.stack([lamK**2, lamK * lamK_z, lamK_z**2, ck * ck, ck * ckz, ckz * ckz])
-    (l0, l1, l11, g0, g1, g11) = V @ Z2[:, idx[1:]] / K.size  # l: coefficient c_l; g: the product c_k z_l
+    others = idx[1:] + [j for j in block["idx"] if j not in idx]  # the block's, then the ones trimmed off
+    (l0, l1, l11, g0, g1, g11) = V @ Z2[:, others] / K.size  # l: coefficient c_l; g: the product c_k z_l
     p0, p1, p11 = _pair_kernel(mom_k, (l0, l1, l11), s)
-    pairs = [(0, b, np.array([[g0[b - 1] + p0[b - 1] / alpha, g1[b - 1] + p1[b - 1] / alpha],
-                               [g1[b - 1] + p1[b - 1] / alpha, g11[b - 1] + p11[b - 1] / alpha]]))
-             for b in range(1, len(idx))]
-    return {"idx": idx, "f": f, "fp": fp, "gap_cov": gap, "pairs": pairs}
+    var, cov, var_z = g0 + p0 / alpha, g1 + p1 / alpha, g11 + p11 / alpha  # n Var F_kl, n Cov(F_kl, F_kl'), ...
+    pairs = [(0, b, np.array([[var[b - 1], cov[b - 1]], [cov[b - 1], var_z[b - 1]]])) for b in range(1, len(idx))]
+    out, b = np.array(others[len(idx) - 1:], dtype=int), len(idx) - 1
+    left_out = (block["f"][out], block["fp"][out], np.stack([np.stack([var[b:], cov[b:]], -1),
+                                                            np.stack([cov[b:], var_z[b:]], -1)], -2))
+    return {"idx": idx, "f": f, "fp": fp, "gap_cov": gap, "pairs": pairs, "left_out": left_out}
+
+
+def _left_out_shift(left_out, q: float, n: int, draws: int, rng) -> np.ndarray:
+    r"""Draws of the shift of :math:`q_k` by the directions left out of the block, from the weak-coupling
+    expansion of the pencil (docs/theory.md §4.3, "The directions left out of the block"):
+    :math:`-q_k^2\sum_l [-(\bar f_l'/\bar f_l^2) F_{kl}^2 + (2/\bar f_l) F_{kl}F_{kl}']` with
+    :math:`(F_{kl}, F_{kl}')` Gaussian of covariance ``pairs``/n, independent over l. Its mean is
+    :math:`-(q_k^2/n)\sum_l [-(\bar f_l'/\bar f_l^2) V_l + (2/\bar f_l) C_l]`."""
+    f, fp, pairs = left_out
+    if f.size == 0:
+        return np.zeros(draws)
+    V, C, Vz = pairs[:, 0, 0] / n, pairs[:, 0, 1] / n, pairs[:, 1, 1] / n
+    g = rng.standard_normal((2, draws, f.size))
+    F = np.sqrt(V) * g[0]  # F_kl, then F_kl' by its regression on F_kl
+    Fz = (C / V) * F + np.sqrt(np.maximum(Vz - C**2 / V, 0.0)) * g[1]
+    return -q**2 * np.sum(-(fp / f**2) * F**2 + (2 / f) * F * Fz, axis=1)
 
 
 def _pencil_overlaps(blk: dict, n: int, draws: int, rng, rank: bool):
@@ -380,5 +402,6 @@ def outlier_law(model: HierarchicalModel, alphas, d: int, n_draws: int = 20_000,
                 shift = out["bias"][i, k] = outlier_bias_parts(tau, Z[:, k], float(alpha), d, model.m, lbar,
                                                                latent)["bias"]
             if np.isfinite(shift):  # NaN only where n/d has no outlier: no draws there
-                out["draws"][i, k] = q + shift + sigma / np.sqrt(d) * rng.standard_normal(n_draws) + (mix - q)
+                left = _left_out_shift(blk["left_out"], q, n, n_draws, np.random.default_rng([seed, i, k, 1]))
+                out["draws"][i, k] = q + shift + sigma / np.sqrt(d) * rng.standard_normal(n_draws) + (mix - q) + left
     return out
