@@ -287,14 +287,12 @@ def _pencil_overlaps(blk: dict, n: int, draws: int, rng, rank: bool):
     return ov[:, b - 1 - pos], 1 - ok.mean()
 
 
-def _exact_diagonal(law, alpha: float, k: int):
+def _exact_diagonal(law, alpha: float, k: int, lbar: float):
     r"""The block's mean part at d = infinity from the label law's atoms (no Monte Carlo error):
     :math:`q_k`, and :math:`\bar f_l`, :math:`\bar f_l'` of every direction at :math:`\zeta_k^*`
-    (docs/theory.md §4.3, "The law's Monte Carlo error"); None if direction k has no outlier there."""
-    from .edge_overlap import _tau_sup  # the law's ess sup T
-
+    (docs/theory.md §4.3, "The law's Monte Carlo error"); None if direction k has no outlier there.
+    ``lbar``: the bulk edge's :math:`\bar\lambda` of the same atoms at this alpha."""
     tau, p, R = law.tau, law.p, np.asarray(law.r)
-    lbar = edge_of_atoms(tau, p, alpha, _tau_sup(law))[0]
     lam = outlier_of_atoms(tau, p, R[k], alpha, lbar)
     if lam is None:
         return None
@@ -369,9 +367,13 @@ def outlier_law(model: HierarchicalModel, alphas, d: int, n_draws: int = 20_000,
     for i, alpha in enumerate(a):
         n = int(round(alpha * d))
         lbar = edge_of_atoms(tau, np.full(tau.size, 1.0 / tau.size), float(alpha))[0]
+        if exact_diagonal:
+            from .edge_overlap import _tau_sup  # the label law's ess sup T
+
+            lbar_exact = edge_of_atoms(atoms.tau, atoms.p, float(alpha), _tau_sup(atoms))[0]
         for k in ks:
             first = outlier_variance_parts(tau, Z[:, k], float(alpha), lbar=lbar)
-            exact = _exact_diagonal(atoms, float(alpha), k) if exact_diagonal else None
+            exact = _exact_diagonal(atoms, float(alpha), k, lbar_exact) if exact_diagonal else None
             if first is None or (exact_diagonal and exact is None):
                 continue
             latent = first  # b_k's rounding term compares the latents' q at n/d with theirs at alpha
