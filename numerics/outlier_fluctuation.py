@@ -164,7 +164,8 @@ def outlier_fluctuation(model: HierarchicalModel, alphas, n_samples: int = 2**21
 MIX_MIN = 1e-4
 
 
-def outlier_block(tau, Z, k: int, alpha: float, first: dict | None = None) -> dict | None:
+def outlier_block(tau, Z, k: int, alpha: float, first: dict | None = None,
+                  diagonal: dict | None = None) -> dict | None:
     r"""The m x m Schur complement of docs/theory.md §4.3 around the outlier of direction ``k``
     (0-based), from equally weighted draws ``tau`` (n_samples,) and ``Z`` (n_samples, m) at ratio
     ``alpha``; None if direction k has no outlier.
@@ -180,7 +181,10 @@ def outlier_block(tau, Z, k: int, alpha: float, first: dict | None = None) -> di
     ``pairs``: (0, b, 2 x 2 matrix), n times the covariance of :math:`(F_{kl}, F_{kl}')` for each
     other direction l = idx[b] of the block (the couplings between two other directions move k's overlap
     only at third order and are left out); with q, lam and sigma of :func:`outlier_variance_parts`
-    (``first``: its result for direction k, if already computed).
+    (``first``: its result for direction k, if already computed). ``diagonal``: a dict with ``f`` and
+    ``fp`` (length m) that replaces the latent draws' :math:`\bar f_l`, :math:`\bar f_l'`, e.g. the label
+    law's (:func:`_exact_diagonal`); the mixing angles, and so the block's order and its trimming by
+    :data:`MIX_MIN`, are then taken with it too.
     """
     r = outlier_variance_parts(tau, Z[:, k], alpha) if first is None else first
     if r is None:
@@ -194,6 +198,8 @@ def outlier_block(tau, Z, k: int, alpha: float, first: dict | None = None) -> di
     f = lam * ((K @ Z2) / N - K.mean()) - lam / alpha
     f[k] = 0.0  # the root itself (zero up to the root solver's tolerance)
     fp = -(H + p1) / p1
+    if diagonal is not None:  # the mean part from elsewhere (the label law): no Monte Carlo error
+        f, fp = np.asarray(diagonal["f"], dtype=float), np.asarray(diagonal["fp"], dtype=float)
     c2 = ((lamK**2) @ Z2) / N  # E[c_l^2], c_l = lam K z_l
     # n times the expected squared mixing angle E[F_kl^2]/f_l^2 (part 1 + pairs, as in _block_at)
     angle = ((lamK**2 * Z2[:, k]) @ Z2 / N + c2[k] * c2 * s[0] / alpha) / np.maximum(f * f, 1e-300)
@@ -384,9 +390,7 @@ def outlier_law(model: HierarchicalModel, alphas, d: int, n_draws: int = 20_000,
             out["eps"][i, k] = sigma / (np.sqrt(d) * q)
             if not out["eps"][i, k] <= eps_max:
                 continue
-            block = outlier_block(tau, Z, k, float(alpha), first)
-            if exact is not None:
-                block.update(f=exact["f"], fp=exact["fp"])
+            block = outlier_block(tau, Z, k, float(alpha), first, diagonal=exact)
             blk = _block_at(block, n)
             slope_sd = max((np.sqrt(cov[1, 1] / n) for _, _, cov in blk["pairs"]), default=0.0)  # all (k, l)
             out["rho"][i, k], out["block"][i, k] = slope_sd / abs(blk["fp"][0]), len(blk["idx"])

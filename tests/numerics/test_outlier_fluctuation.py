@@ -306,3 +306,27 @@ def test_outlier_law_matches_simulation_with_close_outliers():
             lo, hi = np.quantile(m, [0.025, 0.975])
             hits += list((means[:, i, k] >= lo) & (means[:, i, k] <= hi))
     assert abs(np.mean(hits) - 0.95) <= 3 * np.sqrt(0.95 * 0.05 / len(hits)), np.mean(hits)
+
+
+def test_the_block_is_trimmed_with_the_diagonal_it_is_given():
+    # outlier_law passes the label law's diagonal (no Monte Carlo error) to outlier_block, and the
+    # mixing angle E[F_kl^2] / f_l^2 that decides the block's membership (MIX_MIN) must use that f_l, not
+    # the latents' own. Default model, alpha = 200, direction 2: the block at n = 120 000 holds 3 directions
+    # (angles 3.0e-4 and 1.2e-4 against MIX_MIN = 1e-4). Ten times a member's f_l divides its angle by 100,
+    # so it must leave the block; the block's f is the one given.
+    from numerics.edge_overlap import _tau_sup
+    from numerics.label_law import draw_latents, label_law
+    from numerics.outlier_fluctuation import _block_at, _exact_diagonal, outlier_block
+    from numerics.resolvent import edge_of_atoms
+
+    _, tau, Z = draw_latents(DEFAULT, 2**16, 0)
+    atoms = label_law(DEFAULT)
+    exact = _exact_diagonal(atoms, 200.0, 1, edge_of_atoms(atoms.tau, atoms.p, 200.0, _tau_sup(atoms))[0])
+    n = 120_000
+    blk = _block_at(outlier_block(tau, Z, 1, 200.0, diagonal=exact), n)
+    assert len(blk["idx"]) == 3 and blk["idx"][0] == 1
+    np.testing.assert_array_equal(blk["f"], exact["f"][blk["idx"]])
+    member = blk["idx"][1]
+    far = dict(exact, f=np.where(np.arange(DEFAULT.m) == member, 10 * exact["f"], exact["f"]))
+    trimmed = _block_at(outlier_block(tau, Z, 1, 200.0, diagonal=far), n)
+    assert trimmed["idx"] == [i for i in blk["idx"] if i != member]
