@@ -215,7 +215,8 @@ def _block_at(block: dict, n: int) -> dict:
     r"""Trim ``outlier_block`` to the directions whose mixing angle at n samples is >= MIX_MIN and
     compute the gap and pair covariances of that block. ``left_out``: the directions trimmed off, as
     (f, fp, pairs): their :math:`\bar f_l`, :math:`\bar f_l'` and n times the covariance of
-    :math:`(F_{kl}, F_{kl}')`; each mixes below MIX_MIN, but m - 1 of them add up (:func:`_left_out_shift`)."""
+    :math:`(F_{kl}, F_{kl}')`; each mixes below MIX_MIN, but m - 1 of them add up (:func:`_left_out_shift`).
+    ``left_idx``: those directions (0-based), in the order of ``left_out``."""
     k, q, alpha = block["k"], block["q"], block["alpha"]
     K, lamK, lamK_z, Z, Z2, infl, c2, s = block["_parts"]
     idx = [j for j in block["idx"] if j == k or block["_angle_per_n"][j] / n >= MIX_MIN]
@@ -237,7 +238,8 @@ def _block_at(block: dict, n: int) -> dict:
     out, b = np.array(others[len(idx) - 1:], dtype=int), len(idx) - 1
     left_out = (block["f"][out], block["fp"][out], np.stack([np.stack([var[b:], cov[b:]], -1),
                                                             np.stack([cov[b:], var_z[b:]], -1)], -2))
-    return {"idx": idx, "f": f, "fp": fp, "gap_cov": gap, "pairs": pairs, "left_out": left_out}
+    return {"idx": idx, "f": f, "fp": fp, "gap_cov": gap, "pairs": pairs, "left_out": left_out,
+            "left_idx": out}
 
 
 def _left_out_shift(left_out, q: float, n: int, draws: int, rng) -> np.ndarray:
@@ -256,9 +258,11 @@ def _left_out_shift(left_out, q: float, n: int, draws: int, rng) -> np.ndarray:
     return -q**2 * np.sum(-(fp / f**2) * F**2 + (2 / f) * F * Fz, axis=1)
 
 
-def _pencil_overlaps(blk: dict, n: int, draws: int, rng, rank: bool):
+def _pencil_overlaps(blk: dict, n: int, draws: int, rng, rank: bool, counted=None):
     r"""Draws of the overlap of :math:`w_k` with its outlier eigenvector (``rank``: the eigenvector at
-    k's rank within the block; else the best one) from the linear pencil
+    k's rank within the block; else the best one), or with ``counted`` (a mask over the block's
+    directions ``idx``) the summed overlap of the eigenvectors at the ranks of those directions (the
+    projection on the outliers an estimator keeps, docs/theory.md §4.3 "The projection"), from the linear pencil
     :math:`F(\zeta_k + t) \approx F_0 + tF_1` of the block: :math:`F_0 = \mathrm{diag}(\bar f_l + \delta g_l) + E`,
     :math:`F_1 = \mathrm{diag}(\bar f_l') + E'` with the Gaussian fluctuations of :func:`_block_at`
     (linear in t: the curvature of :math:`\bar f_k` is left out, docs/theory.md §4.3).
@@ -285,7 +289,10 @@ def _pencil_overlaps(blk: dict, n: int, draws: int, rng, rank: bool):
     Li = np.linalg.inv(L)
     t, Y = np.linalg.eigh(Li @ F0[ok] @ np.swapaxes(Li, 1, 2))
     C = np.swapaxes(Li, 1, 2) @ Y  # null vectors, normalised so that c^T (-F1) c = 1
-    ov = C[:, 0, :] ** 2
+    ov = C[:, 0, :] ** 2  # columns: the pencil's roots, lowest first
+    if counted is not None:  # the unperturbed roots in the same order: rank j belongs to direction order[j]
+        order = np.argsort(-blk["f"] / blk["fp"], kind="stable")
+        return ov[:, np.asarray(counted, dtype=bool)[order]].sum(axis=1), 1 - ok.mean()
     if not rank:
         return ov.max(axis=1), 1 - ok.mean()
     t0 = -blk["f"] / blk["fp"]  # unperturbed roots: k's position counted from the top
@@ -317,7 +324,10 @@ def outlier_law(model: HierarchicalModel, alphas, d: int, n_draws: int = 20_000,
     draws of one seed's :math:`q_{k,d}`, as :math:`q_k + b_k + \sigma_k G/\sqrt d` (the O(1/d) bias of the
     diagonal, :mod:`numerics.outlier_bias`, §4.4, and the first-order CLT, §4.2) plus the mixing with the
     other outliers from the linear pencil of the outlier block (:func:`outlier_block`). ``quantity``:
-    "q_best" (the best of the outlier eigenvectors) or "q_rank" (the one at k's rank). ``bias=False``
+    "q_best" (the best of the outlier eigenvectors), "q_rank" (the one at k's rank) or "proj" (the
+    summed overlap of the outlier eigenvectors of every direction with an outlier at d = infinity,
+    docs/theory.md §4.3 "The projection": mixing among them moves none of it, so only the directions
+    without an outlier take a share). ``bias=False``
     leaves :math:`b_k` out (the law as it was before §4.4; it saves one bias solve per point).
     ``exact_diagonal`` takes :math:`q_k` and the block's diagonal :math:`\bar f_l`, :math:`\bar f_l'` from the
     label law (:func:`numerics.label_law.label_law`, the atoms of the d = infinity solver) instead of the
@@ -351,8 +361,8 @@ def outlier_law(model: HierarchicalModel, alphas, d: int, n_draws: int = 20_000,
     check_model(model)
     d = integer(d, "d", model.m + 1)
     n_draws = integer(n_draws, "n_draws", 100)
-    if quantity not in ("q_best", "q_rank"):
-        raise ValueError(f"quantity: must be 'q_best' or 'q_rank', got {quantity!r}")
+    if quantity not in ("q_best", "q_rank", "proj"):
+        raise ValueError(f"quantity: must be 'q_best', 'q_rank' or 'proj', got {quantity!r}")
     ks = range(model.m) if directions is None else sorted({integer(j, "directions", 1) - 1 for j in directions})
     if any(k >= model.m for k in ks):
         raise ValueError(f"directions: must be in 1..m = {model.m}, got {directions!r}")
@@ -363,7 +373,7 @@ def outlier_law(model: HierarchicalModel, alphas, d: int, n_draws: int = 20_000,
         if not (isinstance(v, (int, float, np.floating)) and v > 0):
             raise ValueError(f"{name}: expected a number > 0 (inf: no gate), got {v!r}")
     a, tau, Z = _checked_latents(model, alphas, n_samples, seed)
-    if exact_diagonal:
+    if exact_diagonal or quantity == "proj":
         from .label_law import label_law  # cached per model: predict has usually built it already
 
         atoms = label_law(model)
@@ -373,10 +383,13 @@ def outlier_law(model: HierarchicalModel, alphas, d: int, n_draws: int = 20_000,
     for i, alpha in enumerate(a):
         n = int(round(alpha * d))
         lbar = edge_of_atoms(tau, np.full(tau.size, 1.0 / tau.size), float(alpha))[0]
-        if exact_diagonal:
+        if exact_diagonal or quantity == "proj":
             from .edge_overlap import _tau_sup  # the label law's ess sup T
 
             lbar_exact = edge_of_atoms(atoms.tau, atoms.p, float(alpha), _tau_sup(atoms))[0]
+        if quantity == "proj":  # the directions whose outliers the projection keeps: those with one at d = infinity
+            keep = np.array([outlier_of_atoms(atoms.tau, atoms.p, r_l, float(alpha), lbar_exact) is not None
+                             for r_l in atoms.r])
         for k in ks:
             first = outlier_variance_parts(tau, Z[:, k], float(alpha), lbar=lbar)
             exact = _exact_diagonal(atoms, float(alpha), k, lbar_exact) if exact_diagonal else None
@@ -397,7 +410,8 @@ def outlier_law(model: HierarchicalModel, alphas, d: int, n_draws: int = 20_000,
             if not out["rho"][i, k] <= rho_max:
                 continue
             rng = np.random.default_rng([seed, i, k])
-            mix, out["dropped"][i, k] = _pencil_overlaps(blk, n, n_draws, rng, quantity == "q_rank")
+            mix, out["dropped"][i, k] = _pencil_overlaps(blk, n, n_draws, rng, quantity == "q_rank",
+                                                         keep[blk["idx"]] if quantity == "proj" else None)
             if mix.size == 0:
                 continue
             mix = np.resize(mix, n_draws)  # dropped draws (if any) are replaced by repeats of the kept ones
@@ -408,6 +422,10 @@ def outlier_law(model: HierarchicalModel, alphas, d: int, n_draws: int = 20_000,
                 shift = out["bias"][i, k] = outlier_bias_parts(tau, Z[:, k], float(alpha), d, model.m, lbar,
                                                                latent)["bias"]
             if np.isfinite(shift):  # NaN only where n/d has no outlier: no draws there
-                left = _left_out_shift(blk["left_out"], q, n, n_draws, np.random.default_rng([seed, i, k, 1]))
+                left_out = blk["left_out"]
+                if quantity == "proj":  # overlap moved to a kept outlier stays in the projection
+                    lost = ~keep[blk["left_idx"]]
+                    left_out = tuple(part[lost] for part in left_out)
+                left = _left_out_shift(left_out, q, n, n_draws, np.random.default_rng([seed, i, k, 1]))
                 out["draws"][i, k] = q + shift + sigma / np.sqrt(d) * rng.standard_normal(n_draws) + (mix - q) + left
     return out

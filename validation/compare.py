@@ -14,9 +14,13 @@ Each (alpha, k) point gets a region from the scaling variable
   of the outlier block, docs/theory.md §4.3), tol_basis ``clt+mixing``, centred at ``q_center``. Both
   are used where the linearisation holds, a relative fluctuation
   :math:`\varepsilon = \sigma_k/(\sqrt d\,q_k) \le 1/2` (``EPS_CLT``), and for m > 1 where the
-  pencil's slope is stable (``EPS_PENCIL``). Elsewhere in this region the critical-window law below
-  applies where it can; otherwise, and for the subspace projection, the earlier bound
-  :math:`d^{-1/2} + 2\,\mathrm{sem}` stays (tol_basis ``heuristic``);
+  pencil's slope is stable (``EPS_PENCIL``). For the subspace projection ``proj`` (the overlap summed
+  over the estimator's k_hat outlier eigenvectors) the same law sums the pencil's weight over the
+  outliers, which mixing among them does not change (docs/theory.md §4.3 "The projection"); it is used
+  where direction k's outlier is far above the estimator's cut, :math:`w'_k >` ``W_MAX``, and no other
+  direction has an outlier near the cut, :math:`0 < w'_l \le` ``W_MAX``. Elsewhere in
+  this region the critical-window law below applies where it can (not for ``proj``); otherwise the
+  earlier bound :math:`d^{-1/2} + 2\,\mathrm{sem}` stays (tol_basis ``heuristic``);
 * ``window`` (|w| < 1) and ``bulk`` (w <= -1): a one-sided bound at confidence ``level``
   (docs/theory.md §4.1). The top eigenvectors near the edge carry on average
   :math:`R_k(x_j)/d` of :math:`w_k` (:func:`numerics.edge_overlap.edge_overlap`, computed for the
@@ -223,14 +227,27 @@ def _outlier_bounds(prediction, out, d, quantity, level):
     centre and the half-width of the two-sided ``level`` interval of the seed mean, and the O(1/d)
     bias b_k. m = 1: the first-order CLT, centred on q_k + b_k. m > 1: the ``level`` interval of the
     mean of S draws from ``numerics.outlier_law`` (b_k, the CLT and the mixing of the outlier block),
-    where also the pencil's slope is stable (rho <= EPS_PENCIL, no dropped draw). Both need the
-    overlap of one eigenvector (q_best or q_rank) and eps = sigma_k / (sqrt(d) q_k) <= EPS_CLT. NaN
+    where also the pencil's slope is stable (rho <= EPS_PENCIL, no dropped draw). Both need
+    eps = sigma_k / (sqrt(d) q_k) <= EPS_CLT. For the projection (``proj``, the overlap summed over the
+    estimator's k_hat outlier eigenvectors) the law is the sum over the outliers (docs/theory.md §4.3 "The
+    projection"), used where direction k's outlier is surely kept, w'_k > W_MAX, and no other direction's
+    outlier is near the estimator's cut (0 < w'_l <= W_MAX); for m = 1 it is the CLT bound itself. NaN
     elsewhere."""
     from numerics.outlier_bias import outlier_moments
 
     sigma, center, half, bias = (np.full(len(out), np.nan) for _ in range(4))
-    want = (out["region"] == "outlier").to_numpy()
-    if quantity == "proj" or not want.any():
+    want = (out["region"] == "outlier").to_numpy(copy=True)
+    if quantity == "proj" and want.any():  # k_hat counts k's outlier only where it is far above the cut
+        from numerics.critical_window import window_map
+
+        alphas = np.unique(out.loc[want, "alpha"].to_numpy())
+        wp = dict(zip(alphas.tolist(), window_map(prediction.model, alphas, d)[0]))
+        # k's outlier surely kept, and no other outlier near the cut, whose random detection would move
+        # the weight it shares with k in and out of the projection (docs/theory.md §4.3 "The projection")
+        near = {a: np.sum((w > 0) & (w <= W_MAX)) for a, w in wp.items()}
+        want &= np.array([bool(w and wp[a][k - 1] > W_MAX and near[a] == 0)
+                          for a, k, w in zip(out["alpha"], out["k"], want)])
+    if not want.any():
         return sigma, center, half, bias
     z = float(norm.ppf((1 + level) / 2))
     if prediction.model.m == 1:  # one row per alpha
