@@ -290,13 +290,13 @@ def _pencil_overlaps(blk: dict, n: int, draws: int, rng, rank: bool, counted=Non
     t, Y = np.linalg.eigh(Li @ F0[ok] @ np.swapaxes(Li, 1, 2))
     C = np.swapaxes(Li, 1, 2) @ Y  # null vectors, normalised so that c^T (-F1) c = 1
     ov = C[:, 0, :] ** 2  # columns: the pencil's roots, lowest first
-    if counted is not None:  # the unperturbed roots in the same order: rank j belongs to direction order[j]
-        order = np.argsort(-blk["f"] / blk["fp"], kind="stable")
+    t0 = -blk["f"] / blk["fp"]  # the unperturbed roots, in the same order as the pencil's
+    if counted is not None:  # rank j belongs to direction order[j]
+        order = np.argsort(t0, kind="stable")
         return ov[:, np.asarray(counted, dtype=bool)[order]].sum(axis=1), 1 - ok.mean()
     if not rank:
         return ov.max(axis=1), 1 - ok.mean()
-    t0 = -blk["f"] / blk["fp"]  # unperturbed roots: k's position counted from the top
-    pos = int(np.sum(t0[1:] > 0))
+    pos = int(np.sum(t0[1:] > 0))  # k's position counted from the top
     return ov[:, b - 1 - pos], 1 - ok.mean()
 
 
