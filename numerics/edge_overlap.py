@@ -160,7 +160,10 @@ def outlier_share(model: HierarchicalModel, alpha: float, **law_options) -> np.n
         R_k(\lambda) = \frac{s_k'(\zeta)}{m'(\zeta)} = \frac{H_k + 1/\alpha - G_2}{\alpha\,(F_k - 1/\alpha)^2}
         \Big|_{\lambda = \lambda_j^*},
 
-    which equals the edge value as :math:`\lambda_j^*\to\bar\lambda` (docs/theory.md §4.1).
+    which equals the edge value as :math:`\lambda_j^*\to\bar\lambda` (docs/theory.md §4.1). Away from the
+    edge it overstates the share, by :math:`1/(1-q_j)` for a direction without a spike: it leaves out
+    the mass :math:`q_j` that :math:`u_j` puts on :math:`w_j`. There the first-order share of
+    :func:`numerics.outlier_fluctuation.mixing_share` holds.
     Returns an m x m array, row j (NaN where direction j has no outlier at this alpha), column k
     (NaN on the diagonal).
 

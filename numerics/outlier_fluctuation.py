@@ -50,7 +50,8 @@ from theory.model import finite_array, integer
 from .label_law import check_model, draw_latents
 from .resolvent import edge_of_atoms, outlier_of_atoms, resolvent_sums
 
-__all__ = ["outlier_fluctuation", "outlier_variance_parts", "outlier_block", "outlier_law", "MIX_MIN"]
+__all__ = ["outlier_fluctuation", "outlier_variance_parts", "outlier_block", "outlier_law", "mixing_share",
+           "MIX_MIN"]
 
 
 def _zeta_calculus(tau, w, lam: float, alpha: float):
@@ -209,6 +210,62 @@ def outlier_block(tau, Z, k: int, alpha: float, first: dict | None = None,
     infl = _influence(lamK[:, None], Z2, (H / p1)[None, :])
     return {"q": q, "lam": lam, "sigma": r["sigma"], "alpha": alpha, "k": k, "f": f, "fp": fp, "idx": idx,
             "_angle_per_n": angle, "_parts": (K, lamK, lamK_z, Z, Z2, infl, c2, s)}
+
+
+def mixing_share(model: HierarchicalModel, alphas, n_samples: int = 2**19, seed: int = 0) -> dict:
+    r"""The share of another direction in an outlier eigenvector, to first order in the outlier block's
+    couplings (docs/theory.md §4.1, "Outlier eigenvectors of other directions").
+
+    For the outlier eigenvector :math:`u_j` of direction j, the null vector c of the block
+    :math:`F(\zeta_j)` of :func:`outlier_block` has :math:`c_l = -F_{jl}c_j/\bar f_l(\zeta_j) + O(1/n)` for
+    l ≠ j, and :math:`\langle w_l, u_j\rangle^2 = c_l^2/(-c^\top F'c)`, :math:`c_j^2 = q_j` to leading order. So
+
+    .. math::
+        E\big[d\,\langle w_l, u_j\rangle^2\big] = \frac{q_j\,n\,E[F_{jl}^2]}{\alpha\,\bar f_l(\zeta_j^*)^2},
+
+    n times the mixing angle of :func:`outlier_block` (part 1 plus the pairs), times :math:`q_j/\alpha`;
+    with F_jl Gaussian the overlap is this mean times :math:`\chi^2_1`. Without a spike in l and an
+    isotropic bulk it is :math:`1 - q_j`: the eigenvector's mass off :math:`w_j`, spread evenly. It holds
+    where direction j's outlier is clear of the edge (its first-order CLT holds) and l's gap
+    :math:`\bar f_l(\zeta_j)` is not small; at the edge the share tends instead to
+    :func:`numerics.edge_overlap.edge_overlap`'s, which :func:`numerics.edge_overlap.outlier_share` meets.
+
+    ``q_j`` and :math:`\bar f_l` come from the label law (no Monte Carlo error), :math:`E[F_{jl}^2]` from
+    ``n_samples`` seeded draws of the latents. Returns a dict: ``share`` (len(alphas), m, m), entry
+    [i, j, l] the share of direction l in direction j's outlier eigenvector (NaN where j has no outlier,
+    and on the diagonal); ``q`` and ``sigma`` (len(alphas), m): :math:`q_j` and :math:`\sigma_j` of §4.2
+    (NaN without an outlier), so that a caller can check :math:`\sigma_j/(\sqrt d q_j)`.
+
+    >>> from theory import HierarchicalModel
+    >>> model = HierarchicalModel(m=2, gamma=1.0, link="He2", preprocessing="clip(y, -1, 3)")
+    >>> r = mixing_share(model, [2.3156, 3.3079], n_samples=2**18)    # 0.7 and 1.0 times alpha_2: in the bulk
+    >>> sim, se = np.array([5.0, 3.5]), np.array([0.6, 0.4])    # simulated, d = 400, 200 seeds (docs/theory.md §4.1)
+    >>> bool(np.all(np.abs(r["share"][:, 0, 1] - sim) < 2 * se))
+    True
+    """
+    from .edge_overlap import _tau_sup  # the label law's ess sup T
+    from .label_law import label_law
+
+    a, tau, Z = _checked_latents(model, alphas, n_samples, seed)
+    atoms = label_law(model)
+    m = model.m
+    out = {"share": np.full((a.size, m, m), np.nan), "q": np.full((a.size, m), np.nan),
+           "sigma": np.full((a.size, m), np.nan)}
+    for i, alpha in enumerate(a):
+        alpha = float(alpha)
+        lbar = edge_of_atoms(tau, np.full(tau.size, 1.0 / tau.size), alpha)[0]
+        lbar_exact = edge_of_atoms(atoms.tau, atoms.p, alpha, _tau_sup(atoms))[0]
+        for j in range(m):
+            first = outlier_variance_parts(tau, Z[:, j], alpha, lbar=lbar)
+            exact = _exact_diagonal(atoms, alpha, j, lbar_exact)
+            if first is None or exact is None:
+                continue
+            first = dict(first, q=exact["q"])
+            block = outlier_block(tau, Z, j, alpha, first, diagonal=exact)
+            out["share"][i, j] = exact["q"] * block["_angle_per_n"] / alpha
+            out["share"][i, j, j] = np.nan
+            out["q"][i, j], out["sigma"][i, j] = exact["q"], first["sigma"]
+    return out
 
 
 def _block_at(block: dict, n: int) -> dict:

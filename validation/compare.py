@@ -26,8 +26,10 @@ Each (alpha, k) point gets a region from the scaling variable
   :math:`R_k(x_j)/d` of :math:`w_k` (:func:`numerics.edge_overlap.edge_overlap`, computed for the
   model at hand at the typical location :math:`x_j` of the j-th eigenvalue); ``q_best`` is a
   maximum over the top m eigenvectors, bounded by the maximum of independent
-  :math:`r_j\chi^2_1/d` variables: :math:`r_j = R_k(x_j)` for the bulk ones and
-  :math:`R_k(\lambda_j^*)` (:func:`numerics.edge_overlap.outlier_share`) for outliers of other directions.
+  :math:`r_j\chi^2_1/d` variables: :math:`r_j = R_k(x_j)` for the bulk ones and, for outliers of other
+  directions, the first-order share of w_k in their eigenvectors
+  (:func:`numerics.outlier_fluctuation.mixing_share`) where their own CLT holds, the edge continuation
+  :math:`R_k(\lambda_j^*)` (:func:`numerics.edge_overlap.outlier_share`) nearer the edge.
   So :math:`\bar q_{sim} \le q + c/d` with c the ``level`` quantile of the mean of S such maxima
   (S seeds). The outlier part q is 0 below the threshold; in the
   window's upper half (0 < w < 1) adding it is an upper interpolation, not a derivation, which stays
@@ -288,18 +290,49 @@ def _canonical(wprimes: tuple, seed: int, J: int, n_draws: int) -> np.ndarray:
     return out
 
 
+@functools.lru_cache(maxsize=64)
+def _mixing_shares(model, alpha: float) -> dict:
+    """``numerics.outlier_fluctuation.mixing_share`` at one alpha and compare's latent draws; deterministic,
+    so kept for the bulk and window bounds alike and for the next call (at most 64 alphas, each 3 m x m
+    floats). Read-only arrays, shared by every caller."""
+    from numerics.outlier_fluctuation import mixing_share
+
+    r = {key: v[0] for key, v in mixing_share(model, [alpha], n_samples=LAW_LATENTS).items()}
+    for arr in r.values():
+        arr.flags.writeable = False
+    return r
+
+
+def _outlier_shares(model, alphas, d: int) -> dict:
+    """Per alpha, the m x m shares r_jl = E[d <w_l, u_j>^2] of direction l in the outlier eigenvector of
+    direction j (docs/theory.md §4.1, "Outlier eigenvectors of other directions"): the first-order
+    pencil (numerics.outlier_fluctuation.mixing_share) where j's outlier is clear of the edge, i.e. its
+    first-order CLT holds (sigma_j / (sqrt(d) q_j) <= EPS_CLT); elsewhere the edge continuation
+    R_l(lambda_j*) (numerics.edge_overlap.outlier_share), which meets the edge value as the outlier
+    reaches the edge. NaN where j has no outlier, and on the diagonal."""
+    from numerics.edge_overlap import outlier_share
+
+    out = {}
+    for a in (float(a) for a in alphas):
+        r, mix = outlier_share(model, a), _mixing_shares(model, a)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            clear = mix["sigma"] / (np.sqrt(d) * mix["q"]) <= EPS_CLT
+        r[clear] = mix["share"][clear]
+        out[a] = r
+    return out
+
+
 def _window_bounds(prediction, out, d, quantity, level, want):
     """The critical-window law (docs/theory.md §4.5) at the rows ``want``: the canonical variable w' of
     direction k, and the centre and half-width of the two-sided ``level`` interval of the seed mean of
     q_best or q_rank.
     The directions in the window together with k (-W_GATE < w'_j <= W_MAX) are spikes of one canonical
     spiked GOE; q_best is the largest of kappa_k d^(-1/3) times the canonical overlaps with e_k of the top
-    J = m - (outliers of the other directions above W_MAX) eigenvectors and of those outliers' shares R chi2_1 / d
-    (numerics.edge_overlap.outlier_share); q_rank is the canonical eigenvector at direction k's rank.
+    J = m - (outliers of the other directions above W_MAX) eigenvectors and of those outliers' shares r chi2_1 / d
+    (_outlier_shares); q_rank is the canonical eigenvector at direction k's rank.
     Used where the edge is square-root, |w'_k| <= W_MAX, the window holds at most WINDOW_SPIKES directions
     and J <= WINDOW_DEPTH; NaN elsewhere. The points of one window share its canonical draws."""
     from numerics.critical_window import window_map
-    from numerics.edge_overlap import outlier_share
 
     wprime, center, half = (np.full(len(out), np.nan) for _ in range(3))
     alphas = np.unique(out["alpha"].to_numpy())
@@ -333,9 +366,9 @@ def _window_bounds(prediction, out, d, quantity, level, want):
             pool = pool[:, J - 1]
         else:
             pool = pool.max(axis=1)
-            if r not in shares_at:  # one outlier solve per alpha, shared by its points
-                shares_at[r] = outlier_share(prediction.model, float(alphas[r]))
-            shares = np.delete(shares_at[r][:, k], spikes)  # the outliers outside the window
+            if not shares_at:  # one solve per alpha, shared by the points
+                shares_at.update(_outlier_shares(prediction.model, alphas, d))
+            shares = np.delete(shares_at[float(alphas[r])][:, k], spikes)  # the outliers outside the window
             shares = shares[np.isfinite(shares)]
             if shares.size:
                 rng = np.random.default_rng(seed)
@@ -349,12 +382,12 @@ def _window_bounds(prediction, out, d, quantity, level, want):
 
 def _edge_ratios(prediction, out, d, quantity) -> tuple[np.ndarray, np.ndarray]:
     """Per point, the edge shares R_k of the eigenvectors that ``quantity`` maximises over (rows of
-    length m, NaN-padded). For q_best: the outlier eigenvectors of other directions carry
-    R_k(lambda_j*) (numerics.edge_overlap.outlier_share), the remaining bulk ones R_k at the locations
+    length m, NaN-padded). For q_best: the outlier eigenvectors of other directions carry their
+    shares of w_k (_outlier_shares), the remaining bulk ones R_k at the locations
     of eigenvalues 1, 2, ... (docs/theory.md §4.1); in the boundary regime every bulk one carries
     the boundary share R_k^b. All NaN for outlier points, where direction k has an outlier, and with
     coupled directions. Also returns the mask of the rows whose shares are boundary shares."""
-    from numerics.edge_overlap import boundary_share, edge_overlap, edge_regime, outlier_share
+    from numerics.edge_overlap import boundary_share, edge_overlap, edge_regime
 
     m = prediction.model.m
     R = np.full((len(out), m), np.nan)
@@ -377,7 +410,7 @@ def _edge_ratios(prediction, out, d, quantity) -> tuple[np.ndarray, np.ndarray]:
         bd = alphas[~square_root]
         bulk_shares.update((a, np.repeat(r[None], depth, axis=0))
                            for a, r in zip(bd.tolist(), boundary_share(prediction.model, bd, d)))
-    shares = {a: outlier_share(prediction.model, a) for a in alphas} if quantity == "q_best" else {}
+    shares = _outlier_shares(prediction.model, alphas, d) if quantity == "q_best" else {}
     for i, (a, k) in enumerate(zip(out["alpha"], out["k"])):
         if want[i] and a in bulk_shares and np.all(np.isfinite(bulk_shares[a][:, k - 1])):
             bulk = list(bulk_shares[a][:, k - 1])

@@ -406,3 +406,34 @@ def test_the_projection_law_matches_simulation_where_the_best_overlap_loses_to_m
                 assert per[(a, k + 1)] - best["draws"][i, k].mean() > 3 * se, (a, k, loss)
     assert len(z) >= 12 and resolved >= 4, (len(z), resolved)  # 15 and 5
     assert np.max(np.abs(z)) <= 3, z
+
+
+# --- the share of another direction in an outlier eigenvector (docs/theory.md §4.1) ---
+def test_an_unspiked_direction_takes_the_outlier_eigenvectors_mass_off_its_own_direction_evenly():
+    # Independent route: a direction whose z is independent of tau is one more direction of the
+    # complement, where D_n is orthogonally invariant (x_perp is Gaussian and independent of the labels).
+    # So the outlier eigenvector's mass off w_1, 1 - q_1, spreads evenly over the d - 1 other
+    # directions: d <w_2, u_1>^2 -> 1 - q_1 exactly. gamma = 10 makes direction 2's weight 2^-10 of
+    # direction 1's (its spike is O(1e-6)). The Monte Carlo spread of the ratio over latent seeds is
+    # about 0.5 % at 2^20 draws (1.3 % at 2^18); 2.5 % is 5 of those. The edge continuation
+    # outlier_share gives 1 here, i.e. 1/(1 - q_1) times too much, which this test would fail.
+    from numerics.edge_overlap import outlier_share
+    from numerics.outlier_fluctuation import mixing_share
+
+    model = HierarchicalModel(m=2, gamma=10, link="He2", preprocessing="clip(y, -1, 3)")
+    alphas = [1.0, 5.0]
+    r = mixing_share(model, alphas, n_samples=2**20)
+    assert np.all(r["q"][:, 0] > 0.1) and np.isnan(r["q"][:, 1]).all()  # direction 1 alone has an outlier
+    np.testing.assert_allclose(r["share"][:, 0, 1], 1 - r["q"][:, 0], rtol=0.025)
+    assert np.isnan(r["share"][:, 1]).all() and np.isnan(r["share"][:, 0, 0]).all()
+    old = np.array([outlier_share(model, a)[0, 1] for a in alphas])
+    assert np.all(old > 1.1 * r["share"][:, 0, 1])
+
+
+def test_mixing_share_refuses_bad_input_by_name():
+    from numerics.outlier_fluctuation import mixing_share
+
+    with pytest.raises(ValueError, match="^alphas: "):
+        mixing_share(DEFAULT, [-1.0])
+    with pytest.raises(ValueError, match="^n_samples: "):
+        mixing_share(DEFAULT, [5.0], n_samples=10)

@@ -143,20 +143,24 @@ def test_boundary_share_refuses_a_square_root_edge_and_bad_d_by_name():
 
 def test_compare_uses_the_boundary_share_for_every_bulk_eigenvector():
     # compare's tolerance at alpha = 2 (boundary regime) for q_best: the level quantile of the seed mean
-    # of max_j r_j chi2_1 with r = (outlier share of direction 1, then R_k^b for the nine bulk ones)
+    # of max_j r_j chi2_1 with r = (the share of direction k in direction 1's outlier eigenvector, then
+    # R_k^b for the nine bulk ones). Direction 1's outlier is clear of the edge there (its first-order
+    # CLT holds, sigma_1 / (sqrt(d) q_1) <= 1/2), so its share is the pencil's (mixing_share).
     import pandas as pd
 
     from numerics import predict
-    from numerics.edge_overlap import boundary_share, outlier_share
-    from validation.compare import compare
+    from numerics.edge_overlap import boundary_share
+    from numerics.outlier_fluctuation import mixing_share
+    from validation.compare import LAW_LATENTS, compare
 
     d, S, alpha = 600, 6, 2.0
     sim = pd.DataFrame([dict(alpha=alpha, k=k, seed=s, d=d, q_best=0.0, q_rank=0.0, proj=0.0, mse=0.0,
                              mse_plugin=0.0, k_hat=1.0) for k in range(2, 11) for s in range(S)])
     out = compare(predict(DEFAULT, [alpha]), sim).set_index("k")
-    Rb, share = boundary_share(DEFAULT, [alpha], d)[0], outlier_share(DEFAULT, alpha)
+    Rb, mix = boundary_share(DEFAULT, [alpha], d)[0], mixing_share(DEFAULT, [alpha], n_samples=LAW_LATENTS)
+    assert mix["sigma"][0, 0] / (np.sqrt(d) * mix["q"][0, 0]) <= 0.5
     for k in (2, 5, 10):
-        r = np.r_[share[0, k - 1], np.full(9, Rb[k - 1])]
+        r = np.r_[mix["share"][0, 0, k - 1], np.full(9, Rb[k - 1])]
         assert out.loc[k, "tol_basis"] == "boundary"
         assert out.loc[k, "tol"] == pytest.approx(max_chi2_mean_quantile(r, S, 0.95) / d, rel=1e-12)
 
