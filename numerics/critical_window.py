@@ -66,12 +66,15 @@ TRUNCATION = 16
 _TOL = 1e-10  # the bisection's final bracket: an overlap is off by about _TOL / (its distance to the next eigenvalue, ~N^(-2/3) = 5e-4)
 
 
-def spiked_goe_overlaps(wprime, n_draws: int, seed: int = 0, J: int = 1, N: int = CANONICAL_N) -> np.ndarray:
+def spiked_goe_overlaps(wprime, n_draws: int, seed: int = 0, J: int = 1, N: int = CANONICAL_N,
+                        eigenvalues: bool = False):
     r""":math:`N^{1/3}\langle e_a, v_j\rangle^2` for the top ``J`` eigenvectors :math:`v_j` of
     :math:`W + \sum_a \theta_a e_ae_a^\top`, :math:`\theta_a = 1 + w'_aN^{-1/3}`, W a GOE of size N with
     spectrum [-2, 2]; ``n_draws`` seeded draws, largest eigenvalue first. A number ``wprime`` (one
     spike) gives shape (n_draws, J); a sequence of r values gives shape (n_draws, J, r), the last axis
-    the spike a (several directions in the window at once, docs/theory.md §4.5).
+    the spike a (several directions in the window at once, docs/theory.md §4.5). ``eigenvalues``: also
+    return the top J eigenvalues in Tracy-Widom units, :math:`N^{2/3}(\lambda_j - 2)`, shape (n_draws, J),
+    as the pair (eigenvalues, overlaps); an estimator's edge cut compares them with its margin.
 
     Vectorised over the draws: the eigenvalues by Sylvester-inertia bisection on the banded model
     (:func:`_band`), the overlaps by the Schur complement on :math:`E = \mathrm{span}(e_1..e_r)`: with
@@ -87,6 +90,10 @@ def spiked_goe_overlaps(wprime, n_draws: int, seed: int = 0, J: int = 1, N: int 
     (500, 2, 2)
     >>> round(float(o[:, 1, 1].mean() * 30.0**2), 1)   # carrying spike 2's share N q -> 1/(1 - theta_2)^2
     1.0
+    >>> x, o = spiked_goe_overlaps(40.0, 500, seed=1, eigenvalues=True)   # BBP's location theta + 1/theta
+    >>> theta = 1 + 40 * 1e5 ** (-1 / 3)
+    >>> bool(abs(x.mean() / (1e5 ** (2 / 3) * (theta + 1 / theta - 2)) - 1) < 0.01)
+    True
     """
     N = integer(N, "N", 1000, 10**9)
     single = np.ndim(wprime) == 0
@@ -102,8 +109,12 @@ def spiked_goe_overlaps(wprime, n_draws: int, seed: int = 0, J: int = 1, N: int 
     n_draws, seed = integer(n_draws, "n_draws", 1, 10**6), integer(seed, "seed", 0)
     band = _band(w, n_draws, seed, N)
     J = integer(J, "J", 1, band[0].shape[0] // 4)
-    out = N ** (1 / 3) * _top_overlaps(band, J)
-    return out[:, :, 0] if single else out
+    if not isinstance(eigenvalues, (bool, np.bool_)):
+        raise ValueError(f"eigenvalues: expected True or False, got {eigenvalues!r}")
+    lam, out = _top_overlaps(band, J)
+    out = N ** (1 / 3) * out
+    out = out[:, :, 0] if single else out
+    return (N ** (2 / 3) * (lam.T - 2), out) if eigenvalues else out
 
 
 def _band(wprimes: np.ndarray, n_draws: int, seed: int, N: int) -> list[np.ndarray]:
@@ -158,8 +169,9 @@ def _eliminate(band: list[np.ndarray], lam: np.ndarray, rows: int, derivative: b
     return inv_piv, S, dS
 
 
-def _top_overlaps(band: list[np.ndarray], J: int) -> np.ndarray:
-    """<e_a, v_j>^2 of the top J eigenvectors of each banded matrix (:func:`_band`), shape (n_draws, J, r)."""
+def _top_overlaps(band: list[np.ndarray], J: int) -> tuple[np.ndarray, np.ndarray]:
+    """The top J eigenvalues of each banded matrix (:func:`_band`), shape (J, n_draws), and the
+    <e_a, v_j>^2 of their eigenvectors, shape (n_draws, J, r)."""
     r = len(band) - 1
     K, n_draws = band[0].shape
 
@@ -204,7 +216,7 @@ def _top_overlaps(band: list[np.ndarray], J: int) -> np.ndarray:
         out = np.moveaxis(x**2 / -np.einsum("...a,...ab,...b->...", x, dM, x)[..., None], 0, 1)
     if not np.all(np.isfinite(out)):
         raise ArithmeticError("spiked_goe_overlaps: a non-finite overlap")
-    return out
+    return lam, out
 
 
 def window_map(model: HierarchicalModel, alphas, d: int, **law_options) -> tuple[np.ndarray, np.ndarray]:

@@ -33,7 +33,10 @@ Each (alpha, k) point gets a region from the scaling variable
   So :math:`\bar q_{sim} \le q + c/d` with c the ``level`` quantile of the mean of S such maxima
   (S seeds). The outlier part q is 0 below the threshold; in the
   window's upper half (0 < w < 1) adding it is an upper interpolation, not a derivation, which stays
-  only where the critical-window law below does not apply.
+  only where the critical-window law below does not apply. For ``proj`` below k's threshold the bound is
+  instead the ``level`` quantile of the seed mean of w_k's shares in the eigenvectors the estimator's cut
+  keeps: the outliers far above the window always, and those that the canonical window model puts above
+  the cut (docs/theory.md §4.3, "The projection below the threshold").
 
 In the boundary regime :math:`\bar\lambda = \sup T` the edge is not square-root: each top eigenvector
 sits on one extreme sample and carries the share :math:`R_k^b`
@@ -178,7 +181,8 @@ def compare(prediction, simulation: pd.DataFrame, quantity: str = "q_best", leve
     edge_tol = np.full(len(out), np.nan)
     for i in np.nonzero(np.isfinite(out["R_edge"].to_numpy()))[0]:
         S = int(out["n_seeds"].iat[i])
-        if quantity == "proj":  # a sum over at most m eigenvectors, each bounded by the top share
+        if quantity == "proj":  # a sum over at most m eigenvectors, each bounded by the top share; below
+            # the threshold _projection_bounds replaces it (docs/theory.md §4.3)
             c = out["R_edge"].iat[i] * float(chi2.ppf(level, S * m)) / S
         else:
             c = max_chi2_mean_quantile(R[i][np.isfinite(R[i])], S, level)
@@ -195,6 +199,10 @@ def compare(prediction, simulation: pd.DataFrame, quantity: str = "q_best", leve
     # the critical window (docs/theory.md §4.5): window points, and outlier points without the CLT
     wprime, wcenter, whalf = _window_bounds(prediction, out, d, quantity, level, want=~clt & (w > -C_WINDOW).to_numpy())
     window = np.isfinite(whalf)
+    if quantity == "proj":  # below k's threshold: the outliers and the edge eigenvectors the cut keeps
+        law = _projection_bounds(prediction, out, d, level, want=~is_out)
+        edge_tol = np.where(np.isfinite(law), law, edge_tol)
+        has_edge = np.isfinite(edge_tol)
     out["wprime"] = wprime
     edge_basis = np.where(boundary, "boundary", "edge")
     out["tol_basis"] = np.where(mixing, "clt+mixing", np.where(clt, "clt", np.where(
@@ -279,15 +287,16 @@ def _outlier_bounds(prediction, out, d, quantity, level):
 
 
 @functools.lru_cache(maxsize=32)
-def _canonical(wprimes: tuple, seed: int, J: int, n_draws: int) -> np.ndarray:
-    """The canonical window draws (numerics.critical_window.spiked_goe_overlaps, shape (n_draws, J,
-    spikes)); deterministic, so kept for the points of one window and for the next call on the same grid
-    (a resumed sweep compares the same table again). Read-only, since every caller shares it."""
+def _canonical(wprimes: tuple, seed: int, J: int, n_draws: int) -> tuple[np.ndarray, np.ndarray]:
+    """The canonical window draws (numerics.critical_window.spiked_goe_overlaps): the top J eigenvalues
+    in Tracy-Widom units, shape (n_draws, J), and the overlaps, shape (n_draws, J, spikes); deterministic,
+    so kept for the points of one window and for the next call on the same grid (a resumed sweep
+    compares the same table again). Read-only, since every caller shares them."""
     from numerics.critical_window import spiked_goe_overlaps
 
-    out = spiked_goe_overlaps(list(wprimes), n_draws, seed=seed, J=J)
-    out.flags.writeable = False
-    return out
+    x, out = spiked_goe_overlaps(list(wprimes), n_draws, seed=seed, J=J, eigenvalues=True)
+    x.flags.writeable = out.flags.writeable = False
+    return x, out
 
 
 @functools.lru_cache(maxsize=64)
@@ -359,7 +368,7 @@ def _window_bounds(prediction, out, d, quantity, level, want):
         if len(spikes) > WINDOW_SPIKES or J > WINDOW_DEPTH:
             continue
         # seeded by the window's first direction (one spike: by k)
-        canonical = _canonical(tuple(wp[r, spikes].tolist()), int(d) * 10**4 + 100 * r + spikes[0], J, WINDOW_DRAWS)
+        canonical = _canonical(tuple(wp[r, spikes].tolist()), int(d) * 10**4 + 100 * r + spikes[0], J, WINDOW_DRAWS)[1]
         pool = kap[r, k] * d ** (-1 / 3) * canonical[:, :, spikes.index(k)]
         seed = [int(d), r, k]
         if quantity == "q_rank":
@@ -378,6 +387,70 @@ def _window_bounds(prediction, out, d, quantity, level, want):
         lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
         center[i], half[i] = (lo + hi) / 2, (hi - lo) / 2
     return wprime, center, half
+
+
+def _projection_bounds(prediction, out, d, level, want) -> np.ndarray:
+    """The one-sided bound c/d on the subspace projection proj = ||P_hat w_k||^2 where direction k has no
+    outlier at d = infinity (docs/theory.md §4.3, "The projection below the threshold"), at the rows
+    ``want``; NaN elsewhere. The estimator keeps the eigenvalues above its cut, CUT_SD Tracy-Widom sd
+    above the TW mean at the edge. The outliers of the directions far above the window
+    (w'_l > W_MAX) are always kept. Which of the top eigenvalues near the edge pass the cut is drawn from
+    the canonical spiked GOE (§4.5) whose spikes are the directions in the window
+    (-W_GATE < w'_l <= W_MAX), with one eigenvalue more than there are spikes (a bulk one above the
+    cut). Each kept eigenvector carries w_k's share times chi2_1 / d: r_lk (_outlier_shares) for the
+    outliers, taken in order from the top, and the edge share R_k(x_j) at depth j (§4.1, an
+    upper-side estimate) for the eigenvectors below them. c is the ``level`` quantile of the mean of S
+    such sums. In the boundary regime there is no canonical model: c sums over the outliers of other
+    directions alone (none of the extreme samples' eigenvalues passed the cut, measured in §4.3)."""
+    from numerics.critical_window import window_map
+    from numerics.edge_overlap import TW_MEAN, TW_SD, edge_overlap, edge_regime
+    from validation.simulate import CUT_SD
+
+    bound = np.full(len(out), np.nan)
+    alphas = np.unique(out["alpha"].to_numpy()[want])
+    if alphas.size == 0 or prediction.settings.get("solver") == "matrix":
+        return bound
+    model, m = prediction.model, prediction.model.m
+    square_root = edge_regime(model, alphas)
+    sq = alphas[square_root]
+    depth = min(WINDOW_DEPTH, m + 1)
+    if sq.size:
+        wp = window_map(model, sq, d)[0]
+        edge = np.stack(list(edge_overlap(model, sq, d=d, j=range(1, depth + 1))), axis=1)  # (alphas, depth, m)
+    row = {a: i for i, a in enumerate(sq.tolist())}
+    shares = _outlier_shares(model, alphas, d)
+    cut = TW_MEAN + CUT_SD * TW_SD
+    for i in np.nonzero(want)[0]:
+        a, k = float(out["alpha"].iat[i]), int(out["k"].iat[i]) - 1
+        if prediction.q[int(np.argmin(np.abs(prediction.alphas - a))), k] > 0:
+            continue  # k has an outlier at d = infinity
+        col = shares[a][:, k]
+        rng = np.random.default_rng([int(d), int(round(a * 1000)), k, 7])
+        if a in row:
+            r = row[a]
+            if not np.all(np.isfinite(wp[r])):
+                continue
+            spikes = [j for j in np.argsort(-wp[r]) if -W_GATE < wp[r, j] <= W_MAX]  # the highest first
+            far = [j for j in range(m) if wp[r, j] > W_MAX and np.isfinite(col[j])]
+            J = len(spikes) + 1
+            if len(spikes) > WINDOW_SPIKES or J > depth:
+                continue
+            # no direction in the window: a spike far below stands for none (the GOE's top eigenvalue)
+            x, _ = _canonical(tuple(wp[r, sorted(spikes)].tolist()) or (-20.0,),
+                              int(d) * 10**4 + 100 * r + (min(spikes) if spikes else 99), J, WINDOW_DRAWS)
+            near = [col[j] for j in spikes if wp[r, j] > 0 and np.isfinite(col[j])]  # outliers at d = inf
+            scale = np.r_[near, edge[r, : J - len(near), k]]  # the j-th kept eigenvector's share
+            kept = x[rng.integers(0, x.shape[0], LAW_DRAWS)] > cut  # canonical draws reused, fresh chi2
+            part = np.sum(kept * scale * rng.chisquare(1, kept.shape), axis=1) / d
+        else:  # the boundary regime
+            far = [j for j in range(m) if np.isfinite(col[j])]
+            if not far:
+                continue
+            part = np.zeros(LAW_DRAWS)
+        pool = part + np.sum(col[far] * rng.chisquare(1, (part.size, len(far))), axis=1) / d
+        S = int(out["n_seeds"].iat[i])
+        bound[i] = float(np.quantile(pool[rng.integers(0, pool.size, (LAW_DRAWS, S))].mean(axis=1), level))
+    return bound
 
 
 def _edge_ratios(prediction, out, d, quantity) -> tuple[np.ndarray, np.ndarray]:

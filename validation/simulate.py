@@ -171,7 +171,11 @@ class _Accumulator:
         return (U + np.triu(U, 1).T) / n
 
 
-def empirical_bulk_edge(tau: np.ndarray, alpha: float, d: int, margin_sd: float = 3.0) -> tuple[float, float]:
+#: the estimator's outlier cut sits this many Tracy-Widom sd above the TW mean at the empirical edge
+CUT_SD = 3.0
+
+
+def empirical_bulk_edge(tau: np.ndarray, alpha: float, d: int, margin_sd: float = CUT_SD) -> tuple[float, float]:
     r"""Bulk edge from the data alone: :math:`\psi_\alpha(\bar\lambda)` with the empirical law of
     T(y_i), and the Tracy-Widom scale :math:`s\,d^{-2/3}`,
     :math:`s = [\alpha/\bar\lambda^2 \sqrt{2/\psi''(\bar\lambda)}]^{-2/3}` (docs/theory.md §4).

@@ -20,7 +20,7 @@ def test_the_bisection_and_schur_route_matches_lapack_on_the_same_matrices():
     N, J = 10**4, 3
     for wprime in ([-2.0], [0.3], [3.0], [0.3, -0.5], [1.0, 0.0, -1.5]):
         band = _band(np.array(wprime), 8, seed=4, N=N)
-        ours = _top_overlaps(band, J)
+        lam, ours = _top_overlaps(band, J)
         K, r = band[0].shape[0], len(wprime)
         for t in range(band[0].shape[1]):
             ab = np.zeros((r + 1, K))
@@ -30,6 +30,7 @@ def test_the_bisection_and_schur_route_matches_lapack_on_the_same_matrices():
             # the bisection stops at a bracket of _TOL = 1e-10; an overlap q ~ N^(-1/3) moves by about
             # q / (eigenvalue spacing N^(-2/3)) ~ 100 per unit of lambda, hence 100 _TOL (measured: <= 2e-9)
             assert np.allclose(ours[t], (V[:r, ::-1] ** 2).T, rtol=0, atol=100 * _TOL), (wprime, t)
+            assert np.allclose(lam[:, t], ev[::-1], rtol=0, atol=_TOL), (wprime, t)  # the eigenvalues too
 
 
 def test_the_banded_model_is_the_tridiagonal_one_for_one_spike_and_has_the_goe_law_for_two():
@@ -297,3 +298,16 @@ def test_the_window_law_has_the_spread_of_the_true_model_with_gaussian_edge_weig
     assert true_vs_gauss < -3 * se_true, (true_vs_gauss, se_true)
     centre, mean, se = laws.mean(axis=1), q_gauss.mean(axis=1), q_gauss.std(axis=1) / np.sqrt(S)
     assert np.all(np.abs(centre - mean) <= d ** (-1 / 3) * centre + 3 * se), np.c_[centre, mean, se]
+
+
+def test_the_canonical_top_eigenvalue_has_the_tracy_widom_law_far_below_the_threshold():
+    # w' = -20: the spike is far below, so the top eigenvalue in TW units N^(2/3)(lambda - 2) follows
+    # the GOE's Tracy-Widom law: mean -1.2065, sd 1.2680 (literature values, Tracy & Widom 1996; the
+    # spike shifts the mean by about 1/w'^2 ~ 0.003). 4000 draws: se of the mean 0.020, of the sd 0.015.
+    from numerics.edge_overlap import TW_MEAN, TW_SD
+
+    x, _ = spiked_goe_overlaps(-20.0, 4000, seed=3, eigenvalues=True)
+    assert x.shape == (4000, 1)
+    assert abs(x.mean() - TW_MEAN) < 4 * 0.020 and abs(x.std() - TW_SD) < 4 * 0.015
+    with pytest.raises(ValueError, match="^eigenvalues: "):
+        spiked_goe_overlaps(-20.0, 10, eigenvalues="yes")
