@@ -437,3 +437,36 @@ def test_mixing_share_refuses_bad_input_by_name():
         mixing_share(DEFAULT, [-1.0])
     with pytest.raises(ValueError, match="^n_samples: "):
         mixing_share(DEFAULT, [5.0], n_samples=10)
+
+
+@pytest.mark.slow  # about a minute: 200 seeds at d = 400, two alphas, numpy eigh
+def test_the_share_of_another_direction_in_an_outlier_eigenvector_matches_simulation():
+    # docs/theory.md §4.1, "Outlier eigenvectors of other directions": m = 2, gamma = 1, He2,
+    # T = clip(y, -1, 3) at alpha = 0.7 and 1.0 alpha_2 (direction 2 below its threshold, direction 1's
+    # outlier at w' = 1.8 and 2.6), d = 400, fresh seeds 14000-14199: the mean of d <w_2, u_1>^2 over the top
+    # eigenvector u_1 must match mixing_share within 3 se (measured: 4.54 +- 0.64 and 3.31 +- 0.35 against
+    # 4.26 and 3.42). The edge continuation outlier_share (5.19 at alpha_2) is 5 se off there.
+    from numerics.edge_overlap import outlier_share
+    from numerics.label_law import preprocessing_function
+    from numerics.outlier_fluctuation import mixing_share
+    from validation.simulate import SampleStream
+
+    model, d = HierarchicalModel(m=2, gamma=1.0, link="He2", preprocessing="clip(y, -1, 3)"), 400
+    alphas = np.array([0.7, 1.0]) * float(thresholds(model)[1])
+    T = preprocessing_function(model.T)
+    vals = []
+    for s in range(14000, 14200):
+        stream = SampleStream(model, d, s)
+        X, y = stream.take(int(round(alphas[-1] * d)))
+        t = T(y)
+        row = []
+        for a in alphas:
+            n = int(round(a * d))
+            v = np.linalg.eigh((X[:n].T * t[:n]) @ X[:n] / n)[1][:, -1]
+            row.append(d * float(stream.W[:, 1] @ v) ** 2)
+        vals.append(row)
+    vals = np.array(vals)
+    mean, se = vals.mean(axis=0), vals.std(axis=0, ddof=1) / np.sqrt(len(vals))
+    share = mixing_share(model, alphas)["share"][:, 0, 1]
+    assert np.all(np.abs(mean - share) <= 3 * se), (mean, se, share)
+    assert outlier_share(model, alphas[1])[0, 1] - mean[1] > 3 * se[1]
