@@ -53,7 +53,7 @@ import numpy as np
 from theory import HierarchicalModel
 from theory.model import finite_array, integer
 
-from .edge_overlap import _tau_sup, edge_regime
+from .edge_overlap import _tau_sup, edge_regime, tw_scale
 from .label_law import check_model, label_law
 from .resolvent import edge_of_atoms, resolvent_sums
 
@@ -246,7 +246,7 @@ def window_map(model: HierarchicalModel, alphas, d: int, **law_options) -> tuple
         _, G2, F, H = resolvent_sums(tau, p, R, lbar)
         f0, H = lbar * (F[:, 0] - G2[0]), H[:, 0]
         c = H * np.sqrt(2 / psi2)
-        s = (a[i] / lbar**2 * np.sqrt(2 / psi2)) ** (-2 / 3)
+        s = tw_scale(float(a[i]), lbar, psi2)
         ok = c > 0
         wp[i, ok] = d ** (1 / 3) * f0[ok] / (c[ok] * np.sqrt(s))
         kappa[i, ok] = np.sqrt(s) / c[ok]

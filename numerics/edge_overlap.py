@@ -35,10 +35,48 @@ from theory.model import finite_array, integer
 from .label_law import check_model, label_law
 from .resolvent import edge_of_atoms, outlier_of_atoms, resolvent_sums
 
-__all__ = ["edge_overlap", "edge_regime", "edge_depth", "outlier_share", "boundary_share", "TW_MEAN", "TW_SD"]
+__all__ = ["edge_overlap", "edge_regime", "edge_depth", "outlier_share", "boundary_share", "tw_scale", "edge_tw_scale",
+           "TW_MEAN", "TW_SD"]
 
 TW_MEAN = -1.2065  # mean of the GOE Tracy-Widom law (beta = 1); Tracy & Widom 1996, Table 1
 TW_SD = 1.2680  # its standard deviation (same table)
+
+
+def tw_scale(alpha: float, lbar: float, psi2: float) -> float:
+    r"""The Tracy-Widom scale s of a square-root edge (docs/theory.md §4): the top bulk eigenvalue is
+    :math:`\psi_\alpha(\bar\lambda) + s\,d^{-2/3}\,\mathrm{TW}_1`, with
+    :math:`s = [\alpha/\bar\lambda^2\,\sqrt{2/\psi''_\alpha(\bar\lambda)}]^{-2/3}`, from the edge's
+    :math:`\bar\lambda` and :math:`\psi''` (:func:`numerics.resolvent.edge_of_atoms`).
+
+    T = 1 at alpha = 4 (Marchenko-Pastur): :math:`\bar\lambda = 1 + \sqrt\alpha = 3`, :math:`\psi'' = 2/8`; Johnstone's
+    (2001) scale of the largest eigenvalue is :math:`d^{-2/3}(1+\sqrt\alpha)(1+1/\sqrt\alpha)^{1/3}/\alpha`:
+
+    >>> a = 4.0
+    >>> bool(abs(tw_scale(a, 3.0, 0.25) - (1 + a**0.5) * (1 + a**-0.5) ** (1 / 3) / a) < 1e-12)
+    True
+    """
+    return float((alpha / lbar**2 * np.sqrt(2 / psi2)) ** (-2 / 3))
+
+
+def edge_tw_scale(model: HierarchicalModel, alphas, **law_options) -> np.ndarray:
+    r"""The Tracy-Widom scale :func:`tw_scale` of the model's bulk edge at each alpha, shape (len(alphas),);
+    NaN in the boundary regime (no square-root edge, :func:`edge_regime`).
+
+    >>> from theory import HierarchicalModel
+    >>> s = edge_tw_scale(HierarchicalModel(m=1, link="He2", preprocessing="1"), [4.0])   # T = 1: Marchenko-Pastur
+    >>> round(float(s[0]), 4)     # Johnstone's (1 + 2) (3/2)^(1/3) / 4
+    0.8585
+    """
+    check_model(model)
+    a = np.atleast_1d(finite_array(alphas, "alphas"))
+    if a.ndim != 1 or a.size == 0 or np.any(a <= 0):
+        raise ValueError(f"alphas: expected sample ratios > 0, got {alphas!r}")
+    law = label_law(model, **law_options)
+    out = np.full(a.size, np.nan)
+    for i in np.nonzero(edge_regime(model, a, **law_options))[0]:
+        lbar, _, psi2 = edge_of_atoms(law.tau, law.p, float(a[i]), _tau_sup(law))
+        out[i] = tw_scale(float(a[i]), lbar, psi2)
+    return out
 
 
 def edge_regime(model: HierarchicalModel, alphas, **law_options) -> np.ndarray:
@@ -125,7 +163,7 @@ def edge_overlap(model: HierarchicalModel, alphas, d: int | None = None, j=1, **
             s = F[:, 0] / G2[0]
             out[0, i] = np.where(s < 1, (H[:, 0] / G2[0]) / np.where(s < 1, 1 - s, 1.0) ** 2, np.inf)
             continue
-        scale = (alpha / lbar**2 * np.sqrt(2 / psi2)) ** (-2 / 3)
+        scale = tw_scale(alpha, lbar, psi2)
         for jj, depth_tw in enumerate(depths_tw):
             out[jj, i] = _share_at_depth(tau, p, R, alpha, lbar, edge, psi2, depth_tw * scale * d ** (-2 / 3), d)
     return out if several else out[0]

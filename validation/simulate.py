@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from scipy.linalg import blas
 
-from numerics.edge_overlap import TW_MEAN, TW_SD
+from numerics.edge_overlap import TW_MEAN, TW_SD, tw_scale
 from numerics.label_law import check_model, link_function, preprocessing_function
 from numerics.predict import mse_forms
 from numerics.resolvent import edge_of_atoms
@@ -193,8 +193,7 @@ def empirical_bulk_edge(tau: np.ndarray, alpha: float, d: int, margin_sd: float 
     if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1:
         raise ValueError(f"d: expected an integer >= 1, got {d!r}")
     lam, edge, psi2 = edge_of_atoms(tau, np.full(tau.size, 1.0 / tau.size), alpha)
-    s = (alpha / lam**2 * np.sqrt(2 / psi2)) ** (-2 / 3)
-    return float(edge), float(edge + (TW_MEAN + margin_sd * TW_SD) * s * d ** (-2 / 3))
+    return float(edge), float(edge + (TW_MEAN + margin_sd * TW_SD) * tw_scale(alpha, lam, psi2) * d ** (-2 / 3))
 
 
 def two_sided_outliers(vals, tau, alpha, d, scale: float = 1.0):
