@@ -216,7 +216,11 @@ def outlier_moments(model: HierarchicalModel, alphas, d: int, n_samples: int = 2
     direction k has no outlier. ``bias`` is computed only where
     :math:`\varepsilon_k = \sigma_k/(\sqrt d\,q_k) \le` ``eps_max`` (NaN elsewhere): near the threshold
     its expansion fails with the CLT's. Each point's draws, bulk edge and first-order solve serve both,
-    so the pair costs what ``outlier_bias`` alone costs.
+    so the pair costs what ``outlier_bias`` alone costs. Also ``gap_sd`` and ``gap_corr`` (same shape): the
+    first-order spread of the outlier eigenvalue minus the edge of the realised labels,
+    :math:`\lim_d \sqrt d\,\mathrm{sd}`, and its correlation with the overlap
+    (:func:`numerics.outlier_fluctuation.outlier_variance_parts`; docs/theory.md §4.2, "The outlier
+    eigenvalue and its detection").
 
     >>> from theory import HierarchicalModel
     >>> model = HierarchicalModel(m=1, link="He2", preprocessing="tanh(y)")
@@ -228,17 +232,17 @@ def outlier_moments(model: HierarchicalModel, alphas, d: int, n_samples: int = 2
         raise ValueError(f"eps_max: must be a number > 0 (np.inf: no gate), got {eps_max!r}")
     a, tau, Z = _checked_latents(model, alphas, n_samples, seed)
     d = integer(d, "d", model.m + 1)
-    sigma, bias = np.full((a.size, model.m), np.nan), np.full((a.size, model.m), np.nan)
+    sigma, bias, gap_sd, gap_corr = (np.full((a.size, model.m), np.nan) for _ in range(4))
     for i, alpha in enumerate(a):
         lbar = edge_of_atoms(tau, _uniform(tau), float(alpha))[0]
         for k in range(model.m):
             first = outlier_variance_parts(tau, Z[:, k], float(alpha), lbar=lbar)
             if first is None:
                 continue
-            sigma[i, k] = first["sigma"]
+            sigma[i, k], gap_sd[i, k], gap_corr[i, k] = first["sigma"], first["gap_sd"], first["gap_corr"]
             if first["sigma"] <= eps_max * np.sqrt(d) * first["q"]:
                 bias[i, k] = outlier_bias_parts(tau, Z[:, k], float(alpha), d, model.m, lbar, first=first)["bias"]
-    return {"sigma": sigma, "bias": bias}
+    return {"sigma": sigma, "bias": bias, "gap_sd": gap_sd, "gap_corr": gap_corr}
 
 
 def outlier_bias(model: HierarchicalModel, alphas, d: int, n_samples: int = 2**21, seed: int = 0) -> np.ndarray:

@@ -95,7 +95,13 @@ def outlier_variance_parts(tau, z, alpha: float, weights=None, lbar: float | Non
 
     Returns q, lam (:math:`\lambda_k^*`), sigma (:math:`\sigma_k`), and the two parts of
     :math:`\sigma_k^2`: ``diagonal`` (the label average, the Stieltjes term included) and
-    ``pairs`` (the off-diagonal pairs); ``sigma**2 = diagonal + pairs``.
+    ``pairs`` (the off-diagonal pairs); ``sigma**2 = diagonal + pairs``. Also the outlier eigenvalue
+    against the bulk edge of the same labels (docs/theory.md §4.2, "The outlier eigenvalue and its
+    detection"): ``gap``, :math:`\zeta_k^* - \psi_\alpha(\bar\lambda)`; ``gap_sd``,
+    :math:`\lim_d \sqrt d\ \mathrm{sd}` of the eigenvalue minus the edge of the empirical label law,
+    :math:`\delta\zeta - \delta e` with :math:`\delta\zeta = q\,\delta f` and
+    :math:`\delta e` the sample average of :math:`\bar\lambda K(\bar\lambda)`; and ``gap_corr``, its
+    correlation with :math:`\delta q`.
     """
     w = np.full(tau.size, 1.0 / tau.size) if weights is None else np.asarray(weights, dtype=float)
     E = lambda v: float(w @ v)  # noqa: E731
@@ -126,7 +132,17 @@ def outlier_variance_parts(tau, z, alpha: float, weights=None, lbar: float | Non
         return q**4 * (v11 + 2 * q * f_zz * v01 + (q * f_zz) ** 2 * v00) / alpha
 
     diagonal, pairs = form(C[0, 0], C[0, 1], C[1, 1]), form(O0, O1, O11)
-    return {"q": q, "lam": lam, "sigma": float(np.sqrt(diagonal + pairs)), "diagonal": diagonal, "pairs": pairs}
+    # the eigenvalue against the edge estimate: zeta moves by q delta f (f' = -1/q), the edge
+    # psi(lbar) = lbar (1/alpha + E K(lbar)) by the sample average of lbar K(lbar) (psi'(lbar) = 0)
+    Kb = lbar * tau / (lbar - tau)
+    g = q * h - Kb  # one sample's influence on zeta - edge; on q it is q^2 (h_z + q f_zz h)
+    cov = np.cov(np.vstack([g, q**2 * (h_z + q * f_zz * h)]), aweights=w, bias=True)
+    gap_var = (cov[0, 0] + q**2 * O0) / alpha
+    gap_q = (cov[0, 1] + q**3 * (O1 + q * f_zz * O0)) / alpha
+    sigma = float(np.sqrt(diagonal + pairs))
+    return {"q": q, "lam": lam, "sigma": sigma, "diagonal": diagonal, "pairs": pairs,
+            "gap": lam / alpha + E(lam * K) - (lbar / alpha + E(Kb)), "gap_sd": float(np.sqrt(gap_var)),
+            "gap_corr": float(gap_q / np.sqrt(gap_var) / sigma)}
 
 
 def _checked_latents(model, alphas, n_samples, seed):

@@ -18,9 +18,12 @@ Each (alpha, k) point gets a region from the scaling variable
   over the estimator's k_hat outlier eigenvectors) the same law sums the pencil's weight over the
   outliers, which mixing among them does not change (docs/theory.md §4.3 "The projection"); it is used
   where direction k's outlier is far above the estimator's cut, :math:`w'_k >` ``W_MAX``, and no other
-  direction has an outlier near the cut, :math:`0 < w'_l \le` ``W_MAX``. Elsewhere in
-  this region the critical-window law below applies where it can (not for ``proj``); otherwise the
-  earlier bound :math:`d^{-1/2} + 2\,\mathrm{sem}` stays (tol_basis ``heuristic``);
+  direction has an outlier near the cut, :math:`0 < w'_l \le` ``W_MAX``. Where k's own outlier is near
+  the cut, :math:`0 < w'_k \le` ``W_MAX``, but its CLT holds, ``proj`` draws whether the estimator keeps
+  it from the first-order law of its eigenvalue minus the cut, correlated with the overlap
+  (docs/theory.md §4.2, "The projection with a random detection"; tol_basis ``clt+detection``).
+  Elsewhere in this region the critical-window law below applies where it can (not for ``proj``);
+  otherwise the earlier bound :math:`d^{-1/2} + 2\,\mathrm{sem}` stays (tol_basis ``heuristic``);
 * ``window`` (|w| < 1) and ``bulk`` (w <= -1): a one-sided bound at confidence ``level``
   (docs/theory.md §4.1). The top eigenvectors near the edge carry on average
   :math:`R_k(x_j)/d` of :math:`w_k` (:func:`numerics.edge_overlap.edge_overlap`, computed for the
@@ -45,7 +48,8 @@ its depth, so :math:`r_j = R_k^b` for every bulk eigenvector (tol_basis ``bounda
 directions, and at window points above a threshold that lies in the boundary regime (the overlap
 jumps there, docs/numerics.md), the bulk and window keep the earlier heuristic bounds
 :math:`4/(d(1-\sqrt{\alpha/\alpha_k})^2)` and :math:`q + 2d^{-1/3}`; the column ``tol_basis`` says
-which bound each point got ("clt", "clt+mixing", "edge", "boundary", "window" or "heuristic").
+which bound each point got ("clt", "clt+mixing", "clt+detection", "edge", "boundary", "window" or
+"heuristic").
 
 The critical window (docs/theory.md §4.5): at window points, and at outlier points where the CLT is
 not used, a square-root edge maps direction k onto the spiked GOE with the canonical variable
@@ -130,8 +134,9 @@ def compare(prediction, simulation: pd.DataFrame, quantity: str = "q_best", leve
     centre of the outlier interval: q_theory + b_k for m = 1, the centre of the outlier law's interval
     for m > 1, q_theory where neither is used) and
     ``wprime`` (the critical-window variable of docs/theory.md §4.5, NaN without a square-root edge) and
-    ``tol_basis`` ("clt", "clt+mixing", "edge", "boundary", "window" or "heuristic") say how each tolerance
-    was obtained.
+    ``tol_basis`` ("clt", "clt+mixing", "clt+detection", "edge", "boundary", "window" or "heuristic") say
+    how each tolerance was obtained; "clt+detection" (proj only) is the outlier CLT with the estimator's
+    random detection of an outlier near its cut (docs/theory.md §4.2).
     """
     from numerics import Prediction
     from theory.model import require
@@ -193,9 +198,16 @@ def compare(prediction, simulation: pd.DataFrame, quantity: str = "q_best", leve
     is_out = (out["region"] == "outlier").to_numpy()
     sigma, center, half, bias = _outlier_bounds(prediction, out, d, quantity, level)
     clt = is_out & np.isfinite(sigma)
+    detection = np.zeros(len(out), dtype=bool)
+    if quantity == "proj":  # k's outlier near the estimator's cut, its CLT clear: kept at random (§4.2)
+        dsigma, dcenter, dhalf, dbias = _detection_bounds(prediction, out, d, level, want=is_out & ~clt)
+        detection = np.isfinite(dhalf)
+        sigma, center, half, bias = (np.where(detection, x, y) for x, y in
+                                     ((dsigma, sigma), (dcenter, center), (dhalf, half), (dbias, bias)))
+        clt |= detection
     out["sigma_out"] = sigma
     out["bias_out"] = bias
-    mixing = clt & (prediction.model.m > 1)
+    mixing = clt & ~detection & (prediction.model.m > 1)
     # the critical window (docs/theory.md §4.5): window points, and outlier points without the CLT
     wprime, wcenter, whalf = _window_bounds(prediction, out, d, quantity, level, want=~clt & (w > -C_WINDOW).to_numpy())
     window = np.isfinite(whalf)
@@ -205,8 +217,8 @@ def compare(prediction, simulation: pd.DataFrame, quantity: str = "q_best", leve
         has_edge = np.isfinite(edge_tol)
     out["wprime"] = wprime
     edge_basis = np.where(boundary, "boundary", "edge")
-    out["tol_basis"] = np.where(mixing, "clt+mixing", np.where(clt, "clt", np.where(
-        window, "window", np.where(~is_out & has_edge, edge_basis, "heuristic"))))
+    out["tol_basis"] = np.where(detection, "clt+detection", np.where(mixing, "clt+mixing", np.where(clt, "clt", np.where(
+        window, "window", np.where(~is_out & has_edge, edge_basis, "heuristic")))))
     out["q_center"] = np.where(clt, center, np.where(window, wcenter, out["q_theory"]))
     tol = np.select([clt, window, is_out, has_edge], [half, whalf, d ** -0.5 + 2 * out["q_sem"], edge_tol],
                     default=heuristic)
@@ -218,11 +230,12 @@ def compare(prediction, simulation: pd.DataFrame, quantity: str = "q_best", leve
     return out
 
 
-@functools.lru_cache(maxsize=2)
+@functools.lru_cache(maxsize=4)
 def _outlier_law(model, alphas: tuple, d: int, quantity: str, ks: tuple) -> dict:
     """``numerics.outlier_law`` at compare's sizes and gates; deterministic, so kept for the next call on
-    the same grid (a resumed sweep compares the same table again; two laws at most, each up to
-    len(alphas) x m x LAW_DRAWS floats). Its arrays are read-only, since every caller shares them."""
+    the same grid (a resumed sweep compares the same table again; four laws at most: q_best's, proj's and
+    the detection law's, each up to len(alphas) x m x LAW_DRAWS floats). Its arrays are read-only, since
+    every caller shares them."""
     from numerics.outlier_fluctuation import outlier_law
 
     law = outlier_law(model, alphas, d, n_draws=LAW_DRAWS, quantity=quantity, n_samples=LAW_LATENTS,
@@ -286,6 +299,99 @@ def _outlier_bounds(prediction, out, d, quantity, level):
     return sigma, center, half, bias
 
 
+@functools.lru_cache(maxsize=64)
+def _moments(model, alpha: float, d: int) -> dict:
+    """``numerics.outlier_bias.outlier_moments`` at one alpha and its EPS_CLT gate, with the latent draws of
+    the outlier bounds (m = 1: outlier_moments' default, as the CLT bound; m > 1: LAW_LATENTS, as the law);
+    deterministic, so kept for the next call (at most 64 alphas, each 4 x m floats). Read-only arrays,
+    shared by every caller."""
+    from numerics.outlier_bias import outlier_moments
+
+    kw = {} if model.m == 1 else {"n_samples": LAW_LATENTS}
+    r = {key: v[0] for key, v in outlier_moments(model, [alpha], d, eps_max=EPS_CLT, **kw).items()}
+    for arr in r.values():
+        arr.flags.writeable = False
+    return r
+
+
+def _detection_bounds(prediction, out, d, level, want):
+    """The law of proj where direction k's outlier is near the estimator's cut, 0 < w'_k <= W_MAX, but clear
+    of the edge, sigma_k / (sqrt(d) q_k) <= EPS_CLT (docs/theory.md §4.2, "The outlier eigenvalue and its
+    detection"), at the rows ``want``: sigma_k, the centre and half-width of the two-sided ``level``
+    interval of the seed mean, and b_k; NaN elsewhere.
+    The estimator keeps an outlier where its eigenvalue is above the cut, edge + (TW_MEAN + CUT_SD TW_SD)
+    s d^(-2/3): the eigenvalue minus the edge of the realised labels is Gaussian about zeta_j* - edge with
+    sd gap_sd / sqrt(d) (``numerics.outlier_bias.outlier_moments``), so D_j = 1[kept] is drawn for k and
+    for every other direction j with an outlier near the cut (0 < w'_j <= W_MAX, each independently);
+    those far above it (w'_j > W_MAX) are always kept. With P_k the projection on all the d = infinity
+    outliers (m = 1: q_k + b_k + sigma_k G / sqrt(d); m > 1: a draw of the proj law of
+    ``numerics.outlier_fluctuation.outlier_law``, which takes the mixing loss to the directions without an
+    outlier) and S_j = r_jk chi2_1 / d the share of w_k in j's outlier (_outlier_shares),
+
+        proj = D_k P_k + (1 - D_k) sum_j S_j - sum_j (1 - D_j) S_j.
+
+    D_k is correlated with P_k (gap_corr), through the standardised draw of P_k. A point where another
+    direction near the cut is not clear of the edge, or where the m > 1 law is not available (its gates),
+    is left out. The O(1/d) bias of the eigenvalue is left out (§4.2 measures its size)."""
+    from numerics.critical_window import window_map
+    from numerics.edge_overlap import TW_MEAN, TW_SD, edge_tw_scale
+    from validation.simulate import CUT_SD
+
+    sigma, center, half, bias = (np.full(len(out), np.nan) for _ in range(4))
+    rows = np.nonzero(want)[0]
+    if rows.size == 0 or prediction.settings.get("solver") == "matrix":
+        return sigma, center, half, bias
+    model, m = prediction.model, prediction.model.m
+    alphas = np.unique(out["alpha"].to_numpy()[rows])
+    wp = window_map(model, alphas, d)[0]
+    row = {a: i for i, a in enumerate(alphas.tolist())}
+    used = []
+    for i in rows:  # k near the cut and clear of the edge, and so is every other direction near the cut
+        a, k = float(out["alpha"].iat[i]), int(out["k"].iat[i]) - 1
+        r, p = row[a], int(np.argmin(np.abs(prediction.alphas - a)))
+        if not (np.all(np.isfinite(wp[r])) and 0 < wp[r, k] <= W_MAX):
+            continue
+        mom = _moments(model, a, int(d))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            clear = mom["sigma"] / (np.sqrt(d) * prediction.q[p]) <= EPS_CLT
+        near = prediction.is_outlier[p] & (wp[r] <= W_MAX)
+        if clear[k] and np.all(clear[near]) and np.isfinite(mom["bias"][k]):
+            used.append((i, a, k, r, p, mom))
+    if not used:
+        return sigma, center, half, bias
+    if m > 1:
+        law = _outlier_law(model, tuple(sorted({a for _, a, *_ in used})), int(d), "proj",
+                           tuple(sorted({k + 1 for _, _, k, *_ in used})))
+        arow = {a: j for j, a in enumerate(sorted({a for _, a, *_ in used}))}
+    scale = edge_tw_scale(model, alphas) * d ** (-2 / 3)
+    for i, a, k, r, p, mom in used:
+        rng = np.random.default_rng([int(d), int(round(a * 1000)), k, 11])
+        if m == 1:
+            g = rng.standard_normal(LAW_DRAWS)
+            P = prediction.q[p, k] + mom["bias"][k] + mom["sigma"][k] / np.sqrt(d) * g
+        else:
+            draws = law["draws"][arow[a], k]
+            if not (law["dropped"][arow[a], k] == 0 and np.isfinite(draws[0])):
+                continue
+            P = draws[rng.integers(0, draws.size, LAW_DRAWS)]
+            g = (P - P.mean()) / P.std()
+        # the eigenvalue minus the cut: its mean, and its sd
+        gap = prediction.eigenvalues[p] - prediction.bulk_edge[p] - (TW_MEAN + CUT_SD * TW_SD) * scale[r]
+        sd, rho = mom["gap_sd"] / np.sqrt(d), mom["gap_corr"][k]
+        kept_k = gap[k] + sd[k] * (rho * g + np.sqrt(1 - rho**2) * rng.standard_normal(LAW_DRAWS)) > 0
+        pool = np.where(kept_k, P, 0.0)
+        share = _outlier_shares(model, [a], d)[a][:, k]
+        for j in np.nonzero(prediction.is_outlier[p] & np.isfinite(share))[0]:
+            S_j = share[j] * rng.chisquare(1, LAW_DRAWS) / d
+            kept = wp[r, j] > W_MAX or gap[j] + sd[j] * rng.standard_normal(LAW_DRAWS) > 0
+            pool = pool + np.where(kept_k, 0.0, S_j) - np.where(kept, 0.0, S_j)
+        S = int(out["n_seeds"].iat[i])
+        means = pool[rng.integers(0, pool.size, (LAW_DRAWS, S))].mean(axis=1)
+        lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+        sigma[i], center[i], half[i], bias[i] = mom["sigma"][k], (lo + hi) / 2, (hi - lo) / 2, mom["bias"][k]
+    return sigma, center, half, bias
+
+
 @functools.lru_cache(maxsize=32)
 def _canonical(wprimes: tuple, seed: int, J: int, n_draws: int) -> tuple[np.ndarray, np.ndarray]:
     """The canonical window draws (numerics.critical_window.spiked_goe_overlaps): the top J eigenvalues
@@ -345,7 +451,7 @@ def _window_bounds(prediction, out, d, quantity, level, want):
 
     wprime, center, half = (np.full(len(out), np.nan) for _ in range(3))
     alphas = np.unique(out["alpha"].to_numpy())
-    if quantity == "proj" or prediction.settings.get("solver") == "matrix":
+    if prediction.settings.get("solver") == "matrix":
         return wprime, center, half
     wp, kap = window_map(prediction.model, alphas, d)
     row = {a: i for i, a in enumerate(alphas)}
@@ -354,7 +460,7 @@ def _window_bounds(prediction, out, d, quantity, level, want):
     for i in range(len(out)):
         r, k = row[out["alpha"].iat[i]], int(out["k"].iat[i]) - 1
         wprime[i] = wp[r, k]
-        if not (want[i] and np.all(np.isfinite(wp[r])) and abs(wp[r, k]) <= W_MAX):
+        if not (quantity != "proj" and want[i] and np.all(np.isfinite(wp[r])) and abs(wp[r, k]) <= W_MAX):
             continue
         # in the window together: the directions near the edge, and the outliers just above it (docs/theory.md §4.5)
         spikes = [j for j in range(m) if j == k or -W_GATE < wp[r, j] <= W_MAX]
