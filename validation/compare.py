@@ -446,7 +446,8 @@ def _window_bounds(prediction, out, d, quantity, level, want):
     J = m - (outliers of the other directions above W_MAX) eigenvectors and of those outliers' shares r chi2_1 / d
     (_outlier_shares); q_rank is the canonical eigenvector at direction k's rank.
     Used where the edge is square-root, |w'_k| <= W_MAX, the window holds at most WINDOW_SPIKES directions
-    and J <= WINDOW_DEPTH; NaN elsewhere. The points of one window share its canonical draws."""
+    and J <= WINDOW_DEPTH; NaN elsewhere. The points of one window share its canonical draws. For proj only
+    w' is returned (the canonical law misplaces the outlier against the estimator's cut, docs/theory.md §4.2)."""
     from numerics.critical_window import window_map
 
     wprime, center, half = (np.full(len(out), np.nan) for _ in range(3))
