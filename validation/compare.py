@@ -256,8 +256,6 @@ def _outlier_bounds(prediction, out, d, quantity, level):
     projection"), used where direction k's outlier is surely kept, w'_k > W_MAX, and no other direction's
     outlier is near the estimator's cut (0 < w'_l <= W_MAX); for m = 1 it is the CLT bound itself. NaN
     elsewhere."""
-    from numerics.outlier_bias import outlier_moments
-
     sigma, center, half, bias = (np.full(len(out), np.nan) for _ in range(4))
     want = (out["region"] == "outlier").to_numpy(copy=True)
     if quantity == "proj" and want.any():  # k_hat counts k's outlier only where it is far above the cut
@@ -276,8 +274,9 @@ def _outlier_bounds(prediction, out, d, quantity, level):
     if prediction.model.m == 1:  # one row per alpha
         rows = np.nonzero(want)[0]
         a, q = out["alpha"].to_numpy()[rows], out["q_theory"].to_numpy()[rows]
-        r = outlier_moments(prediction.model, a, d, eps_max=EPS_CLT)  # b only where the CLT is used
-        s, b = r["sigma"][:, 0], r["bias"][:, 0]
+        # b only where the CLT is used; cached, so proj's detection law reuses it
+        mom = [_moments(prediction.model, float(x), int(d)) for x in a]
+        s, b = np.array([r["sigma"][0] for r in mom]), np.array([r["bias"][0] for r in mom])
         used = np.isfinite(s) & (s <= EPS_CLT * np.sqrt(d) * q) & np.isfinite(b)  # NaN b: n/d has no outlier
         rows, q, s, b = rows[used], q[used], s[used], b[used]
         sigma[rows], bias[rows], center[rows] = s, b, q + b
@@ -364,6 +363,7 @@ def _detection_bounds(prediction, out, d, level, want):
                            tuple(sorted({k + 1 for _, _, k, *_ in used})))
         arow = {a: j for j, a in enumerate(sorted({a for _, a, *_ in used}))}
     scale = edge_tw_scale(model, alphas) * d ** (-2 / 3)
+    shares = _outlier_shares(model, sorted({a for _, a, *_ in used}), d)  # one solve per alpha
     for i, a, k, r, p, mom in used:
         rng = np.random.default_rng([int(d), int(round(a * 1000)), k, 11])
         if m == 1:
@@ -380,7 +380,7 @@ def _detection_bounds(prediction, out, d, level, want):
         sd, rho = mom["gap_sd"] / np.sqrt(d), mom["gap_corr"][k]
         kept_k = gap[k] + sd[k] * (rho * g + np.sqrt(1 - rho**2) * rng.standard_normal(LAW_DRAWS)) > 0
         pool = np.where(kept_k, P, 0.0)
-        share = _outlier_shares(model, [a], d)[a][:, k]
+        share = shares[a][:, k]
         for j in np.nonzero(prediction.is_outlier[p] & np.isfinite(share))[0]:
             S_j = share[j] * rng.chisquare(1, LAW_DRAWS) / d
             kept = wp[r, j] > W_MAX or gap[j] + sd[j] * rng.standard_normal(LAW_DRAWS) > 0
@@ -416,6 +416,19 @@ def _mixing_shares(model, alpha: float) -> dict:
     for arr in r.values():
         arr.flags.writeable = False
     return r
+
+
+@functools.lru_cache(maxsize=256)
+def _edge_table(model, alpha: float, d: int, depth: int) -> np.ndarray:
+    """``numerics.edge_overlap.edge_overlap`` at one alpha for the eigenvalues j = 1..depth, shape (depth, m):
+    the share R_k of w_k in the j-th edge eigenvector (docs/theory.md §4.1); deterministic, so kept for the
+    edge bound and proj's law below the threshold alike, and for the next call (at most 256 entries, each
+    depth x m floats). Read-only, shared by every caller."""
+    from numerics.edge_overlap import edge_overlap
+
+    table = edge_overlap(model, [alpha], d=d, j=range(1, depth + 1))[:, 0]
+    table.flags.writeable = False
+    return table
 
 
 def _outlier_shares(model, alphas, d: int) -> dict:
@@ -510,7 +523,7 @@ def _projection_bounds(prediction, out, d, level, want) -> np.ndarray:
     such sums. In the boundary regime there is no canonical model: c sums over the outliers of other
     directions alone (none of the extreme samples' eigenvalues passed the cut, measured in §4.3)."""
     from numerics.critical_window import window_map
-    from numerics.edge_overlap import TW_MEAN, TW_SD, edge_overlap, edge_regime
+    from numerics.edge_overlap import TW_MEAN, TW_SD, edge_regime
     from validation.simulate import CUT_SD
 
     bound = np.full(len(out), np.nan)
@@ -523,7 +536,7 @@ def _projection_bounds(prediction, out, d, level, want) -> np.ndarray:
     depth = min(WINDOW_DEPTH, m + 1)
     if sq.size:
         wp = window_map(model, sq, d)[0]
-        edge = np.stack(list(edge_overlap(model, sq, d=d, j=range(1, depth + 1))), axis=1)  # (alphas, depth, m)
+        edge = np.stack([_edge_table(model, a, int(d), depth) for a in sq.tolist()])  # (alphas, depth, m)
     row = {a: i for i, a in enumerate(sq.tolist())}
     shares = _outlier_shares(model, alphas, d)
     cut = TW_MEAN + CUT_SD * TW_SD
@@ -567,7 +580,7 @@ def _edge_ratios(prediction, out, d, quantity) -> tuple[np.ndarray, np.ndarray]:
     of eigenvalues 1, 2, ... (docs/theory.md §4.1); in the boundary regime every bulk one carries
     the boundary share R_k^b. All NaN for outlier points, where direction k has an outlier, and with
     coupled directions. Also returns the mask of the rows whose shares are boundary shares."""
-    from numerics.edge_overlap import boundary_share, edge_overlap, edge_regime
+    from numerics.edge_overlap import boundary_share, edge_regime
 
     m = prediction.model.m
     R = np.full((len(out), m), np.nan)
@@ -583,9 +596,10 @@ def _edge_ratios(prediction, out, d, quantity) -> tuple[np.ndarray, np.ndarray]:
     depth = 1 if quantity != "q_best" else m
     bulk_shares = {}  # alpha -> the shares of bulk eigenvectors 1..depth, an array (depth, m)
     if square_root.any():  # one edge solve per alpha; the share falls with depth
-        sq = alphas[square_root]
-        tables = np.stack(list(edge_overlap(prediction.model, sq, d=d, j=range(1, depth + 1))), axis=1)
-        bulk_shares.update(zip(sq.tolist(), tables))
+        # proj uses the top share only, but asks for _projection_bounds' depth: one cached solve serves both
+        solve = min(WINDOW_DEPTH, m + 1) if quantity == "proj" else depth
+        bulk_shares.update((a, _edge_table(prediction.model, a, int(d), solve)[:depth])
+                           for a in alphas[square_root].tolist())
     if not square_root.all():  # boundary regime: every top eigenvector sits on its own extreme sample
         bd = alphas[~square_root]
         bulk_shares.update((a, np.repeat(r[None], depth, axis=0))
