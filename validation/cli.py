@@ -376,8 +376,9 @@ def cmd_reproduce(args):
     model_kw = {}
     for flag, dest in (("--gamma", "gamma"), ("--g-star", "g_star")):
         val = getattr(args, dest)
-        if val is not None and args.name != "lag":
-            raise CascadeError(f"{flag}: only 'cascade reproduce lag' takes it (the other figures fix their models)")
+        if val is not None and args.name not in ("lag", "separation"):
+            raise CascadeError(f"{flag}: only 'cascade reproduce lag' and 'cascade reproduce separation' take it "
+                               "(the other figures fix their models)")
         if val is not None:
             model_kw[dest] = val
     res = reproduce(args.name, outdir=args.out, full=args.full, jobs=jobs,
@@ -507,11 +508,12 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--jobs", default="1", help="local worker processes (default: %(default)s)")
     rp.add_argument("--scheduler", default=None, help="Dask scheduler address")
     rp.add_argument("--store", default=None, help="sweep store for the simulations (default: OUT/store)")
-    rp.add_argument("--gamma", default=None, help="lag only: the power-law exponent of the features (default 1; "
-                                                  "[S]'s experiments use 0.4)")
+    rp.add_argument("--gamma", default=None, help="lag and separation only: the power-law exponent of the "
+                                                  "features (default 1; [S]'s experiments use 0.4)")
     rp.add_argument("--g-star", dest="g_star", default=None,
-                    help="lag only: the outer link (default z). With another link n_GE comes from the GE model "
-                         "simulated at the same d, since the d = infinity GE solver needs the identity")
+                    help="lag and separation only: the outer link (default z). For lag with another link n_GE "
+                         "comes from the GE model simulated at the same d, since the d = infinity GE solver needs "
+                         "the identity")
     rp.add_argument("--quiet", action="store_true", help="no progress bar")
     rp.set_defaults(func=cmd_reproduce, format="text")
 

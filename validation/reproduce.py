@@ -22,6 +22,7 @@ Every figure is written as PNG and PDF next to the Parquet table it was drawn fr
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -151,7 +152,8 @@ SEPARATION_RATIOS = (20, 50, 200)  # n / D
 
 
 def reproduce_separation(outdir, full: bool = False, jobs: int = 1, scheduler=None, store=None, progress=True,
-                         d: int | None = None, seeds: int | None = None, rank: int = 1000) -> dict:
+                         d: int | None = None, seeds: int | None = None, rank: int = 1000, gamma="1",
+                         g_star="z") -> dict:
     """Layer-wise vs non-hierarchical baselines on the true Model C at equal n (table + figure).
 
     For each d, seed and n = ratio D (ratio in ``SEPARATION_RATIOS``) one draw of n samples is
@@ -159,6 +161,8 @@ def reproduce_separation(outdir, full: bool = False, jobs: int = 1, scheduler=No
     the sweep store), Nystrom kernel ridge (RBF and polynomial of degree 2q, ``rank`` landmarks),
     ReLU random-feature ridge (P = ``rank``) and the shallow spectral method on x. The default is
     d = 30 with one seed; ``full`` runs d = 20, 30, 40 with three seeds (``d``/``seeds`` override).
+    ``gamma`` and ``g_star`` as in ``theory.CompositionalModel`` (eps = 1/2; default gamma = 1 and
+    the identity, docs/figures/separation.md; [S]'s experiments use gamma = 0.4 and also tanh).
     """
     from theory import CompositionalModel
 
@@ -172,8 +176,11 @@ def reproduce_separation(outdir, full: bool = False, jobs: int = 1, scheduler=No
     ds = [integer(d, "d", 8)] if d is not None else ([20, 30, 40] if full else [30])
     nseeds = integer(seeds, "seeds", 1) if seeds is not None else (3 if full else 1)
     rank = integer(rank, "rank", 10)
-    models = [CompositionalModel(d=dd, eps="1/2", gamma=1) for dd in ds]
-    spec = sweep_spec({"name": "separation-d" + "-".join(map(str, ds)), "models": [m.describe() for m in models],
+    models = [CompositionalModel(d=dd, eps="1/2", gamma=gamma, g_star=g_star) for dd in ds]
+    # the default model keeps its store directory; another gamma or link gets its own (a name is a path)
+    tag = "" if models[0].gamma == 1 and models[0].is_identity_link else "-" + hashlib.sha256(
+        json.dumps(models[0].describe(), sort_keys=True).encode()).hexdigest()[:10]
+    spec = sweep_spec({"name": "separation-d" + "-".join(map(str, ds)) + tag, "models": [m.describe() for m in models],
                        "grid": {"alphas": list(SEPARATION_RATIOS), "seeds": list(range(nseeds))},
                        "options": {"series": ["true"]}})
     run = run_sweep(spec, store or outdir / "store", jobs=jobs, scheduler=scheduler, progress=progress)
@@ -248,7 +255,8 @@ def plot_separation(table, path) -> list[str]:
         ax.set_yscale("log")
         ax.set_xlabel("n (every method uses all n)")
         ax.set_ylabel("test NMSE")
-        ax.set_title(f"true Model C, d = {d}, q = {desc['q']}, {int(summ['seeds'].max())} seed(s)")
+        ax.set_title(f"true Model C, d = {d}, q = {desc['q']}, gamma = {desc['gamma']}, g* = {desc['g_star']}, "
+                     f"{int(summ['seeds'].max())} seed(s)", fontsize=9)
         ax.legend(fontsize=6)
     fig.tight_layout()
     return save(fig, path)

@@ -90,7 +90,7 @@ def test_reproduce_lag_flags_are_lag_only_and_checked(tmp_path, capsys):
 
     out = tmp_path / "out"
     assert main(["reproduce", "S", "--gamma", "0.4", "--out", str(out)]) == 2
-    assert "--gamma: only 'cascade reproduce lag'" in capsys.readouterr().err
+    assert "--gamma: only 'cascade reproduce lag' and 'cascade reproduce separation'" in capsys.readouterr().err
     assert main(["reproduce", "lag", "--gamma", "abc", "--out", str(out)]) == 2
     assert "gamma" in capsys.readouterr().err
     assert not out.exists()

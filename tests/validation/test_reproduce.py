@@ -1,4 +1,6 @@
 """cascade reproduce / cascade plot: figures and the tables they are drawn from."""
+import json
+
 import pandas as pd
 import pytest
 
@@ -114,3 +116,34 @@ def test_reproduce_D_optimal_refuses_noiseless_labels(tmp_path):
 
     with pytest.raises(ValueError, match="delta"):
         reproduce("D-optimal", outdir=tmp_path, model=HierarchicalModel(m=2))
+
+
+def test_reproduce_separation_takes_gamma_and_g_star(tmp_path, capsys):
+    """[S]'s gamma = 0.4 and a non-linear g_star: the table and store are those of that model, and
+    the layer-wise row is the sweep's own run of it (not the default model's)."""
+    from validation.sweep import load_results
+
+    res = reproduce("separation", outdir=tmp_path, d=12, rank=50, gamma="2/5", g_star="tanh(z)", progress=False)
+    t = res["summary"]
+    desc = json.loads(t["model_json"].iloc[0])
+    assert (desc["gamma"], desc["g_star"]) == ("2/5", "tanh(z)")
+    assert res["spec"].name.startswith("separation-d12-") and res["spec"].name != "separation-d12"
+    stored = load_results(res["spec"], tmp_path / "store")
+    lw = t[t["method"] == "layer-wise (true model)"].set_index("n")["nmse"]
+    assert lw.to_numpy() == pytest.approx(stored.groupby("n")["nmse"].first().loc[lw.index].to_numpy(), abs=0)
+    assert plot_table(tmp_path / "reproduce_separation.parquet", tmp_path / "again")  # no kernel line for tanh
+
+
+def test_cli_reproduce_separation_passes_gamma_and_g_star(tmp_path, monkeypatch):
+    from validation import reproduce as rp
+
+    seen = {}
+
+    def record(outdir, **kw):
+        seen.update(kw)
+        raise ValueError("recorded")  # stop before any simulation
+
+    monkeypatch.setitem(rp.FIGURES, "separation", record)
+    assert main(["reproduce", "separation", "--gamma", "2/5", "--g-star", "tanh(z)", "--out", str(tmp_path / "o"),
+                 "--quiet"]) == 2
+    assert (seen["gamma"], seen["g_star"]) == ("2/5", "tanh(z)")
