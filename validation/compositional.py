@@ -39,7 +39,7 @@ import time
 import numpy as np
 
 from numerics.label_law import link_function
-from numerics.quadratic_chaos import second_chaos, sym_to_vec, vec_to_sym
+from numerics.quadratic_chaos import second_chaos, second_chaos_share, sym_to_vec, vec_to_sym
 from theory import CompositionalModel
 from theory.compositional import label_scale
 
@@ -61,7 +61,7 @@ class CompositionalSampler:
             raise ValueError(f"kind: must be 'ge' or 'true', got {kind!r}")
         if kind == "true" and D is not None and D != model.D:
             raise ValueError(f"D: the true model has D = C(d+q-1, q) = {model.D}; an abstract D needs kind='ge'")
-        self.model, self.kind = model, kind
+        self.model, self.kind, self.seed = model, kind, int(seed)
         self.D = model.D if D is None else int(D)
         self.d1 = model.d1
         if self.d1 > self.D:
@@ -103,6 +103,47 @@ class CompositionalSampler:
     def features(self, X):
         """Z(x): the orthonormal degree-q Hermite products of the rows of X."""
         return hermite_product_features(X, self.model.q, exact=True)
+
+    def degree2_share(self, n_samples: int = 400_000, route: str = "auto", stream: int = 11,
+                      block: int = 20_000) -> float:
+        r"""The share of the (standardised) target's variance in the degree-2 chaos of x,
+        :math:`f_2 = \tfrac12\|E[y(xx^\top - I)]\|_F^2` (true model, q = 2). A kernel or
+        random-feature method on x with d^2 << n << d^4 samples (and rank >> D) reaches the test NMSE
+        1 - f_2 and no lower (docs/figures/separation.md, "The kernels' floor").
+
+        g_star = identity: the closed form :math:`C_2 = 8\sum_i c_iS_i^2`, c_i = b_i / sd
+        (``numerics.quadratic_chaos.second_chaos_share``). Any other link: Monte Carlo on
+        ``n_samples`` fresh draws (stream (seed, D, ``stream``)), split in two halves whose estimates of
+        :math:`C_2` are independent, so that :math:`\tfrac12\langle\hat C_2^{(1)}, \hat C_2^{(2)}\rangle`
+        is unbiased. ``route="monte-carlo"`` takes that route for the identity as well (a check of the
+        closed form).
+
+        >>> from theory import CompositionalModel
+        >>> smp = CompositionalSampler(CompositionalModel(d=12, eps="1/2", gamma=1), 0, "true")
+        >>> 0 < smp.degree2_share() < 1
+        True
+        """
+        from theory.model import integer
+
+        if self.kind != "true" or self.model.q != 2:
+            raise ValueError(f"kind: the degree-2 share is that of the true model with q = 2, got kind = "
+                             f"{self.kind!r}, q = {self.model.q}")
+        if route not in ("auto", "monte-carlo"):
+            raise ValueError(f"route: must be 'auto' or 'monte-carlo', got {route!r}")
+        d = self.model.d
+        if self.model.is_identity_link and route == "auto":
+            return second_chaos_share(self.A, self.b / self.std, d)
+        n = integer(n_samples, "n_samples", 2)
+        block = integer(block, "block", 1)
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, self.D, integer(stream, "stream", 0)]))
+        C = np.zeros((2, d, d))
+        for half in range(2):
+            for start in range(0, n // 2, block):
+                x = rng.standard_normal((min(block, n // 2 - start), d))
+                y = (self.g(((self.features(x) @ self.A) ** 2 - 1) @ self.b) - self.mean) / self.std
+                C[half] += (x * y[:, None]).T @ x - y.sum() * np.eye(d)
+        C /= n // 2
+        return 0.5 * float(np.sum(C[0] * C[1]))
 
     def draw(self, n):
         """(inputs, Z, y): inputs are x (true) or Z (ge)."""

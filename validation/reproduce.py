@@ -159,7 +159,9 @@ def reproduce_separation(outdir, full: bool = False, jobs: int = 1, scheduler=No
     For each d, seed and n = ratio D (ratio in ``SEPARATION_RATIOS``) one draw of n samples is
     offered to every method, and every method uses all of it: the layer-wise spectral method (through
     the sweep store), Nystrom kernel ridge (RBF and polynomial of degree 2q, ``rank`` landmarks),
-    ReLU random-feature ridge (P = ``rank``) and the shallow spectral method on x. The default is
+    ReLU random-feature ridge (P = ``rank``) and the shallow spectral method on x; per seed also
+    ``degree2_floor`` = 1 - f2, what a kernel method on x reaches at d^2 << n << d^4
+    (``CompositionalSampler.degree2_share``). The default is
     d = 30 with one seed; ``full`` runs d = 20, 30, 40 with three seeds (``d``/``seeds`` override).
     ``gamma`` and ``g_star`` as in ``theory.CompositionalModel`` (eps = 1/2; default gamma = 1 and
     the identity, docs/figures/separation.md; [S]'s experiments use gamma = 0.4 and also tanh).
@@ -189,11 +191,13 @@ def reproduce_separation(outdir, full: bool = False, jobs: int = 1, scheduler=No
     layerwise = load_results(spec, store or outdir / "store").groupby(["d", "seed", "n"])["nmse"].first()
     tables = []
     for model in models:
-        rows = []
+        rows, floors = [], {}
         for seed in range(nseeds):
             for ratio in SEPARATION_RATIOS:
                 n = int(ratio * model.D)
                 smp = CompositionalSampler(model, seed, "true")
+                if seed not in floors:  # what a kernel on x reaches at d^2 << n << d^4: 1 - f2
+                    floors[seed] = 1 - smp.degree2_share()
                 # x block by block (the same stream as one draw), never the whole n x D of Z(x)
                 blocks, y = SampleBlocks.draw(smp, n, storage="memory")
                 X = np.vstack(list(blocks))
@@ -208,7 +212,9 @@ def reproduce_separation(outdir, full: bool = False, jobs: int = 1, scheduler=No
                     method = "shallow spectral on x" if b["method"].startswith("shallow") else b["method"]
                     rows.append({"seed": seed, "n": n, "method": method, "nmse": b["nmse"], "n_used": b["n_used"],
                                  "rank": b.get("rank", np.nan)})
-        tables.append(pd.DataFrame(rows).assign(d=model.d, D=model.D, **table_metadata(model, "separation")))
+        tab = pd.DataFrame(rows)
+        tab["degree2_floor"] = tab["seed"].map(floors)
+        tables.append(tab.assign(d=model.d, D=model.D, **table_metadata(model, "separation")))
     table = pd.concat(tables, ignore_index=True)
     table["log_d_n"] = np.log(table["n"]) / np.log(table["d"])
     outdir.mkdir(parents=True, exist_ok=True)  # only now: a refused run leaves nothing behind
@@ -220,9 +226,12 @@ def reproduce_separation(outdir, full: bool = False, jobs: int = 1, scheduler=No
 
 def separation_summary(table) -> pd.DataFrame:
     """Mean test NMSE and its standard error over seeds, per (d, n, method); with one seed there
-    is no standard error and the column is left out."""
+    is no standard error and the column is left out. Tables that carry it also get ``degree2_floor``,
+    the mean over seeds of 1 - f2 (``CompositionalSampler.degree2_share``), per d."""
     g = table.groupby(["d", "n", "method"])["nmse"]
     out = pd.DataFrame({"nmse": g.mean(), "nmse_se": g.sem(), "seeds": g.size()}).reset_index()
+    if "degree2_floor" in table:  # tables written before it have no such column
+        out["degree2_floor"] = out["d"].map(table.groupby("d")["degree2_floor"].mean())
     return out if (out["seeds"] > 1).all() else out.drop(columns="nmse_se")
 
 
@@ -246,6 +255,9 @@ def plot_separation(table, path) -> list[str]:
             cap = sub[sub["method"] == method]
             label = method + (" (n capped)" if (cap["n_used"] < cap["n"]).any() else "")
             ax.errorbar(g["n"], g["nmse"], yerr=g.get("nmse_se"), fmt="o-", ms=4, color=f"C{i}", label=label)
+        if "degree2_floor" in sub:
+            ax.axhline(sub["degree2_floor"].mean(), color="0.3", ls="-.", lw=1,
+                       label="1 - f2: a kernel's floor at d^2 << n << d^4 (degree-2 part of y)")
         for name, style in (("layerwise", ":"), ("kernel", "--")):
             e = exps[name]
             if e.is_finite:

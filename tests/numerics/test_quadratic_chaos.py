@@ -60,3 +60,22 @@ def test_population_operator_matches_monte_carlo_plain_and_wick():
     # and the Wick product's population differs from the plain one by far more than the errors
     q = lambda P: dirs[:, 1] @ P @ dirs[:, 1]  # noqa: E731
     assert abs(q(P_plain) - q(P_wick)) > 20 * max(sem[0, 1], sem[1, 1])
+
+
+def test_the_degree2_share_closed_form_matches_monte_carlo():
+    """f2 = |C2|_F^2 / 2 with C2 = 8 sum_i c_i S_i^2 (closed form) against the split-half Monte Carlo estimate
+    of (1/2)<C2_hat1, C2_hat2> on fresh draws of the true model (an independent route); the tolerance is 4
+    standard errors of the mean of 8 independent Monte Carlo replicates."""
+    for gamma, seed in (("1", 0), ("2/5", 1)):
+        smp = CompositionalSampler(CompositionalModel(d=12, eps="1/2", gamma=gamma), seed, "true")
+        closed = smp.degree2_share()
+        mc = np.array([smp.degree2_share(n_samples=60_000, route="monte-carlo", stream=s) for s in range(20, 28)])
+        assert abs(mc.mean() - closed) <= 4 * mc.std(ddof=1) / np.sqrt(mc.size)
+        assert 0.01 < closed < 1  # a share of the standardised target's variance
+
+
+def test_the_degree2_share_refuses_what_it_does_not_cover():
+    with pytest.raises(ValueError, match="kind"):
+        CompositionalSampler(CompositionalModel(d=12, eps="1/2"), 0, "ge").degree2_share()
+    with pytest.raises(ValueError, match="route"):
+        CompositionalSampler(CompositionalModel(d=12, eps="1/2"), 0, "true").degree2_share(route="exact")

@@ -69,6 +69,13 @@ def test_reproduce_separation_small_and_redraw(tmp_path):
     assert set(t["method"]) == {"layer-wise (true model)", "Nystrom rbf", "Nystrom poly deg 4", "RF ridge P=50",
                                 "shallow spectral on x"}
     assert (t["n_used"] == t["n"]).all()  # every method is trained on all n samples (equal n)
+    # the kernels' floor 1 - f2 per seed: the closed form for the identity link
+    from numerics.quadratic_chaos import second_chaos_share
+    from theory import CompositionalModel
+    from validation.compositional import CompositionalSampler
+
+    smp = CompositionalSampler(CompositionalModel(d=12, eps="1/2", gamma=1), 0, "true")
+    assert t["degree2_floor"].to_numpy() == pytest.approx(1 - second_chaos_share(smp.A, smp.b / smp.std, 12))
     assert all((tmp_path / p.split("/")[-1]).exists() for p in res["files"])
     assert plot_table(tmp_path / "reproduce_separation.parquet", tmp_path / "again")
     # the layer-wise runs go through the sweep store: a second run reuses them
@@ -127,6 +134,7 @@ def test_reproduce_separation_takes_gamma_and_g_star(tmp_path, capsys):
     t = res["summary"]
     desc = json.loads(t["model_json"].iloc[0])
     assert (desc["gamma"], desc["g_star"]) == ("2/5", "tanh(z)")
+    assert 0 < t["degree2_floor"].iat[0] < 1  # tanh: the Monte Carlo route
     assert res["spec"].name.startswith("separation-d12-") and res["spec"].name != "separation-d12"
     stored = load_results(res["spec"], tmp_path / "store")
     lw = t[t["method"] == "layer-wise (true model)"].set_index("n")["nmse"]
