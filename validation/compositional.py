@@ -107,9 +107,9 @@ class CompositionalSampler:
     def degree2_share(self, n_samples: int = 400_000, route: str = "auto", stream: int = 11,
                       block: int = 20_000) -> float:
         r"""The share of the (standardised) target's variance in the degree-2 chaos of x,
-        :math:`f_2 = \tfrac12\|E[y(xx^\top - I)]\|_F^2` (true model, q = 2). A kernel or
-        random-feature method on x with d^2 << n << d^4 samples (and rank >> D) reaches the test NMSE
-        1 - f_2 and no lower (docs/figures/separation.md, "The kernels' floor").
+        :math:`f_2 = \tfrac12\|E[y(xx^\top - I)]\|_F^2` (true model, q = 2). The test NMSE of a kernel or
+        random-feature method on x tends to 1 - f_2 for d^2 << n << d^4 samples and rank >> D
+        (docs/figures/separation.md, "The kernels' floor", with the finite-d measurements).
 
         g_star = identity: the closed form :math:`C_2 = 8\sum_i c_iS_i^2`, c_i = b_i / sd
         (``numerics.quadratic_chaos.second_chaos_share``). Any other link: Monte Carlo on
