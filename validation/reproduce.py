@@ -269,7 +269,8 @@ def plot_separation(table, path) -> list[str]:
         ax.set_ylabel("test NMSE")
         ax.set_title(f"true Model C, d = {d}, q = {desc['q']}, gamma = {desc['gamma']}, g* = {desc['g_star']}, "
                      f"{int(summ['seeds'].max())} seed(s)", fontsize=9)
-        ax.legend(fontsize=6, loc="lower left")  # the layer-wise curve falls to the lower right
+        if ax is axes[0][0]:  # one legend: the panels share their entries; the layer-wise curve falls to the right
+            ax.legend(fontsize=6, loc="lower left")
     fig.tight_layout()
     return save(fig, path)
 
