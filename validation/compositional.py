@@ -140,7 +140,7 @@ class CompositionalSampler:
         for half in range(2):
             for start in range(0, n // 2, block):
                 x = rng.standard_normal((min(block, n // 2 - start), d))
-                y = (self.g(((self.features(x) @ self.A) ** 2 - 1) @ self.b) - self.mean) / self.std
+                y = self.labels(self.features(x))
                 C[half] += (x * y[:, None]).T @ x - y.sum() * np.eye(d)
         C /= n // 2
         return 0.5 * float(np.sum(C[0] * C[1]))
@@ -153,9 +153,11 @@ class CompositionalSampler:
         else:
             inputs = self.rng.standard_normal((n, self.model.d))
             Z = self.features(inputs)
-        h = Z @ self.A
-        y = (self.g((h**2 - 1) @ self.b) - self.mean) / self.std
-        return inputs, Z, y
+        return inputs, Z, self.labels(Z)
+
+    def labels(self, Z):
+        """The standardised labels y = (g*(sum_i b_i He2(<A_i, Z>)) - mean) / sd of the rows of Z."""
+        return (self.g(((Z @ self.A) ** 2 - 1) @ self.b) - self.mean) / self.std
 
 
 def layer1_matvec(X: np.ndarray, y: np.ndarray, estimator: str = "plain"):

@@ -139,7 +139,7 @@ def test_reproduce_separation_takes_gamma_and_g_star(tmp_path, capsys):
     stored = load_results(res["spec"], tmp_path / "store")
     lw = t[t["method"] == "layer-wise (true model)"].set_index("n")["nmse"]
     assert lw.to_numpy() == pytest.approx(stored.groupby("n")["nmse"].first().loc[lw.index].to_numpy(), abs=0)
-    assert plot_table(tmp_path / "reproduce_separation.parquet", tmp_path / "again")  # no kernel line for tanh
+    assert plot_table(tmp_path / "reproduce_separation.parquet", tmp_path / "again")  # tanh: drawn without a kernel line
 
 
 def test_cli_reproduce_separation_passes_gamma_and_g_star(tmp_path, monkeypatch):
