@@ -5,7 +5,7 @@ per-direction overlaps (their Fig. 1: m = 10, d = 1000, 70 instances, gamma = 1.
 g = He2/2 + He4/48, T = y/(1+|y|)), and the spectra at alpha = 5, 164, 611, 1638 with the
 d = infinity bulk density (their Figs. 2-3: m = 20). The default runs d = 300 with 4 seeds
 (about a minute on 2 cores); ``full=True`` runs the papers' sizes (d = 1000, 70 seeds,
-about 70 minutes on 2 cores, estimated in docs/figures/D.md): the simulations go through the
+about 60 minutes on 2 cores, 38 with ``dtype="float32"``, extrapolated from 3 seeds in docs/figures/D.md): the simulations go through the
 resumable sweep store, so an interrupted run continues where it stopped, and
 ``jobs``/``scheduler`` spread it out.
 
@@ -52,13 +52,18 @@ def prediction_grid(model, alphas):
 
 
 def reproduce_D(outdir, full: bool = False, jobs: int = 1, scheduler=None, store=None, progress=True,
-                d: int | None = None, seeds: int | None = None) -> dict:
-    """[D] figures; ``d``/``seeds`` override the preset sizes (for quick checks)."""
+                d: int | None = None, seeds: int | None = None, dtype: str = "float64") -> dict:
+    """[D] figures; ``d``/``seeds`` override the preset sizes (for quick checks). ``dtype="float32"``
+    accumulates in single precision (the same samples, docs/reliability.md §"float32"; its tasks are
+    stored in their own sweep, ``reproduce-D-d{d}-float32``)."""
+    if dtype not in ("float64", "float32"):
+        raise ValueError(f"dtype: must be 'float64' or 'float32', got {dtype!r}")
     outdir = Path(outdir)
     d0, s0 = (1000, 70) if full else (300, 4)
     d, seeds = d or d0, seeds or s0
     model = HierarchicalModel(m=10)
-    spec = sweep_spec({"name": f"reproduce-D-d{d}", "models": [model.describe()],
+    spec = sweep_spec({"name": f"reproduce-D-d{d}" + ("-float32" if dtype == "float32" else ""),
+                       "models": [model.describe()], "options": {"dtype": dtype},
                        "grid": {"ds": [d], "alphas": list(D_ALPHAS), "seeds": seeds}})
     store = store or outdir / "store"
     run = run_sweep(spec, store, jobs=jobs, scheduler=scheduler, progress=progress)
@@ -75,7 +80,7 @@ def reproduce_D(outdir, full: bool = False, jobs: int = 1, scheduler=None, store
     files += plot_prediction(pred, outdir / "reproduce_D_mse_overlaps", sim=summary)
     files.append(str(outdir / "reproduce_D.parquet"))
     m20 = HierarchicalModel(m=20)
-    _, spectra = simulate_task(m20, d, D_SPECTRUM_ALPHAS, seed=0, keep_spectrum=True)
+    _, spectra = simulate_task(m20, d, D_SPECTRUM_ALPHAS, seed=0, keep_spectrum=True, dtype=np.dtype(dtype).type)
     spec_table = pd.DataFrame([{"alpha": a, "eigenvalue": float(e)} for a in D_SPECTRUM_ALPHAS for e in spectra[a]])
     spec_table["d"] = d
     for key, val in table_metadata(m20, "spectra").items():
@@ -83,7 +88,7 @@ def reproduce_D(outdir, full: bool = False, jobs: int = 1, scheduler=None, store
     spec_table.to_parquet(outdir / "reproduce_D_spectra.parquet", index=False)
     files += plot_spectra(m20, {a: spectra[a] for a in D_SPECTRUM_ALPHAS}, d, outdir / "reproduce_D_spectra")
     files.append(str(outdir / "reproduce_D_spectra.parquet"))
-    return {"files": files, "summary": summary, "sweep": run, "d": d, "seeds": seeds}
+    return {"files": files, "summary": summary, "sweep": run, "d": d, "seeds": seeds, "dtype": dtype}
 
 
 def reproduce_S(outdir, full: bool = False, jobs: int = 1, scheduler=None, store=None, progress=True,

@@ -312,8 +312,11 @@ def bench_accumulation(quick: bool = False) -> list[dict]:
     """One [D] task (m = 20, d = 1000, alpha = 1638; quick: d = 500, alpha = 164) as a fraction
     of this machine's limit, all measured in this run: the limit is scipy's syrk over the same
     n x d rows in chunks of 4096 plus drawing the same n d Gaussians, the two irreducible parts
-    of the task (docs/reliability.md §"Machine limit"). Also the accumulator alone against syrk
-    on one chunk, and the task's peak memory."""
+    of the task (docs/reliability.md §"Machine limit"). Once in float64 and once with the float32
+    accumulation (``dtype``), whose limit is ssyrk plus the same float64 Gaussians: the float32 path
+    draws float64 and casts, so that both precisions see the same samples; the cast counts as the
+    task's, not the limit's. Also the accumulator alone against syrk on one chunk, and the task's
+    peak memory."""
     import resource
 
     d, alpha = (500, 164) if quick else (1000, 1638)
@@ -321,7 +324,6 @@ def bench_accumulation(quick: bool = False) -> list[dict]:
     n = int(round(alpha * d))
     rng = np.random.default_rng(0)
     buf = np.empty((chunk, d))
-    S = np.zeros((d, d), order="F")
 
     def gaussians():
         done = 0
@@ -330,12 +332,14 @@ def bench_accumulation(quick: bool = False) -> list[dict]:
             rng.standard_normal(out=buf[:b])
             done += b
 
-    def syrk():
-        nonlocal S
+    def syrk(dtype):
+        rows = buf.astype(dtype)
+        syrk_ = blas.dsyrk if dtype == np.float64 else blas.ssyrk
+        S = np.zeros((d, d), dtype=dtype, order="F")
         done = 0
         while done < n:
             b = min(chunk, n - done)
-            S = blas.dsyrk(1.0, buf[:b].T, beta=1.0, c=S, trans=0, lower=0, overwrite_c=1)
+            S = syrk_(1.0, rows[:b].T, beta=1.0, c=S, trans=0, lower=0, overwrite_c=1)
             done += b
 
     def timed(fn):
@@ -343,12 +347,19 @@ def bench_accumulation(quick: bool = False) -> list[dict]:
         fn()
         return time.perf_counter() - t0
 
-    t_gauss, t_syrk = timed(gaussians), timed(syrk)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    t_task = timed(lambda: simulate_task(HierarchicalModel(m=20), d, [alpha], seed=0, chunk=chunk))
-    rows = [{"name": f"one [D] task d={d}, alpha={alpha}, m=20 (n={n})", "wall_s": t_task,
-             "syrk_s": t_syrk, "gaussians_s": t_gauss, "machine_limit_fraction": (t_syrk + t_gauss) / t_task,
-             "peak_rss_MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "rss_before_MB": before / 1024}]
+    rows = []
+    t_gauss = timed(gaussians)
+    for dtype in (np.float64, np.float32):
+        t_syrk = timed(lambda: syrk(dtype))
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        t_task = timed(lambda: simulate_task(HierarchicalModel(m=20), d, [alpha], seed=0, chunk=chunk, dtype=dtype))
+        rows.append({"name": f"one [D] task d={d}, alpha={alpha}, m=20 (n={n}), {np.dtype(dtype).name}",
+                     "wall_s": t_task, "syrk_s": t_syrk, "gaussians_s": t_gauss,
+                     "machine_limit_fraction": (t_syrk + t_gauss) / t_task,
+                     "peak_rss_MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                     "rss_before_MB": before / 1024})
+    rows[1]["task_ratio_float32_over_float64"] = rows[1]["wall_s"] / rows[0]["wall_s"]
+    S = np.zeros((d, d), order="F")
     t = np.tanh(rng.standard_normal(chunk))
     acc = _Accumulator(d, np.float64)
     reps = 3 if quick else 6

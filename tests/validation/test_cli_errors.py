@@ -60,6 +60,7 @@ CASES = [
     (["reproduce", "D", "--jobs", "x"], "--jobs"),
     (["reproduce", "D", "--store", "/dev/null/x"], "--store"),
     (["reproduce", "nosuch"], "name"),
+    (["reproduce", "S", "--float32"], "--float32"),
     (["plot", "nosuch.parquet"], "table"),
     (["bench", "--format", "latex"], "--format"),
 ]

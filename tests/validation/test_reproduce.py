@@ -48,6 +48,15 @@ def _reproduce_D_small(tmp_path):
     for table in ("reproduce_D.parquet", "reproduce_D_spectra.parquet"):
         out = plot_table(tmp_path / table, tmp_path / f"redrawn_{table}")
         assert all((tmp_path / p).exists() for p in out)
+    # --float32: the same samples accumulated in single precision, stored as their own sweep; the
+    # overlaps move by rounding only (docs/reliability.md §"float32" measured |q32 - q64| <= 7e-7 at
+    # d = 600; 1e-5 leaves room for d = 60's smaller eigengaps and is still ~1e-3 of the seed spread)
+    f32 = reproduce("D", outdir=tmp_path / "f32", d=60, seeds=2, progress=False, dtype="float32")
+    assert f32["sweep"]["computed"] == 2 and f32["dtype"] == "float32"
+    assert (tmp_path / "f32" / "store" / "reproduce-D-d60-float32").is_dir()
+    diff = (f32["summary"]["q_sim"] - res["summary"]["q_sim"]).abs()
+    assert diff.max() <= 1e-5
+    assert (f32["summary"]["k_hat"] == res["summary"]["k_hat"]).all()
 
 
 def test_plot_refuses_foreign_tables(tmp_path, capsys):
@@ -60,6 +69,9 @@ def test_plot_refuses_foreign_tables(tmp_path, capsys):
     for name in ("S", "separation", "D"):
         with pytest.raises(ValueError, match="jobs"):
             reproduce(name, outdir=tmp_path / "j", jobs=0)
+    assert not (tmp_path / "j").exists()
+    with pytest.raises(ValueError, match="dtype: must be 'float64' or 'float32'"):
+        reproduce("D", outdir=tmp_path / "j", dtype="float16")
     assert not (tmp_path / "j").exists()
 
 
