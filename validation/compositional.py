@@ -75,14 +75,15 @@ class CompositionalSampler:
         else:
             # the true model's h_i are quadratic forms of x, not Gaussian, so Var He2(h_i) != 2 and the
             # law of s depends on A; with another g_star the moments are not closed-form either.
-            # Standardize once from a pilot sample drawn from its own stream.
+            # Standardize once from a pilot sample drawn from its own stream; with mean 0 and sd 1,
+            # labels() gives the raw g_star(sum_i b_i He2(h_i)) (the same floats: x - 0.0 and x / 1.0)
             self.mean, self.std = 0.0, 1.0
             pilot = np.random.default_rng(np.random.SeedSequence([int(seed), self.D, 7]))
             gs, rows = [], sample_block(self.D, 20_000)  # Z of a piece stays ~128 MiB; same stream
             for start in range(0, 200_000, rows):
                 z = pilot.standard_normal((min(rows, 200_000 - start), self.D if kind == "ge" else model.d))
                 Z = z if kind == "ge" else self.features(z)
-                gs.append(self.g(((Z @ self.A) ** 2 - 1) @ self.b))
+                gs.append(self.labels(Z))
             gs = np.concatenate(gs)
             self.mean, self.std = float(gs.mean()), float(gs.std())
 

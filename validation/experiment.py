@@ -145,8 +145,18 @@ def model_hash(model) -> int:
     >>> model_hash(HierarchicalModel(m=3)) == model_hash(HierarchicalModel(m=3))
     True
     """
-    text = json.dumps(model.describe(), sort_keys=True)
-    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
+    return int(description_digest(model.describe(), 8), 16)
+
+
+def description_digest(desc, length: int) -> str:
+    """The first ``length`` hex digits of the SHA-256 of ``desc`` (a model description, or a list of
+    them) as canonical JSON (sorted keys): the one hash behind every seed stream (``model_hash``) and
+    every store name derived from a model (the lag, separation and Model C sweeps).
+
+    >>> description_digest({"model": "C", "d": 20}, 10) == description_digest({"d": 20, "model": "C"}, 10)
+    True
+    """
+    return hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:length]
 
 
 def add_provenance(df, desc: dict, dtype: str | None = None, **extra):

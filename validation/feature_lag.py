@@ -27,14 +27,13 @@ True
 """
 from __future__ import annotations
 
-import hashlib
-import json
-
 import numpy as np
 import pandas as pd
 
 from theory import CompositionalModel
 from theory.model import integer
+
+from .experiment import description_digest
 
 __all__ = ["first_crossing", "ge_crossings", "population_separable", "feature_lags", "lag_summary",
            "reproduce_lag", "lag_report", "plot_lag", "LAG_RATIOS", "LAG_RATIOS_SIMULATED", "LAG_LEVEL"]
@@ -152,7 +151,7 @@ def feature_lags(models, ratios=LAG_RATIOS, seeds=(0, 1, 2), store="cascade-stor
         raise ValueError(f"ratios: need at least two n/D values > 0, got {ratios!r}")
     refs = {m.d: ("solver" if m.is_identity_link else "simulation") if reference == "auto" else reference
             for m in models}
-    key = hashlib.sha256(json.dumps([m.describe() for m in models], sort_keys=True).encode()).hexdigest()[:10]
+    key = description_digest([m.describe() for m in models], 10)
     all_series = [series] + (["ge"] if "simulation" in refs.values() else [])
     spec = sweep_spec({"name": f"lag-{key}", "models": [m.describe() for m in models],
                        "grid": {"alphas": ratios, "seeds": seeds}, "options": {"series": all_series}})

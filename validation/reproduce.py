@@ -22,7 +22,6 @@ Every figure is written as PNG and PDF next to the Parquet table it was drawn fr
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -33,7 +32,7 @@ from numerics import predict
 from theory import HierarchicalModel
 
 from .compare import compare
-from .experiment import table_metadata
+from .experiment import description_digest, table_metadata
 from .plots import plot_prediction, plot_spectra
 from .simulate import simulate_task
 from .sweep import load_results, run_sweep, sweep_spec
@@ -185,8 +184,7 @@ def reproduce_separation(outdir, full: bool = False, jobs: int = 1, scheduler=No
     rank = integer(rank, "rank", 10)
     models = [CompositionalModel(d=dd, eps="1/2", gamma=gamma, g_star=g_star) for dd in ds]
     # the default model keeps its store directory; another gamma or link gets its own (a name is a path)
-    tag = "" if models[0].gamma == 1 and models[0].is_identity_link else "-" + hashlib.sha256(
-        json.dumps(models[0].describe(), sort_keys=True).encode()).hexdigest()[:10]
+    tag = "" if models[0].gamma == 1 and models[0].is_identity_link else "-" + description_digest(models[0].describe(), 10)
     spec = sweep_spec({"name": "separation-d" + "-".join(map(str, ds)) + tag, "models": [m.describe() for m in models],
                        "grid": {"alphas": list(SEPARATION_RATIOS), "seeds": list(range(nseeds))},
                        "options": {"series": ["true"]}})
@@ -198,11 +196,12 @@ def reproduce_separation(outdir, full: bool = False, jobs: int = 1, scheduler=No
     for model in models:
         rows, floors = [], {}
         for seed in range(nseeds):
+            smp = CompositionalSampler(model, seed, "true")  # one pilot (standardisation) per seed
+            start = smp.rng.bit_generator.state  # the sample stream just after the latents
+            floors[seed] = 1 - smp.degree2_share()  # what a kernel on x reaches at d^2 << n << d^4
             for ratio in SEPARATION_RATIOS:
                 n = int(ratio * model.D)
-                smp = CompositionalSampler(model, seed, "true")
-                if seed not in floors:  # what a kernel on x reaches at d^2 << n << d^4: 1 - f2
-                    floors[seed] = 1 - smp.degree2_share()
+                smp.rng.bit_generator.state = start  # every n draws the stream's first n samples, as the sweep
                 # x block by block (the same stream as one draw), never the whole n x D of Z(x)
                 blocks, y = SampleBlocks.draw(smp, n, storage="memory")
                 X = np.vstack(list(blocks))

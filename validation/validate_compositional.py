@@ -2,8 +2,6 @@
 theory (staircase, NMSE law, layer-1 overlaps) and the non-hierarchical baselines."""
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from pathlib import Path
 
@@ -17,7 +15,7 @@ from theory.symbols import n as n_sym
 from .baselines import kernel_ridge, random_features_ridge, shallow_spectral
 from .compositional import CompositionalSampler
 from .layer1_operator import SampleBlocks
-from .experiment import table_metadata
+from .experiment import description_digest, table_metadata
 from .model_c import SERIES, ModelC
 from .plots import plt, save
 
@@ -47,7 +45,7 @@ def run_validate_compositional(model: CompositionalModel | None = None, ratios=D
     if store is not None or jobs > 1 or scheduler is not None:
         from .sweep import load_results, run_sweep, sweep_spec
 
-        key = hashlib.sha256(json.dumps(model.describe(), sort_keys=True).encode()).hexdigest()[:12]
+        key = description_digest(model.describe(), 12)
         spec = sweep_spec({"name": f"model-C-{key}",
                            "models": [model.describe()], "grid": {"alphas": [float(r) for r in ratios], "seeds": seeds}})
         run = run_sweep(spec, store or outdir / "store", jobs=jobs, scheduler=scheduler, progress=progress is not None)
