@@ -404,7 +404,7 @@ def cmd_reproduce(args):
             extra = f"\ncollapse: crossover width ~ d^({res['fit']['width_exponent']:.3f} +- {res['fit']['width_exponent_se']:.3f})"
         return f"reproduced {args.name} at d = {res['d']}{extra}\nwrote " + ", ".join(res["files"])
     n_ok = int(s["agrees"].sum())
-    return (f"reproduced {args.name} at d = {res['d']} with {res['seeds']} seeds ({res['dtype']}) "
+    return (f"reproduced {args.name} at d = {res['d']} with {res['seeds']} seeds in {res['dtype']} "
             f"({res['sweep']['computed']} tasks computed, {res['sweep']['skipped']} reused from the store); "
             f"{n_ok}/{len(s)} (alpha, k) points within the finite-size tolerance\nwrote " + ", ".join(res["files"]))
 

@@ -5,7 +5,7 @@ per-direction overlaps (their Fig. 1: m = 10, d = 1000, 70 instances, gamma = 1.
 g = He2/2 + He4/48, T = y/(1+|y|)), and the spectra at alpha = 5, 164, 611, 1638 with the
 d = infinity bulk density (their Figs. 2-3: m = 20). The default runs d = 300 with 4 seeds
 (about a minute on 2 cores); ``full=True`` runs the papers' sizes (d = 1000, 70 seeds,
-about 60 minutes on 2 cores, 38 with ``dtype="float32"``, extrapolated from 3 seeds in docs/figures/D.md): the simulations go through the
+about an hour on 2 cores, extrapolated; 43 minutes measured with ``dtype="float32"``, docs/figures/D.md): the simulations go through the
 resumable sweep store, so an interrupted run continues where it stopped, and
 ``jobs``/``scheduler`` spread it out.
 
