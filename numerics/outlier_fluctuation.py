@@ -43,6 +43,7 @@ into each other, an O(1/(d gap^2)) loss of :math:`q_{k,d}` that can exceed :math
 from __future__ import annotations
 
 import numpy as np
+from scipy.interpolate import CubicHermiteSpline
 
 from theory import HierarchicalModel
 from theory.model import finite_array, integer
@@ -315,12 +316,16 @@ def _block_at(block: dict, n: int) -> dict:
             "left_idx": out}
 
 
-def _left_out_shift(left_out, q: float, n: int, draws: int, rng) -> np.ndarray:
+def _left_out_shift(left_out, q: float, n: int, draws: int, rng, fpp_k: float = 0.0, lost=None) -> np.ndarray:
     r"""Draws of the shift of :math:`q_k` by the directions left out of the block, from the weak-coupling
     expansion of the pencil (docs/theory.md §4.3, "The directions left out of the block"):
     :math:`-q_k^2\sum_l [-(\bar f_l'/\bar f_l^2) F_{kl}^2 + (2/\bar f_l) F_{kl}F_{kl}']` with
     :math:`(F_{kl}, F_{kl}')` Gaussian of covariance ``pairs``/n, independent over l. Its mean is
-    :math:`-(q_k^2/n)\sum_l [-(\bar f_l'/\bar f_l^2) V_l + (2/\bar f_l) C_l]`."""
+    :math:`-(q_k^2/n)\sum_l [-(\bar f_l'/\bar f_l^2) V_l + (2/\bar f_l) C_l]`. ``fpp_k``
+    (:math:`\bar f_k''`) adds the slope's change over the root's shift, :math:`-q_k^3\bar f_k''\sum_l F_{kl}^2/\bar f_l`
+    ("The slope at the root"); ``lost`` (a mask over the left-out directions, None: all) limits the
+    first sum to the directions whose share leaves the quantity (for the projection: those without an
+    outlier), while the slope term counts every direction."""
     f, fp, pairs = left_out
     if f.size == 0:
         return np.zeros(draws)
@@ -328,18 +333,24 @@ def _left_out_shift(left_out, q: float, n: int, draws: int, rng) -> np.ndarray:
     g = rng.standard_normal((2, draws, f.size))
     F = np.sqrt(V) * g[0]  # F_kl, then F_kl' by its regression on F_kl
     Fz = (C / V) * F + np.sqrt(np.maximum(Vz - C**2 / V, 0.0)) * g[1]
-    return -q**2 * np.sum(-(fp / f**2) * F**2 + (2 / f) * F * Fz, axis=1)
+    lost = np.ones(f.size, dtype=bool) if lost is None else np.asarray(lost, dtype=bool)
+    mixing = np.sum((-(fp / f**2) * F**2 + (2 / f) * F * Fz)[:, lost], axis=1)
+    return -q**2 * mixing - q**3 * fpp_k * np.sum(F**2 / f, axis=1)
 
 
-def _pencil_overlaps(blk: dict, n: int, draws: int, rng, rank: bool, counted=None):
+def _pencil_overlaps(blk: dict, n: int, draws: int, rng, rank: bool, counted=None, slope=None):
     r"""Draws of the overlap of :math:`w_k` with its outlier eigenvector (``rank``: the eigenvector at
     k's rank within the block; else the best one), or with ``counted`` (a mask over the block's
     directions ``idx``) the summed overlap of the eigenvectors at the ranks of those directions (the
     projection on the outliers an estimator keeps, docs/theory.md §4.3 "The projection"), from the linear pencil
     :math:`F(\zeta_k + t) \approx F_0 + tF_1` of the block: :math:`F_0 = \mathrm{diag}(\bar f_l + \delta g_l) + E`,
     :math:`F_1 = \mathrm{diag}(\bar f_l') + E'` with the Gaussian fluctuations of :func:`_block_at`
-    (linear in t: the curvature of :math:`\bar f_k` is left out, docs/theory.md §4.3).
-    Returns the overlaps and the fraction of draws where :math:`-F_1` was not positive definite (dropped)."""
+    (linear in t). ``slope`` (a :class:`_RootSlope` of direction k, or None) takes k's diagonal slope in each
+    null vector's normalisation at that vector's own root, :math:`\zeta_k^* + t`, instead of at :math:`\zeta_k^*`:
+    for k's root that is the curvature term :math:`(q_k\bar f_k''/\bar f_l)F_{kl}^2` of the second-order
+    expansion (docs/theory.md §4.3, "The slope at the root").
+    Returns the overlaps and the fraction of draws dropped: where :math:`-F_1` was not positive definite,
+    or a root's slope was not positive."""
     b = len(blk["idx"])
     F0 = np.zeros((draws, b, b))
     F1 = np.zeros((draws, b, b))
@@ -363,6 +374,13 @@ def _pencil_overlaps(blk: dict, n: int, draws: int, rng, rank: bool, counted=Non
     t, Y = np.linalg.eigh(Li @ F0[ok] @ np.swapaxes(Li, 1, 2))
     C = np.swapaxes(Li, 1, 2) @ Y  # null vectors, normalised so that c^T (-F1) c = 1
     ov = C[:, 0, :] ** 2  # columns: the pencil's roots, lowest first
+    if slope is not None:  # c^T(-F'(root))c = 1 + c_k^2 (s_k(zeta* + t) - s_k(zeta*)), per root
+        den = 1 + ov * slope(t)
+        good = np.all(den > 0, axis=1)
+        ov = ov[good] / den[good]
+        ok[np.flatnonzero(ok)[~good]] = False
+        if not ok.any():
+            return np.empty(0), 1.0
     t0 = -blk["f"] / blk["fp"]  # the unperturbed roots, in the same order as the pencil's
     if counted is not None:  # rank j belongs to direction order[j]
         order = np.argsort(t0, kind="stable")
@@ -371,6 +389,75 @@ def _pencil_overlaps(blk: dict, n: int, draws: int, rng, rank: bool, counted=Non
         return ov.max(axis=1), 1 - ok.mean()
     pos = int(np.sum(t0[1:] > 0))  # k's position counted from the top
     return ov[:, b - 1 - pos], 1 - ok.mean()
+
+
+class _RootSlope:
+    r"""The d = infinity slope :math:`s_k(\zeta) = -\bar f_k'(\zeta) = 1 + H_k/\psi'` of direction k's diagonal
+    entry away from its root :math:`\zeta_k^*` (docs/theory.md §4.3, "The slope at the root"), from a discrete
+    law of the labels: atoms ``tau`` with weights ``p`` and direction k's weights ``r_k`` (N,), as in
+    :func:`numerics.resolvent.resolvent_sums`. ``lam`` is the root's :math:`\lambda_k` and ``lbar`` the bulk
+    edge's :math:`\bar\lambda`, both of the same law at ratio ``alpha``.
+
+    :math:`\zeta = \psi_\alpha(\lambda) = \lambda(1/\alpha + G_1)` increases above the edge, with
+    :math:`d\zeta/d\lambda = \psi' = 1/\alpha - G_2`, so the slope is tabulated on a grid in :math:`\lambda`, geometric
+    in :math:`\lambda - \bar\lambda` and holding :math:`\lambda_k`, with its exact derivative
+
+    .. math:: \frac{ds_k}{d\zeta} = -\bar f_k'' = \frac{1}{\psi'}\Big(\frac{H_k'}{\psi'} - \frac{H_k\,\psi''}{\psi'^2}\Big),
+              \quad H_k' = -2\sum_a r_{ka}\frac{\tau_a^2}{(\lambda-\tau_a)^3},
+              \quad \psi'' = 2\sum_a p_a\frac{\tau_a^2}{(\lambda-\tau_a)^3},
+
+    and interpolated in :math:`\zeta` by a cubic Hermite spline (exact at :math:`\zeta_k^*`, with its derivative).
+    Below the grid's first point (inside the bulk, where a pencil root stands for a direction without an
+    outlier) it keeps that point's value, which is large: :math:`s_k \to \infty` at the edge.
+    """
+
+    PER_DECADE = 24  # grid points per decade of lambda - lbar
+    CHUNK = 2**22  # atoms x grid points per block of the sums
+
+    def __init__(self, tau, p, r_k, alpha: float, lam: float, lbar: float):
+        self.tau, self.p, self.r = tau, p, np.asarray(r_k, dtype=float).reshape(-1)
+        self.alpha, self.lam, self.lbar = float(alpha), float(lam), float(lbar)
+        self.zeta_star, _, self._fpp = (float(v[0]) for v in self._zeta_slope(np.array([lam])))
+        self._top, self._spline = -np.inf, None
+
+    def _zeta_slope(self, lam):
+        """zeta, s_k and ds_k/dzeta at the points ``lam`` (above the edge)."""
+        out = np.empty((3, lam.size))
+        rows = max(1, self.CHUNK // max(self.tau.size, 1))
+        for a in range(0, lam.size, rows):
+            L = lam[a: a + rows, None]
+            K = self.tau / (L - self.tau)
+            K2 = K * K
+            K3 = K2 / (L - self.tau)  # tau^2 / (lam - tau)^3
+            G1, G2, H = K @ self.p, K2 @ self.p, K2 @ self.r
+            p1, p2, h1 = 1 / self.alpha - G2, 2 * (K3 @ self.p), -2 * (K3 @ self.r)
+            out[:, a: a + rows] = (L[:, 0] * (1 / self.alpha + G1), 1 + H / p1, (h1 / p1 - H * p2 / p1**2) / p1)
+        return out
+
+    def _build(self, zeta_top: float) -> None:
+        gap, hi = self.lam - self.lbar, 1.0
+        while self._zeta_slope(np.array([self.lbar + gap * hi]))[0][0] < zeta_top:  # cover the highest root
+            hi *= 4.0
+        points = int(np.ceil((np.log10(hi) + 6.0) * self.PER_DECADE)) + 1
+        lam = np.union1d(self.lbar + gap * np.logspace(-6.0, np.log10(hi), points), [self.lam])
+        zeta, slope, dslope = self._zeta_slope(lam)
+        rising = zeta > np.maximum.accumulate(np.concatenate([[-np.inf], zeta[:-1]]))  # psi is flat at the edge
+        zeta, slope, dslope = zeta[rising], slope[rising], dslope[rising]
+        self._zmin, self._smin, self._top = zeta[0], slope[0], zeta[-1]
+        self._spline = CubicHermiteSpline(zeta, slope, dslope)
+
+    def __call__(self, t) -> np.ndarray:
+        r""":math:`s_k(\zeta_k^* + t) - s_k(\zeta_k^*)`, elementwise in t."""
+        zeta = self.zeta_star + np.asarray(t, dtype=float)
+        top = max(float(zeta.max(initial=self.zeta_star)), self.zeta_star)
+        if self._spline is None or top > self._top:
+            self._build(top)
+        return np.where(zeta < self._zmin, self._smin, self._spline(np.maximum(zeta, self._zmin))) \
+            - self._spline(self.zeta_star)
+
+    def curvature(self) -> float:
+        r""":math:`\bar f_k''(\zeta_k^*) = -s_k'(\zeta_k^*)`, exactly."""
+        return -self._fpp
 
 
 def _exact_diagonal(law, alpha: float, k: int, lbar: float):
@@ -387,12 +474,13 @@ def _exact_diagonal(law, alpha: float, k: int, lbar: float):
     f = lam * (F[:, 0] - 1 / alpha)
     f[k] = 0.0  # the root itself
     fp = -(H[:, 0] + p1) / p1
-    return {"q": -1 / float(fp[k]), "f": f, "fp": fp}
+    return {"q": -1 / float(fp[k]), "f": f, "fp": fp, "lam": lam}
 
 
 def outlier_law(model: HierarchicalModel, alphas, d: int, n_draws: int = 20_000, quantity: str = "q_best",
                 n_samples: int = 2**21, seed: int = 0, directions=None, eps_max: float = np.inf,
-                rho_max: float = np.inf, bias: bool = True, exact_diagonal: bool = True) -> dict:
+                rho_max: float = np.inf, bias: bool = True, exact_diagonal: bool = True,
+                curvature: bool = True) -> dict:
     r"""The finite-d law of each outlier overlap (docs/theory.md §4.3): per alpha and direction k, ``n_draws``
     draws of one seed's :math:`q_{k,d}`, as :math:`q_k + b_k + \sigma_k G/\sqrt d` (the O(1/d) bias of the
     diagonal, :mod:`numerics.outlier_bias`, §4.4, and the first-order CLT, §4.2) plus the mixing with the
@@ -407,6 +495,11 @@ def outlier_law(model: HierarchicalModel, alphas, d: int, n_draws: int = 20_000,
     latent draws, whose Monte Carlo error shifts the whole law by up to one 6-seed standard error where
     outliers are close (docs/theory.md §4.3, "The law's Monte Carlo error"); the covariances, sigma_k
     and b_k always come from the latent draws. ``False`` gives the law as it was before.
+    ``curvature`` normalises each root's eigenvector by the diagonal's slope at that root rather than at
+    :math:`\zeta_k^*` (and adds the same term for the directions left out of the block): the second-order
+    term :math:`(q_k\bar f_k''/\bar f_l)F_{kl}^2` that the linear pencil leaves out, without which moving a
+    pure-noise direction from the bulk into the block changes the law's mean at O(1/d)
+    (docs/theory.md §4.3, "The slope at the root"). ``False`` gives the law as it was before.
 
     Returns arrays of shape (len(alphas), m): ``q``, ``sigma``, ``bias`` (:math:`b_k`, NaN where the draws
     are not computed or ``bias=False``), ``eps`` (:math:`\sigma_k/(\sqrt d q_k)`, the
@@ -439,7 +532,7 @@ def outlier_law(model: HierarchicalModel, alphas, d: int, n_draws: int = 20_000,
     ks = range(model.m) if directions is None else sorted({integer(j, "directions", 1) - 1 for j in directions})
     if any(k >= model.m for k in ks):
         raise ValueError(f"directions: must be in 1..m = {model.m}, got {directions!r}")
-    for name, v in (("bias", bias), ("exact_diagonal", exact_diagonal)):
+    for name, v in (("bias", bias), ("exact_diagonal", exact_diagonal), ("curvature", curvature)):
         if not isinstance(v, (bool, np.bool_)):
             raise ValueError(f"{name}: expected True or False, got {v!r}")
     for name, v in (("eps_max", eps_max), ("rho_max", rho_max)):
@@ -483,8 +576,14 @@ def outlier_law(model: HierarchicalModel, alphas, d: int, n_draws: int = 20_000,
             if not out["rho"][i, k] <= rho_max:
                 continue
             rng = np.random.default_rng([seed, i, k])
+            slope = None
+            if curvature:  # k's diagonal slope away from its root, from the same law as the diagonal's mean
+                slope = (_RootSlope(atoms.tau, atoms.p, np.asarray(atoms.r)[k], float(alpha), exact["lam"], lbar_exact)
+                         if exact is not None else
+                         _RootSlope(tau, np.full(tau.size, 1.0 / tau.size), Z[:, k] ** 2 / tau.size, float(alpha),
+                                    first["lam"], lbar))
             mix, out["dropped"][i, k] = _pencil_overlaps(blk, n, n_draws, rng, quantity == "q_rank",
-                                                         keep[blk["idx"]] if quantity == "proj" else None)
+                                                         keep[blk["idx"]] if quantity == "proj" else None, slope)
             if mix.size == 0:
                 continue
             mix = np.resize(mix, n_draws)  # dropped draws (if any) are replaced by repeats of the kept ones
@@ -495,10 +594,9 @@ def outlier_law(model: HierarchicalModel, alphas, d: int, n_draws: int = 20_000,
                 shift = out["bias"][i, k] = outlier_bias_parts(tau, Z[:, k], float(alpha), d, model.m, lbar,
                                                                latent)["bias"]
             if np.isfinite(shift):  # NaN only where n/d has no outlier: no draws there
-                left_out = blk["left_out"]
-                if quantity == "proj":  # overlap moved to a kept outlier stays in the projection
-                    lost = ~keep[blk["left_idx"]]
-                    left_out = tuple(part[lost] for part in left_out)
-                left = _left_out_shift(left_out, q, n, n_draws, np.random.default_rng([seed, i, k, 1]))
+                # overlap moved to a kept outlier stays in the projection; the slope term counts for all
+                lost = ~keep[blk["left_idx"]] if quantity == "proj" else None
+                left = _left_out_shift(blk["left_out"], q, n, n_draws, np.random.default_rng([seed, i, k, 1]),
+                                       slope.curvature() if slope is not None else 0.0, lost)
                 out["draws"][i, k] = q + shift + sigma / np.sqrt(d) * rng.standard_normal(n_draws) + (mix - q) + left
     return out

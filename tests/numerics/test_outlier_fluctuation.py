@@ -186,6 +186,81 @@ def test_pencil_reduces_to_second_order_perturbation_for_weak_mixing():
         assert abs(shift - closed) <= 4 * se + 3 * r**2 * abs(closed), (k, shift, closed, se, r)
 
 
+def test_the_slope_at_the_root_adds_the_curvature_term_of_the_second_order_expansion():
+    # docs/theory.md §4.3, "The slope at the root": the coupling moves k's root by t_k = F_kl^2/(f_l f_k'),
+    # and the overlap is 1/(-f_k') at the moved root, so the second-order expansion has the extra term
+    # -q_k^3 f_k'' F_kl^2 / f_l. The pencil with k's slope taken at each root (the slope and f_k'' from the
+    # same latent draws as the block) must match the closed form with that term, within the allowance of the
+    # test above; the linear pencil (slope=None) must miss it by more than 5 se. Measured: 0.6 and 1.1 se
+    # with the term; 9.7 and 15 se without it (the term is +9.7e-6 and -1.5e-5 against shifts of -1.4e-4).
+    from numerics.label_law import draw_latents
+    from numerics.outlier_fluctuation import _block_at, _pencil_overlaps, _RootSlope, outlier_block
+    from numerics.resolvent import edge_of_atoms
+
+    _, tau, Z = draw_latents(MIX2, 2**18, 0)
+    n, alpha, uniform = 10**6, 12.0, np.full(tau.size, 1 / tau.size)
+    lbar = edge_of_atoms(tau, uniform, alpha)[0]
+    for k in (0, 1):
+        block = outlier_block(tau, Z, k, alpha)
+        blk = _block_at(block, n)
+        slope = _RootSlope(tau, uniform, Z[:, k] ** 2 / tau.size, alpha, block["lam"], lbar)
+        q, f, fp = block["q"], blk["f"][1], blk["fp"][1]
+        V, C = blk["pairs"][0][2][0, 0], blk["pairs"][0][2][0, 1]
+        closed = -q**2 / n * (-fp / f**2 * V + 2 / f * C) - q**3 * slope.curvature() * V / (n * f)
+        r = np.sqrt(blk["gap_cov"][1, 1] / n) / abs(f)
+        for with_slope in (True, False):
+            ov, dropped = _pencil_overlaps(blk, n, 40_000, np.random.default_rng(k), rank=False,
+                                           slope=slope if with_slope else None)
+            shift, se = ov.mean() - q, ov.std() / np.sqrt(ov.size)
+            assert dropped == 0
+            if with_slope:
+                assert abs(shift - closed) <= 4 * se + 3 * r**2 * abs(closed), (k, shift, closed, se, r)
+            else:
+                assert abs(shift - closed) > 5 * se, (k, shift, closed, se)
+
+
+def test_the_root_slope_is_the_label_laws_with_its_exact_derivative():
+    # _RootSlope against direct evaluation: s_k = -f_k' at the root is 1/q_k of the label law (the diagonal
+    # of _exact_diagonal), its closed-form derivative matches a central difference of s_k(lambda) over
+    # zeta(lambda) to 1e-5 (h = 1e-4 of the root's distance to the edge, an O(h^2) error; measured 1e-8 at
+    # alpha = 2 and 300, where f_10'' = 771), and the Hermite spline off its grid's nodes matches s_k
+    # evaluated exactly there to 1e-4 (measured: 6e-6 and 2e-5 at 0.02-30 times that distance).
+    from numerics.edge_overlap import _tau_sup
+    from numerics.outlier_fluctuation import _exact_diagonal, _RootSlope
+    from numerics.resolvent import edge_of_atoms
+
+    atoms = label_law(DEFAULT)
+    for alpha, k in ((2.0, 0), (300.0, 9)):
+        lbar = edge_of_atoms(atoms.tau, atoms.p, alpha, _tau_sup(atoms))[0]
+        exact = _exact_diagonal(atoms, alpha, k, lbar)
+        slope = _RootSlope(atoms.tau, atoms.p, np.asarray(atoms.r)[k], alpha, exact["lam"], lbar)
+        lam = exact["lam"]
+        zeta, s, _ = slope._zeta_slope(np.array([lam, lam - 1e-4 * (lam - lbar), lam + 1e-4 * (lam - lbar)]))
+        assert abs(s[0] - 1 / exact["q"]) < 1e-12 * s[0]
+        fd = -(s[2] - s[1]) / (zeta[2] - zeta[1])
+        assert abs(slope.curvature() - fd) <= 1e-5 * abs(fd), (alpha, slope.curvature(), fd)
+        between = lbar + (lam - lbar) * np.geomspace(0.02, 30.0, 41) * 1.0137  # off the grid's nodes
+        zb, sb, _ = slope._zeta_slope(between)
+        got = slope(zb - slope.zeta_star) + s[0]
+        assert np.max(np.abs(got / sb - 1)) < 1e-4, np.max(np.abs(got / sb - 1))
+
+
+def test_moving_a_pure_noise_direction_from_the_bulk_into_the_block_leaves_the_law_unchanged():
+    # docs/theory.md §4.3, "The slope at the root": the eigenvector does not know which coordinates are called
+    # directions. With gamma = 10 directions 2 and 3 carry 2^-20 and 3^-20 of the weight: bulk coordinates.
+    # For m = 1 they sit in B (b_k with p = d - 1); for m = 3 in the block (p = d - 3, and the pencil). At
+    # alpha = 2 (q_1 = 0.379) the two laws' means must agree within 4 Monte Carlo se of their difference; the
+    # law without the slope at the root (curvature=False) must be more than 10 se off, since there each
+    # noise direction lowers the mean by about 1.2/d. Measured: +0.10/d (0.7 se) and -2.21/d (17 se).
+    kw = dict(d=1000, n_draws=100_000, n_samples=2**18, directions=[1])
+    one = outlier_law(HierarchicalModel(m=1, gamma="10"), [2.0], **kw)["draws"][0, 0]
+    three, linear = (outlier_law(HierarchicalModel(m=3, gamma="10"), [2.0], curvature=c, **kw)["draws"][0, 0]
+                     for c in (True, False))
+    se = np.hypot(one.std(), three.std()) / np.sqrt(one.size)
+    assert abs(three.mean() - one.mean()) <= 4 * se, (three.mean() - one.mean(), se)
+    assert one.mean() - linear.mean() > 10 * se, (one.mean() - linear.mean(), se)
+
+
 def test_directions_left_out_of_the_block_shift_the_law_as_the_full_block_does(monkeypatch):
     # docs/theory.md §4.3, "The directions left out of the block": on the default model (m = 10) at
     # alpha = 200, d = 600 the block of direction 1 is k alone and that of direction 2 holds 3, since every
@@ -202,7 +277,7 @@ def test_directions_left_out_of_the_block_shift_the_law_as_the_full_block_does(m
         mp.setattr(fluct, "MIX_MIN", 0.0)
         full = outlier_law(DEFAULT, [200.0], **kw)
     with monkeypatch.context() as mp:
-        mp.setattr(fluct, "_left_out_shift", lambda left_out, q, n, draws, rng: np.zeros(draws))
+        mp.setattr(fluct, "_left_out_shift", lambda left_out, q, n, draws, rng, *rest: np.zeros(draws))
         bare = outlier_law(DEFAULT, [200.0], **kw)
     assert law["block"][0, :2].tolist() == [1, 3] and full["block"][0, :2].tolist() == [10, 10]
     for k in (0, 1):
