@@ -17,8 +17,12 @@ Each (alpha, k) point gets a region from the scaling variable
   pencil's slope is stable (``EPS_PENCIL``). For the subspace projection ``proj`` (the overlap summed
   over the estimator's k_hat outlier eigenvectors) the same law sums the pencil's weight over the
   outliers, which mixing among them does not change (docs/theory.md §4.3 "The projection"); it is used
-  where direction k's outlier is far above the estimator's cut, :math:`w'_k >` ``W_MAX``, and no other
-  direction has an outlier near the cut, :math:`0 < w'_l \le` ``W_MAX``. Where k's own outlier is near
+  where direction k's outlier is far above the estimator's cut, :math:`w'_k >` ``W_MAX``. Where other
+  directions have an outlier near the cut, :math:`0 < w'_l \le` ``W_MAX``, the estimator keeps it or not
+  at random, and with it the weight :math:`\langle w_k, u_l\rangle^2` (mean :math:`r_{lk}/d`); the interval
+  then brackets both cases, from the law less :math:`\sum_l r_{lk}\chi^2_1/d` at its lower end to the law
+  at its upper end (tol_basis ``clt+neighbour``, docs/theory.md §4.3, "The projection next to an outlier
+  near the cut"). Where k's own outlier is near
   the cut, :math:`0 < w'_k \le` ``W_MAX``, but its CLT holds, ``proj`` draws whether the estimator keeps
   it from the first-order law of its eigenvalue minus the cut, correlated with the overlap
   (docs/theory.md §4.2, "The projection with a random detection"; tol_basis ``clt+detection``).
@@ -48,7 +52,7 @@ its depth, so :math:`r_j = R_k^b` for every bulk eigenvector (tol_basis ``bounda
 directions, and at window points above a threshold that lies in the boundary regime (the overlap
 jumps there, docs/numerics.md), the bulk and window keep the earlier heuristic bounds
 :math:`4/(d(1-\sqrt{\alpha/\alpha_k})^2)` and :math:`q + 2d^{-1/3}`; the column ``tol_basis`` says
-which bound each point got ("clt", "clt+mixing", "clt+detection", "edge", "boundary", "window" or
+which bound each point got ("clt", "clt+mixing", "clt+neighbour", "clt+detection", "edge", "boundary", "window" or
 "heuristic").
 
 The critical window (docs/theory.md §4.5): at window points, and at outlier points where the CLT is
@@ -134,7 +138,7 @@ def compare(prediction, simulation: pd.DataFrame, quantity: str = "q_best", leve
     centre of the outlier interval: q_theory + b_k for m = 1, the centre of the outlier law's interval
     for m > 1, q_theory where neither is used) and
     ``wprime`` (the critical-window variable of docs/theory.md §4.5, NaN without a square-root edge) and
-    ``tol_basis`` ("clt", "clt+mixing", "clt+detection", "edge", "boundary", "window" or "heuristic") say
+    ``tol_basis`` ("clt", "clt+mixing", "clt+neighbour", "clt+detection", "edge", "boundary", "window" or "heuristic") say
     how each tolerance was obtained; "clt+detection" (proj only) is the outlier CLT with the estimator's
     random detection of an outlier near its cut (docs/theory.md §4.2).
     """
@@ -196,7 +200,7 @@ def compare(prediction, simulation: pd.DataFrame, quantity: str = "q_best", leve
                          C_BULK / (d * (1 - np.sqrt(np.clip(out["alpha"] / out["alpha_k"], 0, 1))) ** 2))
     has_edge = np.isfinite(edge_tol)
     is_out = (out["region"] == "outlier").to_numpy()
-    sigma, center, half, bias = _outlier_bounds(prediction, out, d, quantity, level)
+    sigma, center, half, bias, bracket = _outlier_bounds(prediction, out, d, quantity, level)
     clt = is_out & np.isfinite(sigma)
     detection = np.zeros(len(out), dtype=bool)
     if quantity == "proj":  # k's outlier near the estimator's cut, its CLT clear: kept at random (§4.2)
@@ -217,7 +221,8 @@ def compare(prediction, simulation: pd.DataFrame, quantity: str = "q_best", leve
         has_edge = np.isfinite(edge_tol)
     out["wprime"] = wprime
     edge_basis = np.where(boundary, "boundary", "edge")
-    out["tol_basis"] = np.where(detection, "clt+detection", np.where(mixing, "clt+mixing", np.where(clt, "clt", np.where(
+    law_basis = np.where(bracket & mixing, "clt+neighbour", np.where(mixing, "clt+mixing", ""))
+    out["tol_basis"] = np.where(detection, "clt+detection", np.where(mixing, law_basis, np.where(clt, "clt", np.where(
         window, "window", np.where(~is_out & has_edge, edge_basis, "heuristic")))))
     out["q_center"] = np.where(clt, center, np.where(window, wcenter, out["q_theory"]))
     tol = np.select([clt, window, is_out, has_edge], [half, whalf, d ** -0.5 + 2 * out["q_sem"], edge_tol],
@@ -253,23 +258,26 @@ def _outlier_bounds(prediction, out, d, quantity, level):
     where also the pencil's slope is stable (rho <= EPS_PENCIL, no dropped draw). Both need
     eps = sigma_k / (sqrt(d) q_k) <= EPS_CLT. For the projection (``proj``, the overlap summed over the
     estimator's k_hat outlier eigenvectors) the law is the sum over the outliers (docs/theory.md §4.3 "The
-    projection"), used where direction k's outlier is surely kept, w'_k > W_MAX, and no other direction's
-    outlier is near the estimator's cut (0 < w'_l <= W_MAX); for m = 1 it is the CLT bound itself. NaN
-    elsewhere."""
+    projection"), used where direction k's outlier is surely kept, w'_k > W_MAX; for m = 1 it is the CLT
+    bound itself. Where other directions have an outlier near the estimator's cut (0 < w'_l <= W_MAX),
+    kept at random, the interval runs from the lower quantile of the seed mean of the law less
+    sum_l r_lk chi2_1 / d (r_lk: _outlier_shares; every such outlier missed) to the upper quantile of the
+    law's (every one kept), and ``bracket`` marks those rows. NaN elsewhere."""
     sigma, center, half, bias = (np.full(len(out), np.nan) for _ in range(4))
+    bracket = np.zeros(len(out), dtype=bool)
     want = (out["region"] == "outlier").to_numpy(copy=True)
+    near = {}
     if quantity == "proj" and want.any():  # k_hat counts k's outlier only where it is far above the cut
         from numerics.critical_window import window_map
 
         alphas = np.unique(out.loc[want, "alpha"].to_numpy())
         wp = dict(zip(alphas.tolist(), window_map(prediction.model, alphas, d)[0]))
-        # k's outlier surely kept, and no other outlier near the cut, whose random detection would move
-        # the weight it shares with k in and out of the projection (docs/theory.md §4.3 "The projection")
-        near = {a: np.sum((w > 0) & (w <= W_MAX)) for a, w in wp.items()}
-        want &= np.array([bool(w and wp[a][k - 1] > W_MAX and near[a] == 0)
-                          for a, k, w in zip(out["alpha"], out["k"], want)])
+        # the other outliers near the cut: their random detection moves the weight they share with k in
+        # and out of the projection (docs/theory.md §4.3, "The projection next to an outlier near the cut")
+        near = {a: np.flatnonzero((w > 0) & (w <= W_MAX)) for a, w in wp.items()}
+        want &= np.array([bool(w and wp[a][k - 1] > W_MAX) for a, k, w in zip(out["alpha"], out["k"], want)])
     if not want.any():
-        return sigma, center, half, bias
+        return sigma, center, half, bias, bracket
     z = float(norm.ppf((1 + level) / 2))
     if prediction.model.m == 1:  # one row per alpha
         rows = np.nonzero(want)[0]
@@ -281,21 +289,32 @@ def _outlier_bounds(prediction, out, d, quantity, level):
         rows, q, s, b = rows[used], q[used], s[used], b[used]
         sigma[rows], bias[rows], center[rows] = s, b, q + b
         half[rows] = z * s / np.sqrt(out["n_seeds"].to_numpy()[rows] * d)
-        return sigma, center, half, bias
+        return sigma, center, half, bias, bracket
     alphas = np.unique(out.loc[want, "alpha"].to_numpy())
     row = {a: i for i, a in enumerate(alphas)}
     ks = sorted(set(out.loc[want, "k"].astype(int)))
     law = _outlier_law(prediction.model, tuple(alphas.tolist()), int(d), quantity, tuple(ks))
+    shares = _outlier_shares(prediction.model, tuple(a for a in alphas.tolist() if len(near.get(a, ()))), int(d))
     for i in np.nonzero(want)[0]:
-        r, k, S = row[out["alpha"].iat[i]], int(out["k"].iat[i]) - 1, int(out["n_seeds"].iat[i])
+        a = out["alpha"].iat[i]
+        r, k, S = row[a], int(out["k"].iat[i]) - 1, int(out["n_seeds"].iat[i])
         pool = law["draws"][r, k]
         if not (law["dropped"][r, k] == 0 and np.isfinite(pool[0])):  # the law's gates (EPS_CLT, EPS_PENCIL)
             continue
-        means = pool[np.random.default_rng([S, r, k]).integers(0, pool.size, (LAW_DRAWS, S))].mean(axis=1)
+        rng = np.random.default_rng([S, r, k])
+        pick = rng.integers(0, pool.size, (LAW_DRAWS, S))
+        means = pool[pick].mean(axis=1)
         lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+        if len(near.get(a, ())):  # every outlier near the cut missed: the weight of w_k it held is lost
+            r_lk = shares[float(a)][near[a], k]
+            if not np.all(np.isfinite(r_lk)):
+                continue
+            lost = rng.chisquare(1, (pool.size, r_lk.size)) @ r_lk / d
+            lo = float(np.quantile((pool - lost)[pick].mean(axis=1), (1 - level) / 2))
+            bracket[i] = True
         sigma[i], center[i], half[i] = law["sigma"][r, k], (lo + hi) / 2, (hi - lo) / 2
         bias[i] = law["bias"][r, k]
-    return sigma, center, half, bias
+    return sigma, center, half, bias, bracket
 
 
 @functools.lru_cache(maxsize=64)
