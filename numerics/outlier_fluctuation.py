@@ -499,7 +499,8 @@ def outlier_law(model: HierarchicalModel, alphas, d: int, n_draws: int = 20_000,
     :math:`\zeta_k^*` (and adds the same term for the directions left out of the block): the second-order
     term :math:`(q_k\bar f_k''/\bar f_l)F_{kl}^2` that the linear pencil leaves out, without which moving a
     pure-noise direction from the bulk into the block changes the law's mean at O(1/d)
-    (docs/theory.md §4.3, "The slope at the root"). ``False`` gives the law as it was before.
+    (docs/theory.md §4.3, "The slope at the root"). ``False`` gives the law as it was before, in
+    distribution (for "proj" the left-out directions' draws are no longer the same numbers).
 
     Returns arrays of shape (len(alphas), m): ``q``, ``sigma``, ``bias`` (:math:`b_k`, NaN where the draws
     are not computed or ``bias=False``), ``eps`` (:math:`\sigma_k/(\sqrt d q_k)`, the
