@@ -25,7 +25,13 @@ Each (alpha, k) point gets a region from the scaling variable
   near the cut"). Where k's own outlier is near
   the cut, :math:`0 < w'_k \le` ``W_MAX``, but its CLT holds, ``proj`` draws whether the estimator keeps
   it from the first-order law of its eigenvalue minus the cut, correlated with the overlap
-  (docs/theory.md §4.2, "The projection with a random detection"; tol_basis ``clt+detection``).
+  (docs/theory.md §4.2, "The projection with a random detection"; tol_basis ``clt+detection``); another
+  direction near the cut whose own CLT fails is then bracketed as above (tol_basis ``clt+neighbour``).
+  Where neither law holds for k's own outlier near the cut (its CLT fails, or its pencil is unstable),
+  ``proj`` gets a bracket: from only the outliers far above the cut kept, to every eigenvector of the
+  critical window kept with its canonical overlap (tol_basis ``bracket``, docs/theory.md §4.3, "The
+  projection with its own outlier near the cut"); it claims at least the level, and says nothing about
+  how often the outlier is kept.
   Elsewhere in this region the critical-window law below applies where it can (not for ``proj``);
   otherwise the earlier bound :math:`d^{-1/2} + 2\,\mathrm{sem}` stays (tol_basis ``heuristic``);
 * ``window`` (|w| < 1) and ``bulk`` (w <= -1): a one-sided bound at confidence ``level``
@@ -52,8 +58,8 @@ its depth, so :math:`r_j = R_k^b` for every bulk eigenvector (tol_basis ``bounda
 directions, and at window points above a threshold that lies in the boundary regime (the overlap
 jumps there, docs/numerics.md), the bulk and window keep the earlier heuristic bounds
 :math:`4/(d(1-\sqrt{\alpha/\alpha_k})^2)` and :math:`q + 2d^{-1/3}`; the column ``tol_basis`` says
-which bound each point got ("clt", "clt+mixing", "clt+neighbour", "clt+detection", "edge", "boundary", "window" or
-"heuristic").
+which bound each point got ("clt", "clt+mixing", "clt+neighbour", "clt+detection", "bracket", "edge", "boundary",
+"window" or "heuristic").
 
 The critical window (docs/theory.md §4.5): at window points, and at outlier points where the CLT is
 not used, a square-root edge maps direction k onto the spiked GOE with the canonical variable
@@ -138,9 +144,11 @@ def compare(prediction, simulation: pd.DataFrame, quantity: str = "q_best", leve
     centre of the outlier interval: q_theory + b_k for m = 1, the centre of the outlier law's interval
     for m > 1, q_theory where neither is used) and
     ``wprime`` (the critical-window variable of docs/theory.md §4.5, NaN without a square-root edge) and
-    ``tol_basis`` ("clt", "clt+mixing", "clt+neighbour", "clt+detection", "edge", "boundary", "window" or "heuristic") say
-    how each tolerance was obtained; "clt+detection" (proj only) is the outlier CLT with the estimator's
-    random detection of an outlier near its cut (docs/theory.md §4.2).
+    ``tol_basis`` ("clt", "clt+mixing", "clt+neighbour", "clt+detection", "bracket", "edge", "boundary", "window" or
+    "heuristic") say how each tolerance was obtained; "clt+detection" (proj only) is the outlier CLT with the
+    estimator's random detection of an outlier near its cut (docs/theory.md §4.2); "clt+neighbour" and
+    "bracket" (proj only) are intervals whose two ends take the random detections the theory does not
+    predict at their two extremes, and which hold at least at ``level`` (docs/theory.md §4.3).
     """
     from numerics import Prediction
     from theory.model import require
@@ -204,8 +212,9 @@ def compare(prediction, simulation: pd.DataFrame, quantity: str = "q_best", leve
     clt = is_out & np.isfinite(sigma)
     detection = np.zeros(len(out), dtype=bool)
     if quantity == "proj":  # k's outlier near the estimator's cut, its CLT clear: kept at random (§4.2)
-        dsigma, dcenter, dhalf, dbias = _detection_bounds(prediction, out, d, level, want=is_out & ~clt)
+        dsigma, dcenter, dhalf, dbias, dbracket = _detection_bounds(prediction, out, d, level, want=is_out & ~clt)
         detection = np.isfinite(dhalf)
+        bracket |= dbracket
         sigma, center, half, bias = (np.where(detection, x, y) for x, y in
                                      ((dsigma, sigma), (dcenter, center), (dhalf, half), (dbias, bias)))
         clt |= detection
@@ -215,17 +224,21 @@ def compare(prediction, simulation: pd.DataFrame, quantity: str = "q_best", leve
     # the critical window (docs/theory.md §4.5): window points, and outlier points without the CLT
     wprime, wcenter, whalf = _window_bounds(prediction, out, d, quantity, level, want=~clt & (w > -C_WINDOW).to_numpy())
     window = np.isfinite(whalf)
+    ccenter = chalf = np.full(len(out), np.nan)
     if quantity == "proj":  # below k's threshold: the outliers and the edge eigenvectors the cut keeps
         law = _projection_bounds(prediction, out, d, level, want=~is_out)
         edge_tol = np.where(np.isfinite(law), law, edge_tol)
         has_edge = np.isfinite(edge_tol)
+        # k's own outlier near the cut without a detection law: every near-edge eigenvector missed or kept
+        ccenter, chalf = _cut_bracket_bounds(prediction, out, d, level, want=is_out & ~clt)
+    cut = np.isfinite(chalf)
     out["wprime"] = wprime
     edge_basis = np.where(boundary, "boundary", "edge")
-    law_basis = np.where(bracket & mixing, "clt+neighbour", np.where(mixing, "clt+mixing", ""))
-    out["tol_basis"] = np.where(detection, "clt+detection", np.where(mixing, law_basis, np.where(clt, "clt", np.where(
-        window, "window", np.where(~is_out & has_edge, edge_basis, "heuristic")))))
-    out["q_center"] = np.where(clt, center, np.where(window, wcenter, out["q_theory"]))
-    tol = np.select([clt, window, is_out, has_edge], [half, whalf, d ** -0.5 + 2 * out["q_sem"], edge_tol],
+    law_basis = np.where(bracket, "clt+neighbour", np.where(mixing, "clt+mixing", ""))
+    out["tol_basis"] = np.where(detection & ~bracket, "clt+detection", np.where(mixing | bracket, law_basis, np.where(clt, "clt", np.where(
+        window, "window", np.where(cut, "bracket", np.where(~is_out & has_edge, edge_basis, "heuristic"))))))
+    out["q_center"] = np.where(clt, center, np.where(window, wcenter, np.where(cut, ccenter, out["q_theory"])))
+    tol = np.select([clt, window, cut, is_out, has_edge], [half, whalf, chalf, d ** -0.5 + 2 * out["q_sem"], edge_tol],
                     default=heuristic)
     out["tol"] = tol
     two_sided = (out["region"] == "outlier").to_numpy() | window
@@ -348,17 +361,22 @@ def _detection_bounds(prediction, out, d, level, want):
 
         proj = D_k P_k + (1 - D_k) sum_j S_j - sum_j (1 - D_j) S_j.
 
-    D_k is correlated with P_k (gap_corr), through the standardised draw of P_k. A point where another
-    direction near the cut is not clear of the edge, or where the m > 1 law is not available (its gates),
-    is left out. The O(1/d) bias of the eigenvalue is left out (§4.2 measures its size)."""
+    D_k is correlated with P_k (gap_corr), through the standardised draw of P_k. Another direction near the
+    cut that is not clear of the edge has no detection law: its D_j is 1 at the upper end of the interval
+    and 0 at the lower one (the (1 - level)/2 quantile of the seed mean with every such S_j lost), and
+    ``bracket`` marks those rows (docs/theory.md §4.3, "The projection next to an outlier near the cut").
+    A point where the m > 1 law is not available (its gates), or such a direction's share is not, is left
+    out. The O(1/d) bias of the eigenvalue is left out (§4.2 measures its size). Returns sigma, the
+    centre, the half-width, b_k and ``bracket``."""
     from numerics.critical_window import window_map
     from numerics.edge_overlap import TW_MEAN, TW_SD, edge_tw_scale
     from validation.simulate import CUT_SD
 
     sigma, center, half, bias = (np.full(len(out), np.nan) for _ in range(4))
+    bracket = np.zeros(len(out), dtype=bool)
     rows = np.nonzero(want)[0]
     if rows.size == 0 or prediction.settings.get("solver") == "matrix":
-        return sigma, center, half, bias
+        return sigma, center, half, bias, bracket
     model, m = prediction.model, prediction.model.m
     alphas = np.unique(out["alpha"].to_numpy()[rows])
     wp = window_map(model, alphas, d)[0]
@@ -372,18 +390,19 @@ def _detection_bounds(prediction, out, d, level, want):
         mom = _moments(model, a, int(d))
         with np.errstate(invalid="ignore", divide="ignore"):
             clear = mom["sigma"] / (np.sqrt(d) * prediction.q[p]) <= EPS_CLT
-        near = prediction.is_outlier[p] & (wp[r] <= W_MAX)
-        if clear[k] and np.all(clear[near]) and np.isfinite(mom["bias"][k]):
-            used.append((i, a, k, r, p, mom))
+        # the other directions near the cut whose detection law does not hold: bracketed
+        unclear = np.flatnonzero(prediction.is_outlier[p] & (wp[r] <= W_MAX) & ~clear)
+        if clear[k] and np.isfinite(mom["bias"][k]):
+            used.append((i, a, k, r, p, mom, set(unclear.tolist())))
     if not used:
-        return sigma, center, half, bias
+        return sigma, center, half, bias, bracket
     if m > 1:
         law = _outlier_law(model, tuple(sorted({a for _, a, *_ in used})), int(d), "proj",
                            tuple(sorted({k + 1 for _, _, k, *_ in used})))
         arow = {a: j for j, a in enumerate(sorted({a for _, a, *_ in used}))}
     scale = edge_tw_scale(model, alphas) * d ** (-2 / 3)
     shares = _outlier_shares(model, sorted({a for _, a, *_ in used}), d)  # one solve per alpha
-    for i, a, k, r, p, mom in used:
+    for i, a, k, r, p, mom, unclear in used:
         rng = np.random.default_rng([int(d), int(round(a * 1000)), k, 11])
         if m == 1:
             g = rng.standard_normal(LAW_DRAWS)
@@ -400,15 +419,74 @@ def _detection_bounds(prediction, out, d, level, want):
         kept_k = gap[k] + sd[k] * (rho * g + np.sqrt(1 - rho**2) * rng.standard_normal(LAW_DRAWS)) > 0
         pool = np.where(kept_k, P, 0.0)
         share = shares[a][:, k]
+        if not np.all(np.isfinite(share[sorted(unclear)])):
+            continue
+        lost = np.zeros(LAW_DRAWS)  # the unclear neighbours' weight: kept at the upper end, lost at the lower
         for j in np.nonzero(prediction.is_outlier[p] & np.isfinite(share))[0]:
             S_j = share[j] * rng.chisquare(1, LAW_DRAWS) / d
+            if j in unclear:
+                pool, lost = pool + np.where(kept_k, 0.0, S_j), lost + S_j
+                continue
             kept = wp[r, j] > W_MAX or gap[j] + sd[j] * rng.standard_normal(LAW_DRAWS) > 0
             pool = pool + np.where(kept_k, 0.0, S_j) - np.where(kept, 0.0, S_j)
         S = int(out["n_seeds"].iat[i])
-        means = pool[rng.integers(0, pool.size, (LAW_DRAWS, S))].mean(axis=1)
-        lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+        pick = rng.integers(0, pool.size, (LAW_DRAWS, S))
+        lo, hi = np.quantile(pool[pick].mean(axis=1), [(1 - level) / 2, (1 + level) / 2])
+        if unclear:  # every unclear neighbour missed
+            lo = float(np.quantile((pool - lost)[pick].mean(axis=1), (1 - level) / 2))
+            bracket[i] = True
         sigma[i], center[i], half[i], bias[i] = mom["sigma"][k], (lo + hi) / 2, (hi - lo) / 2, mom["bias"][k]
-    return sigma, center, half, bias
+    return sigma, center, half, bias, bracket
+
+
+def _cut_bracket_bounds(prediction, out, d, level, want):
+    """The bracket for proj where direction k's own outlier is near the estimator's cut,
+    0 < w'_k <= W_MAX, but no detection law holds (k's CLT fails, eps_k > EPS_CLT, or its proj law is gated
+    out, rho_k > EPS_PENCIL; docs/theory.md §4.3, "The projection with its own outlier near the cut"), at
+    the rows ``want``: the centre and half-width of an interval that holds the seed mean with
+    probability at least ``level``; NaN elsewhere.
+    The outliers far above the window (w'_j > W_MAX) are always kept and carry w_k's share r_jk chi2_1 / d
+    (_outlier_shares). Of the top eigenvectors near the edge the estimator keeps some, at random: at
+    the lower end none, at the upper end all J = (spikes in the window) + 1 of them (one bulk eigenvalue
+    above the cut, as in _projection_bounds), each with its overlap from the canonical spiked GOE of
+    the window (§4.5; kappa_k d^(-1/3) times the canonical overlap with e_k, as in _window_bounds). The
+    interval runs from the (1 - level)/2 quantile of the seed mean at the lower end to the (1 + level)/2
+    quantile at the upper end. It needs a square-root edge, all w' finite, at most WINDOW_SPIKES
+    directions in the window and J <= WINDOW_DEPTH."""
+    from numerics.critical_window import window_map
+
+    center, half = np.full(len(out), np.nan), np.full(len(out), np.nan)
+    rows = np.nonzero(want)[0]
+    if rows.size == 0 or prediction.settings.get("solver") == "matrix":
+        return center, half
+    model, m = prediction.model, prediction.model.m
+    alphas = np.unique(out["alpha"].to_numpy())  # the indexing of _window_bounds, so the canonical draws are shared
+    wp, kap = window_map(model, alphas, d)
+    row = {a: i for i, a in enumerate(alphas.tolist())}
+    shares = {}
+    for i in rows:
+        a, k = float(out["alpha"].iat[i]), int(out["k"].iat[i]) - 1
+        r = row[a]
+        if not (np.all(np.isfinite(wp[r])) and 0 < wp[r, k] <= W_MAX):
+            continue
+        spikes = [j for j in range(m) if j == k or -W_GATE < wp[r, j] <= W_MAX]
+        J = len(spikes) + 1
+        if len(spikes) > WINDOW_SPIKES or J > WINDOW_DEPTH:
+            continue
+        if a not in shares:
+            shares.update(_outlier_shares(model, [a], int(d)))
+        col = shares[a][:, k]
+        far = [j for j in range(m) if wp[r, j] > W_MAX and np.isfinite(col[j])]
+        canonical = _canonical(tuple(wp[r, spikes].tolist()), int(d) * 10**4 + 100 * r + spikes[0], J, WINDOW_DRAWS)[1]
+        near = kap[r, k] * d ** (-1 / 3) * canonical[:, :, spikes.index(k)].sum(axis=1)
+        rng = np.random.default_rng([int(d), int(round(a * 1000)), k, 13])
+        lower = rng.chisquare(1, (LAW_DRAWS, len(far))) @ col[far] / d  # only the far outliers kept
+        upper = lower + near[rng.integers(0, near.size, LAW_DRAWS)]  # and every near-edge eigenvector
+        pick = rng.integers(0, LAW_DRAWS, (LAW_DRAWS, int(out["n_seeds"].iat[i])))
+        lo = float(np.quantile(lower[pick].mean(axis=1), (1 - level) / 2))
+        hi = float(np.quantile(upper[pick].mean(axis=1), (1 + level) / 2))
+        center[i], half[i] = (lo + hi) / 2, (hi - lo) / 2
+    return center, half
 
 
 @functools.lru_cache(maxsize=32)
