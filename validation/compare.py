@@ -316,15 +316,14 @@ def _outlier_bounds(prediction, out, d, quantity, level):
             continue
         rng = np.random.default_rng([S, r, k])
         pick = rng.integers(0, pool.size, (LAW_DRAWS, S))
-        means = pool[pick].mean(axis=1)
-        lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+        lower = pool
         if len(near.get(a, ())):  # every outlier near the cut missed: the weight of w_k it held is lost
             r_lk = shares[float(a)][near[a], k]
             if not np.all(np.isfinite(r_lk)):
                 continue
-            lost = rng.chisquare(1, (pool.size, r_lk.size)) @ r_lk / d
-            lo = float(np.quantile((pool - lost)[pick].mean(axis=1), (1 - level) / 2))
+            lower = pool - rng.chisquare(1, (pool.size, r_lk.size)) @ r_lk / d
             bracket[i] = True
+        lo, hi = _seed_mean_interval(lower, pool, pick, level)
         sigma[i], center[i], half[i] = law["sigma"][r, k], (lo + hi) / 2, (hi - lo) / 2
         bias[i] = law["bias"][r, k]
     return sigma, center, half, bias, bracket
@@ -431,12 +430,20 @@ def _detection_bounds(prediction, out, d, level, want):
             pool = pool + np.where(kept_k, 0.0, S_j) - np.where(kept, 0.0, S_j)
         S = int(out["n_seeds"].iat[i])
         pick = rng.integers(0, pool.size, (LAW_DRAWS, S))
-        lo, hi = np.quantile(pool[pick].mean(axis=1), [(1 - level) / 2, (1 + level) / 2])
-        if unclear:  # every unclear neighbour missed
-            lo = float(np.quantile((pool - lost)[pick].mean(axis=1), (1 - level) / 2))
-            bracket[i] = True
+        lo, hi = _seed_mean_interval(pool - lost, pool, pick, level)  # lower: every unclear neighbour missed
+        bracket[i] = bool(unclear)
         sigma[i], center[i], half[i], bias[i] = mom["sigma"][k], (lo + hi) / 2, (hi - lo) / 2, mom["bias"][k]
     return sigma, center, half, bias, bracket
+
+
+def _seed_mean_interval(lower, upper, pick, level) -> tuple[float, float]:
+    """The two-sided ``level`` interval of a seed mean between two per-seed laws: the (1 - level)/2 quantile
+    of the mean of ``lower`` and the (1 + level)/2 quantile of the mean of ``upper``, over the same resampled
+    seeds ``pick`` (LAW_DRAWS x S indices). With lower = upper it is the law's central interval; where
+    lower <= upper on every draw it holds the mean with probability at least ``level`` (the brackets of
+    docs/theory.md §4.3)."""
+    return (float(np.quantile(lower[pick].mean(axis=1), (1 - level) / 2)),
+            float(np.quantile(upper[pick].mean(axis=1), (1 + level) / 2)))
 
 
 def _cut_bracket_bounds(prediction, out, d, level, want):
@@ -483,8 +490,7 @@ def _cut_bracket_bounds(prediction, out, d, level, want):
         lower = rng.chisquare(1, (LAW_DRAWS, len(far))) @ col[far] / d  # only the far outliers kept
         upper = lower + near[rng.integers(0, near.size, LAW_DRAWS)]  # and every near-edge eigenvector
         pick = rng.integers(0, LAW_DRAWS, (LAW_DRAWS, int(out["n_seeds"].iat[i])))
-        lo = float(np.quantile(lower[pick].mean(axis=1), (1 - level) / 2))
-        hi = float(np.quantile(upper[pick].mean(axis=1), (1 + level) / 2))
+        lo, hi = _seed_mean_interval(lower, upper, pick, level)
         center[i], half[i] = (lo + hi) / 2, (hi - lo) / 2
     return center, half
 
