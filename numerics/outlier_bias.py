@@ -40,7 +40,8 @@ from scipy.optimize import brentq, newton
 from theory import HierarchicalModel
 from theory.model import integer
 
-from .outlier_fluctuation import _checked_latents, _influence, _zeta_calculus, outlier_variance_parts
+from .outlier_fluctuation import (_block_at, _checked_latents, _influence, _zeta_calculus, outlier_block,
+                                  outlier_variance_parts)
 from .resolvent import edge_of_atoms
 
 __all__ = ["outlier_bias", "outlier_bias_parts", "outlier_moments", "trace_mean_correction"]
@@ -160,7 +161,8 @@ def outlier_bias_parts(tau, z, alpha: float, d: int, m: int = 1, lbar: float | N
     ``curvature`` (the second-order delta method with :math:`\beta = 0`) and ``rounding``
     (:math:`q_k(n/d) - q_k(\alpha)`: a simulation at n = round(alpha d) samples sits at the ratio n/d;
     0 where alpha d is an integer, NaN, and so is ``bias``, where n/d has no outlier), and q, zeta
-    (the d = infinity root),
+    (the d = infinity root), ``root_shift`` (:math:`E\,\delta`, the O(1/d) mean shift of the root of the
+    diagonal entry: the eigenvalue's own bias, docs/theory.md §4.4),
     ``beta`` and ``beta1`` (:math:`\beta, \beta'` there), ``fbar_derivatives`` (the first three
     zeta-derivatives of f-bar) and ``cov`` (Var δf, Cov(δf, δf'), Var δf', Cov(δf, δf'')), all at the root,
     the derivatives by five-point finite differences in zeta.
@@ -199,12 +201,13 @@ def outlier_bias_parts(tau, z, alpha: float, d: int, m: int = 1, lbar: float | N
         return q * (e_x2 - e_x)
 
     total, curvature = bias(B0, B1), bias(0.0, 0.0)
+    root_shift = -(B0 + 0.5 * F2 * V / F1**2 - C1 / F1) / F1  # E delta: the root's own O(1/d) shift
     rounding = 0.0
     if n != alpha * d:  # q_k at the simulated ratio n/d, less q_k at alpha, on the same draws (NaN: no outlier there)
         at_n = outlier_variance_parts(tau, z, n / d)
         rounding = at_n["q"] - first["q"] if at_n is not None else np.nan
     return {"bias": total + rounding, "shift": total - curvature, "curvature": curvature, "rounding": rounding,
-            "q": q, "zeta": zeta, "beta": B0, "beta1": B1, "fbar_derivatives": (F1, F2, F3),
+            "root_shift": root_shift, "q": q, "zeta": zeta, "beta": B0, "beta1": B1, "fbar_derivatives": (F1, F2, F3),
             "cov": (V, C1, C11, C2)}
 
 
@@ -220,7 +223,11 @@ def outlier_moments(model: HierarchicalModel, alphas, d: int, n_samples: int = 2
     first-order spread of the outlier eigenvalue minus the edge of the realised labels,
     :math:`\lim_d \sqrt d\,\mathrm{sd}`, and its correlation with the overlap
     (:func:`numerics.outlier_fluctuation.outlier_variance_parts`; docs/theory.md §4.2, "The outlier
-    eigenvalue and its detection").
+    eigenvalue and its detection"). And ``eig_shift`` (same shape, gated as ``bias``): the O(1/d) mean of the
+    outlier eigenvalue about its d = infinity value, :math:`E\,\zeta_{k,d} - \zeta_k^*`: the root's own shift
+    (``root_shift`` of :func:`outlier_bias_parts`) plus, for m > 1, the second-order level repulsion of the
+    other directions, :math:`-q_k\sum_{l\ne k} E[F_{kl}^2]/\bar f_l(\zeta_k^*)`
+    (:func:`numerics.outlier_fluctuation.outlier_block`; docs/theory.md §4.2, "The mean of the gap").
 
     >>> from theory import HierarchicalModel
     >>> model = HierarchicalModel(m=1, link="He2", preprocessing="tanh(y)")
@@ -232,7 +239,7 @@ def outlier_moments(model: HierarchicalModel, alphas, d: int, n_samples: int = 2
         raise ValueError(f"eps_max: must be a number > 0 (np.inf: no gate), got {eps_max!r}")
     a, tau, Z = _checked_latents(model, alphas, n_samples, seed)
     d = integer(d, "d", model.m + 1)
-    sigma, bias, gap_sd, gap_corr = (np.full((a.size, model.m), np.nan) for _ in range(4))
+    sigma, bias, gap_sd, gap_corr, eig_shift = (np.full((a.size, model.m), np.nan) for _ in range(5))
     for i, alpha in enumerate(a):
         lbar = edge_of_atoms(tau, _uniform(tau), float(alpha))[0]
         for k in range(model.m):
@@ -241,8 +248,26 @@ def outlier_moments(model: HierarchicalModel, alphas, d: int, n_samples: int = 2
                 continue
             sigma[i, k], gap_sd[i, k], gap_corr[i, k] = first["sigma"], first["gap_sd"], first["gap_corr"]
             if first["sigma"] <= eps_max * np.sqrt(d) * first["q"]:
-                bias[i, k] = outlier_bias_parts(tau, Z[:, k], float(alpha), d, model.m, lbar, first=first)["bias"]
-    return {"sigma": sigma, "bias": bias, "gap_sd": gap_sd, "gap_corr": gap_corr}
+                parts = outlier_bias_parts(tau, Z[:, k], float(alpha), d, model.m, lbar, first=first)
+                bias[i, k] = parts["bias"]
+                eig_shift[i, k] = parts["root_shift"] + _level_repulsion(tau, Z, k, float(alpha), d, first)
+    return {"sigma": sigma, "bias": bias, "gap_sd": gap_sd, "gap_corr": gap_corr, "eig_shift": eig_shift}
+
+
+def _level_repulsion(tau, Z, k: int, alpha: float, d: int, first: dict) -> float:
+    r"""The mean shift of direction k's outlier eigenvalue by its couplings to the other m - 1 directions, to
+    second order: the pencil's zero :math:`\bar f_k(\zeta) = \sum_l F_{kl}^2/\bar f_l(\zeta)` moves by
+    :math:`-q_k\sum_l F_{kl}^2/\bar f_l(\zeta_k^*)` (:math:`\bar f_k' = -1/q_k`), whose mean takes
+    :math:`E F_{kl}^2` from :func:`numerics.outlier_fluctuation.outlier_block` (the block and the directions
+    trimmed off it alike). An outlier above k's pushes it down, one below or a direction without an outlier
+    (:math:`\bar f_l < 0`) pushes it up (docs/theory.md §4.2, "The mean of the gap"). 0 for m = 1."""
+    if Z.shape[1] == 1:
+        return 0.0
+    n = int(round(alpha * d))
+    blk = _block_at(outlier_block(tau, Z, k, alpha, first=first), n)
+    f = np.concatenate([blk["f"][1:], blk["left_out"][0]])
+    var = np.concatenate([[pair[2][0, 0] for pair in blk["pairs"]], blk["left_out"][2][:, 0, 0]]) / n
+    return float(-first["q"] * np.sum(var / f))
 
 
 def outlier_bias(model: HierarchicalModel, alphas, d: int, n_samples: int = 2**21, seed: int = 0) -> np.ndarray:
