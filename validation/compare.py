@@ -350,10 +350,13 @@ def _detection_bounds(prediction, out, d, level, want):
     detection"), at the rows ``want``: sigma_k, the centre and half-width of the two-sided ``level``
     interval of the seed mean, and b_k; NaN elsewhere.
     The estimator keeps an outlier where its eigenvalue is above the cut, edge + (TW_MEAN + CUT_SD TW_SD)
-    s d^(-2/3): the eigenvalue minus the edge of the realised labels is Gaussian about zeta_j* - edge with
-    sd gap_sd / sqrt(d) (``numerics.outlier_bias.outlier_moments``), so D_j = 1[kept] is drawn for k and
-    for every other direction j with an outlier near the cut (0 < w'_j <= W_MAX, each independently);
-    those far above it (w'_j > W_MAX) are always kept. With P_k the projection on all the d = infinity
+    s d^(-2/3): the eigenvalue minus the edge of the realised labels is Gaussian about zeta_j* + eig_shift_j
+    - edge with sd gap_sd / sqrt(d) (``numerics.outlier_bias.outlier_moments``; eig_shift is the
+    eigenvalue's O(1/d) mean, its own root shift and the level repulsion), so D_j = 1[kept] is drawn for k
+    and for every other direction j with an outlier near the cut (0 < w'_j <= W_MAX, each independently);
+    those far above it (w'_j > W_MAX) are always kept. The estimator's edge is at ratio n/(d - k_hat), lower
+    by lbar/n per declared outlier: the kept set is recounted as it does (_kept_outliers; docs/theory.md
+    §4.2, "The mean of the gap"). With P_k the projection on all the d = infinity
     outliers (m = 1: q_k + b_k + sigma_k G / sqrt(d); m > 1: a draw of the proj law of
     ``numerics.outlier_fluctuation.outlier_law``, which takes the mixing loss to the directions without an
     outlier) and S_j = r_jk chi2_1 / d the share of w_k in j's outlier (_outlier_shares),
@@ -365,7 +368,7 @@ def _detection_bounds(prediction, out, d, level, want):
     and 0 at the lower one (the (1 - level)/2 quantile of the seed mean with every such S_j lost), and
     ``bracket`` marks those rows (docs/theory.md §4.3, "The projection next to an outlier near the cut").
     A point where the m > 1 law is not available (its gates), or such a direction's share is not, is left
-    out. The O(1/d) bias of the eigenvalue is left out (§4.2 measures its size). Returns sigma, the
+    out. Returns sigma, the
     centre, the half-width, b_k and ``bracket``."""
     from numerics.critical_window import window_map
     from numerics.edge_overlap import TW_MEAN, TW_SD, edge_tw_scale
@@ -412,28 +415,60 @@ def _detection_bounds(prediction, out, d, level, want):
                 continue
             P = draws[rng.integers(0, draws.size, LAW_DRAWS)]
             g = (P - P.mean()) / P.std()
-        # the eigenvalue minus the cut: its mean, and its sd
-        gap = prediction.eigenvalues[p] - prediction.bulk_edge[p] - (TW_MEAN + CUT_SD * TW_SD) * scale[r]
-        sd, rho = mom["gap_sd"] / np.sqrt(d), mom["gap_corr"][k]
-        kept_k = gap[k] + sd[k] * (rho * g + np.sqrt(1 - rho**2) * rng.standard_normal(LAW_DRAWS)) > 0
-        pool = np.where(kept_k, P, 0.0)
         share = shares[a][:, k]
         if not np.all(np.isfinite(share[sorted(unclear)])):
             continue
-        lost = np.zeros(LAW_DRAWS)  # the unclear neighbours' weight: kept at the upper end, lost at the lower
-        for j in np.nonzero(prediction.is_outlier[p] & np.isfinite(share))[0]:
-            S_j = share[j] * rng.chisquare(1, LAW_DRAWS) / d
-            if j in unclear:
-                pool, lost = pool + np.where(kept_k, 0.0, S_j), lost + S_j
-                continue
-            kept = wp[r, j] > W_MAX or gap[j] + sd[j] * rng.standard_normal(LAW_DRAWS) > 0
-            pool = pool + np.where(kept_k, 0.0, S_j) - np.where(kept, 0.0, S_j)
+        # each drawn eigenvalue minus the cut at n/d: the d = infinity gap, the eigenvalue's O(1/d) mean shift
+        # (eig_shift) and the first-order fluctuation, sd gap_sd / sqrt(d); k's correlated with P_k
+        outl = np.flatnonzero(prediction.is_outlier[p])
+        drawn = [j for j in outl if wp[r, j] <= W_MAX and j not in unclear]  # k among them
+        far = int(np.sum(wp[r, outl] > W_MAX))
+        if not all(np.isfinite(mom["eig_shift"][j]) for j in drawn):
+            continue
+        gap = prediction.eigenvalues[p] - prediction.bulk_edge[p] - (TW_MEAN + CUT_SD * TW_SD) * scale[r]
+        sd, rho = mom["gap_sd"] / np.sqrt(d), mom["gap_corr"][k]
+        x = {j: gap[j] + mom["eig_shift"][j] + sd[j] * (rho * g + np.sqrt(1 - rho**2) * rng.standard_normal(LAW_DRAWS)
+                                                          if j == k else rng.standard_normal(LAW_DRAWS)) for j in drawn}
+        S_draws = {j: share[j] * rng.chisquare(1, LAW_DRAWS) / d for j in outl if j != k and np.isfinite(share[j])}
+        step = prediction.lambda_bar[p] / round(a * d)  # the cut at ratio n/(d - k_hat): lower by lbar/n per kept outlier
+
+        def pool_of(extra):  # proj with the unclear neighbours kept (extra = their number) or all missed (0)
+            kept = _kept_outliers(x, far + extra, step)
+            kept.update({j: extra > 0 for j in unclear})
+            kept.update({j: True for j in outl if wp[r, j] > W_MAX})
+            total = np.where(kept[k], P, 0.0)
+            for j, S_j in S_draws.items():
+                total = total + np.where(kept[k], 0.0, S_j) - np.where(kept[j], 0.0, S_j)
+            return total
+
         S = int(out["n_seeds"].iat[i])
-        pick = rng.integers(0, pool.size, (LAW_DRAWS, S))
-        lo, hi = _seed_mean_interval(pool - lost, pool, pick, level)  # lower: every unclear neighbour missed
+        upper = pool_of(len(unclear))
+        pick = rng.integers(0, upper.size, (LAW_DRAWS, S))
+        lo, hi = _seed_mean_interval(pool_of(0) if unclear else upper, upper, pick, level)  # lower: unclear missed
         bracket[i] = bool(unclear)
         sigma[i], center[i], half[i], bias[i] = mom["sigma"][k], (lo + hi) / 2, (hi - lo) / 2, mom["bias"][k]
     return sigma, center, half, bias, bracket
+
+
+def _kept_outliers(x: dict, fixed: int, step: float) -> dict:
+    r"""Which drawn outliers the estimator keeps: direction j's eigenvalue minus the cut at ratio n/d is
+    ``x[j]`` (arrays of draws); with :math:`\hat k` outliers declared the estimator takes the edge at
+    n/(d - :math:`\hat k`), which lowers the cut by ``step`` :math:`=\bar\lambda/n` per outlier (the envelope
+    theorem, :math:`\partial\psi_\alpha(\bar\lambda)/\partial(1/\alpha) = \bar\lambda`; docs/theory.md §4.2,
+    "The mean of the gap"). As ``validation.simulate.simulate_task`` does, :math:`\hat k` starts at 0 and
+    is recounted until it stops changing; ``fixed`` outliers are always counted.
+
+    >>> kept = _kept_outliers({0: np.array([0.5, -0.5]), 1: np.array([-0.01, -0.01])}, 0, 0.02)
+    >>> kept[0].tolist(), kept[1].tolist()     # the first draw's kept outlier lowers the cut for the other
+    ([True, False], [True, False])
+    """
+    k_hat = np.zeros(next(iter(x.values())).shape, dtype=int)
+    for _ in range(len(x) + 1):
+        new = fixed + sum((v + step * k_hat > 0).astype(int) for v in x.values())
+        if np.array_equal(new, k_hat):
+            break
+        k_hat = new
+    return {j: v + step * k_hat > 0 for j, v in x.items()}
 
 
 def _seed_mean_interval(lower, upper, pick, level) -> tuple[float, float]:
