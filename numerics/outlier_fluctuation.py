@@ -52,7 +52,7 @@ from .label_law import check_model, draw_latents
 from .resolvent import edge_of_atoms, outlier_of_atoms, resolvent_sums
 
 __all__ = ["outlier_fluctuation", "outlier_variance_parts", "outlier_block", "outlier_law", "mixing_share",
-           "MIX_MIN"]
+           "detection_covariance", "MIX_MIN"]
 
 
 def _zeta_calculus(tau, w, lam: float, alpha: float):
@@ -251,7 +251,10 @@ def mixing_share(model: HierarchicalModel, alphas, n_samples: int = 2**19, seed:
     ``n_samples`` seeded draws of the latents. Returns a dict: ``share`` (len(alphas), m, m), entry
     [i, j, l] the share of direction l in direction j's outlier eigenvector (NaN where j has no outlier,
     and on the diagonal); ``q`` and ``sigma`` (len(alphas), m): :math:`q_j` and :math:`\sigma_j` of §4.2
-    (NaN without an outlier), so that a caller can check :math:`\sigma_j/(\sqrt d q_j)`.
+    (NaN without an outlier), so that a caller can check :math:`\sigma_j/(\sqrt d q_j)`; ``f`` and ``fp``
+    (len(alphas), m, m): entry [i, j, l] is :math:`\bar f_l(\zeta_j^*)` and :math:`\bar f_l'(\zeta_j^*)`, the
+    denominator of the share and its slope, so that a caller can move the share with the roots
+    (docs/theory.md §4.2, "Detection and mixing drawn together").
 
     >>> from theory import HierarchicalModel
     >>> model = HierarchicalModel(m=2, gamma=1.0, link="He2", preprocessing="clip(y, -1, 3)")
@@ -267,7 +270,8 @@ def mixing_share(model: HierarchicalModel, alphas, n_samples: int = 2**19, seed:
     atoms = label_law(model)
     m = model.m
     out = {"share": np.full((a.size, m, m), np.nan), "q": np.full((a.size, m), np.nan),
-           "sigma": np.full((a.size, m), np.nan)}
+           "sigma": np.full((a.size, m), np.nan), "f": np.full((a.size, m, m), np.nan),
+           "fp": np.full((a.size, m, m), np.nan)}
     for i, alpha in enumerate(a):
         alpha = float(alpha)
         lbar = edge_of_atoms(tau, np.full(tau.size, 1.0 / tau.size), alpha)[0]
@@ -282,7 +286,83 @@ def mixing_share(model: HierarchicalModel, alphas, n_samples: int = 2**19, seed:
             out["share"][i, j] = exact["q"] * block["_angle_per_n"] / alpha
             out["share"][i, j, j] = np.nan
             out["q"][i, j], out["sigma"][i, j] = exact["q"], first["sigma"]
+            out["f"][i, j], out["fp"][i, j] = exact["f"], exact["fp"]
     return out
+
+
+def detection_covariance(model: HierarchicalModel, alpha: float, k: int, n_samples: int = 2**19,
+                         seed: int = 0) -> dict | None:
+    r"""The joint first-order fluctuations that decide whether the estimator keeps each outlier and how much
+    of :math:`w_k` the outliers of the other directions hold (docs/theory.md §4.2, "Detection and mixing drawn
+    together"), at ratio ``alpha`` for direction ``k`` (1-based); None if direction k has no outlier.
+
+    The vector, for the J directions ``directions`` (0-based) with an outlier at d = infinity, is
+    ``J`` eigenvalue moves :math:`\delta\zeta_j = q_j\,\delta f_j(\zeta_j^*)`, then the move
+    :math:`\delta e` of the bulk edge of the realised labels, then, for each other direction j (in the
+    order of ``directions``, k left out), :math:`\delta f_k(\zeta_j^*)`: direction k's diagonal entry of the
+    outlier block at j's root. Each entry is a sum over the samples of an influence (the label average
+    and the Stieltjes term of §4.2, :math:`\hat h`, at that entry's own :math:`\lambda`; for the edge,
+    :math:`\bar\lambda K(\bar\lambda)`) plus the off-diagonal pairs, whose covariance between the entries
+    of directions a and b at :math:`\zeta_1, \zeta_2` is
+    :math:`\frac{2}{\alpha n}E[\tilde c_a(\zeta_1)\tilde c_b(\zeta_2)]^2\frac{s(\zeta_1)-s(\zeta_2)}{\zeta_1-\zeta_2}`,
+    :math:`\tilde c_a = \lambda K z_a` (:math:`s'(\zeta)` at equal points). ``cov`` is d times the
+    covariance, shape (2J, 2J); ``q``, ``lam`` (J,) are the roots' overlaps and :math:`\lambda_j^*` from
+    ``n_samples`` seeded draws of the latents. The eigenvalue minus the edge, :math:`\delta\zeta_j - \delta e`,
+    has the spread ``gap_sd`` of :func:`outlier_variance_parts`.
+
+    >>> from theory import HierarchicalModel
+    >>> model = HierarchicalModel(m=2, gamma="0.3", link="He2", preprocessing="clip(y, -1, 3)")
+    >>> r = detection_covariance(model, 4.0, k=2, n_samples=2**16)
+    >>> c = r["cov"]                      # entries: the moves of zeta_1 and zeta_2, the edge, f_2 at zeta_1*
+    >>> _, tau, Z = _checked_latents(model, [4.0], 2**16, 0)     # the same draws, one direction at a time
+    >>> first = outlier_variance_parts(tau, Z[:, 1], 4.0)
+    >>> bool(np.isclose(np.sqrt(c[1, 1] - 2 * c[1, 2] + c[2, 2]), first["gap_sd"], rtol=1e-9))
+    True
+    >>> beta = c[3, 1] / c[1, 1] * r["q"][1]     # f_2 at zeta_1* on f_2 at its own root: it follows, but not fully
+    >>> bool(0.6 < beta < 0.9)
+    True
+    """
+    check_model(model)
+    k = integer(k, "k", 1) - 1
+    if k >= model.m:
+        raise ValueError(f"k: must be in 1..m = {model.m}, got {k + 1}")
+    a, tau, Z = _checked_latents(model, [alpha], n_samples, seed)
+    alpha, w = float(a[0]), np.full(tau.size, 1.0 / tau.size)
+    lbar = edge_of_atoms(tau, w, alpha)[0]
+    lam = {j: outlier_of_atoms(tau, w, w * Z[:, j] ** 2, alpha, lbar) for j in range(model.m)}
+    dirs = [j for j in range(model.m) if lam[j] is not None]
+    if k not in dirs:
+        return None
+    # the entries: (direction of the coefficient, lambda of the point, scale), the edge apart
+    entries = [(j, lam[j]) for j in dirs] + [(k, lam[j]) for j in dirs if j != k]
+    infl, coef, zeta, slope, q = [], [], [], [], {}
+    for a_dir, lm in entries:
+        K, (p1, _, _), sd = _zeta_calculus(tau, w, lm, alpha)
+        z2 = Z[:, a_dir] ** 2
+        H = float(w @ (z2 * K**2))
+        infl.append(_influence(lm * K, z2, H / p1))
+        coef.append(lm * K * Z[:, a_dir])
+        zeta.append(lm / alpha + float(w @ (lm * K)))
+        slope.append(sd[0])
+        if lm == lam[a_dir]:
+            q[a_dir] = p1 / (p1 + H)
+    scale = np.array([q[j] for j in dirs] + [1.0] * (len(entries) - len(dirs)))  # delta zeta_j = q_j delta f_j
+    G = np.stack(infl) * scale[:, None]
+    Kb = lbar * tau / (lbar - tau)  # the edge: psi(lbar) moves by the average of lbar K(lbar)
+    G = np.insert(G, len(dirs), Kb, axis=0)
+    cov = np.cov(G, bias=True)
+    C = np.stack(coef)
+    overlap = (C @ C.T / tau.size) ** 2 * np.outer(scale, scale)
+    s_of = -alpha / np.array([lm for _, lm in entries])  # s(zeta) = -alpha / lambda
+    zeta = np.array(zeta)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kernel = (s_of[:, None] - s_of[None, :]) / (zeta[:, None] - zeta[None, :])
+    same = np.isclose(zeta[:, None], zeta[None, :], rtol=0, atol=1e-12)
+    kernel = np.where(same, np.array(slope)[:, None] * np.ones(len(entries)), kernel)
+    pairs = 2 / alpha * overlap * kernel
+    pairs = np.insert(np.insert(pairs, len(dirs), 0.0, axis=0), len(dirs), 0.0, axis=1)  # the edge has no pairs
+    return {"directions": np.array(dirs), "cov": (cov + pairs) / alpha, "q": np.array([q[j] for j in dirs]),
+            "lam": np.array([lam[j] for j in dirs])}
 
 
 def _block_at(block: dict, n: int) -> dict:
@@ -323,9 +403,9 @@ def _left_out_shift(left_out, q: float, n: int, draws: int, rng, fpp_k: float = 
     :math:`(F_{kl}, F_{kl}')` Gaussian of covariance ``pairs``/n, independent over l. Its mean is
     :math:`-(q_k^2/n)\sum_l [-(\bar f_l'/\bar f_l^2) V_l + (2/\bar f_l) C_l]`. ``fpp_k``
     (:math:`\bar f_k''`) adds the slope's change over the root's shift, :math:`-q_k^3\bar f_k''\sum_l F_{kl}^2/\bar f_l`
-    ("The slope at the root"); ``lost`` (a mask over the left-out directions, None: all) limits the
-    first sum to the directions whose share leaves the quantity (for the projection: those without an
-    outlier), while the slope term counts every direction."""
+    ("The slope at the root"); ``lost`` (a mask over the left-out directions, None: all) limits both
+    sums to the directions whose share leaves the quantity (for the projection: those without an
+    outlier; docs/theory.md §4.3, "The projection")."""
     f, fp, pairs = left_out
     if f.size == 0:
         return np.zeros(draws)
@@ -335,14 +415,23 @@ def _left_out_shift(left_out, q: float, n: int, draws: int, rng, fpp_k: float = 
     Fz = (C / V) * F + np.sqrt(np.maximum(Vz - C**2 / V, 0.0)) * g[1]
     lost = np.ones(f.size, dtype=bool) if lost is None else np.asarray(lost, dtype=bool)
     mixing = np.sum((-(fp / f**2) * F**2 + (2 / f) * F * Fz)[:, lost], axis=1)
-    return -q**2 * mixing - q**3 * fpp_k * np.sum(F**2 / f, axis=1)
+    return -q**2 * mixing - q**3 * fpp_k * np.sum((F**2 / f)[:, lost], axis=1)
 
 
-def _pencil_overlaps(blk: dict, n: int, draws: int, rng, rank: bool, counted=None, slope=None):
+def _sub_block(blk: dict, sel) -> dict:
+    """The block of :func:`_block_at` restricted to the directions ``sel`` (a mask over ``idx``, k's
+    entry first and kept), for the pencil; ``left_out`` and ``left_idx`` are kept as they are."""
+    sel = np.asarray(sel, dtype=bool)
+    pos = np.flatnonzero(sel)
+    new = {int(b): a for a, b in enumerate(pos)}
+    return dict(blk, idx=[blk["idx"][b] for b in pos], f=blk["f"][pos], fp=blk["fp"][pos],
+                gap_cov=blk["gap_cov"][np.ix_(pos, pos)],
+                pairs=[(0, new[b], cov) for a, b, cov in blk["pairs"] if b in new])
+
+
+def _pencil_overlaps(blk: dict, n: int, draws: int, rng, rank: bool, slope=None):
     r"""Draws of the overlap of :math:`w_k` with its outlier eigenvector (``rank``: the eigenvector at
-    k's rank within the block; else the best one), or with ``counted`` (a mask over the block's
-    directions ``idx``) the summed overlap of the eigenvectors at the ranks of those directions (the
-    projection on the outliers an estimator keeps, docs/theory.md §4.3 "The projection"), from the linear pencil
+    k's rank within the block; else the best one), from the linear pencil
     :math:`F(\zeta_k + t) \approx F_0 + tF_1` of the block: :math:`F_0 = \mathrm{diag}(\bar f_l + \delta g_l) + E`,
     :math:`F_1 = \mathrm{diag}(\bar f_l') + E'` with the Gaussian fluctuations of :func:`_block_at`
     (linear in t). ``slope`` (a :class:`_RootSlope` of direction k, or None) takes k's diagonal slope in each
@@ -382,9 +471,6 @@ def _pencil_overlaps(blk: dict, n: int, draws: int, rng, rank: bool, counted=Non
         if not ok.any():
             return np.empty(0), 1.0
     t0 = -blk["f"] / blk["fp"]  # the unperturbed roots, in the same order as the pencil's
-    if counted is not None:  # rank j belongs to direction order[j]
-        order = np.argsort(t0, kind="stable")
-        return ov[:, np.asarray(counted, dtype=bool)[order]].sum(axis=1), 1 - ok.mean()
     if not rank:
         return ov.max(axis=1), 1 - ok.mean()
     pos = int(np.sum(t0[1:] > 0))  # k's position counted from the top
@@ -583,8 +669,10 @@ def outlier_law(model: HierarchicalModel, alphas, d: int, n_draws: int = 20_000,
                          if exact is not None else
                          _RootSlope(tau, np.full(tau.size, 1.0 / tau.size), Z[:, k] ** 2 / tau.size, float(alpha),
                                     first["lam"], lbar))
-            mix, out["dropped"][i, k] = _pencil_overlaps(blk, n, n_draws, rng, quantity == "q_rank",
-                                                         keep[blk["idx"]] if quantity == "proj" else None, slope)
+            if quantity == "proj":  # weight moved to another outlier stays in the projection: only the
+                # couplings to the directions without one take weight out of it ("The projection")
+                blk = _sub_block(blk, [j == k or not keep[j] for j in blk["idx"]])
+            mix, out["dropped"][i, k] = _pencil_overlaps(blk, n, n_draws, rng, quantity != "q_best", slope)
             if mix.size == 0:
                 continue
             mix = np.resize(mix, n_draws)  # dropped draws (if any) are replaced by repeats of the kept ones
@@ -595,7 +683,7 @@ def outlier_law(model: HierarchicalModel, alphas, d: int, n_draws: int = 20_000,
                 shift = out["bias"][i, k] = outlier_bias_parts(tau, Z[:, k], float(alpha), d, model.m, lbar,
                                                                latent)["bias"]
             if np.isfinite(shift):  # NaN only where n/d has no outlier: no draws there
-                # overlap moved to a kept outlier stays in the projection; the slope term counts for all
+                # overlap moved to a kept outlier stays in the projection, with all of its terms
                 lost = ~keep[blk["left_idx"]] if quantity == "proj" else None
                 left = _left_out_shift(blk["left_out"], q, n, n_draws, np.random.default_rng([seed, i, k, 1]),
                                        slope.curvature() if slope is not None else 0.0, lost)
