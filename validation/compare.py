@@ -353,13 +353,15 @@ def _detection_bounds(prediction, out, d, level, want):
     s d^(-2/3): the eigenvalue minus the edge of the realised labels is Gaussian about zeta_j* + eig_shift_j
     - edge with sd gap_sd / sqrt(d) (``numerics.outlier_bias.outlier_moments``; eig_shift is the
     eigenvalue's O(1/d) mean, its own root shift and the level repulsion), so D_j = 1[kept] is drawn for k
-    and for every other direction j with an outlier near the cut (0 < w'_j <= W_MAX, each independently);
-    those far above it (w'_j > W_MAX) are always kept. The estimator's edge is at ratio n/(d - k_hat), lower
+    and for every other direction j with an outlier near the cut (0 < w'_j <= W_MAX; jointly with k's, given
+    k's draw, from their first-order law, _joint_detection); those far above it (w'_j > W_MAX) are always
+    kept. The estimator's edge is at ratio n/(d - k_hat), lower
     by lbar/n per declared outlier: the kept set is recounted as it does (_kept_outliers; docs/theory.md
     §4.2, "The mean of the gap"). With P_k the projection on all the d = infinity
     outliers (m = 1: q_k + b_k + sigma_k G / sqrt(d); m > 1: a draw of the proj law of
     ``numerics.outlier_fluctuation.outlier_law``, which takes the mixing loss to the directions without an
-    outlier) and S_j = r_jk chi2_1 / d the share of w_k in j's outlier (_outlier_shares),
+    outlier) and S_j = r_jk chi2_1 / d the share of w_k in j's outlier (_outlier_shares), moved to the drawn
+    eigenvalues (_joint_detection; docs/theory.md §4.2, "Detection and mixing drawn together"),
 
         proj = D_k P_k + (1 - D_k) sum_j S_j - sum_j (1 - D_j) S_j.
 
@@ -427,9 +429,11 @@ def _detection_bounds(prediction, out, d, level, want):
             continue
         gap = prediction.eigenvalues[p] - prediction.bulk_edge[p] - (TW_MEAN + CUT_SD * TW_SD) * scale[r]
         sd, rho = mom["gap_sd"] / np.sqrt(d), mom["gap_corr"][k]
-        x = {j: gap[j] + mom["eig_shift"][j] + sd[j] * (rho * g + np.sqrt(1 - rho**2) * rng.standard_normal(LAW_DRAWS)
-                                                          if j == k else rng.standard_normal(LAW_DRAWS)) for j in drawn}
+        x_k = gap[k] + mom["eig_shift"][k] + sd[k] * (rho * g + np.sqrt(1 - rho**2) * rng.standard_normal(LAW_DRAWS))
         S_draws = {j: share[j] * rng.chisquare(1, LAW_DRAWS) / d for j in outl if j != k and np.isfinite(share[j])}
+        x, S_draws = _joint_detection(model, a, k, d, x_k - gap[k] - mom["eig_shift"][k], S_draws, rng,
+                                      {j: (gap[j] + mom["eig_shift"][j], sd[j]) for j in drawn},
+                                      {j: mom["eig_shift"][j] for j in outl}, float(prediction.q[p, k]))
         step = prediction.lambda_bar[p] / round(a * d)  # the cut at ratio n/(d - k_hat): lower by lbar/n per kept outlier
 
         def pool_of(extra):  # proj with the unclear neighbours kept (extra = their number) or all missed (0)
@@ -448,6 +452,70 @@ def _detection_bounds(prediction, out, d, level, want):
         bracket[i] = bool(unclear)
         sigma[i], center[i], half[i], bias[i] = mom["sigma"][k], (lo + hi) / 2, (hi - lo) / 2, mom["bias"][k]
     return sigma, center, half, bias, bracket
+
+
+@functools.lru_cache(maxsize=64)
+def _detection_cov(model, alpha: float, k: int) -> dict | None:
+    """``numerics.outlier_fluctuation.detection_covariance`` at compare's latent draws; deterministic, so kept
+    for the next call (at most 64 points, each (2m) x (2m) floats). Read-only arrays, shared by every caller."""
+    from numerics.outlier_fluctuation import detection_covariance
+
+    r = detection_covariance(model, alpha, k + 1, n_samples=LAW_LATENTS)
+    for arr in (r or {}).values():
+        arr.flags.writeable = False
+    return r
+
+
+def _joint_detection(model, alpha, k, d, dev_k, S_draws, rng, centre, eig_shift, q_k):
+    r"""The detection law's eigenvalues and shares drawn together (docs/theory.md §4.2, "Detection and mixing
+    drawn together"): given the draws ``dev_k`` of direction k's eigenvalue minus the realised edge about its
+    mean, the moves of the other eigenvalues, of the edge and of k's diagonal entry at each other root,
+    :math:`\delta f_k(\zeta_j^*)`, are drawn from their joint Gaussian law conditional on it
+    (:func:`_detection_cov`). Returns ``x``, each drawn direction's eigenvalue minus the cut at n/d
+    (``centre`` holds their means and first-order sd, k's included), and the shares ``S_draws`` of w_k in
+    the other outliers (first order, :math:`r_{jk}\chi^2_1/d`), each moved to the drawn eigenvalues: the share is
+    :math:`q_j F_{jk}^2/f_k(\zeta_j)^2` with :math:`f_k(\zeta_j) = \bar f_k(\zeta_j^*) + \bar f_k'(\zeta_j^*)
+    (\zeta_j - \zeta_j^*) + \delta f_k(\zeta_j^*)`, capped at ``q_k``; ``eig_shift``: the O(1/d) means of
+    :math:`\zeta_j - \zeta_j^*`. Only where j's share is the first-order one (its CLT holds); the others, and
+    a direction whose outlier the latent draws do not find, keep their independent draws (as do the
+    eigenvalues of such directions).
+
+    >>> from theory import HierarchicalModel
+    >>> model = HierarchicalModel(m=2, gamma="0.3", link="He2", preprocessing="clip(y, -1, 3)")
+    >>> rng = np.random.default_rng(0)
+    >>> S = {0: np.full(4000, 0.08)}          # direction 1 holds 0.08 of w_2 at d = infinity
+    >>> dev = np.linspace(-0.15, 0.15, 4000)   # direction 2's eigenvalue from low to high
+    >>> centre = {0: (0.2, 0.08), 1: (0.03, 0.07)}     # mean and sd of each eigenvalue minus the cut
+    >>> x, S2 = _joint_detection(model, 4.0, 1, 400, dev, S, rng, centre, {0: 0.0, 1: 0.0}, 0.4)
+    >>> low, high = S2[0][:2000].mean(), S2[0][2000:].mean()    # further from direction 1: a smaller share
+    >>> bool(low < 0.08 < high)
+    True
+    """
+    cov = _detection_cov(model, float(alpha), int(k))
+    if cov is None:  # the latent draws find no outlier for k: every other one drawn on its own
+        return {j: c + (dev_k if j == k else sd * rng.standard_normal(dev_k.size)) for j, (c, sd) in centre.items()}, \
+            S_draws
+    dirs = cov["directions"].tolist()
+    J, C = len(dirs), np.asarray(cov["cov"]) / d
+    # direction k's eigenvalue minus the edge is a . V: condition the joint draw on it
+    a = np.zeros(2 * J)
+    a[dirs.index(k)], a[J] = 1.0, -1.0
+    V = rng.multivariate_normal(np.zeros(2 * J), C, dev_k.size)
+    Ca = C @ a
+    V += np.outer(dev_k - V @ a, Ca / (a @ Ca))
+    move, edge = {j: V[:, i] for i, j in enumerate(dirs)}, V[:, J]
+    f_k = {j: V[:, J + 1 + i] for i, j in enumerate(j for j in dirs if j != k)}
+    x = {j: c + (dev_k if j == k else move[j] - edge if j in move else sd * rng.standard_normal(dev_k.size))
+         for j, (c, sd) in centre.items()}
+    mix = _mixing_shares(model, float(alpha))
+    for j in list(S_draws):
+        F, slope = mix["f"][j, k], mix["fp"][j, k]
+        clear = mix["sigma"][j] / (np.sqrt(d) * mix["q"][j]) <= EPS_CLT  # j's share is the first-order one
+        if j in f_k and clear and np.isfinite(F * slope * eig_shift[j]):
+            near = F + slope * (eig_shift[j] + move[j]) + f_k[j]  # f_k at j's drawn eigenvalue
+            with np.errstate(divide="ignore"):
+                S_draws[j] = np.minimum(S_draws[j] * (F / near) ** 2, q_k)
+    return x, S_draws
 
 
 def _kept_outliers(x: dict, fixed: int, step: float) -> dict:
