@@ -333,7 +333,7 @@ def detection_covariance(model: HierarchicalModel, alpha: float, k: int, n_sampl
     dirs = [j for j in range(model.m) if lam[j] is not None]
     if k not in dirs:
         return None
-    # the entries: (direction of the coefficient, lambda of the point, scale), the edge apart
+    # the entries: (direction of the coefficient, lambda of the point); the edge is inserted after the moves
     entries = [(j, lam[j]) for j in dirs] + [(k, lam[j]) for j in dirs if j != k]
     infl, coef, zeta, slope, q = [], [], [], [], {}
     for a_dir, lm in entries:
