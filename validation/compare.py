@@ -298,7 +298,7 @@ def _outlier_bounds(prediction, out, d, quantity, level):
         # b only where the CLT is used; cached, so proj's detection law reuses it
         mom = [_moments(prediction.model, float(x), int(d)) for x in a]
         s, b = np.array([r["sigma"][0] for r in mom]), np.array([r["bias"][0] for r in mom])
-        used = np.isfinite(s) & (s <= EPS_CLT * np.sqrt(d) * q) & np.isfinite(b)  # NaN b: n/d has no outlier
+        used = _clt_holds(s, q, d) & np.isfinite(b)  # NaN b: n/d has no outlier
         rows, q, s, b = rows[used], q[used], s[used], b[used]
         sigma[rows], bias[rows], center[rows] = s, b, q + b
         half[rows] = z * s / np.sqrt(out["n_seeds"].to_numpy()[rows] * d)
@@ -392,8 +392,7 @@ def _detection_bounds(prediction, out, d, level, want):
         if not (np.all(np.isfinite(wp[r])) and 0 < wp[r, k] <= W_MAX):
             continue
         mom = _moments(model, a, int(d))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            clear = mom["sigma"] / (np.sqrt(d) * prediction.q[p]) <= EPS_CLT
+        clear = _clt_holds(mom["sigma"], prediction.q[p], d)
         # the other directions near the cut whose detection law does not hold: bracketed
         unclear = np.flatnonzero(prediction.is_outlier[p] & (wp[r] <= W_MAX) & ~clear)
         if clear[k] and np.isfinite(mom["bias"][k]):
@@ -429,9 +428,9 @@ def _detection_bounds(prediction, out, d, level, want):
             continue
         gap = prediction.eigenvalues[p] - prediction.bulk_edge[p] - (TW_MEAN + CUT_SD * TW_SD) * scale[r]
         sd, rho = mom["gap_sd"] / np.sqrt(d), mom["gap_corr"][k]
-        x_k = gap[k] + mom["eig_shift"][k] + sd[k] * (rho * g + np.sqrt(1 - rho**2) * rng.standard_normal(LAW_DRAWS))
+        dev_k = sd[k] * (rho * g + np.sqrt(1 - rho**2) * rng.standard_normal(LAW_DRAWS))  # about its mean
         S_draws = {j: share[j] * rng.chisquare(1, LAW_DRAWS) / d for j in outl if j != k and np.isfinite(share[j])}
-        x, S_draws = _joint_detection(model, a, k, d, x_k - gap[k] - mom["eig_shift"][k], S_draws, rng,
+        x, S_draws = _joint_detection(model, a, k, d, dev_k, S_draws, rng,
                                       {j: (gap[j] + mom["eig_shift"][j], sd[j]) for j in drawn},
                                       {j: mom["eig_shift"][j] for j in outl}, float(prediction.q[p, k]))
         step = prediction.lambda_bar[p] / round(a * d)  # the cut at ratio n/(d - k_hat): lower by lbar/n per kept outlier
@@ -508,10 +507,10 @@ def _joint_detection(model, alpha, k, d, dev_k, S_draws, rng, centre, eig_shift,
     x = {j: c + (dev_k if j == k else move[j] - edge if j in move else sd * rng.standard_normal(dev_k.size))
          for j, (c, sd) in centre.items()}
     mix = _mixing_shares(model, float(alpha))
+    clear = _clt_holds(mix["sigma"], mix["q"], d)  # j's share is the first-order one
     for j in list(S_draws):
         F, slope = mix["f"][j, k], mix["fp"][j, k]
-        clear = mix["sigma"][j] / (np.sqrt(d) * mix["q"][j]) <= EPS_CLT  # j's share is the first-order one
-        if j in f_k and clear and np.isfinite(F * slope * eig_shift[j]):
+        if j in f_k and clear[j] and np.isfinite(F * slope * eig_shift[j]):
             near = F + slope * (eig_shift[j] + move[j]) + f_k[j]  # f_k at j's drawn eigenvalue
             with np.errstate(divide="ignore"):
                 S_draws[j] = np.minimum(S_draws[j] * (F / near) ** 2, q_k)
@@ -637,6 +636,19 @@ def _edge_table(model, alpha: float, d: int, depth: int) -> np.ndarray:
     return table
 
 
+def _clt_holds(sigma, q, d: int) -> np.ndarray:
+    """The gate of the outlier CLT (docs/theory.md §4.2): an outlier is clear of the edge where its relative
+    fluctuation sigma / (sqrt(d) q) <= EPS_CLT. There its overlap's first-order law, its detection law and
+    its first-order share of the other directions (``mixing_share``) hold. False where sigma or q is NaN (no
+    outlier).
+
+    >>> _clt_holds(np.array([1.0, 3.0, np.nan]), np.array([0.5, 0.5, np.nan]), 100).tolist()
+    [True, False, False]
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.asarray(sigma) / (np.sqrt(d) * np.asarray(q)) <= EPS_CLT
+
+
 def _outlier_shares(model, alphas, d: int) -> dict:
     """Per alpha, the m x m shares r_jl = E[d <w_l, u_j>^2] of direction l in the outlier eigenvector of
     direction j (docs/theory.md §4.1, "Outlier eigenvectors of other directions"): the first-order
@@ -649,8 +661,7 @@ def _outlier_shares(model, alphas, d: int) -> dict:
     out = {}
     for a in (float(a) for a in alphas):
         r, mix = outlier_share(model, a), _mixing_shares(model, a)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            clear = mix["sigma"] / (np.sqrt(d) * mix["q"]) <= EPS_CLT
+        clear = _clt_holds(mix["sigma"], mix["q"], d)  # j's share is the first-order one
         r[clear] = mix["share"][clear]
         out[a] = r
     return out
