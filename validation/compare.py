@@ -490,22 +490,23 @@ def _joint_detection(model, alpha, k, d, dev_k, S_draws, rng, centre, eig_shift,
     >>> bool(low < 0.08 < high)
     True
     """
+    move, edge, f_k = {}, None, {}
     cov = _detection_cov(model, float(alpha), int(k))
-    if cov is None:  # the latent draws find no outlier for k: every other one drawn on its own
-        return {j: c + (dev_k if j == k else sd * rng.standard_normal(dev_k.size)) for j, (c, sd) in centre.items()}, \
-            S_draws
-    dirs = cov["directions"].tolist()
-    J, C = len(dirs), np.asarray(cov["cov"]) / d
-    # direction k's eigenvalue minus the edge is a . V: condition the joint draw on it
-    a = np.zeros(2 * J)
-    a[dirs.index(k)], a[J] = 1.0, -1.0
-    V = rng.multivariate_normal(np.zeros(2 * J), C, dev_k.size)
-    Ca = C @ a
-    V += np.outer(dev_k - V @ a, Ca / (a @ Ca))
-    move, edge = {j: V[:, i] for i, j in enumerate(dirs)}, V[:, J]
-    f_k = {j: V[:, J + 1 + i] for i, j in enumerate(j for j in dirs if j != k)}
+    if cov is not None:  # else the latent draws find no outlier for k: every other one is drawn on its own
+        dirs = cov["directions"].tolist()
+        J, C = len(dirs), np.asarray(cov["cov"]) / d
+        # direction k's eigenvalue minus the edge is a . V: condition the joint draw on it
+        a = np.zeros(2 * J)
+        a[dirs.index(k)], a[J] = 1.0, -1.0
+        V = rng.multivariate_normal(np.zeros(2 * J), C, dev_k.size)
+        Ca = C @ a
+        V += np.outer(dev_k - V @ a, Ca / (a @ Ca))
+        move, edge = {j: V[:, i] for i, j in enumerate(dirs)}, V[:, J]
+        f_k = {j: V[:, J + 1 + i] for i, j in enumerate(j for j in dirs if j != k)}
     x = {j: c + (dev_k if j == k else move[j] - edge if j in move else sd * rng.standard_normal(dev_k.size))
          for j, (c, sd) in centre.items()}
+    if not f_k:
+        return x, S_draws
     mix = _mixing_shares(model, float(alpha))
     clear = _clt_holds(mix["sigma"], mix["q"], d)  # j's share is the first-order one
     for j in list(S_draws):
