@@ -20,6 +20,16 @@ the subcritical enhancement, divergent at the threshold :math:`F_k = G_2`. At fi
 eigenvalue sits about :math:`1.2065\,s\,d^{-2/3}` below the edge (the Tracy-Widom GOE mean),
 where :math:`R_k(x)` is finite; :func:`edge_overlap` evaluates it there.
 
+With coupled directions (non-even links, docs/theory.md §4.1 "Coupled directions") the Schur complement
+is m x m, :math:`W^\top(D_n-\zeta)^{-1}W \to [\lambda(M(\lambda) - I/\alpha)]^{-1}`, and every share here
+is the diagonal of a matrix expression (:func:`resolvent_share`). Direction 2 of the coupled model below
+has its own threshold at 8.8, but the branch that crosses at alpha_1 = 1.53 mixes it in:
+
+>>> coupled = HierarchicalModel(m=2, gamma=1, link="He1 + He2/2", preprocessing="clip(y, -1, 3)")
+>>> R = edge_overlap(coupled, [1.0, 1.6])
+>>> bool(np.isfinite(R[0]).all()), bool(np.isinf(R[1]).all())
+(True, True)
+
 >>> from theory import HierarchicalModel
 >>> R = edge_overlap(HierarchicalModel(m=1, link="He2", preprocessing="1"), [2.0])  # T = 1: no spike
 >>> round(float(R[0, 0]), 12)
@@ -35,8 +45,8 @@ from theory.model import finite_array, integer
 from .label_law import check_model, label_law
 from .resolvent import edge_of_atoms, outlier_of_atoms, resolvent_sums
 
-__all__ = ["edge_overlap", "edge_regime", "edge_depth", "outlier_share", "boundary_share", "tw_scale", "edge_tw_scale",
-           "TW_MEAN", "TW_SD"]
+__all__ = ["edge_overlap", "edge_regime", "edge_depth", "outlier_share", "boundary_share", "resolvent_share",
+           "tw_scale", "edge_tw_scale", "TW_MEAN", "TW_SD"]
 
 TW_MEAN = -1.2065  # mean of the GOE Tracy-Widom law (beta = 1); Tracy & Widom 1996, Table 1
 TW_SD = 1.2680  # its standard deviation (same table)
@@ -77,6 +87,65 @@ def edge_tw_scale(model: HierarchicalModel, alphas, **law_options) -> np.ndarray
         lbar, _, psi2 = edge_of_atoms(law.tau, law.p, float(a[i]), _tau_sup(law))
         out[i] = tw_scale(float(a[i]), lbar, psi2)
     return out
+
+
+def resolvent_share(alpha: float, G2: float, M, H, E=None) -> np.ndarray:
+    r"""The share :math:`E[d\,\langle w_k, v\rangle^2]` of every direction k in an eigenvector v at a real
+    :math:`\lambda` outside the bulk (docs/theory.md §4.1, "Coupled directions"), from the resolvent sums
+    there:
+
+    .. math::
+        R_k = \big[(I-\alpha M)^{-1}\,\big(\alpha H + (1-\alpha G_2)\,E\big)\,(I-\alpha M)^{-1}\big]_{kk},
+
+    with :math:`M_{jk} = E[\tau(z_jz_k-\delta_{jk})/(\lambda-\tau)]`,
+    :math:`H_{jk} = E[\tau^2 z_jz_k/(\lambda-\tau)^2]` and E the second moment of z on the sample the
+    eigenvector sits on (None: the identity). Its three uses: the square-root edge (:math:`G_2 = 1/\alpha`,
+    where E drops out; :func:`edge_overlap`), the outlier of another direction (E = I,
+    :func:`outlier_share`) and the boundary regime (:math:`\lambda = \sup T`,
+    :math:`E = E[zz^\top\mid\mathrm{top}]`, :func:`boundary_share`). With 1-d M, H (and E) the
+    directions are uncoupled and the matrices are their diagonals: :math:`R_k = (\alpha H_k + (1-\alpha G_2)
+    E_k)/(1-\alpha F_k)^2`.
+
+    A diagonal M, H given as matrices gives the per-direction values:
+
+    >>> M, H = np.array([0.2, -0.1]), np.array([0.5, 0.3])
+    >>> per_direction = resolvent_share(2.0, 0.4, M, H)
+    >>> bool(np.allclose(resolvent_share(2.0, 0.4, np.diag(M), np.diag(H)), per_direction))
+    True
+    """
+    M, H = np.asarray(M), np.asarray(H)
+    if M.ndim == 1:
+        e = 1.0 if E is None else np.asarray(E)
+        return (alpha * H + (1 - alpha * G2) * e) / (1 - alpha * M) ** 2
+    eye = np.eye(M.shape[0])
+    A = np.linalg.inv(eye - alpha * M)
+    inner = alpha * H + (1 - alpha * G2) * (eye if E is None else np.asarray(E))
+    return np.einsum("kj,jl,lk->k", A, inner, A)
+
+
+def _direction_sums(law, lam):
+    """G2 and M, H of :func:`resolvent_share` at one point lam (real or complex): their diagonals F_k, H_k
+    (1-d) when the law has no coupled pair, else m x m with the cross sums of its pairs
+    E[tau z_j z_k / (lam - tau)] and E[tau^2 z_j z_k / (lam - tau)^2] off the diagonal."""
+    tau = law.tau
+    _, G2, F, H = resolvent_sums(tau, law.p, np.asarray(law.r), lam)
+    F, H = F[:, 0], H[:, 0]
+    if not law.pairs:
+        return G2[0], F, H
+    K = tau / (lam - tau)
+    j, k = np.array(law.pairs).T
+    M, Hm = np.diag(F), np.diag(H)
+    M[j, k] = M[k, j] = law.cross @ K
+    Hm[j, k] = Hm[k, j] = law.cross @ K**2
+    return G2[0], M, Hm
+
+
+def _above(alpha_M) -> np.ndarray:
+    """The directions that carry an outlier branch, alpha mu_i >= 1, of alpha M (1-d: per direction)."""
+    if alpha_M.ndim == 1:
+        return alpha_M >= 1
+    mu, V = np.linalg.eigh(alpha_M)
+    return (V[:, mu >= 1] ** 2).sum(axis=1) > 1e-9
 
 
 def edge_regime(model: HierarchicalModel, alphas, **law_options) -> np.ndarray:
@@ -154,26 +223,29 @@ def edge_overlap(model: HierarchicalModel, alphas, d: int | None = None, j=1, **
         raise ValueError(f"alphas: alpha = {a[~square_root].min():g} is in the boundary regime "
                          "(lambda_bar = sup T), where the edge is not square-root; edge_overlap needs a larger alpha")
     law = label_law(model, **law_options)
-    tau, p, R = law.tau, law.p, np.asarray(law.r)
-    out = np.empty((len(js), a.size, R.shape[0]))
+    tau, p = law.tau, law.p
+    out = np.empty((len(js), a.size, law.m))
     for i, alpha in enumerate(a):
         lbar, edge, psi2 = edge_of_atoms(tau, p, alpha, _tau_sup(law))
-        if d is None:
-            _, G2, F, H = resolvent_sums(tau, p, R, lbar)
-            s = F[:, 0] / G2[0]
-            out[0, i] = np.where(s < 1, (H[:, 0] / G2[0]) / np.where(s < 1, 1 - s, 1.0) ** 2, np.inf)
+        if d is None:  # at the edge G2 = 1/alpha (to the root's precision; 1/G2 makes the E term vanish)
+            G2, M, H = _direction_sums(law, lbar)
+            above = _above(M / G2)
+            with np.errstate(divide="ignore", invalid="ignore"):  # a direction at its threshold: set inf below
+                out[0, i] = np.where(above, np.inf, resolvent_share(1 / G2, G2, M, H))
             continue
         scale = tw_scale(alpha, lbar, psi2)
         for jj, depth_tw in enumerate(depths_tw):
-            out[jj, i] = _share_at_depth(tau, p, R, alpha, lbar, edge, psi2, depth_tw * scale * d ** (-2 / 3), d)
+            out[jj, i] = _share_at_depth(law, alpha, lbar, edge, psi2, depth_tw * scale * d ** (-2 / 3), d)
     return out if several else out[0]
 
 
-def _share_at_depth(tau, p, R, alpha, lbar, edge, psi2, depth, d):
+def _share_at_depth(law, alpha, lbar, edge, psi2, depth, d):
     """R_k at the point x = edge - depth inside the bulk: Newton on psi(lambda) = x for complex lambda
-    from the edge expansion psi(lbar + delta) = edge + psi'' delta^2 / 2, then Im s_k / Im m."""
+    from the edge expansion psi(lbar + delta) = edge + psi'' delta^2 / 2, then Im s_k / Im m, with
+    s = [lambda (M - I/alpha)]^(-1) (its diagonal; coupled directions: the matrix's, docs/theory.md §4.1)."""
+    tau, p = law.tau, law.p
     lam = lbar + 1j * np.sqrt(2 * depth / psi2)
-    no_r = R[:0]
+    no_r = np.zeros((0, tau.size))
     for _ in range(60):
         G1, G2, _, _ = resolvent_sums(tau, p, no_r, lam)
         step = (lam * (1 / alpha + G1[0]) - (edge - depth)) / (1 / alpha - G2[0])
@@ -184,8 +256,11 @@ def _share_at_depth(tau, p, R, alpha, lbar, edge, psi2, depth, d):
         raise ArithmeticError(f"edge_overlap: Newton did not converge at alpha = {alpha:g}, d = {d}")
     if not lam.imag > 0:  # the physical branch has Im lambda > 0 (Im m > 0)
         raise ArithmeticError(f"edge_overlap: Newton left the physical branch at alpha = {alpha:g}, d = {d}")
-    F = resolvent_sums(tau, p, R, lam)[2][:, 0]
-    s_k = 1 / (lam * (F - 1 / alpha))
+    _, M, _ = _direction_sums(law, lam)
+    if M.ndim == 1:
+        s_k = 1 / (lam * (M - 1 / alpha))
+    else:
+        s_k = np.diag(np.linalg.inv(lam * (M - np.eye(M.shape[0]) / alpha)))
     return s_k.imag / (alpha * lam.imag / abs(lam) ** 2)  # Im m = Im(-alpha/lam)
 
 
@@ -215,15 +290,18 @@ def outlier_share(model: HierarchicalModel, alpha: float, **law_options) -> np.n
     if not alpha > 0:
         raise ValueError(f"alpha: expected a sample ratio > 0, got {alpha!r}")
     law = label_law(model, **law_options)
+    if law.pairs:
+        raise ValueError("model: its directions couple (non-even links), so an outlier belongs to an eigen-branch "
+                         "of M, not to a direction; outlier_share needs uncoupled directions (docs/theory.md §4.1)")
     tau, p, R = law.tau, law.p, np.asarray(law.r)
     lbar = edge_of_atoms(tau, p, alpha, _tau_sup(law))[0]
     F_bar = resolvent_sums(tau, p, R, lbar)[2][:, 0]
     out = np.full((R.shape[0], R.shape[0]), np.nan)
     for j in np.nonzero(F_bar > 1 / alpha)[0]:  # an outlier: F_j crosses 1/alpha above lambda_bar
         lam = outlier_of_atoms(tau, p, R[j], alpha, lbar)
-        _, G2, F, H = resolvent_sums(tau, p, R, lam)
+        G2, F, H = _direction_sums(law, lam)
         with np.errstate(divide="ignore", invalid="ignore"):  # k = j: F_j = 1/alpha exactly, set to NaN below
-            out[j] = (H[:, 0] + 1 / alpha - G2[0]) / (alpha * (F[:, 0] - 1 / alpha) ** 2)
+            out[j] = resolvent_share(alpha, G2, F, H)
         out[j, j] = np.nan
     return out
 
@@ -264,15 +342,18 @@ def boundary_share(model: HierarchicalModel, alphas, d: int, **law_options) -> n
                          "boundary_share is for the boundary regime lambda_bar = sup T, use edge_overlap there")
     law = label_law(model, **law_options)
     tau, p, R = law.tau, law.p, np.asarray(law.r)
-    _, G2, F, H = resolvent_sums(tau, p, R, _tau_sup(law))  # finite: no atom at sup T here
-    G2, F, H = G2[0], F[:, 0], H[:, 0]
+    G2, M, H = _direction_sums(law, _tau_sup(law))  # finite: no atom at sup T here
     order = np.argsort(tau)[::-1]
     cum = np.cumsum(p[order])
     out = np.empty((a.size, R.shape[0]))
     for i, alpha in enumerate(a):
         top = order[: int(np.searchsorted(cum, 1.0 / round(alpha * d))) + 1]  # at least one atom
-        ez = R[:, top].sum(axis=1) / p[top].sum()
-        below = alpha * F < 1
-        out[i] = np.where(below, (alpha * H + ez * (1 - alpha * G2)) / np.where(below, 1 - alpha * F, 1.0) ** 2,
-                          np.inf)
+        E = R[:, top].sum(axis=1) / p[top].sum()  # E[z_k^2 | top]
+        if M.ndim == 2:  # coupled directions: E[z z^T | top], its pairs from the law's cross moments
+            j, k = np.array(law.pairs).T
+            E = np.diag(E)
+            E[j, k] = E[k, j] = law.cross[:, top].sum(axis=1) / p[top].sum()
+        above = _above(alpha * M)
+        with np.errstate(divide="ignore", invalid="ignore"):  # a direction with an outlier: inf below
+            out[i] = np.where(above, np.inf, resolvent_share(alpha, G2, M, H, E))
     return out

@@ -54,8 +54,11 @@ Each (alpha, k) point gets a region from the scaling variable
 In the boundary regime :math:`\bar\lambda = \sup T` the edge is not square-root: each top eigenvector
 sits on one extreme sample and carries the share :math:`R_k^b`
 (:func:`numerics.edge_overlap.boundary_share`, docs/theory.md §4.1 "The boundary regime") whatever
-its depth, so :math:`r_j = R_k^b` for every bulk eigenvector (tol_basis ``boundary``). With coupled
-directions, and at window points above a threshold that lies in the boundary regime (the overlap
+its depth, so :math:`r_j = R_k^b` for every bulk eigenvector (tol_basis ``boundary``). Coupled directions
+(the matrix solver) get the same bounds with the m x m resolvent's shares
+(:func:`numerics.edge_overlap.resolvent_share`, docs/theory.md §4.1 "Coupled directions") at the alphas
+where no eigen-branch has an outlier. Where one has (its eigenvector carries O(1) of every direction the
+branch mixes), and at window points above a threshold that lies in the boundary regime (the overlap
 jumps there, docs/numerics.md), the bulk and window keep the earlier heuristic bounds
 :math:`4/(d(1-\sqrt{\alpha/\alpha_k})^2)` and :math:`q + 2d^{-1/3}`; the column ``tol_basis`` says
 which bound each point got ("clt", "clt+mixing", "clt+neighbour", "clt+detection", "bracket", "edge", "boundary",
@@ -85,7 +88,7 @@ from scipy.stats import chi2, norm
 __all__ = ["compare", "C_BULK", "C_WINDOW", "EPS_CLT", "EPS_PENCIL", "W_GATE", "W_MAX", "WINDOW_SPIKES", "WINDOW_DEPTH",
            "max_chi2_mean_quantile"]
 
-C_BULK = 4.0  # the heuristic bulk constant, used only with coupled directions (no edge formula there)
+C_BULK = 4.0  # the heuristic bulk constant: coupled directions once an eigen-branch has an outlier (no share law there)
 C_WINDOW = 1.0
 EPS_CLT = 0.5  # the outlier CLT bound is used where sigma_k / (sqrt(d) q_k) <= EPS_CLT
 EPS_PENCIL = 0.25  # m > 1: and where the pencil's slope fluctuates by at most this fraction (docs/theory.md §4.3)
@@ -796,16 +799,19 @@ def _edge_ratios(prediction, out, d, quantity) -> tuple[np.ndarray, np.ndarray]:
     length m, NaN-padded). For q_best: the outlier eigenvectors of other directions carry their
     shares of w_k (_outlier_shares), the remaining bulk ones R_k at the locations
     of eigenvalues 1, 2, ... (docs/theory.md §4.1); in the boundary regime every bulk one carries
-    the boundary share R_k^b. All NaN for outlier points, where direction k has an outlier, and with
-    coupled directions. Also returns the mask of the rows whose shares are boundary shares."""
+    the boundary share R_k^b. All NaN for outlier points, where direction k has an outlier. With
+    coupled directions the shares are the m x m resolvent's (docs/theory.md §4.1, "Coupled directions"),
+    and only where no eigen-branch has an outlier: an outlier eigenvector of a branch carries O(1) of
+    every direction the branch mixes. Also returns the mask of the rows whose shares are boundary shares."""
     from numerics.edge_overlap import boundary_share, edge_regime
 
     m = prediction.model.m
     R = np.full((len(out), m), np.nan)
     boundary = np.zeros(len(out), dtype=bool)
-    if prediction.settings.get("solver") == "matrix":
-        return R, boundary
+    coupled = prediction.settings.get("solver") == "matrix"
     want = (out["region"] != "outlier").to_numpy()
+    if coupled:
+        want = want & (out["n_outliers_theory"].to_numpy() == 0)
     alphas = np.unique(out["alpha"].to_numpy()[want])
     if alphas.size == 0:
         return R, boundary
@@ -822,11 +828,11 @@ def _edge_ratios(prediction, out, d, quantity) -> tuple[np.ndarray, np.ndarray]:
         bd = alphas[~square_root]
         bulk_shares.update((a, np.repeat(r[None], depth, axis=0))
                            for a, r in zip(bd.tolist(), boundary_share(prediction.model, bd, d)))
-    shares = _outlier_shares(prediction.model, alphas, d) if quantity == "q_best" else {}
+    shares = _outlier_shares(prediction.model, alphas, d) if quantity == "q_best" and not coupled else {}
     for i, (a, k) in enumerate(zip(out["alpha"], out["k"])):
         if want[i] and a in bulk_shares and np.all(np.isfinite(bulk_shares[a][:, k - 1])):
             bulk = list(bulk_shares[a][:, k - 1])
-            if quantity == "q_best":  # outlier eigenvectors of other directions, then the bulk ones
+            if shares:  # q_best: the outlier eigenvectors of other directions, then the bulk ones
                 col = shares[a][:, k - 1]
                 outl = col[np.isfinite(col)][: m - 1].tolist()
                 bulk = outl + bulk[: m - len(outl)]
