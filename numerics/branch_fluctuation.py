@@ -1,0 +1,188 @@
+r"""Finite-d fluctuations of the overlaps of a coupled outlier branch (docs/theory.md §4.3, "Coupled
+directions: the branch CLT").
+
+When the link couples the directions (a non-even link, e.g. He1 + He2/2), the m x m Schur complement
+of :math:`D_n` on :math:`z = W^\top x` is not diagonal at d = infinity:
+
+.. math:: \bar F(\zeta) = \lambda\,(M(\lambda) - I/\alpha),\qquad
+          M_{jl} = E[K(z_jz_l - \delta_{jl})],\quad K = \tau/(\lambda-\tau),\quad \zeta = \psi_\alpha(\lambda).
+
+An outlier branch i is a root :math:`\zeta^*` of :math:`\det\bar F`, with unit null vector u, and its
+eigenvector v has :math:`W^\top v \to \sqrt{q_i}\,u`, :math:`q_i = 1/(-u^\top\bar F'u)`: the share of
+direction k is :math:`q_{ik} = u_k^2 q_i`. At finite n, :math:`F_n = \bar F + \Delta` with
+:math:`\Delta = O(n^{-1/2})`. To first order the root moves by :math:`\delta\zeta = q_i\,u^\top\Delta u`,
+the null vector by :math:`\delta c = -R\,(\Delta + \bar F'\delta\zeta)\,u` (R the pseudo-inverse of
+:math:`\bar F(\zeta^*)`), and the share :math:`c_k^2/(-c^\top F'(\zeta)c)` by
+
+.. math:: \delta q_{ik} = \frac{2u_k\,\delta c_k}{N_0} - \frac{u_k^2\,\delta N}{N_0^2},\qquad
+          \delta N = -2u^\top\bar F'\delta c - u^\top\bar F''u\,\delta\zeta - u^\top\Delta'u,
+
+:math:`N_0 = 1/q_i`. So :math:`\delta q_{ik} = \langle a_k,\Delta\rangle + \langle b_k,\Delta'\rangle`
+is a linear functional of the m x m block and its zeta-derivative, and its variance has the two parts of
+the per-direction CLT (:mod:`numerics.outlier_fluctuation`), now with matrix entries: the sample average
+of the influence :math:`h_{jl} = \lambda K z_jz_l + (H_{jl}/\psi')\lambda K`,
+:math:`H_{jl} = E[K^2z_jz_l]`, and the off-diagonal pairs, whose covariance between entries (j, l) at
+:math:`\zeta_1` and (j', l') at :math:`\zeta_2` is
+:math:`\frac{1}{\alpha n}(P_{jj'}P_{ll'} + P_{jl'}P_{lj'})\frac{s(\zeta_1)-s(\zeta_2)}{\zeta_1-\zeta_2}`,
+:math:`P = E[c(\zeta_1)c(\zeta_2)^\top]`, :math:`c = \lambda K z`. With a diagonal :math:`\bar F` the
+functional is :math:`q^2(\Delta'_{kk} + q\bar f''\Delta_{kk})` and the variance is the per-direction
+:math:`\sigma_k^2` term by term.
+
+What the first order leaves out: the mixing of two branches whose roots are close (the pencil of
+docs/theory.md §4.3) and the O(1/d) bias; :func:`branch_fluctuation` reports the branch gap
+:math:`\min_{j\ne i}|\nu_j|` so callers can gate on it.
+
+>>> from theory import HierarchicalModel
+>>> model = HierarchicalModel(m=2, gamma=1, link="He1 + He2/2", preprocessing="clip(y, -1, 3)")
+>>> r = branch_fluctuation(model, [6.0], n_samples=2**18)
+>>> q, s = r["q"][0, 0], r["sigma"][0, 0]     # branch 1: its shares of w_1, w_2 and their sqrt(d) sd
+>>> bool(0.39 < q[0] < 0.43), bool(0.8 < s[0] < 1.3), bool(np.isnan(r["q"][0, 1, 0]))   # one branch only
+(True, True, True)
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import brentq
+
+from theory import HierarchicalModel
+
+from .outlier_fluctuation import _checked_latents, _zeta_calculus
+from .resolvent import edge_of_atoms
+
+__all__ = ["branch_point", "branch_variance_parts", "branch_fluctuation"]
+
+
+def _block_means(tau, Z, lam):
+    """E[K (Z Z^T - I)] (= M), E[K^2 (Z Z^T - I)] and E[K^2 (Z Z^T - I)/(lam - tau)] at lam, equal weights."""
+    K = tau / (lam - tau)
+    N, m = Z.shape
+    eye = np.eye(m)
+    out = []
+    for v in (K, K**2, K**2 / (lam - tau)):
+        out.append((Z * v[:, None]).T @ Z / N - v.mean() * eye)
+    return out
+
+
+def _branch_roots(tau, Z, alpha, lbar):
+    """The lam* > lbar of every branch i with alpha mu_i(lbar) > 1 (mu_i the i-th largest eigenvalue of
+    M(lam)), largest first."""
+    mu = lambda lam, i: float(np.linalg.eigvalsh(_block_means(tau, Z, lam)[0])[::-1][i]) - 1 / alpha  # noqa: E731
+    roots = []
+    for i in range(Z.shape[1]):
+        lo = lbar * (1 + 1e-12) + 1e-300
+        if not mu(lo, i) > 0:
+            break
+        hi = lbar + max(1.0, abs(lbar))
+        while mu(hi, i) > 0:
+            hi = lbar + 2 * (hi - lbar)
+        roots.append(float(brentq(lambda x: mu(x, i), lo, hi, xtol=1e-13 * max(1.0, abs(lbar)))))
+    return roots
+
+
+def _pair_terms(A, B, P0, P1, P12, s):
+    r"""The off-diagonal pairs' covariance of :math:`\langle A,\Delta\rangle` and :math:`\langle B,\Delta\rangle`
+    (times :math:`\alpha n`): the value, :math:`\partial_2` and :math:`\partial_1\partial_2` at equal points of
+    :math:`T(P, P)\,S(\zeta_1,\zeta_2)`, where :math:`T(P, Q) = \sum A_{jl}B_{j'l'}(P_{jj'}Q_{ll'} + P_{jl'}Q_{lj'})`,
+    :math:`P = E[c(\zeta_1)c(\zeta_2)^\top]` with :math:`\partial_1 P` = ``P1``, :math:`\partial_2 P` = ``P1.T``,
+    :math:`\partial_1\partial_2 P` = ``P12``, and S, :math:`\partial S`, :math:`\partial_1\partial_2 S` = s', s''/2,
+    s'''/6 at equal points (docs/theory.md §4.2)."""
+    def T(P, Q):
+        return np.einsum("jl,km,jk,lm->", A, B, P, Q) + np.einsum("jl,km,jm,lk->", A, B, P, Q)
+
+    P2 = P1.T
+    S0, S1, S12 = s[0], s[1] / 2, s[2] / 6
+    t00 = T(P0, P0)
+    d1 = T(P1, P0) + T(P0, P1)
+    d2 = T(P2, P0) + T(P0, P2)
+    value = t00 * S0
+    by2 = d2 * S0 + t00 * S1
+    by12 = (T(P12, P0) + T(P2, P1) + T(P1, P2) + T(P0, P12)) * S0 + d1 * S1 + d2 * S1 + t00 * S12
+    return value, by2, by12
+
+
+def branch_point(tau, Z, alpha: float, lam: float) -> dict:
+    r"""The d = infinity branch at its root ``lam`` (:math:`\lambda^*`) and the first-order response of its
+    shares (module docstring), from equally weighted draws ``tau`` (N,), ``Z`` (N, m): ``u`` (unit null
+    vector of :math:`\bar F(\zeta^*)`), ``q`` (the m shares :math:`u_k^2/N_0`), ``nu`` (the eigenvalues of
+    :math:`\bar F(\zeta^*)`, the branch's own one zero), ``Fp``, ``Fpp`` (:math:`\bar F'`, :math:`\bar F''` in
+    zeta), and ``a``, ``b`` of shape (m, m, m): :math:`\delta q_k = \sum_{jl} a_{kjl}\Delta_{jl} + b_{kjl}\Delta'_{jl}`
+    for a shift :math:`\Delta(\zeta)` of the block."""
+    N, m = Z.shape
+    w = np.full(N, 1.0 / N)
+    _, (p1, p2, _), _ = _zeta_calculus(tau, w, lam, alpha)
+    M, M2, M3 = _block_means(tau, Z, lam)
+    mu, V = np.linalg.eigh(M)
+    i = int(np.argmin(np.abs(mu - 1 / alpha)))
+    u = V[:, i]
+    nu = lam * (mu - 1 / alpha)
+    others = np.arange(m) != i
+    R = (V[:, others] / nu[others]) @ V[:, others].T  # the pseudo-inverse of F-bar at the root
+    eye = np.eye(m)
+    Fp = (-M2 - eye / alpha) / p1
+    Fpp = (2 * M3 - p2 * Fp) / p1**2
+    N0 = -float(u @ Fp @ u)
+
+    def shift(D, Dp):  # delta q (m values) for the block's shift D and its zeta-derivative Dp
+        dz = float(u @ D @ u) / N0
+        dc = -R @ ((D + Fp * dz) @ u)
+        dN = -2 * float(u @ Fp @ dc) - float(u @ Fpp @ u) * dz - float(u @ Dp @ u)
+        return 2 * u * dc / N0 - u**2 * dN / N0**2
+
+    zero = np.zeros((m, m))
+    basis = [np.outer(eye[j], eye[l]) for j in range(m) for l in range(m)]
+    a = np.array([shift(E, zero) for E in basis]).T.reshape(m, m, m)
+    b = np.array([shift(zero, E) for E in basis]).T.reshape(m, m, m)
+    return {"lam": lam, "u": u, "q": u**2 / N0, "nu": nu, "Fp": Fp, "Fpp": Fpp, "a": a, "b": b}
+
+
+def branch_variance_parts(tau, Z, alpha: float, lbar: float | None = None) -> list[dict]:
+    r"""The first-order CLT of every outlier branch's shares (module docstring), from equally weighted
+    draws ``tau`` (N,) and ``Z`` (N, m) at ratio ``alpha``; one dict per branch (largest first, empty if
+    none): :func:`branch_point`'s entries and ``sigma`` (m values of
+    :math:`\lim_d\sqrt d\,\mathrm{sd}(q_{ik,d})`), its two parts ``diagonal`` and ``pairs`` (m each;
+    ``sigma**2 = diagonal + pairs``) and ``gap``, the smallest :math:`|\nu_j|` over the other branches."""
+    N, m = Z.shape
+    w = np.full(N, 1.0 / N)
+    lbar = edge_of_atoms(tau, w, alpha)[0] if lbar is None else lbar
+    out = []
+    for lam in _branch_roots(tau, Z, alpha, lbar):
+        r = branch_point(tau, Z, alpha, lam)
+        K, (p1, p2, _), s = _zeta_calculus(tau, w, lam, alpha)
+        # influences (docs/theory.md §4.2, parts 1 and 2): h_jl and its zeta-derivative, per sample
+        lamK = lam * K
+        H = (Z * (K**2)[:, None]).T @ Z / N
+        H1 = -2 * (Z * (K**2 / (lam - tau))[:, None]).T @ Z / N
+        cH, cH_l = H / p1, (H1 * p1 - H * p2) / p1**2
+        # the pairs: c = lam K z and its zeta-derivative
+        c, c_z = lamK[:, None] * Z, -(K**2 / p1)[:, None] * Z
+        P0, P1, P12 = c.T @ c / N, c_z.T @ c / N, c_z.T @ c_z / N
+        diagonal, pairs = np.empty(m), np.empty(m)
+        for k in range(m):
+            ak, bk = r["a"][k], r["b"][k]
+            quad_a = np.einsum("nj,jl,nl->n", Z, ak, Z)
+            quad_b = np.einsum("nj,jl,nl->n", Z, bk, Z)
+            x = lamK * quad_a + float(np.sum(ak * cH)) * lamK \
+                + (-K**2 * quad_b + float(np.sum(bk * cH_l)) * lamK - float(np.sum(bk * cH)) * K**2) / p1
+            diagonal[k] = float(np.var(x)) / alpha
+            # Var(<a, D> + <b, D'>): the a-a value, twice the a-b kernel's d2, the b-b kernel's d1 d2
+            v_aa = _pair_terms(ak, ak, P0, P1, P12, s)[0]
+            v_ab = _pair_terms(ak, bk, P0, P1, P12, s)[1]
+            v_bb = _pair_terms(bk, bk, P0, P1, P12, s)[2]
+            pairs[k] = (v_aa + 2 * v_ab + v_bb) / alpha**2
+        gap = float(np.sort(np.abs(r["nu"]))[1]) if m > 1 else np.inf
+        out.append(dict(r, sigma=np.sqrt(diagonal + pairs), diagonal=diagonal, pairs=pairs, gap=gap))
+    return out
+
+
+def branch_fluctuation(model: HierarchicalModel, alphas, n_samples: int = 2**20, seed: int = 0) -> dict:
+    r"""The branch CLT of :func:`branch_variance_parts` on ``n_samples`` seeded draws of the model's latents
+    at each alpha: ``q`` and ``sigma`` of shape (len(alphas), m, m) (alpha, branch, direction), ``lam`` and
+    ``gap`` of shape (len(alphas), m); NaN where the branch has no outlier."""
+    a, tau, Z = _checked_latents(model, alphas, n_samples, seed)
+    m = model.m
+    q, sigma = np.full((a.size, m, m), np.nan), np.full((a.size, m, m), np.nan)
+    lam, gap = np.full((a.size, m), np.nan), np.full((a.size, m), np.nan)
+    for ia, alpha in enumerate(a):
+        for i, r in enumerate(branch_variance_parts(tau, Z, float(alpha))):
+            q[ia, i], sigma[ia, i], lam[ia, i], gap[ia, i] = r["q"], r["sigma"], r["lam"], r["gap"]
+    return {"alphas": a, "q": q, "sigma": sigma, "lam": lam, "gap": gap}

@@ -1,0 +1,76 @@
+"""The first-order CLT of a coupled outlier branch (numerics.branch_fluctuation, docs/theory.md §4.3,
+"Coupled directions: the branch CLT")."""
+import numpy as np
+import pytest
+from scipy.optimize import brentq
+
+from numerics.branch_fluctuation import _block_means, _branch_roots, branch_fluctuation, branch_point, \
+    branch_variance_parts
+from numerics.outlier_fluctuation import _checked_latents, outlier_variance_parts
+from numerics.resolvent import edge_of_atoms
+from theory import HierarchicalModel
+
+COUPLED = HierarchicalModel(m=2, gamma=1, link="He1 + He2/2", preprocessing="clip(y, -1, 3)")
+
+
+def test_the_share_response_is_the_derivative_of_the_exact_share_under_a_shift_of_the_block():
+    # independent route: perturb the block F(zeta) = lam (M - I/alpha) + eps (D0 + (zeta - zeta*) D1), find the
+    # exact root of det by brentq, its null vector, F' by a central difference in lam, and the share
+    # c_k^2 / (-c^T F' c); its eps-derivative (central difference) must be <a_k, D0> + <b_k, D1>
+    _, tau, Z = _checked_latents(COUPLED, [6.0], 2**15, 7)
+    alpha = 6.0
+    lbar = edge_of_atoms(tau, np.full(tau.size, 1 / tau.size), alpha)[0]
+    lam0 = _branch_roots(tau, Z, alpha, lbar)[0]
+    r = branch_point(tau, Z, alpha, lam0)
+    psi = lambda lam: lam / alpha + float(np.mean(lam * tau / (lam - tau)))  # noqa: E731
+    zeta0 = psi(lam0)
+    rng = np.random.default_rng(3)
+    D0, D1 = (x + x.T for x in rng.standard_normal((2, 2, 2)))
+
+    def share(eps):
+        def G(lam):
+            return lam * (_block_means(tau, Z, lam)[0] - np.eye(2) / alpha) + eps * (D0 + (psi(lam) - zeta0) * D1)
+
+        lam = brentq(lambda x: np.linalg.det(G(x)), lam0 * (1 - 0.02), lam0 * (1 + 0.02), xtol=1e-15)
+        nu, V = np.linalg.eigh(G(lam))
+        c = V[:, np.argmin(np.abs(nu))]
+        h = 1e-5 * lam
+        Fp = (G(lam + h) - G(lam - h)) / (psi(lam + h) - psi(lam - h))
+        return c**2 / -(c @ Fp @ c)
+
+    eps = 1e-5
+    numeric = (share(eps) - share(-eps)) / (2 * eps)
+    linear = np.einsum("kjl,jl->k", r["a"], D0) + np.einsum("kjl,jl->k", r["b"], D1)
+    assert np.allclose(share(0.0), r["q"], rtol=1e-8)
+    assert np.allclose(numeric, linear, rtol=1e-4, atol=1e-6 * np.abs(linear).max())
+    assert np.abs(linear).min() > 1e-3  # both shares respond: the test can see a wrong term
+
+
+@pytest.mark.parametrize("alpha", [3.0, 12.0])
+def test_uncoupled_directions_reduce_to_the_per_direction_clt_term_by_term(alpha):
+    # He2 is even, so flipping z_2 leaves the label unchanged: the draws with z_2 and -z_2 both included have
+    # exactly zero cross moments, and the matrix route must give outlier_variance_parts' q, diagonal and pairs
+    model = HierarchicalModel(m=2, gamma=1, link="He2")
+    _, tau, Z = _checked_latents(model, [alpha], 2**16, 0)
+    tau, Z = np.concatenate([tau, tau]), np.concatenate([Z, Z * [1, -1]])
+    branches = branch_variance_parts(tau, Z, alpha)
+    assert len(branches) == 2  # both directions have an outlier at both alphas, also by the per-direction route:
+    assert all(outlier_variance_parts(tau, Z[:, k], alpha) is not None for k in range(2))
+    for r in branches:
+        k = int(np.argmax(r["u"] ** 2))
+        assert r["u"][k] ** 2 == pytest.approx(1.0, abs=1e-14)
+        o = outlier_variance_parts(tau, Z[:, k], alpha)
+        for key in ("q", "diagonal", "pairs"):
+            assert np.asarray(r[key])[k] == pytest.approx(o[key], rel=1e-9), key
+
+
+def test_branch_fluctuation_on_the_coupled_model_has_one_branch_below_its_second_threshold():
+    r = branch_fluctuation(COUPLED, [0.5, 6.0], n_samples=2**16)
+    assert np.all(np.isnan(r["q"][0])) and np.all(np.isnan(r["sigma"][0]))  # below alpha_1 = 1.53
+    assert np.all(np.isfinite(r["sigma"][1, 0])) and np.all(np.isnan(r["sigma"][1, 1]))
+    assert r["q"][1, 0, 1] > 1e-3  # the cross moments put direction 2 into branch 1
+    with pytest.raises(ValueError, match="alphas"):
+        branch_fluctuation(COUPLED, [-1.0])
+    with pytest.raises(ValueError, match="n_samples"):
+        branch_fluctuation(COUPLED, [6.0], n_samples=10)
+
