@@ -47,3 +47,6 @@ __all__ += ["outlier_bias", "outlier_moments"]
 from .critical_window import spiked_goe_overlaps, window_map  # noqa: E402
 
 __all__ += ["spiked_goe_overlaps", "window_map"]
+from .branch_fluctuation import branch_fluctuation  # noqa: E402
+
+__all__ += ["branch_fluctuation"]
