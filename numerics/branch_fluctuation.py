@@ -28,11 +28,14 @@ of the influence :math:`h_{jl} = \lambda K z_jz_l + (H_{jl}/\psi')\lambda K`,
 functional is :math:`q^2(\Delta'_{kk} + q\bar f''\Delta_{kk})` and the variance is the per-direction
 :math:`\sigma_k^2` term by term.
 
-What the first order leaves out: the mixing of two branches whose roots are close (the pencil of
-docs/theory.md §4.3) and the O(1/d) bias; :func:`branch_fluctuation` reports the branch gap
-:math:`\min_{j\ne i}|\nu_j|` so callers can gate on it. On the coupled model of docs/theory.md §4.3 at
-d = 400 the seed mean sits 2-3/d below the share and the interval covers 0.88-0.94 at level 0.95, so
-:func:`validation.compare.compare` does not use it yet (the docs give the numbers).
+The next order is the O(1/d) bias :math:`b_{ik} = E\,q_{ik,d} - q_{ik}` (:func:`branch_bias_parts`): the
+mean shift of the block, entry by entry the one of :mod:`numerics.outlier_bias`, and the second-order
+response of the exact share to the block's fluctuation. On the coupled model of docs/theory.md §4.3 at
+d = 400 it gives :math:`d\,b_{11}` = -2.68, -1.90, -1.23 at alpha = 4, 6, 12 against -2.75 +- 0.53,
+-2.31 +- 0.42, -1.22 +- 0.25 simulated (2400 seeds); :func:`validation.compare.compare` centres q_best's
+interval there on :math:`q_{ik} + b_{ik}`. The mixing of two branches whose roots are close (the pencil of
+docs/theory.md §4.3) enters only to second order; :func:`branch_fluctuation` reports the branch gap
+:math:`\min_{j\ne i}|\nu_j|` so callers can gate on it.
 
 >>> from theory import HierarchicalModel
 >>> model = HierarchicalModel(m=2, gamma=1, link="He1 + He2/2", preprocessing="clip(y, -1, 3)")
@@ -47,11 +50,17 @@ import numpy as np
 from scipy.optimize import brentq
 
 from theory import HierarchicalModel
+from theory.model import integer
 
+from .outlier_bias import _H, _lam_of_zeta, _mean_shift, _psi, _stencils
 from .outlier_fluctuation import _checked_latents, _zeta_calculus
 from .resolvent import edge_of_atoms
 
-__all__ = ["branch_point", "branch_variance_parts", "branch_fluctuation"]
+__all__ = ["branch_point", "branch_variance_parts", "branch_bias_parts", "branch_fluctuation"]
+
+#: step of the central differences of the shares in the block's entries, relative to the largest entry of
+#: :math:`\bar F'`: the shares are smooth there, so the Hessian errs by O(_EPS_Q^2) plus rounding O(1e-16/_EPS_Q^2)
+_EPS_Q = 1e-5
 
 
 def _block_means(tau, Z, lam):
@@ -176,15 +185,164 @@ def branch_variance_parts(tau, Z, alpha: float, lbar: float | None = None) -> li
     return out
 
 
-def branch_fluctuation(model: HierarchicalModel, alphas, n_samples: int = 2**20, seed: int = 0) -> dict:
+def _entries(m: int):
+    """The r = m(m+1)/2 entries (j, l), j <= l, of a symmetric m x m block, and the map back to matrices."""
+    idx = [(j, l) for j in range(m) for l in range(j, m)]
+
+    def matrix(v):
+        out = np.zeros((m, m))
+        for e, (j, l) in enumerate(idx):
+            out[j, l] = out[l, j] = v[e]
+        return out
+    return idx, matrix
+
+
+def _block_point(tau, Z, alpha: float, zeta: float, lam: float, idx):
+    r"""At one :math:`\zeta = \psi_\alpha(\lambda)`: the block's d = infinity entries
+    :math:`\bar F_{jl} = E[\lambda K z_jz_l] - \zeta\delta_{jl}`, the centred influences :math:`h_{jl}` (N, r) and
+    the pair coefficients :math:`c = \lambda K z` (N, m) of the first-order kernel (module docstring)."""
+    K, (p1, _, _), _ = _zeta_calculus(tau, np.full(tau.size, 1.0 / tau.size), lam, alpha)
+    lamK = lam * K
+    zz = np.stack([Z[:, j] * Z[:, l] for j, l in idx], axis=1)
+    H = np.mean(zz * (K**2)[:, None], axis=0)
+    h = lamK[:, None] * zz + np.outer(lamK, H / p1)
+    Fbar = np.mean(lamK[:, None] * zz, axis=0) - zeta * np.array([j == l for j, l in idx])
+    return Fbar, h - h.mean(axis=0), lamK[:, None] * Z, zz
+
+
+def _block_kernel(alpha, zeta1, zeta2, at1, at2, lam1, lam2, p1, idx):
+    r""":math:`n\,\mathrm{Cov}(\Delta_{e}(\zeta_1), \Delta_{e'}(\zeta_2))` for the entries e, e' of ``idx`` to first
+    order: the influences plus the pairs :math:`\frac1\alpha(P_{jj'}P_{ll'} + P_{jl'}P_{lj'})\,S(\zeta_1,\zeta_2)`,
+    :math:`P = E[c(\zeta_1)c(\zeta_2)^\top]`, S the divided difference of s (s' at equal points, ``p1`` =
+    :math:`\psi'` at ``lam1``)."""
+    (_, h1, c1, _), (_, h2, c2, _) = at1, at2
+    slope = alpha / (lam1**2 * p1) if zeta1 == zeta2 else (-alpha / lam1 + alpha / lam2) / (zeta1 - zeta2)
+    P = c1.T @ c2 / c1.shape[0]
+    pairs = np.array([[P[j, jj] * P[l, ll] + P[j, ll] * P[l, jj] for jj, ll in idx] for j, l in idx])
+    return h1.T @ h2 / h1.shape[0] + pairs * slope / alpha
+
+
+def _taylor_share(F, E, u):
+    r"""The shares :math:`c_k^2/(-c^\top G'(x)c)` at the root x near 0 of :math:`\det G`, for the block
+    :math:`G(x) = \sum_j (F_j + E_j)x^j/j!` (F = the four Taylor matrices of :math:`\bar F` at the branch's root,
+    E = the three perturbation matrices :math:`\Delta, \Delta', \Delta''`), following the eigenvalue whose
+    eigenvector is closest to the branch's null vector u (Newton in x, :math:`\nu' = c^\top G'c`)."""
+    G0 = [F[0] + E[0], F[1] + E[1], F[2] + E[2], F[3]]
+    G = lambda x: G0[0] + G0[1] * x + G0[2] * x**2 / 2 + G0[3] * x**3 / 6  # noqa: E731
+    Gp = lambda x: G0[1] + G0[2] * x + G0[3] * x**2 / 2  # noqa: E731
+    x = 0.0
+    for _ in range(60):
+        nu, V = np.linalg.eigh(G(x))
+        i = int(np.argmax((V.T @ u) ** 2))
+        c = V[:, i]
+        step = nu[i] / float(c @ Gp(x) @ c)
+        x -= step
+        if abs(step) <= 1e-15 * (1 + abs(x)):
+            break
+    nu, V = np.linalg.eigh(G(x))
+    c = V[:, int(np.argmax((V.T @ u) ** 2))]
+    return c**2 / -float(c @ Gp(x) @ c)
+
+
+def branch_bias_parts(tau, Z, alpha: float, d: int, lbar: float | None = None) -> list[dict]:
+    r"""The O(1/d) bias :math:`b_{ik} = E\,q_{ik,d} - q_{ik}` of every outlier branch's shares, from equally
+    weighted draws ``tau`` (N,), ``Z`` (N, m) at ratio ``alpha`` and dimension ``d`` (n = round(alpha d) samples,
+    p = d - m coordinates outside the block); one dict per branch, as :func:`branch_variance_parts` (docs/theory.md
+    §4.3, "The branch's O(1/d) bias").
+
+    The block is :math:`F_n = \bar F + \beta + \Delta` with :math:`\beta = E F_n - \bar F = O(1/n)`, entry by entry
+    the mean shift of docs/theory.md §4.4 with :math:`z_jz_l` for :math:`z_k^2`, and :math:`\Delta` zero-mean with
+    the first-order kernel of the module docstring. The shares are a smooth function Q of
+    :math:`(\Delta, \Delta', \Delta'')` at the root (:func:`_taylor_share`, exact on the cubic Taylor model of
+    :math:`\bar F`), so to second order
+
+    .. math:: E\,q_{ik,d} - q_{ik} = \nabla Q\cdot(\beta, \beta', 0) + \tfrac12\,\mathrm{tr}(\nabla^2Q\;\Sigma/n)
+              + \text{rounding},
+
+    :math:`\Sigma` the kernel's covariance of the entries of :math:`(\Delta, \Delta', \Delta'')` at the root. The
+    gradient and Hessian are central differences of Q; the zeta-derivatives of :math:`\bar F`, :math:`\beta` and
+    the kernel are five-point differences with the step of :func:`numerics.outlier_bias.outlier_bias_parts`.
+    ``rounding`` is :math:`q_{ik}(n/d) - q_{ik}(\alpha)` on the same draws.
+
+    Returns per branch: ``q``, ``bias`` (m values), its parts ``shift`` (the β terms), ``curvature`` (the Hessian
+    term) and ``rounding``, and ``lam``.
+    """
+    N, m = Z.shape
+    d = integer(d, "d", m + 1)
+    n = int(round(alpha * d))
+    w = np.full(N, 1.0 / N)
+    lbar = edge_of_atoms(tau, w, alpha)[0] if lbar is None else lbar
+    idx, matrix = _entries(m)
+    r_ = len(idx)
+    out = []
+    roots = _branch_roots(tau, Z, alpha, lbar)
+    roots_n = _branch_roots(tau, Z, n / d, edge_of_atoms(tau, w, n / d)[0]) if n != alpha * d else roots
+    for ib, lam in enumerate(roots):
+        first = branch_point(tau, Z, alpha, lam)
+        zeta = _psi(tau, alpha, lam)
+        h = _H * (zeta - _psi(tau, alpha, lbar))
+        offsets = (-2, -1, 0, 1, 2)
+        d1, d2, d3 = _stencils(h)
+        L = {j: (lam if j == 0 else _lam_of_zeta(tau, alpha, zeta + j * h, lbar)) for j in offsets}
+        at = {j: _block_point(tau, Z, alpha, zeta + j * h, L[j], idx) for j in offsets}
+        p1 = {j: _zeta_calculus(tau, w, L[j], alpha)[1][0] for j in offsets}
+        fb = [at[j][0] for j in offsets]
+        F = [matrix(fb[2]), matrix(d1(fb)), matrix(d2(fb)), matrix(d3(fb))]
+        be = [_mean_shift(tau, at[j][3], alpha, zeta + j * h, L[j], d - m, n) for j in offsets]
+        beta = np.concatenate([be[2], d1(be), np.zeros(r_)])
+
+        def cm(a, b):
+            return _block_kernel(alpha, zeta + a * h, zeta + b * h, at[a], at[b], L[a], L[b], p1[a], idx) / n
+        row = [cm(0, j) for j in offsets]
+        w5 = {-2: 1 / 12, -1: -8 / 12, 1: 8 / 12, 2: -1 / 12}
+        V, C1, C2 = row[2], d1(row), d2(row)  # Cov(D, D), Cov(D, D'), Cov(D, D'')
+        C11 = sum(wa * wb * cm(a, b) for a, wa in w5.items() for b, wb in w5.items()) / (h * h)
+        zero = np.zeros((r_, r_))
+        Sigma = np.block([[V, C1, C2], [C1.T, C11, zero], [C2.T, zero, zero]])  # D'-D'' and D''-D'' do not enter
+
+        def Q(theta):
+            return _taylor_share(F, [matrix(theta[e * r_:(e + 1) * r_]) for e in range(3)], first["u"])
+
+        dim = 3 * r_
+        eps = _EPS_Q * np.abs(F[1]).max()
+        basis = np.eye(dim) * eps
+        q0 = Q(np.zeros(dim))
+        grad = np.array([(Q(e) - Q(-e)) / (2 * eps) for e in basis])
+        hess = np.zeros((dim, dim, m))
+        for a in range(dim):
+            hess[a, a] = (Q(basis[a]) - 2 * q0 + Q(-basis[a])) / eps**2
+            for b in range(a + 1, dim):
+                ea, eb = basis[a], basis[b]
+                hess[a, b] = hess[b, a] = (Q(ea + eb) - Q(ea - eb) - Q(eb - ea) + Q(-ea - eb)) / (4 * eps**2)
+        shift = beta @ grad
+        curvature = 0.5 * np.einsum("ab,abk->k", Sigma, hess)
+        rounding = np.zeros(m)
+        if roots_n is not roots:
+            rounding = branch_point(tau, Z, n / d, roots_n[ib])["q"] - first["q"] if ib < len(roots_n) \
+                else np.full(m, np.nan)
+        out.append({"q": first["q"], "lam": lam, "bias": shift + curvature + rounding, "shift": shift,
+                    "curvature": curvature, "rounding": rounding})
+    return out
+
+
+def branch_fluctuation(model: HierarchicalModel, alphas, n_samples: int = 2**20, seed: int = 0,
+                       d: int | None = None) -> dict:
     r"""The branch CLT of :func:`branch_variance_parts` on ``n_samples`` seeded draws of the model's latents
     at each alpha: ``q`` and ``sigma`` of shape (len(alphas), m, m) (alpha, branch, direction), ``lam`` and
-    ``gap`` of shape (len(alphas), m); NaN where the branch has no outlier."""
+    ``gap`` of shape (len(alphas), m); NaN where the branch has no outlier. With ``d`` (an integer > m) also
+    ``bias``, shape (len(alphas), m, m): :func:`branch_bias_parts`' O(1/d) bias of the shares at that d."""
     a, tau, Z = _checked_latents(model, alphas, n_samples, seed)
     m = model.m
-    q, sigma = np.full((a.size, m, m), np.nan), np.full((a.size, m, m), np.nan)
+    if d is not None:
+        d = integer(d, "d", m + 1)
+    q, sigma, bias = (np.full((a.size, m, m), np.nan) for _ in range(3))
     lam, gap = np.full((a.size, m), np.nan), np.full((a.size, m), np.nan)
     for ia, alpha in enumerate(a):
-        for i, r in enumerate(branch_variance_parts(tau, Z, float(alpha))):
+        lbar = edge_of_atoms(tau, np.full(tau.size, 1.0 / tau.size), float(alpha))[0]
+        for i, r in enumerate(branch_variance_parts(tau, Z, float(alpha), lbar)):
             q[ia, i], sigma[ia, i], lam[ia, i], gap[ia, i] = r["q"], r["sigma"], r["lam"], r["gap"]
-    return {"alphas": a, "q": q, "sigma": sigma, "lam": lam, "gap": gap}
+        if d is not None:
+            for i, r in enumerate(branch_bias_parts(tau, Z, float(alpha), d, lbar)):
+                bias[ia, i] = r["bias"]
+    out = {"alphas": a, "q": q, "sigma": sigma, "lam": lam, "gap": gap}
+    return out if d is None else dict(out, bias=bias)

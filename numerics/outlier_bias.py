@@ -124,11 +124,25 @@ def _fbar(tau, z2, zeta, lam):
 
 def _mean_shift(tau, z2, alpha, zeta, lam, p, n):
     r""":math:`\beta(\zeta) = E f(\zeta) - \bar f(\zeta)`: :math:`E g(\eta) - g(\bar\eta)` for
-    :math:`g(\eta) = E[\tau z^2/(1+\tau\eta)]`, to second order in :math:`\eta - \bar\eta`, :math:`\bar\eta = -1/\lambda`."""
+    :math:`g(\eta) = E[\tau z^2/(1+\tau\eta)]`, to second order in :math:`\eta - \bar\eta`,
+    :math:`\bar\eta = -1/\lambda`.
+    ``z2`` of shape (N,) gives a float; of shape (N, r), r products :math:`z_jz_l` in its columns, the r entries
+    of the m x m block's shift (docs/theory.md §4.3, "The branch's O(1/d) bias"), from one solve for η."""
     mean, var = _eta_moments(tau, alpha, zeta, lam, p, n)
-    t2 = tau * z2
-    one = 1 - tau / lam
-    return float(np.mean(t2 / (1 + tau * mean)) - np.mean(t2 / one) + np.mean(tau**2 * t2 / one**3) * var)
+    z2 = np.asarray(z2, dtype=float)
+    t = tau.reshape((-1,) + (1,) * (z2.ndim - 1))
+    t2 = t * z2
+    one = 1 - t / lam
+    out = np.mean(t2 / (1 + t * mean) - t2 / one + t**2 * t2 / one**3 * var, axis=0)
+    return float(out) if z2.ndim == 1 else out
+
+
+def _stencils(h: float):
+    """The five-point first, second and third derivatives at the centre of values at offsets -2..2 times h."""
+    d1 = lambda v: (v[0] - 8 * v[1] + 8 * v[3] - v[4]) / (12 * h)  # noqa: E731
+    d2 = lambda v: (-v[0] + 16 * v[1] - 30 * v[2] + 16 * v[3] - v[4]) / (12 * h * h)  # noqa: E731
+    d3 = lambda v: (-v[0] + 2 * v[1] - 2 * v[3] + v[4]) / (2 * h**3)  # noqa: E731
+    return d1, d2, d3
 
 
 def _kernel_factors(tau, z, alpha, lam):
@@ -178,9 +192,7 @@ def outlier_bias_parts(tau, z, alpha: float, d: int, m: int = 1, lbar: float | N
     # the nearest singularity in zeta is the bulk edge psi(lbar) (a square-root branch point): steps scale with it
     h = _H * (zeta - _psi(tau, alpha, lbar))
     offsets = (-2, -1, 0, 1, 2)
-    d1 = lambda v: (v[0] - 8 * v[1] + 8 * v[3] - v[4]) / (12 * h)  # noqa: E731
-    d2 = lambda v: (-v[0] + 16 * v[1] - 30 * v[2] + 16 * v[3] - v[4]) / (12 * h * h)  # noqa: E731
-    d3 = lambda v: (-v[0] + 2 * v[1] - 2 * v[3] + v[4]) / (2 * h**3)  # noqa: E731
+    d1, d2, d3 = _stencils(h)
     L = {j: (lam if j == 0 else _lam_of_zeta(tau, alpha, zeta + j * h, lbar)) for j in offsets}
     fb = [_fbar(tau, z2, zeta + j * h, L[j]) for j in offsets]
     F1, F2, F3 = d1(fb), d2(fb), d3(fb)

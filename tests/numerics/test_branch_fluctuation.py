@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 from scipy.optimize import brentq
 
-from numerics.branch_fluctuation import _block_means, _branch_roots, branch_fluctuation, branch_point, \
-    branch_variance_parts
+from numerics.branch_fluctuation import _block_means, _branch_roots, branch_bias_parts, branch_fluctuation, \
+    branch_point, branch_variance_parts
+from numerics.outlier_bias import outlier_bias_parts
 from numerics.outlier_fluctuation import _checked_latents, outlier_variance_parts
 from numerics.resolvent import edge_of_atoms
 from theory import HierarchicalModel
@@ -73,4 +74,34 @@ def test_branch_fluctuation_on_the_coupled_model_has_one_branch_below_its_second
         branch_fluctuation(COUPLED, [-1.0])
     with pytest.raises(ValueError, match="n_samples"):
         branch_fluctuation(COUPLED, [6.0], n_samples=10)
+
+
+
+@pytest.mark.parametrize("alpha, d", [(1.92, 200), (3.2, 201), (6.4, 201)])
+def test_the_branch_bias_of_one_direction_is_the_analytic_second_order_delta_method(alpha, d):
+    # independent route: for m = 1 the block is the scalar f of docs/theory.md §4.4, whose bias comes from the
+    # closed second-order formulas (E delta, E x, E x^2); branch_bias_parts instead differentiates the exact root
+    # of the cubic Taylor model numerically and contracts its Hessian with the kernel. Both use the same draws
+    # and zeta-stencils, so they agree to the Hessian's differencing error (measured: 3e-6 relative)
+    model = HierarchicalModel(m=1, link="He2", preprocessing="tanh(y)")  # alpha_1 = 0.639: 3, 5 and 10 alpha_1
+    _, tau, Z = _checked_latents(model, [alpha], 2**15, 0)
+    (b,) = branch_bias_parts(tau, Z, alpha, d)
+    o = outlier_bias_parts(tau, Z[:, 0], alpha, d, 1)
+    scale = max(abs(o["shift"]), abs(o["curvature"]))  # the bias is their small difference near the threshold
+    for key in ("shift", "curvature", "rounding", "bias"):
+        assert float(b[key][0]) == pytest.approx(o[key], abs=1e-4 * scale), key
+    assert abs(o["shift"]) > 0.1 / d and abs(o["curvature"]) > 0.1 / d  # both parts are there to be matched
+    assert (o["rounding"] != 0) == (alpha * d != round(alpha * d))
+
+
+def test_branch_fluctuation_gives_the_bias_of_every_branch_at_a_given_d():
+    r = branch_fluctuation(COUPLED, [0.5, 4.0], n_samples=2**16, d=400)
+    assert np.all(np.isnan(r["bias"][0])) and np.all(np.isnan(r["bias"][1, 1]))  # no outlier, no second branch
+    # simulated on 1440 seeds (docs/theory.md §4.3, "The branch's O(1/d) bias"): d (E q_11,d - q_11) = -3.1 +- 0.7
+    # at alpha = 4; the bound is that +- 4 se, wide enough for the 2^16 draws' Monte Carlo error (sd 0.25)
+    assert -5.9 < 400 * r["bias"][1, 0, 0] < -0.3
+    assert "bias" not in branch_fluctuation(COUPLED, [4.0], n_samples=2**16)
+    for bad in (2, 2.5, True, "400"):
+        with pytest.raises(ValueError, match="^d: "):
+            branch_fluctuation(COUPLED, [4.0], n_samples=2**16, d=bad)
 
