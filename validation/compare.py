@@ -15,8 +15,12 @@ Each (alpha, k) point gets a region from the scaling variable
   are used where the linearisation holds, a relative fluctuation
   :math:`\varepsilon = \sigma_k/(\sqrt d\,q_k) \le 1/2` (``EPS_CLT``), and for m > 1 where the
   pencil's slope is stable (``EPS_PENCIL``), and for uncoupled directions only: the law splits the
-  outliers per direction, which the cross moments of non-even links break (coupled directions keep the
-  heuristic bound below, docs/theory.md §4.1 "Coupled directions"). For the subspace projection ``proj`` (the overlap summed
+  outliers per direction, which the cross moments of non-even links break. For coupled directions q_best
+  is the overlap of the eigen-branch b that holds the largest share of w_k: its CLT about the share plus its
+  O(1/d) bias, :math:`q_{bk} + b_{bk} \pm z\,\sigma_{bk}/\sqrt{Sd}` (:func:`numerics.branch_fluctuation`,
+  docs/theory.md §4.3 "The branch's O(1/d) bias"; tol_basis ``clt+branch``), where eps <= EPS_CLT and every
+  other branch's share lies more than 5 sd below; their q_rank and proj keep the heuristic bound below.
+  For the subspace projection ``proj`` (the overlap summed
   over the estimator's k_hat outlier eigenvectors) the same law sums the pencil's weight over the
   outliers, which mixing among them does not change (docs/theory.md §4.3 "The projection"); it is used
   where direction k's outlier is far above the estimator's cut, :math:`w'_k >` ``W_MAX``. Where other
@@ -63,8 +67,8 @@ where no eigen-branch has an outlier. Where one has (its eigenvector carries O(1
 branch mixes), and at window points above a threshold that lies in the boundary regime (the overlap
 jumps there, docs/numerics.md), the bulk and window keep the earlier heuristic bounds
 :math:`4/(d(1-\sqrt{\alpha/\alpha_k})^2)` and :math:`q + 2d^{-1/3}`; the column ``tol_basis`` says
-which bound each point got ("clt", "clt+mixing", "clt+neighbour", "clt+detection", "bracket", "edge", "boundary",
-"window" or "heuristic").
+which bound each point got ("clt", "clt+mixing", "clt+branch", "clt+neighbour", "clt+detection", "bracket", "edge",
+"boundary", "window" or "heuristic").
 
 The critical window (docs/theory.md §4.5): at window points, and at outlier points where the CLT is
 not used, a square-root edge maps direction k onto the spiked GOE with the canonical variable
@@ -147,10 +151,11 @@ def compare(prediction, simulation: pd.DataFrame, quantity: str = "q_best", leve
     ``sigma_out`` (sigma_k of the outlier CLT, NaN where it is not used), ``bias_out`` (the O(1/d)
     bias b_k of the outlier overlap, docs/theory.md §4.4, NaN where it is not used), ``q_center`` (the
     centre of the outlier interval: q_theory + b_k for m = 1, the centre of the outlier law's interval
-    for m > 1, q_theory where neither is used) and
+    for m > 1, the branch share plus its bias for coupled directions, q_theory where none is used) and
     ``wprime`` (the critical-window variable of docs/theory.md §4.5, NaN without a square-root edge) and
-    ``tol_basis`` ("clt", "clt+mixing", "clt+neighbour", "clt+detection", "bracket", "edge", "boundary", "window" or
-    "heuristic") say how each tolerance was obtained; "clt+detection" (proj only) is the outlier CLT with the
+    ``tol_basis`` ("clt", "clt+mixing", "clt+branch", "clt+neighbour", "clt+detection", "bracket", "edge", "boundary",
+    "window" or "heuristic") say how each tolerance was obtained; "clt+branch" is the branch CLT of coupled
+    directions with its bias (q_best only, docs/theory.md §4.3); "clt+detection" (proj only) is the outlier CLT with the
     estimator's random detection of an outlier near its cut (docs/theory.md §4.2); "clt+neighbour" and
     "bracket" (proj only) are intervals whose two ends take the random detections the theory does not
     predict at their two extremes, and which hold at least at ``level`` (docs/theory.md §4.3).
@@ -225,7 +230,9 @@ def compare(prediction, simulation: pd.DataFrame, quantity: str = "q_best", leve
         clt |= detection
     out["sigma_out"] = sigma
     out["bias_out"] = bias
-    mixing = clt & ~detection & (prediction.model.m > 1)
+    coupled = prediction.settings.get("solver") == "matrix"
+    mixing = clt & ~detection & (prediction.model.m > 1) & (not coupled)
+    branch = clt & ~detection & coupled
     # the critical window (docs/theory.md §4.5): window points, and outlier points without the CLT
     wprime, wcenter, whalf = _window_bounds(prediction, out, d, quantity, level, want=~clt & (w > -C_WINDOW).to_numpy())
     window = np.isfinite(whalf)
@@ -239,9 +246,10 @@ def compare(prediction, simulation: pd.DataFrame, quantity: str = "q_best", leve
     cut = np.isfinite(chalf)
     out["wprime"] = wprime
     edge_basis = np.where(boundary, "boundary", "edge")
-    law_basis = np.where(bracket, "clt+neighbour", np.where(mixing, "clt+mixing", ""))
-    out["tol_basis"] = np.where(detection & ~bracket, "clt+detection", np.where(mixing | bracket, law_basis, np.where(clt, "clt", np.where(
-        window, "window", np.where(cut, "bracket", np.where(~is_out & has_edge, edge_basis, "heuristic"))))))
+    law_basis = np.where(bracket, "clt+neighbour", np.where(mixing, "clt+mixing", np.where(branch, "clt+branch", "")))
+    out["tol_basis"] = np.where(detection & ~bracket, "clt+detection", np.where(
+        mixing | bracket | branch, law_basis, np.where(clt, "clt", np.where(
+            window, "window", np.where(cut, "bracket", np.where(~is_out & has_edge, edge_basis, "heuristic"))))))
     out["q_center"] = np.where(clt, center, np.where(window, wcenter, np.where(cut, ccenter, out["q_theory"])))
     tol = np.select([clt, window, cut, is_out, has_edge], [half, whalf, chalf, d ** -0.5 + 2 * out["q_sem"], edge_tol],
                     default=heuristic)
@@ -294,10 +302,13 @@ def _outlier_bounds(prediction, out, d, quantity, level):
         # and out of the projection (docs/theory.md §4.3, "The projection next to an outlier near the cut")
         near = {a: np.flatnonzero((w > 0) & (w <= W_MAX)) for a, w in wp.items()}
         want &= np.array([bool(w and wp[a][k - 1] > W_MAX) for a, k, w in zip(out["alpha"], out["k"], want)])
-    if not want.any() or prediction.settings.get("solver") == "matrix":
-        # coupled directions: the law splits the outliers per direction, around a diagonal F(zeta) that the
-        # cross moments make non-diagonal at d = infinity; not derived there (docs/theory.md §4.1, "Coupled
-        # directions": on m = 2, He1 + He2/2 it covered 0.39 / 0.63 / 0.91 at levels 0.5 / 0.8 / 0.95)
+    if want.any() and prediction.settings.get("solver") == "matrix" and quantity == "q_best":
+        # coupled directions: the per-direction law splits the outliers per direction, around a diagonal F(zeta)
+        # that the cross moments make non-diagonal at d = infinity (on m = 2, He1 + He2/2 it covered 0.39 / 0.63
+        # / 0.91 at levels 0.5 / 0.8 / 0.95); the branch CLT and its bias hold there (docs/theory.md §4.3)
+        sigma, center, half, bias = _branch_bounds(prediction, out, d, level, want)
+        return sigma, center, half, bias, bracket
+    if not want.any() or prediction.settings.get("solver") == "matrix":  # coupled proj: not derived
         return sigma, center, half, bias, bracket
     z = float(norm.ppf((1 + level) / 2))
     if prediction.model.m == 1:  # one row per alpha
@@ -335,6 +346,46 @@ def _outlier_bounds(prediction, out, d, quantity, level):
         sigma[i], center[i], half[i] = law["sigma"][r, k], (lo + hi) / 2, (hi - lo) / 2
         bias[i] = law["bias"][r, k]
     return sigma, center, half, bias, bracket
+
+
+@functools.lru_cache(maxsize=64)
+def _branch_law(model, alpha: float, d: int) -> dict:
+    """``numerics.branch_fluctuation`` at one alpha with LAW_LATENTS draws and the bias at d: q, sigma and bias of
+    shape (branch, direction); deterministic, so kept for the next call. Read-only arrays."""
+    from numerics.branch_fluctuation import branch_fluctuation
+
+    r = branch_fluctuation(model, [alpha], n_samples=LAW_LATENTS, d=d)
+    law = {key: r[key][0] for key in ("q", "sigma", "bias")}
+    for arr in law.values():
+        arr.flags.writeable = False
+    return law
+
+
+def _branch_bounds(prediction, out, d, level, want):
+    """The outlier bound of q_best for coupled directions (docs/theory.md §4.3, "The branch's O(1/d) bias"): at
+    the rows ``want``, direction k's outlier eigenvector is the branch b that holds the largest share of w_k, and
+    the seed mean of S seeds lies within z sigma_bk / sqrt(S d) of the label law's share q_bk plus the bias b_bk,
+    where the branch CLT holds (sigma_bk / (sqrt(d) q_bk) <= EPS_CLT) and every other branch's share lies more
+    than 5 sd below (so the maximum over the top m eigenvectors is branch b's overlap). Returns sigma, the
+    centre, the half-width and the bias; NaN elsewhere."""
+    sigma, center, half, bias = (np.full(len(out), np.nan) for _ in range(4))
+    z = float(norm.ppf((1 + level) / 2))
+    for i in np.nonzero(want)[0]:
+        a, k, S = float(out["alpha"].iat[i]), int(out["k"].iat[i]) - 1, int(out["n_seeds"].iat[i])
+        ia = int(np.argmin(np.abs(prediction.alphas - a)))
+        share = prediction.branch_q[ia] * prediction.branch_vectors[ia, :, k] ** 2  # NaN: no outlier
+        if not np.any(np.isfinite(share)):
+            continue
+        b = int(np.nanargmax(share))
+        law = _branch_law(prediction.model, a, int(d))
+        s, bk = law["sigma"][:, k], law["bias"][b, k]
+        others = np.isfinite(share) & (np.arange(share.size) != b)
+        clear = np.all(share[others] + 5 * s[others] / np.sqrt(d) < share[b] - 5 * s[b] / np.sqrt(d))
+        if not (np.isfinite(bk) and _clt_holds(s[b], share[b], d) and clear):
+            continue
+        sigma[i], bias[i], center[i] = s[b], bk, share[b] + bk
+        half[i] = z * s[b] / np.sqrt(S * d)
+    return sigma, center, half, bias
 
 
 @functools.lru_cache(maxsize=64)

@@ -82,10 +82,11 @@ def format_report(res: dict, kmax: int = 6) -> str:
     n_ok, n = int(s["agrees"].sum()), len(s)
     n_edge = int(s["tol_basis"].isin(["edge", "boundary"]).sum())
     is_out = s["region"] == "outlier"
-    n_clt = int(s["tol_basis"].isin(["clt", "clt+mixing"]).sum())
+    n_clt = int(s["tol_basis"].isin(["clt", "clt+mixing", "clt+branch"]).sum())
     n_win = int((s["tol_basis"] == "window").sum())
     n_heur_out = int(((s["tol_basis"] == "heuristic") & is_out).sum())
-    law = "CLT + outlier-mixing law" if model.m > 1 else "CLT bound"
+    coupled = res["prediction"].settings.get("solver") == "matrix"
+    law = "branch CLT + bias" if coupled else "CLT + outlier-mixing law" if model.m > 1 else "CLT bound"
     lines.append(f"{n_ok}/{n} (alpha, k) points within the finite-size tolerance (outlier: the 95% {law} for "
                  f"{n_clt} points, d^-1/2 + 2 sem for {n_heur_out}; critical window: the 95% spiked-GOE law for "
                  f"{n_win} points; bulk and window: the 95% edge "

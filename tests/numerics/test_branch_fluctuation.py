@@ -105,3 +105,53 @@ def test_branch_fluctuation_gives_the_bias_of_every_branch_at_a_given_d():
         with pytest.raises(ValueError, match="^d: "):
             branch_fluctuation(COUPLED, [4.0], n_samples=2**16, d=bad)
 
+
+def _coupled_table(alphas, d, seeds, q=0.0):
+    import pandas as pd
+    return pd.DataFrame([dict(alpha=a, k=k, seed=s, d=d, q_best=q, q_rank=q, proj=q, mse=0.0, mse_plugin=0.0,
+                              k_hat=0.0) for a in alphas for k in (1, 2) for s in seeds])
+
+
+def test_compare_centres_coupled_outlier_points_on_the_branch_share_plus_its_bias():
+    # the wiring: at alpha = 6 (eps = 0.12) direction 1's q_best is branch 1's overlap; compare must use the label
+    # law's share, the branch bias at d and sigma (LAW_LATENTS draws), and the half-width z sigma / sqrt(S d)
+    from scipy.stats import norm
+
+    from numerics import predict
+    from validation.compare import LAW_LATENTS, compare
+
+    d, S = 400, 6
+    pred = predict(COUPLED, [6.0])
+    out = compare(pred, _coupled_table([6.0], d, range(S))).set_index("k")
+    law = branch_fluctuation(COUPLED, [6.0], n_samples=LAW_LATENTS, d=d)
+    share = pred.branch_q[0, 0] * pred.branch_vectors[0, 0, 0] ** 2
+    assert out.loc[1, "tol_basis"] == "clt+branch"
+    assert out.loc[1, "q_center"] == pytest.approx(share + law["bias"][0, 0, 0], rel=1e-12)
+    assert out.loc[1, "tol"] == pytest.approx(norm.ppf(0.975) * law["sigma"][0, 0, 0] / np.sqrt(S * d), rel=1e-12)
+    assert out.loc[2, "tol_basis"] != "clt+branch"  # direction 2 is below its branch's threshold (8.8)
+    # the projection and q_rank are not derived for coupled branches: they keep the heuristic
+    assert compare(pred, _coupled_table([6.0], d, range(S)), "proj").set_index("k").loc[1, "tol_basis"] == "heuristic"
+
+
+@pytest.mark.slow  # 960 simulations at d = 400 (about 2-4 min) and 480 compares
+def test_compare_branch_bound_covers_at_its_level_on_fresh_seeds():
+    # docs/theory.md §4.3, "The branch's O(1/d) bias": 160 groups of S = 6 fresh seeds (30000-30959; the docs'
+    # tables used 1000-1959, 5000-5479 and 9000-9959) at alpha = 4, 6, 12, where direction 1's q_best gets the
+    # branch CLT about the share plus its bias: 480 trials per level, within 3 binomial sd of the level
+    import pandas as pd
+
+    from numerics import predict
+    from tests.coverage import assert_covers
+    from validation.compare import compare
+    from validation.simulate import simulate
+
+    alphas, d, S = [4.0, 6.0, 12.0], 400, 6
+    sim = simulate(COUPLED, d, alphas, range(30000, 30960))
+    pred = predict(COUPLED, alphas)
+    inside = {}
+    for level in (0.5, 0.8, 0.95):
+        rows = pd.concat([compare(pred, g, "q_best", level=level) for _, g in sim.groupby(sim.seed // S)])
+        used = rows[rows["tol_basis"] == "clt+branch"]
+        assert sorted(set(zip(used["alpha"], used["k"]))) == [(4.0, 1), (6.0, 1), (12.0, 1)]
+        inside[level] = [used["agrees"].to_numpy()]
+    assert_covers(inside)
