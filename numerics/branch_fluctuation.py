@@ -200,22 +200,23 @@ def _entries(m: int):
 def _block_point(tau, Z, alpha: float, zeta: float, lam: float, idx):
     r"""At one :math:`\zeta = \psi_\alpha(\lambda)`: the block's d = infinity entries
     :math:`\bar F_{jl} = E[\lambda K z_jz_l] - \zeta\delta_{jl}`, the centred influences :math:`h_{jl}` (N, r) and
-    the pair coefficients :math:`c = \lambda K z` (N, m) of the first-order kernel (module docstring)."""
+    the pair coefficients :math:`c = \lambda K z` (N, m) of the first-order kernel (module docstring), the products
+    :math:`z_jz_l` (N, r) and :math:`\psi'` at lam."""
     K, (p1, _, _), _ = _zeta_calculus(tau, np.full(tau.size, 1.0 / tau.size), lam, alpha)
     lamK = lam * K
     zz = np.stack([Z[:, j] * Z[:, l] for j, l in idx], axis=1)
     H = np.mean(zz * (K**2)[:, None], axis=0)
     h = lamK[:, None] * zz + np.outer(lamK, H / p1)
     Fbar = np.mean(lamK[:, None] * zz, axis=0) - zeta * np.array([j == l for j, l in idx])
-    return Fbar, h - h.mean(axis=0), lamK[:, None] * Z, zz
+    return Fbar, h - h.mean(axis=0), lamK[:, None] * Z, zz, p1
 
 
-def _block_kernel(alpha, zeta1, zeta2, at1, at2, lam1, lam2, p1, idx):
+def _block_kernel(alpha, zeta1, zeta2, at1, at2, lam1, lam2, idx):
     r""":math:`n\,\mathrm{Cov}(\Delta_{e}(\zeta_1), \Delta_{e'}(\zeta_2))` for the entries e, e' of ``idx`` to first
     order: the influences plus the pairs :math:`\frac1\alpha(P_{jj'}P_{ll'} + P_{jl'}P_{lj'})\,S(\zeta_1,\zeta_2)`,
-    :math:`P = E[c(\zeta_1)c(\zeta_2)^\top]`, S the divided difference of s (s' at equal points, ``p1`` =
-    :math:`\psi'` at ``lam1``)."""
-    (_, h1, c1, _), (_, h2, c2, _) = at1, at2
+    :math:`P = E[c(\zeta_1)c(\zeta_2)^\top]`, S the divided difference of s (s' at equal points, with
+    :math:`\psi'` at ``lam1`` from ``at1``)."""
+    (_, h1, c1, _, p1), (_, h2, c2, _, _) = at1, at2
     slope = alpha / (lam1**2 * p1) if zeta1 == zeta2 else (-alpha / lam1 + alpha / lam2) / (zeta1 - zeta2)
     P = c1.T @ c2 / c1.shape[0]
     pairs = np.array([[P[j, jj] * P[l, ll] + P[j, ll] * P[l, jj] for jj, ll in idx] for j, l in idx])
@@ -239,6 +240,8 @@ def _taylor_share(F, E, u):
         x -= step
         if abs(step) <= 1e-15 * (1 + abs(x)):
             break
+    else:  # the perturbations are 1e-5 of F-bar', so Newton takes a few steps; not converging means a lost root
+        raise RuntimeError(f"the branch's root did not converge in 60 Newton steps (last step {step:.3g})")
     nu, V = np.linalg.eigh(G(x))
     c = V[:, int(np.argmax((V.T @ u) ** 2))]
     return c**2 / -float(c @ Gp(x) @ c)
@@ -282,21 +285,18 @@ def branch_bias_parts(tau, Z, alpha: float, d: int, lbar: float | None = None) -
         zeta = _psi(tau, alpha, lam)
         h = _H * (zeta - _psi(tau, alpha, lbar))
         offsets = (-2, -1, 0, 1, 2)
-        d1, d2, d3 = _stencils(h)
+        d1, d2, d3, d11 = _stencils(h)
         L = {j: (lam if j == 0 else _lam_of_zeta(tau, alpha, zeta + j * h, lbar)) for j in offsets}
         at = {j: _block_point(tau, Z, alpha, zeta + j * h, L[j], idx) for j in offsets}
-        p1 = {j: _zeta_calculus(tau, w, L[j], alpha)[1][0] for j in offsets}
         fb = [at[j][0] for j in offsets]
         F = [matrix(fb[2]), matrix(d1(fb)), matrix(d2(fb)), matrix(d3(fb))]
         be = [_mean_shift(tau, at[j][3], alpha, zeta + j * h, L[j], d - m, n) for j in offsets]
         beta = np.concatenate([be[2], d1(be), np.zeros(r_)])
 
         def cm(a, b):
-            return _block_kernel(alpha, zeta + a * h, zeta + b * h, at[a], at[b], L[a], L[b], p1[a], idx) / n
+            return _block_kernel(alpha, zeta + a * h, zeta + b * h, at[a], at[b], L[a], L[b], idx) / n
         row = [cm(0, j) for j in offsets]
-        w5 = {-2: 1 / 12, -1: -8 / 12, 1: 8 / 12, 2: -1 / 12}
-        V, C1, C2 = row[2], d1(row), d2(row)  # Cov(D, D), Cov(D, D'), Cov(D, D'')
-        C11 = sum(wa * wb * cm(a, b) for a, wa in w5.items() for b, wb in w5.items()) / (h * h)
+        V, C1, C2, C11 = row[2], d1(row), d2(row), d11(cm)  # Cov(D, D), Cov(D, D'), Cov(D, D''), Cov(D', D')
         zero = np.zeros((r_, r_))
         Sigma = np.block([[V, C1, C2], [C1.T, C11, zero], [C2.T, zero, zero]])  # D'-D'' and D''-D'' do not enter
 

@@ -138,11 +138,14 @@ def _mean_shift(tau, z2, alpha, zeta, lam, p, n):
 
 
 def _stencils(h: float):
-    """The five-point first, second and third derivatives at the centre of values at offsets -2..2 times h."""
+    """The five-point first, second and third derivatives at the centre of values at offsets -2..2 times h, and
+    the mixed derivative d1 d2 at the centre of a function f(a, b) of two offsets (the first derivative in each)."""
     d1 = lambda v: (v[0] - 8 * v[1] + 8 * v[3] - v[4]) / (12 * h)  # noqa: E731
     d2 = lambda v: (-v[0] + 16 * v[1] - 30 * v[2] + 16 * v[3] - v[4]) / (12 * h * h)  # noqa: E731
     d3 = lambda v: (-v[0] + 2 * v[1] - 2 * v[3] + v[4]) / (2 * h**3)  # noqa: E731
-    return d1, d2, d3
+    w5 = {-2: 1 / 12, -1: -8 / 12, 1: 8 / 12, 2: -1 / 12}
+    d11 = lambda f: sum(wa * wb * f(a, b) for a, wa in w5.items() for b, wb in w5.items()) / (h * h)  # noqa: E731
+    return d1, d2, d3, d11
 
 
 def _kernel_factors(tau, z, alpha, lam):
@@ -192,7 +195,7 @@ def outlier_bias_parts(tau, z, alpha: float, d: int, m: int = 1, lbar: float | N
     # the nearest singularity in zeta is the bulk edge psi(lbar) (a square-root branch point): steps scale with it
     h = _H * (zeta - _psi(tau, alpha, lbar))
     offsets = (-2, -1, 0, 1, 2)
-    d1, d2, d3 = _stencils(h)
+    d1, d2, d3, d11 = _stencils(h)
     L = {j: (lam if j == 0 else _lam_of_zeta(tau, alpha, zeta + j * h, lbar)) for j in offsets}
     fb = [_fbar(tau, z2, zeta + j * h, L[j]) for j in offsets]
     F1, F2, F3 = d1(fb), d2(fb), d3(fb)
@@ -201,9 +204,7 @@ def outlier_bias_parts(tau, z, alpha: float, d: int, m: int = 1, lbar: float | N
     at = {j: _kernel_factors(tau, z, alpha, L[j]) for j in offsets}  # once per point, not per pair
     cm = lambda a, b: _kernel(alpha, zeta + a * h, zeta + b * h, at[a], at[b]) / n  # noqa: E731
     row = [cm(0, j) for j in offsets]
-    V, C1, C2 = row[2], d1(row), d2(row)
-    w5 = {-2: 1 / 12, -1: -8 / 12, 1: 8 / 12, 2: -1 / 12}  # the five-point first derivative, in each argument
-    C11 = sum(wa * wb * cm(a, b) for a, wa in w5.items() for b, wb in w5.items()) / (h * h)
+    V, C1, C2, C11 = row[2], d1(row), d2(row), d11(cm)
     q = -1 / F1
 
     def bias(b0, b1):  # q (E x^2 - E x) for q = -1/f'(root) = q / (1 + x), docs/theory.md §4.4
