@@ -56,7 +56,8 @@ from .outlier_bias import _H, _lam_of_zeta, _mean_shift, _psi, _stencils
 from .outlier_fluctuation import _checked_latents, _zeta_calculus
 from .resolvent import edge_of_atoms
 
-__all__ = ["branch_point", "branch_variance_parts", "branch_bias_parts", "branch_fluctuation"]
+__all__ = ["branch_point", "branch_variance_parts", "branch_eigenvalue_covariance", "branch_bias_parts",
+           "branch_fluctuation"]
 
 #: step of the central differences of the shares in the block's entries, relative to the largest entry of
 #: :math:`\bar F'`: the shares are smooth there, so the Hessian errs by O(_EPS_Q^2) plus rounding O(1e-16/_EPS_Q^2)
@@ -116,8 +117,11 @@ def branch_point(tau, Z, alpha: float, lam: float) -> dict:
     shares (module docstring), from equally weighted draws ``tau`` (N,), ``Z`` (N, m): ``u`` (unit null
     vector of :math:`\bar F(\zeta^*)`), ``q`` (the m shares :math:`u_k^2/N_0`), ``nu`` (the eigenvalues of
     :math:`\bar F(\zeta^*)`, the branch's own one zero), ``Fp``, ``Fpp`` (:math:`\bar F'`, :math:`\bar F''` in
-    zeta), and ``a``, ``b`` of shape (m, m, m): :math:`\delta q_k = \sum_{jl} a_{kjl}\Delta_{jl} + b_{kjl}\Delta'_{jl}`
-    for a shift :math:`\Delta(\zeta)` of the block."""
+    zeta), ``a``, ``b`` of shape (m, m, m): :math:`\delta q_k = \sum_{jl} a_{kjl}\Delta_{jl} + b_{kjl}\Delta'_{jl}`
+    for a shift :math:`\Delta(\zeta)` of the block, and ``a_zeta`` (m, m): the eigenvalue's move
+    :math:`\delta\zeta = \langle a_\zeta, \Delta\rangle`, :math:`a_\zeta = uu^\top/N_0`
+    (:math:`u^\top\bar F'u = -N_0`, so :math:`\det(\bar F + \Delta) = 0` moves the root by
+    :math:`u^\top\Delta u/N_0`, docs/theory.md §4.3 "The overlap at a fixed rank")."""
     N, m = Z.shape
     w = np.full(N, 1.0 / N)
     _, (p1, p2, _), _ = _zeta_calculus(tau, w, lam, alpha)
@@ -143,7 +147,8 @@ def branch_point(tau, Z, alpha: float, lam: float) -> dict:
     basis = [np.outer(eye[j], eye[l]) for j in range(m) for l in range(m)]
     a = np.array([shift(E, zero) for E in basis]).T.reshape(m, m, m)
     b = np.array([shift(zero, E) for E in basis]).T.reshape(m, m, m)
-    return {"lam": lam, "u": u, "q": u**2 / N0, "nu": nu, "Fp": Fp, "Fpp": Fpp, "a": a, "b": b}
+    return {"lam": lam, "u": u, "q": u**2 / N0, "nu": nu, "Fp": Fp, "Fpp": Fpp, "a": a, "b": b,
+            "a_zeta": np.outer(u, u) / N0}
 
 
 def branch_variance_parts(tau, Z, alpha: float, lbar: float | None = None) -> list[dict]:
@@ -151,7 +156,10 @@ def branch_variance_parts(tau, Z, alpha: float, lbar: float | None = None) -> li
     draws ``tau`` (N,) and ``Z`` (N, m) at ratio ``alpha``; one dict per branch (largest first, empty if
     none): :func:`branch_point`'s entries and ``sigma`` (m values of
     :math:`\lim_d\sqrt d\,\mathrm{sd}(q_{ik,d})`), its two parts ``diagonal`` and ``pairs`` (m each;
-    ``sigma**2 = diagonal + pairs``) and ``gap``, the smallest :math:`|\nu_j|` over the other branches."""
+    ``sigma**2 = diagonal + pairs``), ``gap``, the smallest :math:`|\nu_j|` over the other branches, and the
+    outlier eigenvalue's own CLT: ``zeta`` (:math:`\zeta^* = \psi_\alpha(\lambda^*)`, its d = infinity location)
+    and ``zeta_sigma`` (:math:`\lim_d\sqrt d\,\mathrm{sd}` of the eigenvalue, the same two parts for the
+    functional ``a_zeta``)."""
     N, m = Z.shape
     w = np.full(N, 1.0 / N)
     lbar = edge_of_atoms(tau, w, alpha)[0] if lbar is None else lbar
@@ -167,21 +175,22 @@ def branch_variance_parts(tau, Z, alpha: float, lbar: float | None = None) -> li
         # the pairs: c = lam K z and its zeta-derivative
         c, c_z = lamK[:, None] * Z, -(K**2 / p1)[:, None] * Z
         P0, P1, P12 = c.T @ c / N, c_z.T @ c / N, c_z.T @ c_z / N
-        diagonal, pairs = np.empty(m), np.empty(m)
-        for k in range(m):
-            ak, bk = r["a"][k], r["b"][k]
+        def parts(ak, bk):  # the two parts of d Var(<a, D> + <b, D'>)
             quad_a = np.einsum("nj,jl,nl->n", Z, ak, Z)
             quad_b = np.einsum("nj,jl,nl->n", Z, bk, Z)
             x = lamK * quad_a + float(np.sum(ak * cH)) * lamK \
                 + (-K**2 * quad_b + float(np.sum(bk * cH_l)) * lamK - float(np.sum(bk * cH)) * K**2) / p1
-            diagonal[k] = float(np.var(x)) / alpha
-            # Var(<a, D> + <b, D'>): the a-a value, twice the a-b kernel's d2, the b-b kernel's d1 d2
+            # the pairs: the a-a value, twice the a-b kernel's d2, the b-b kernel's d1 d2
             v_aa = _pair_terms(ak, ak, P0, P1, P12, s)[0]
             v_ab = _pair_terms(ak, bk, P0, P1, P12, s)[1]
             v_bb = _pair_terms(bk, bk, P0, P1, P12, s)[2]
-            pairs[k] = (v_aa + 2 * v_ab + v_bb) / alpha**2
+            return float(np.var(x)) / alpha, (v_aa + 2 * v_ab + v_bb) / alpha**2
+
+        diagonal, pairs = np.array([parts(r["a"][k], r["b"][k]) for k in range(m)]).T
         gap = float(np.sort(np.abs(r["nu"]))[1]) if m > 1 else np.inf
-        out.append(dict(r, sigma=np.sqrt(diagonal + pairs), diagonal=diagonal, pairs=pairs, gap=gap))
+        zeta_var = sum(parts(r["a_zeta"], np.zeros((m, m))))
+        out.append(dict(r, sigma=np.sqrt(diagonal + pairs), diagonal=diagonal, pairs=pairs, gap=gap,
+                        zeta=_psi(tau, alpha, lam), zeta_sigma=float(np.sqrt(zeta_var))))
     return out
 
 
@@ -221,6 +230,35 @@ def _block_kernel(alpha, zeta1, zeta2, at1, at2, lam1, lam2, idx):
     P = c1.T @ c2 / c1.shape[0]
     pairs = np.array([[P[j, jj] * P[l, ll] + P[j, ll] * P[l, jj] for jj, ll in idx] for j, l in idx])
     return h1.T @ h2 / h1.shape[0] + pairs * slope / alpha
+
+
+def branch_eigenvalue_covariance(tau, Z, alpha: float, lbar: float | None = None) -> dict:
+    r"""The joint first-order CLT of the outlier eigenvalues of every branch, from equally weighted draws ``tau``
+    (N,), ``Z`` (N, m) at ratio ``alpha``: ``zeta`` (the d = infinity locations :math:`\zeta_i^*`, largest first),
+    ``cov`` (:math:`\lim_d d\,\mathrm{Cov}(\hat\zeta_i, \hat\zeta_j)`) and ``edge`` (the bulk edge
+    :math:`\psi_\alpha(\bar\lambda)`).
+
+    Branch i's eigenvalue moves by :math:`\delta\zeta_i = \langle a_{\zeta,i}, \Delta(\zeta_i^*)\rangle`
+    (:func:`branch_point`), and the block's fluctuation at two points has the first-order kernel of the module
+    docstring, so :math:`\mathrm{Cov}(\delta\zeta_i, \delta\zeta_j)` is that kernel between
+    :math:`\zeta_i^*` and :math:`\zeta_j^*` contracted with the two functionals. Its diagonal is
+    ``zeta_sigma**2`` of :func:`branch_variance_parts` by another route (tested). Which eigenvector has which rank
+    is then a Gaussian question: two branches swap with probability :math:`\Phi(-|\zeta_i^* - \zeta_j^*|
+    \sqrt d/s_{ij})`, :math:`s_{ij}^2` the variance of the difference (docs/theory.md §4.3, "The overlap at a
+    fixed rank")."""
+    N, m = Z.shape
+    w = np.full(N, 1.0 / N)
+    lbar = edge_of_atoms(tau, w, alpha)[0] if lbar is None else lbar
+    idx, _ = _entries(m)
+    roots = _branch_roots(tau, Z, alpha, lbar)
+    zeta = np.array([_psi(tau, alpha, lam) for lam in roots])
+    at = [_block_point(tau, Z, alpha, z, lam, idx) for z, lam in zip(zeta, roots)]
+    # <a, Delta> over the entries j <= l of a symmetric block: the off-diagonal ones count twice
+    g = [np.array([(1 if j == l else 2) * branch_point(tau, Z, alpha, lam)["a_zeta"][j, l] for j, l in idx])
+         for lam in roots]
+    cov = np.array([[g[i] @ _block_kernel(alpha, zeta[i], zeta[j], at[i], at[j], roots[i], roots[j], idx) @ g[j]
+                     for j in range(len(roots))] for i in range(len(roots))]) / alpha
+    return {"zeta": zeta, "cov": cov, "edge": _psi(tau, alpha, lbar)}
 
 
 def _taylor_share(F, E, u):
@@ -328,21 +366,30 @@ def branch_bias_parts(tau, Z, alpha: float, d: int, lbar: float | None = None) -
 def branch_fluctuation(model: HierarchicalModel, alphas, n_samples: int = 2**20, seed: int = 0,
                        d: int | None = None) -> dict:
     r"""The branch CLT of :func:`branch_variance_parts` on ``n_samples`` seeded draws of the model's latents
-    at each alpha: ``q`` and ``sigma`` of shape (len(alphas), m, m) (alpha, branch, direction), ``lam`` and
-    ``gap`` of shape (len(alphas), m); NaN where the branch has no outlier. With ``d`` (an integer > m) also
+    at each alpha: ``q`` and ``sigma`` of shape (len(alphas), m, m) (alpha, branch, direction), ``lam``, ``gap``,
+    ``zeta`` and ``zeta_sigma`` (the outlier eigenvalue's location and :math:`\sqrt d` sd) of shape
+    (len(alphas), m), NaN where the branch has no outlier, ``zeta_cov`` (len(alphas), m, m), the eigenvalues'
+    joint :math:`d\,\mathrm{Cov}` (:func:`branch_eigenvalue_covariance`), and ``edge`` (len(alphas),), the bulk edge
+    :math:`\psi_\alpha(\bar\lambda)` of the same draws. With ``d`` (an integer > m) also
     ``bias``, shape (len(alphas), m, m): :func:`branch_bias_parts`' O(1/d) bias of the shares at that d."""
     a, tau, Z = _checked_latents(model, alphas, n_samples, seed)
     m = model.m
     if d is not None:
         d = integer(d, "d", m + 1)
-    q, sigma, bias = (np.full((a.size, m, m), np.nan) for _ in range(3))
-    lam, gap = np.full((a.size, m), np.nan), np.full((a.size, m), np.nan)
+    q, sigma, bias, zeta_cov = (np.full((a.size, m, m), np.nan) for _ in range(4))
+    lam, gap, zeta, zeta_sigma = (np.full((a.size, m), np.nan) for _ in range(4))
+    edge = np.empty(a.size)
     for ia, alpha in enumerate(a):
         lbar = edge_of_atoms(tau, np.full(tau.size, 1.0 / tau.size), float(alpha))[0]
+        edge[ia] = _psi(tau, float(alpha), lbar)
         for i, r in enumerate(branch_variance_parts(tau, Z, float(alpha), lbar)):
             q[ia, i], sigma[ia, i], lam[ia, i], gap[ia, i] = r["q"], r["sigma"], r["lam"], r["gap"]
+            zeta[ia, i], zeta_sigma[ia, i] = r["zeta"], r["zeta_sigma"]
+        cov = branch_eigenvalue_covariance(tau, Z, float(alpha), lbar)["cov"]
+        zeta_cov[ia, :len(cov), :len(cov)] = cov
         if d is not None:
             for i, r in enumerate(branch_bias_parts(tau, Z, float(alpha), d, lbar)):
                 bias[ia, i] = r["bias"]
-    out = {"alphas": a, "q": q, "sigma": sigma, "lam": lam, "gap": gap}
+    out = {"alphas": a, "q": q, "sigma": sigma, "lam": lam, "gap": gap, "zeta": zeta, "zeta_sigma": zeta_sigma,
+           "zeta_cov": zeta_cov, "edge": edge}
     return out if d is None else dict(out, bias=bias)

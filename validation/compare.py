@@ -19,7 +19,10 @@ Each (alpha, k) point gets a region from the scaling variable
   is the overlap of the eigen-branch b that holds the largest share of w_k: its CLT about the share plus its
   O(1/d) bias, :math:`q_{bk} + b_{bk} \pm z\,\sigma_{bk}/\sqrt{Sd}` (:func:`numerics.branch_fluctuation`,
   docs/theory.md §4.3 "The branch's O(1/d) bias"; tol_basis ``clt+branch``), where eps <= EPS_CLT and every
-  other branch's share lies more than 5 sd below; their q_rank and proj keep the heuristic bound below.
+  other branch's share lies more than 5 sd below. q_rank gets the same interval for the k-th branch (the k-th
+  largest outlier eigenvalue) where the chance that its eigenvalue swaps rank with another branch's or meets the
+  bulk edge in one of the S seeds is at most ``RANK_SWAP`` (1 - level), from the eigenvalues' first-order law
+  (docs/theory.md §4.3, "The overlap at a fixed rank"); their proj keeps the heuristic bound below.
   For the subspace projection ``proj`` (the overlap summed
   over the estimator's k_hat outlier eigenvectors) the same law sums the pencil's weight over the
   outliers, which mixing among them does not change (docs/theory.md §4.3 "The projection"); it is used
@@ -91,13 +94,14 @@ import numpy as np
 import pandas as pd
 from scipy.stats import chi2, norm
 
-__all__ = ["compare", "C_BULK", "C_WINDOW", "EPS_CLT", "EPS_PENCIL", "W_GATE", "W_MAX", "WINDOW_SPIKES", "WINDOW_DEPTH",
-           "max_chi2_mean_quantile"]
+__all__ = ["compare", "C_BULK", "C_WINDOW", "EPS_CLT", "EPS_PENCIL", "RANK_SWAP", "W_GATE", "W_MAX", "WINDOW_SPIKES",
+           "WINDOW_DEPTH", "max_chi2_mean_quantile"]
 
 C_BULK = 4.0  # the heuristic bulk constant: coupled directions once an eigen-branch has an outlier (no share law there)
 C_WINDOW = 1.0
 EPS_CLT = 0.5  # the outlier CLT bound is used where sigma_k / (sqrt(d) q_k) <= EPS_CLT
 EPS_PENCIL = 0.25  # m > 1: and where the pencil's slope fluctuates by at most this fraction (docs/theory.md §4.3)
+RANK_SWAP = 0.05  # coupled q_rank: the share of the miss rate 1 - level that a rank swap among the seeds may take
 LAW_DRAWS = 20_000  # draws of the outlier block's law per point (m > 1), and seed means resampled from them
 LAW_LATENTS = 2**19  # latent draws carrying the law's expectations (MC sd of d b_k <= 0.22 on the default model, §4.4)
 WINDOW_DRAWS = 2000  # draws of the canonical spiked GOE per window (docs/theory.md §4.5): the interval's ends to ~3 % of its half-width
@@ -155,8 +159,8 @@ def compare(prediction, simulation: pd.DataFrame, quantity: str = "q_best", leve
     ``wprime`` (the critical-window variable of docs/theory.md §4.5, NaN without a square-root edge) and
     ``tol_basis`` ("clt", "clt+mixing", "clt+branch", "clt+neighbour", "clt+detection", "bracket", "edge", "boundary",
     "window" or "heuristic") say how each tolerance was obtained; "clt+branch" is the branch CLT of coupled
-    directions with its bias (q_best only, docs/theory.md §4.3); "clt+detection" (proj only) is the outlier CLT with the
-    estimator's random detection of an outlier near its cut (docs/theory.md §4.2); "clt+neighbour" and
+    directions with its bias (q_best and q_rank, docs/theory.md §4.3); "clt+detection" (proj only) is the outlier
+    CLT with the estimator's random detection of an outlier near its cut (docs/theory.md §4.2); "clt+neighbour" and
     "bracket" (proj only) are intervals whose two ends take the random detections the theory does not
     predict at their two extremes, and which hold at least at ``level`` (docs/theory.md §4.3).
     """
@@ -302,11 +306,11 @@ def _outlier_bounds(prediction, out, d, quantity, level):
         # and out of the projection (docs/theory.md §4.3, "The projection next to an outlier near the cut")
         near = {a: np.flatnonzero((w > 0) & (w <= W_MAX)) for a, w in wp.items()}
         want &= np.array([bool(w and wp[a][k - 1] > W_MAX) for a, k, w in zip(out["alpha"], out["k"], want)])
-    if want.any() and prediction.settings.get("solver") == "matrix" and quantity == "q_best":
+    if want.any() and prediction.settings.get("solver") == "matrix" and quantity in ("q_best", "q_rank"):
         # coupled directions: the per-direction law splits the outliers per direction, around a diagonal F(zeta)
         # that the cross moments make non-diagonal at d = infinity (on m = 2, He1 + He2/2 it covered 0.39 / 0.63
         # / 0.91 at levels 0.5 / 0.8 / 0.95); the branch CLT and its bias hold there (docs/theory.md §4.3)
-        sigma, center, half, bias = _branch_bounds(prediction, out, d, level, want)
+        sigma, center, half, bias = _branch_bounds(prediction, out, d, level, want, quantity)
         return sigma, center, half, bias, bracket
     if not want.any() or prediction.settings.get("solver") == "matrix":  # coupled proj: not derived
         return sigma, center, half, bias, bracket
@@ -351,23 +355,29 @@ def _outlier_bounds(prediction, out, d, quantity, level):
 @functools.lru_cache(maxsize=64)
 def _branch_law(model, alpha: float, d: int) -> dict:
     """``numerics.branch_fluctuation`` at one alpha with LAW_LATENTS draws and the bias at d: q, sigma and bias of
-    shape (branch, direction); deterministic, so kept for the next call. Read-only arrays."""
+    shape (branch, direction), the eigenvalues' locations zeta (branch,), their d Cov zeta_cov (branch, branch) and
+    the bulk edge; deterministic, so kept for the next call. Read-only arrays."""
     from numerics.branch_fluctuation import branch_fluctuation
 
     r = branch_fluctuation(model, [alpha], n_samples=LAW_LATENTS, d=d)
-    law = {key: r[key][0] for key in ("q", "sigma", "bias")}
+    law = {key: np.asarray(r[key][0]) for key in ("q", "sigma", "bias", "zeta", "zeta_cov", "edge")}
     for arr in law.values():
         arr.flags.writeable = False
     return law
 
 
-def _branch_bounds(prediction, out, d, level, want):
-    """The outlier bound of q_best for coupled directions (docs/theory.md §4.3, "The branch's O(1/d) bias"): at
-    the rows ``want``, direction k's outlier eigenvector is the branch b that holds the largest share of w_k, and
+def _branch_bounds(prediction, out, d, level, want, quantity="q_best"):
+    """The outlier bound of q_best and q_rank for coupled directions (docs/theory.md §4.3, "The branch's O(1/d)
+    bias" and "The overlap at a fixed rank"): at the rows ``want``, direction k's eigenvector is a branch b, and
     the seed mean of S seeds lies within z sigma_bk / sqrt(S d) of the label law's share q_bk plus the bias b_bk,
-    where the branch CLT holds (sigma_bk / (sqrt(d) q_bk) <= EPS_CLT) and every other branch's share lies more
-    than 5 sd below (so the maximum over the top m eigenvectors is branch b's overlap). Returns sigma, the
-    centre, the half-width and the bias; NaN elsewhere."""
+    where the branch CLT holds (sigma_bk / (sqrt(d) q_bk) <= EPS_CLT). For q_best, b is the branch that holds the
+    largest share of w_k, and every other branch's share must lie more than 5 sd below (so the maximum over the
+    top m eigenvectors is branch b's overlap). For q_rank, b is the k-th branch (the k-th largest outlier
+    eigenvalue), and the chance that its eigenvalue swaps rank with another branch's or falls to the bulk edge
+    in one of the S seeds, S sum_j Phi(-|zeta_b - zeta_j| sqrt(d) / s_bj) (s_bj^2 = d Var(zeta_b - zeta_j), first
+    order; for the edge, zeta_j = psi(lbar) and s_bj = s_b, its O(d^(-2/3)) fluctuation neglected), must be at
+    most RANK_SWAP (1 - level): a swapped seed moves the mean by at most 1/S, so the interval then claims its
+    level less that. Returns sigma, the centre, the half-width and the bias; NaN elsewhere."""
     sigma, center, half, bias = (np.full(len(out), np.nan) for _ in range(4))
     z = float(norm.ppf((1 + level) / 2))
     for i in np.nonzero(want)[0]:
@@ -376,11 +386,19 @@ def _branch_bounds(prediction, out, d, level, want):
         share = prediction.branch_q[ia] * prediction.branch_vectors[ia, :, k] ** 2  # NaN: no outlier
         if not np.any(np.isfinite(share)):
             continue
-        b = int(np.nanargmax(share))
+        b = int(np.nanargmax(share)) if quantity == "q_best" else k
+        if not np.isfinite(share[b]):  # q_rank: fewer than k outliers, the k-th eigenvector is a bulk one
+            continue
         law = _branch_law(prediction.model, a, int(d))
         s, bk = law["sigma"][:, k], law["bias"][b, k]
         others = np.isfinite(share) & (np.arange(share.size) != b)
-        clear = np.all(share[others] + 5 * s[others] / np.sqrt(d) < share[b] - 5 * s[b] / np.sqrt(d))
+        if quantity == "q_best":
+            clear = np.all(share[others] + 5 * s[others] / np.sqrt(d) < share[b] - 5 * s[b] / np.sqrt(d))
+        else:
+            C, j = law["zeta_cov"], np.flatnonzero(others)
+            gaps = np.append(np.abs(law["zeta"][b] - law["zeta"][j]), law["zeta"][b] - law["edge"])
+            s_bj = np.sqrt(np.append(C[b, b] + C[j, j] - 2 * C[b, j], C[b, b]))
+            clear = S * float(np.sum(norm.sf(gaps * np.sqrt(d) / s_bj))) <= RANK_SWAP * (1 - level)
         if not (np.isfinite(bk) and _clt_holds(s[b], share[b], d) and clear):
             continue
         sigma[i], bias[i], center[i] = s[b], bk, share[b] + bk

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from scipy.optimize import brentq
 
-from numerics.branch_fluctuation import _block_means, _branch_roots, branch_bias_parts, branch_fluctuation, \
-    branch_point, branch_variance_parts
+from numerics.branch_fluctuation import _block_means, _branch_roots, branch_bias_parts, \
+    branch_eigenvalue_covariance, branch_fluctuation, branch_point, branch_variance_parts
 from numerics.outlier_bias import outlier_bias_parts
 from numerics.outlier_fluctuation import _checked_latents, outlier_variance_parts
 from numerics.resolvent import edge_of_atoms
@@ -17,7 +17,8 @@ COUPLED = HierarchicalModel(m=2, gamma=1, link="He1 + He2/2", preprocessing="cli
 def test_the_share_response_is_the_derivative_of_the_exact_share_under_a_shift_of_the_block():
     # independent route: perturb the block F(zeta) = lam (M - I/alpha) + eps (D0 + (zeta - zeta*) D1), find the
     # exact root of det by brentq, its null vector, F' by a central difference in lam, and the share
-    # c_k^2 / (-c^T F' c); its eps-derivative (central difference) must be <a_k, D0> + <b_k, D1>
+    # c_k^2 / (-c^T F' c); its eps-derivative (central difference) must be <a_k, D0> + <b_k, D1>, and the root's
+    # zeta = psi(lam) must move by <a_zeta, D0> (the eigenvalue's response)
     _, tau, Z = _checked_latents(COUPLED, [6.0], 2**15, 7)
     alpha = 6.0
     lbar = edge_of_atoms(tau, np.full(tau.size, 1 / tau.size), alpha)[0]
@@ -28,11 +29,13 @@ def test_the_share_response_is_the_derivative_of_the_exact_share_under_a_shift_o
     rng = np.random.default_rng(3)
     D0, D1 = (x + x.T for x in rng.standard_normal((2, 2, 2)))
 
-    def share(eps):
+    def share(eps, root=False):
         def G(lam):
             return lam * (_block_means(tau, Z, lam)[0] - np.eye(2) / alpha) + eps * (D0 + (psi(lam) - zeta0) * D1)
 
         lam = brentq(lambda x: np.linalg.det(G(x)), lam0 * (1 - 0.02), lam0 * (1 + 0.02), xtol=1e-15)
+        if root:
+            return psi(lam)
         nu, V = np.linalg.eigh(G(lam))
         c = V[:, np.argmin(np.abs(nu))]
         h = 1e-5 * lam
@@ -42,6 +45,9 @@ def test_the_share_response_is_the_derivative_of_the_exact_share_under_a_shift_o
     eps = 1e-5
     numeric = (share(eps) - share(-eps)) / (2 * eps)
     linear = np.einsum("kjl,jl->k", r["a"], D0) + np.einsum("kjl,jl->k", r["b"], D1)
+    dzeta = np.sum(r["a_zeta"] * D0)
+    assert (share(eps, True) - share(-eps, True)) / (2 * eps) == pytest.approx(dzeta, rel=1e-5)
+    assert abs(dzeta) > 1e-2
     assert np.allclose(share(0.0), r["q"], rtol=1e-8)
     assert np.allclose(numeric, linear, rtol=1e-4, atol=1e-6 * np.abs(linear).max())
     assert np.abs(linear).min() > 1e-3  # both shares respond: the test can see a wrong term
@@ -106,6 +112,23 @@ def test_branch_fluctuation_gives_the_bias_of_every_branch_at_a_given_d():
             branch_fluctuation(COUPLED, [4.0], n_samples=2**16, d=bad)
 
 
+def test_the_eigenvalue_covariance_kernel_route_gives_the_influence_route_variances():
+    # two codings of the first-order law of the branch eigenvalue: branch_variance_parts contracts the influences and
+    # the pairs' closed kernel with a_zeta; branch_eigenvalue_covariance contracts the block kernel between two roots
+    # (_block_kernel). At alpha = 12 both branches are outliers; on 3360 simulated seeds at d = 400
+    # (docs/theory.md §4.3, "The overlap at a fixed rank") sqrt(d) sd = 1.029 +- 0.013 and 0.644 +- 0.008, corr 0.586
+    _, tau, Z = _checked_latents(COUPLED, [12.0], 2**16, 0)
+    cov = branch_eigenvalue_covariance(tau, Z, 12.0)
+    parts = branch_variance_parts(tau, Z, 12.0)
+    assert len(parts) == 2 and cov["cov"].shape == (2, 2)
+    assert np.allclose(np.sqrt(np.diag(cov["cov"])), [p["zeta_sigma"] for p in parts], rtol=1e-10)
+    assert np.allclose(cov["zeta"], [p["zeta"] for p in parts], rtol=1e-14)
+    assert cov["cov"][0, 1] == pytest.approx(cov["cov"][1, 0], rel=1e-10)
+    assert np.all(cov["zeta"] > cov["edge"])
+    corr = cov["cov"][0, 1] / np.sqrt(cov["cov"][0, 0] * cov["cov"][1, 1])
+    assert 0.3 < corr < 0.8  # 0.575 on 2^19 draws; the bound checks the sign and size, the slow test the value
+
+
 def _coupled_table(alphas, d, seeds, q=0.0):
     import pandas as pd
     return pd.DataFrame([dict(alpha=a, k=k, seed=s, d=d, q_best=q, q_rank=q, proj=q, mse=0.0, mse_plugin=0.0,
@@ -129,8 +152,32 @@ def test_compare_centres_coupled_outlier_points_on_the_branch_share_plus_its_bia
     assert out.loc[1, "q_center"] == pytest.approx(share + law["bias"][0, 0, 0], rel=1e-12)
     assert out.loc[1, "tol"] == pytest.approx(norm.ppf(0.975) * law["sigma"][0, 0, 0] / np.sqrt(S * d), rel=1e-12)
     assert out.loc[2, "tol_basis"] != "clt+branch"  # direction 2 is below its branch's threshold (8.8)
-    # the projection and q_rank are not derived for coupled branches: they keep the heuristic
+    # the projection is not derived for coupled branches: it keeps the heuristic
     assert compare(pred, _coupled_table([6.0], d, range(S)), "proj").set_index("k").loc[1, "tol_basis"] == "heuristic"
+    # q_rank: branch 1's eigenvalue is 1.95 sd above the edge, so one of 6 seeds drops its rank with chance 0.15,
+    # more than RANK_SWAP (1 - level) = 0.0025: no branch bound
+    assert compare(pred, _coupled_table([6.0], d, range(S)), "q_rank").set_index("k").loc[1, "tol_basis"] != \
+        "clt+branch"
+
+
+def test_compare_gives_q_rank_the_branch_at_its_rank_where_no_swap_is_likely():
+    # alpha = 12: branch 1's eigenvalue lies 5.9 sd of the difference above branch 2's and 5.0 sd above the edge, so
+    # direction 1's rank-1 eigenvector is branch 1 (swap chance ~1e-6 for 6 seeds); direction 2's rank-2 eigenvector
+    # is branch 2, whose share's CLT fails (eps = 0.71 > EPS_CLT at d = 400)
+    from numerics import predict
+    from validation.compare import LAW_LATENTS, compare
+
+    d, S = 400, 6
+    pred = predict(COUPLED, [12.0])
+    out = compare(pred, _coupled_table([12.0], d, range(S)), "q_rank").set_index("k")
+    law = branch_fluctuation(COUPLED, [12.0], n_samples=LAW_LATENTS, d=d)
+    assert out.loc[1, "tol_basis"] == "clt+branch"
+    share = pred.branch_q[0, 0] * pred.branch_vectors[0, 0, 0] ** 2
+    assert out.loc[1, "q_center"] == pytest.approx(share + law["bias"][0, 0, 0], rel=1e-12)
+    assert out.loc[2, "tol_basis"] != "clt+branch"
+    # the gate itself: with 15 000 seeds the swap chance with the edge (5 sd: 3e-7 per seed) exceeds 0.0025
+    big = compare(pred, _coupled_table([12.0], d, range(15_000)), "q_rank").set_index("k")
+    assert big.loc[1, "tol_basis"] != "clt+branch"
 
 
 @pytest.mark.slow  # 960 simulations at d = 400 (about 2-4 min) and 480 compares
@@ -155,3 +202,23 @@ def test_compare_branch_bound_covers_at_its_level_on_fresh_seeds():
         assert sorted(set(zip(used["alpha"], used["k"]))) == [(4.0, 1), (6.0, 1), (12.0, 1)]
         inside[level] = [used["agrees"].to_numpy()]
     assert_covers(inside)
+    # q_rank on the same seeds: only (12, 1) has a clear rank (docs/theory.md §4.3, "The overlap at a fixed rank")
+    inside = {}
+    for level in (0.8, 0.95):
+        rows = pd.concat([compare(pred, g, "q_rank", level=level) for _, g in sim.groupby(sim.seed // S)])
+        used = rows[rows["tol_basis"] == "clt+branch"]
+        assert sorted(set(zip(used["alpha"], used["k"]))) == [(12.0, 1)]
+        inside[level] = [used["agrees"].to_numpy()]
+    assert_covers(inside)
+    # the branch eigenvalues' first-order law (branch_fluctuation's zeta_sigma and zeta_cov at alpha = 12) against
+    # the 960 seeds' top two eigenvalues: sqrt(d) sd within 3 of its standard errors (sd / sqrt(2 (n - 1))), the
+    # correlation within 3 of its (1 - rho^2) / sqrt(n); the 3360 seeds of the docs agree within 1.3 se
+    law = branch_fluctuation(COUPLED, [12.0], n_samples=2**19)
+    ev = sim[sim.alpha == 12.0].pivot(index="seed", columns="k", values="eigenvalue")
+    n = len(ev)
+    for k in (1, 2):
+        sd = ev[k].std(ddof=1) * np.sqrt(d)
+        assert abs(sd - law["zeta_sigma"][0, k - 1]) <= 3 * sd / np.sqrt(2 * (n - 1)), (k, sd)
+    C = law["zeta_cov"][0]
+    rho = C[0, 1] / np.sqrt(C[0, 0] * C[1, 1])
+    assert abs(np.corrcoef(ev[1], ev[2])[0, 1] - rho) <= 3 * (1 - rho**2) / np.sqrt(n)
