@@ -66,12 +66,15 @@ sits on one extreme sample and carries the share :math:`R_k^b`
 its depth, so :math:`r_j = R_k^b` for every bulk eigenvector (tol_basis ``boundary``). Coupled directions
 (the matrix solver) get the same bounds with the m x m resolvent's shares
 (:func:`numerics.edge_overlap.resolvent_share`, docs/theory.md §4.1 "Coupled directions") at the alphas
-where no eigen-branch has an outlier. Where one has (its eigenvector carries O(1) of every direction the
-branch mixes), and at window points above a threshold that lies in the boundary regime (the overlap
-jumps there, docs/numerics.md), the bulk and window keep the earlier heuristic bounds
-:math:`4/(d(1-\sqrt{\alpha/\alpha_k})^2)` and :math:`q + 2d^{-1/3}`; the column ``tol_basis`` says
-which bound each point got ("clt", "clt+mixing", "clt+branch", "clt+neighbour", "clt+detection", "bracket", "edge",
-"boundary", "window" or "heuristic").
+where no eigen-branch has an outlier. Where one has, its eigenvector carries O(1) of every direction the
+branch mixes: q_best (and q_rank, which is at most q_best) is then bounded by the seed mean of the maximum of
+the outlier branches' shares, each the square of its Gaussian amplitude, and the top bulk ones' r_j chi2_1/d
+(tol_basis ``edge+branch``, docs/theory.md §4.1 "Next to an outlier branch"), where every outlier branch is
+clear of the edge. Elsewhere there (proj, a branch near the edge), and at window points above a threshold that
+lies in the boundary regime (the overlap jumps there, docs/numerics.md), the bulk and window keep the earlier
+heuristic bounds :math:`4/(d(1-\sqrt{\alpha/\alpha_k})^2)` and :math:`q + 2d^{-1/3}`; the column ``tol_basis``
+says which bound each point got ("clt", "clt+mixing", "clt+branch", "clt+neighbour", "clt+detection", "bracket",
+"edge", "edge+branch", "boundary", "window" or "heuristic").
 
 The critical window (docs/theory.md §4.5): at window points, and at outlier points where the CLT is
 not used, a square-root edge maps direction k onto the spiked GOE with the canonical variable
@@ -97,7 +100,7 @@ from scipy.stats import chi2, norm
 __all__ = ["compare", "C_BULK", "C_WINDOW", "EPS_CLT", "EPS_PENCIL", "RANK_SWAP", "W_GATE", "W_MAX", "WINDOW_SPIKES",
            "WINDOW_DEPTH", "max_chi2_mean_quantile"]
 
-C_BULK = 4.0  # the heuristic bulk constant: coupled directions once an eigen-branch has an outlier (no share law there)
+C_BULK = 4.0  # the heuristic bulk constant: coupled proj next to an outlier branch, and a branch near the edge
 C_WINDOW = 1.0
 EPS_CLT = 0.5  # the outlier CLT bound is used where sigma_k / (sqrt(d) q_k) <= EPS_CLT
 EPS_PENCIL = 0.25  # m > 1: and where the pencil's slope fluctuates by at most this fraction (docs/theory.md §4.3)
@@ -157,12 +160,14 @@ def compare(prediction, simulation: pd.DataFrame, quantity: str = "q_best", leve
     centre of the outlier interval: q_theory + b_k for m = 1, the centre of the outlier law's interval
     for m > 1, the branch share plus its bias for coupled directions, q_theory where none is used) and
     ``wprime`` (the critical-window variable of docs/theory.md §4.5, NaN without a square-root edge) and
-    ``tol_basis`` ("clt", "clt+mixing", "clt+branch", "clt+neighbour", "clt+detection", "bracket", "edge", "boundary",
-    "window" or "heuristic") say how each tolerance was obtained; "clt+branch" is the branch CLT of coupled
-    directions with its bias (q_best and q_rank, docs/theory.md §4.3); "clt+detection" (proj only) is the outlier
-    CLT with the estimator's random detection of an outlier near its cut (docs/theory.md §4.2); "clt+neighbour" and
-    "bracket" (proj only) are intervals whose two ends take the random detections the theory does not
-    predict at their two extremes, and which hold at least at ``level`` (docs/theory.md §4.3).
+    ``tol_basis`` ("clt", "clt+mixing", "clt+branch", "clt+neighbour", "clt+detection", "bracket", "edge",
+    "edge+branch", "boundary", "window" or "heuristic") say how each tolerance was obtained; "clt+branch" is the
+    branch CLT of coupled directions with its bias (q_best and q_rank, docs/theory.md §4.3); "edge+branch" the bound
+    below a coupled direction's threshold next to outlier branches (q_best and q_rank, docs/theory.md §4.1);
+    "clt+detection" (proj only) is the outlier CLT with the estimator's random detection of an outlier near its
+    cut (docs/theory.md §4.2); "clt+neighbour" and "bracket" (proj only) are intervals whose two ends take the
+    random detections the theory does not predict at their two extremes, and which hold at least at ``level``
+    (docs/theory.md §4.3).
     """
     from numerics import Prediction
     from theory.model import require
@@ -241,6 +246,13 @@ def compare(prediction, simulation: pd.DataFrame, quantity: str = "q_best", leve
     wprime, wcenter, whalf = _window_bounds(prediction, out, d, quantity, level, want=~clt & (w > -C_WINDOW).to_numpy())
     window = np.isfinite(whalf)
     ccenter = chalf = np.full(len(out), np.nan)
+    edge_branch = np.zeros(len(out), dtype=bool)
+    if coupled and quantity in ("q_best", "q_rank"):  # below k's threshold, next to outlier branches (§4.1)
+        # q_rank_k <= q_best_k (rank k <= m), so q_best's bound holds for q_rank at least at its level
+        cb = _coupled_edge_bounds(prediction, out, d, level, want=~is_out & (out["n_outliers_theory"] > 0).to_numpy())
+        edge_branch = np.isfinite(cb)
+        edge_tol = np.where(edge_branch, cb - out["q_theory"].to_numpy(), edge_tol)
+        has_edge = np.isfinite(edge_tol)
     if quantity == "proj":  # below k's threshold: the outliers and the edge eigenvectors the cut keeps
         law = _projection_bounds(prediction, out, d, level, want=~is_out)
         edge_tol = np.where(np.isfinite(law), law, edge_tol)
@@ -249,7 +261,7 @@ def compare(prediction, simulation: pd.DataFrame, quantity: str = "q_best", leve
         ccenter, chalf = _cut_bracket_bounds(prediction, out, d, level, want=is_out & ~clt)
     cut = np.isfinite(chalf)
     out["wprime"] = wprime
-    edge_basis = np.where(boundary, "boundary", "edge")
+    edge_basis = np.where(boundary, "boundary", np.where(edge_branch, "edge+branch", "edge"))
     law_basis = np.where(bracket, "clt+neighbour", np.where(mixing, "clt+mixing", np.where(branch, "clt+branch", "")))
     out["tol_basis"] = np.where(detection & ~bracket, "clt+detection", np.where(
         mixing | bracket | branch, law_basis, np.where(clt, "clt", np.where(
@@ -404,6 +416,51 @@ def _branch_bounds(prediction, out, d, level, want, quantity="q_best"):
         sigma[i], bias[i], center[i] = s[b], bk, share[b] + bk
         half[i] = z * s[b] / np.sqrt(S * d)
     return sigma, center, half, bias
+
+
+@functools.lru_cache(maxsize=64)
+def _square_root_edge(model, alpha: float) -> bool:
+    """``numerics.edge_overlap.edge_regime`` at one alpha (its label law's sup T is a symbolic limit, 0.2 s); kept
+    for the next call."""
+    from numerics.edge_overlap import edge_regime
+
+    return bool(edge_regime(model, [alpha])[0])
+
+
+def _coupled_edge_bounds(prediction, out, d, level, want):
+    r"""The bulk and window bound of q_best for coupled directions where eigen-branches have outliers (docs/theory.md
+    §4.1, "Next to an outlier branch"): the top m eigenvectors are the n_out branches' outlier
+    eigenvectors and the top m - n_out bulk ones. The share of w_k in branch i's is the square of its amplitude
+    :math:`A = c_k/\sqrt{N}`, whose first-order law is :math:`\sqrt{q_{ik}} + \sigma_A Z/\sqrt d`,
+    :math:`\sigma_A = \sigma_{ik}/(2\sqrt{q_{ik}})` (the share's first order is :math:`2\sqrt{q_{ik}}\,\delta A`), plus
+    the rest of the O(1/d) bias, :math:`b_{ik} - \sigma_A^2/d`; a bulk one's is :math:`r_j\chi^2_1/d` (the m x m
+    resolvent's share, :func:`numerics.edge_overlap.edge_overlap`). The bound is the ``level`` quantile of the seed
+    mean of S maxima, from LAW_DRAWS draws. It needs a square-root edge, every branch's own CLT (its largest share has
+    eps <= EPS_CLT, so the branch is clear of the edge and its amplitude linear in the block), and q_ik > 0. Returns
+    the bound c (the tolerance is c - q_theory); NaN elsewhere."""
+    c = np.full(len(out), np.nan)
+    m = prediction.model.m
+    for i in np.nonzero(want)[0]:
+        a, k, S = float(out["alpha"].iat[i]), int(out["k"].iat[i]) - 1, int(out["n_seeds"].iat[i])
+        if not _square_root_edge(prediction.model, a):
+            continue
+        ia = int(np.argmin(np.abs(prediction.alphas - a)))
+        share = prediction.branch_q[ia][:, None] * prediction.branch_vectors[ia] ** 2  # (branch, direction)
+        branches = np.flatnonzero(np.isfinite(share[:, 0]))
+        law = _branch_law(prediction.model, a, int(d))
+        own = [int(np.argmax(share[b])) for b in branches]
+        q, sig, bias = share[branches, k], law["sigma"][branches, k], law["bias"][branches, k]
+        clear = all(_clt_holds(law["sigma"][b, j], share[b, j], d) for b, j in zip(branches, own))
+        if not (clear and np.all(q > 0) and np.all(np.isfinite(sig)) and np.all(np.isfinite(bias))):
+            continue
+        r = _edge_table(prediction.model, a, int(d), m)[: m - branches.size, k]
+        rng = np.random.default_rng([S, ia, k, int(d)])
+        amp = sig / (2 * np.sqrt(q))
+        draws = (np.sqrt(q) + amp * rng.standard_normal((LAW_DRAWS, S, q.size)) / np.sqrt(d)) ** 2 + bias - amp**2 / d
+        if r.size:
+            draws = np.concatenate([draws, r * rng.chisquare(1, (LAW_DRAWS, S, r.size)) / d], axis=2)
+        c[i] = float(np.quantile(draws.max(axis=2).mean(axis=1), level))
+    return c
 
 
 @functools.lru_cache(maxsize=64)

@@ -80,7 +80,7 @@ def format_report(res: dict, kmax: int = 6) -> str:
         lines.append(f"{a:7.4g} " + " ".join(cells) + f" {int(r['n_outliers_theory']):>8d}/{r['k_hat']:<7.2f}"
                      f" {r['mse_theory']:8.4f} {r['mse_sim']:8.4f}±{r['mse_sem']:.4f}")
     n_ok, n = int(s["agrees"].sum()), len(s)
-    n_edge = int(s["tol_basis"].isin(["edge", "boundary"]).sum())
+    n_edge = int(s["tol_basis"].isin(["edge", "edge+branch", "boundary"]).sum())
     is_out = s["region"] == "outlier"
     n_clt = int(s["tol_basis"].isin(["clt", "clt+mixing", "clt+branch"]).sum())
     n_win = int((s["tol_basis"] == "window").sum())

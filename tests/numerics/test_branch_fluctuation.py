@@ -180,6 +180,46 @@ def test_compare_gives_q_rank_the_branch_at_its_rank_where_no_swap_is_likely():
     assert big.loc[1, "tol_basis"] != "clt+branch"
 
 
+def test_below_its_threshold_next_to_an_outlier_branch_q_best_gets_the_max_of_amplitude_and_edge_laws():
+    # alpha = 4: branch 1 has an outlier (eps = 0.22) and direction 2 is below its threshold (8.8). For S = 1 the
+    # bound is the level quantile of max(A^2 + delta, r chi2_1 / d), A ~ N(sqrt(q), s^2 / d): its CDF is a product
+    # of a normal and a chi2 CDF, solved here by brentq (independent of compare's Monte Carlo draws); they agree
+    # within 4 Monte Carlo sd of a quantile of LAW_DRAWS draws, sqrt(p (1 - p) / N) / density
+    from scipy.stats import chi2, norm
+
+    from numerics import predict
+    from numerics.edge_overlap import edge_overlap
+    from validation.compare import LAW_DRAWS, LAW_LATENTS, compare
+
+    d, level = 400, 0.8
+    pred = predict(COUPLED, [2.0, 4.0])
+    out = compare(pred, _coupled_table([2.0, 4.0], d, [0]), "q_best", level=level).set_index(["alpha", "k"])
+    assert out.loc[(4.0, 2), "tol_basis"] == "edge+branch"
+    assert out.loc[(2.0, 2), "tol_basis"] == "heuristic"  # branch 1's own CLT fails at alpha = 2 (eps = 2.4)
+    law = branch_fluctuation(COUPLED, [4.0], n_samples=LAW_LATENTS, d=d)
+    q = pred.branch_q[1, 0] * pred.branch_vectors[1, 0, 1] ** 2
+    s = law["sigma"][0, 0, 1] / (2 * np.sqrt(q)) / np.sqrt(d)
+    delta = law["bias"][0, 0, 1] - s**2
+    r = edge_overlap(COUPLED, [4.0], d=d, j=[1])[0, 0, 1] / d
+
+    def amplitude(x):  # P(A^2 + delta <= x)
+        t = np.sqrt(max(x - delta, 0.0))
+        return norm.cdf((t - np.sqrt(q)) / s) - norm.cdf((-t - np.sqrt(q)) / s)
+
+    def cdf(x):
+        return amplitude(x) * chi2.cdf(x / r, 1)
+
+    c = brentq(lambda x: cdf(x) - level, delta + 1e-12, 1.0)
+    density = (cdf(c * 1.001) - cdf(c * 0.999)) / (0.002 * c)
+    mc_sd = np.sqrt(level * (1 - level) / LAW_DRAWS) / density
+    bound = out.loc[(4.0, 2), "tol"] + out.loc[(4.0, 2), "q_theory"]
+    assert abs(bound - c) <= 4 * mc_sd, (bound, c, mc_sd)
+    assert amplitude(c) < 0.99 and chi2.cdf(c / r, 1) < 0.99  # both eigenvectors can set the maximum
+    # q_rank <= q_best, so q_rank gets the same bound
+    rank = compare(pred, _coupled_table([4.0], d, [0]), "q_rank", level=level).set_index("k")
+    assert rank.loc[2, "tol_basis"] == "edge+branch" and rank.loc[2, "tol"] == out.loc[(4.0, 2), "tol"]
+
+
 @pytest.mark.slow  # 960 simulations at d = 400 (about 2-4 min) and 480 compares
 def test_compare_branch_bound_covers_at_its_level_on_fresh_seeds():
     # docs/theory.md §4.3, "The branch's O(1/d) bias": 160 groups of S = 6 fresh seeds (30000-30959; the docs'
@@ -210,6 +250,15 @@ def test_compare_branch_bound_covers_at_its_level_on_fresh_seeds():
         assert sorted(set(zip(used["alpha"], used["k"]))) == [(12.0, 1)]
         inside[level] = [used["agrees"].to_numpy()]
     assert_covers(inside)
+    # below direction 2's threshold, next to branch 1's outlier (alpha = 4, 6): the max of the amplitude and edge
+    # laws is an upper bound that holds at least at its level (docs/theory.md §4.1, "Next to an outlier branch")
+    inside = {}
+    for level in (0.5, 0.8, 0.95):
+        rows = pd.concat([compare(pred, g, "q_best", level=level) for _, g in sim.groupby(sim.seed // S)])
+        used = rows[rows["tol_basis"] == "edge+branch"]
+        assert sorted(set(zip(used["alpha"], used["k"]))) == [(4.0, 2), (6.0, 2)]
+        inside[level] = [used["agrees"].to_numpy()]
+    assert_covers(inside, at_least=True)
     # the branch eigenvalues' first-order law (branch_fluctuation's zeta_sigma and zeta_cov at alpha = 12) against
     # the 960 seeds' top two eigenvalues: sqrt(d) sd within 3 of its standard errors (sd / sqrt(2 (n - 1))), the
     # correlation within 3 of its (1 - rho^2) / sqrt(n); the 3360 seeds of the docs agree within 1.3 se

@@ -326,6 +326,7 @@ def test_compare_gives_coupled_bulk_points_the_matrix_edge_bound_only_without_an
     for k in (1, 2):
         assert out.loc[(0.8, k), "tol_basis"] == "edge"
         assert out.loc[(0.8, k), "tol"] == pytest.approx(max_chi2_mean_quantile(R[:, k - 1], S, 0.95) / d, rel=1e-12)
+    # direction 2 next to branch 1's outlier: the edge+branch bound needs the branch clear of the edge (eps = 2.4)
     assert out.loc[(2.0, 2), "region"] == "bulk" and out.loc[(2.0, 2), "tol_basis"] == "heuristic"
     # direction 1's outlier: the per-direction outlier law does not hold for coupled directions (it covered
     # 0.39 / 0.63 / 0.91 at levels 0.5 / 0.8 / 0.95 on this model, docs/theory.md §4.1), and the branch CLT that
