@@ -68,12 +68,13 @@ class ModelS(Experiment):
         "predict": {"alphas": "1:2000:40log", "estimator": "spectral"},
         "sweep": {"alphas": "5,20,50", "seeds": "4"},
         "exponents": {"alphas": "10:1000:41log", "estimator": "spectral"},
+        "fluctuation": {"d": "400", "alphas": "5,10,20,50"},
     }
     #: flags that exist for a command, beyond the model fields
     run_flags = {"validate": ("d", "alphas", "seeds", "estimator", "float32"), "finite-size": ("float32",),
                  "predict": ("alphas", "estimator", "solver", "bayes_samples", "init"),
                  "thresholds": ("kappa_T",), "sweep": ("ds", "alphas", "seeds"),
-                 "exponents": ("alphas", "estimator", "bayes_samples")}
+                 "exponents": ("alphas", "estimator", "bayes_samples"), "fluctuation": ("d", "alphas")}
 
     # -- flags --------------------------------------------------------------------------
     def cli_flags(self, command: str) -> dict:
@@ -123,6 +124,51 @@ class ModelS(Experiment):
         head = (f"Weak-signal thresholds alpha_k ~ kappa_T Z k^(2 gamma) / mu_2^2 "
                 f"(MSE exponent {mse_exponent(model.gamma)})")
         return head, rows
+
+    def fluctuation(self, model, alphas, d: int, n_samples: int = 2**19):
+        r"""The finite-d law of the outlier overlaps at dimension ``d`` (docs/theory.md §4.2-4.4), one row per
+        outlier that the exact law has and the ``n_samples`` latent draws find: the d = infinity overlap ``q``,
+        ``sigma`` (:math:`\sqrt d` sd), ``eps`` = sigma / (sqrt(d) q) (the CLT's gate is eps <= 1/2) and ``d_bias``
+        (d times the O(1/d) bias, where eps <= 1/2). Uncoupled directions: per (alpha, k), from
+        :func:`numerics.outlier_moments`. Coupled ones (the matrix solver): per (alpha, branch, k), the branch's
+        share of w_k (:func:`numerics.branch_fluctuation`), with its outlier eigenvalue ``zeta`` and that
+        eigenvalue's ``zeta_sigma`` (:math:`\sqrt d` sd; docs/theory.md §4.3)."""
+        from numerics import branch_fluctuation, outlier_moments
+        from theory.model import integer
+
+        if model.m == sp.oo:
+            raise ValueError("--m: the finite-d laws need a finite m")
+        d = integer(d, "--d", int(model.m) + 1)
+        p = self.predict(model, alphas, "spectral")
+        a = np.asarray(p.alphas, dtype=float)
+        rows = []
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if p.settings.get("solver") == "matrix":
+                r = branch_fluctuation(model, a, n_samples=n_samples, d=d)
+                # an outlier that the exact law has and the latent draws find (near a threshold they may not agree)
+                for ia, i in zip(*np.nonzero(np.isfinite(p.branch_q) & np.isfinite(r["lam"]))):
+                    share = p.branch_q[ia, i] * p.branch_vectors[ia, i] ** 2
+                    for k in range(model.m):
+                        s, eps = r["sigma"][ia, i, k], r["sigma"][ia, i, k] / (np.sqrt(d) * share[k])
+                        rows.append({"alpha": a[ia], "branch": i + 1, "k": k + 1, "q": share[k], "sigma": s, "eps": eps,
+                                     "d_bias": d * r["bias"][ia, i, k] if eps <= 0.5 else None,
+                                     "zeta": r["zeta"][ia, i], "zeta_sigma": r["zeta_sigma"][ia, i]})
+                head = "coupled directions: per outlier branch, its share q of w_k (docs/theory.md §4.3)"
+            else:
+                r = outlier_moments(model, a, d, n_samples=n_samples, eps_max=0.5)
+                for ia, k in zip(*np.nonzero(np.isfinite(r["sigma"]) & (p.q > 0))):
+                    s = r["sigma"][ia, k]
+                    rows.append({"alpha": a[ia], "k": k + 1, "q": p.q[ia, k], "sigma": s,
+                                 "eps": s / (np.sqrt(d) * p.q[ia, k]),
+                                 "d_bias": d * r["bias"][ia, k] if np.isfinite(r["bias"][ia, k]) else None})
+                head = "per direction with an outlier (docs/theory.md §4.2, §4.4)"
+        rows = [{key: (round(float(v), 6) if isinstance(v, (float, np.floating)) else v) for key, v in row.items()}
+                for row in rows]
+        if not rows:
+            head += "; no outlier at these alphas"
+        return (f"Finite-d law of the outlier overlaps at d = {d}: sqrt(d) (q_d - q) ~ N(d_bias/sqrt(d), sigma^2); "
+                f"{head}; eps = sigma/(sqrt(d) q) <= 1/2 is where it holds (d_bias: none beyond); "
+                f"{n_samples} latent draws"), rows
 
     def predict_table(self, model, alphas, estimator: str, solver="auto", n_samples=None, init="uninformed",
                       progress=None, law_progress=None) -> dict:

@@ -32,6 +32,10 @@ CASES = [
     (["predict", "--model", "C", "--q", "0"], "q"),
     (["predict", "--m", "1e9"], "--m"),
     (["predict", "--plot", "."], "--plot"),  # a directory where a file path is needed
+    (["fluctuation", "--m", "2", "--d", "2"], "--d"),
+    (["fluctuation", "--m", "inf"], "--m"),
+    (["fluctuation", "--latents", "100"], "--latents"),
+    (["fluctuation", "--alphas", "0:1:3"], "--alphas"),
     (["validate", "--d", "3", "--out", "o"], "d"),
     (["validate", "--seeds", "0", "--out", "o"], "--seeds"),
     (["validate", "--alphas", "0:1:3", "--out", "o"], "--alphas"),

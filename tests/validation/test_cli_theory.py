@@ -37,6 +37,39 @@ def test_thresholds_both_models(capsys):
     assert code == 0 and "3485/36" in out
 
 
+def test_fluctuation_reports_the_outlier_laws_of_numerics(capsys):
+    # wiring: the rows are numerics' per-direction CLT and bias (m = 1) and the branch laws (coupled), at the same
+    # latent draws; the values themselves are checked against closed forms and simulation in tests/numerics
+    import numpy as np
+
+    from numerics import branch_fluctuation, outlier_bias, outlier_fluctuation, predict
+    from theory import HierarchicalModel
+
+    code, out, _ = run(capsys, "fluctuation", "--m", "1", "--link", "He2", "--preprocessing", "tanh(y)",
+                       "--alphas", "0.5,3,6", "--d", "200", "--latents", "65536", "--format", "json")
+    rows = json.loads(out)
+    assert code == 0 and [r["alpha"] for r in rows] == [3.0, 6.0]  # alpha_1 = 0.639: no outlier at 0.5
+    model = HierarchicalModel(m=1, link="He2", preprocessing="tanh(y)")
+    sigma = outlier_fluctuation(model, [3.0], n_samples=65536)[0, 0]
+    bias = outlier_bias(model, [3.0], 200, n_samples=65536)[0, 0]
+    q = predict(model, [3.0]).q[0, 0]
+    assert rows[0]["sigma"] == pytest.approx(sigma, abs=1e-6)
+    assert rows[0]["d_bias"] == pytest.approx(200 * bias, abs=1e-5)
+    assert rows[0]["eps"] == pytest.approx(sigma / (np.sqrt(200) * q), abs=1e-6)
+    code, out, _ = run(capsys, "fluctuation", "--m", "2", "--gamma", "1", "--link", "He1 + He2/2", "--preprocessing",
+                       "clip(y, -1, 3)", "--alphas", "12", "--d", "400", "--latents", "65536", "--format", "json")
+    rows = json.loads(out)
+    coupled = HierarchicalModel(m=2, gamma=1, link="He1 + He2/2", preprocessing="clip(y, -1, 3)")
+    r = branch_fluctuation(coupled, [12.0], n_samples=65536, d=400)
+    assert code == 0 and [(x["branch"], x["k"]) for x in rows] == [(1, 1), (1, 2), (2, 1), (2, 2)]
+    for x in rows:
+        i, k = x["branch"] - 1, x["k"] - 1
+        assert x["sigma"] == pytest.approx(r["sigma"][0, i, k], abs=1e-6)
+        assert x["zeta_sigma"] == pytest.approx(r["zeta_sigma"][0, i], abs=1e-6)
+        assert (x["d_bias"] is None) == (x["eps"] > 0.5)  # branch 2's share of w_2: eps = 0.65 at d = 400
+    assert rows[0]["d_bias"] == pytest.approx(400 * r["bias"][0, 0, 0], abs=1e-5)
+
+
 @pytest.mark.parametrize(
     "argv, text",
     [
