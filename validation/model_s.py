@@ -128,13 +128,14 @@ class ModelS(Experiment):
     def fluctuation(self, model, alphas, d: int, n_samples: int = 2**19):
         r"""The finite-d law of the outlier overlaps at dimension ``d`` (docs/theory.md §4.2-4.4), one row per
         outlier that the exact law has and the ``n_samples`` latent draws find: the d = infinity overlap ``q``,
-        ``sigma`` (:math:`\sqrt d` sd), ``eps`` = sigma / (sqrt(d) q) (the CLT's gate is eps <= 1/2) and ``d_bias``
-        (d times the O(1/d) bias, where eps <= 1/2). Uncoupled directions: per (alpha, k), from
-        :func:`numerics.outlier_moments`. Coupled ones (the matrix solver): per (alpha, branch, k), the branch's
-        share of w_k (:func:`numerics.branch_fluctuation`), with its outlier eigenvalue ``zeta`` and that
-        eigenvalue's ``zeta_sigma`` (:math:`\sqrt d` sd; docs/theory.md §4.3)."""
+        ``sigma`` (:math:`\sqrt d` sd), ``eps`` = sigma / (sqrt(d) q) (the CLT's gate is eps <=
+        EPS_CLT = 1/2, :mod:`validation.compare`) and ``d_bias`` (d times the O(1/d) bias, where eps <= EPS_CLT).
+        Uncoupled directions: per (alpha, k), from :func:`numerics.outlier_moments`. Coupled ones (the matrix
+        solver): per (alpha, branch, k), the branch's share of w_k (:func:`numerics.branch_fluctuation`), with its
+        outlier eigenvalue ``zeta`` and that eigenvalue's ``zeta_sigma`` (:math:`\sqrt d` sd; docs/theory.md §4.3)."""
         from numerics import branch_fluctuation, outlier_moments
         from theory.model import integer
+        from validation.compare import EPS_CLT
 
         if model.m == sp.oo:
             raise ValueError("--m: the finite-d laws need a finite m")
@@ -151,11 +152,11 @@ class ModelS(Experiment):
                     for k in range(model.m):
                         s, eps = r["sigma"][ia, i, k], r["sigma"][ia, i, k] / (np.sqrt(d) * share[k])
                         rows.append({"alpha": a[ia], "branch": i + 1, "k": k + 1, "q": share[k], "sigma": s, "eps": eps,
-                                     "d_bias": d * r["bias"][ia, i, k] if eps <= 0.5 else None,
+                                     "d_bias": d * r["bias"][ia, i, k] if eps <= EPS_CLT else None,
                                      "zeta": r["zeta"][ia, i], "zeta_sigma": r["zeta_sigma"][ia, i]})
                 head = "coupled directions: per outlier branch, its share q of w_k (docs/theory.md §4.3)"
             else:
-                r = outlier_moments(model, a, d, n_samples=n_samples, eps_max=0.5)
+                r = outlier_moments(model, a, d, n_samples=n_samples, eps_max=EPS_CLT)
                 for ia, k in zip(*np.nonzero(np.isfinite(r["sigma"]) & (p.q > 0))):
                     s = r["sigma"][ia, k]
                     rows.append({"alpha": a[ia], "k": k + 1, "q": p.q[ia, k], "sigma": s,
