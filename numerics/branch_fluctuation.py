@@ -46,6 +46,8 @@ docs/theory.md §4.3) enters only to second order; :func:`branch_fluctuation` re
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from scipy.optimize import brentq
 
@@ -56,8 +58,7 @@ from .outlier_bias import _H, _lam_of_zeta, _mean_shift, _psi, _stencils
 from .outlier_fluctuation import _checked_latents, _zeta_calculus
 from .resolvent import edge_of_atoms
 
-__all__ = ["branch_point", "branch_variance_parts", "branch_eigenvalue_covariance", "branch_bias_parts",
-           "branch_fluctuation"]
+__all__ = ["branch_point", "branch_variance_parts", "branch_covariance", "branch_bias_parts", "branch_fluctuation"]
 
 #: step of the central differences of the shares in the block's entries, relative to the largest entry of
 #: :math:`\bar F'`: the shares are smooth there, so the Hessian errs by O(_EPS_Q^2) plus rounding O(1e-16/_EPS_Q^2)
@@ -151,7 +152,7 @@ def branch_point(tau, Z, alpha: float, lam: float) -> dict:
             "a_zeta": np.outer(u, u) / N0}
 
 
-def branch_variance_parts(tau, Z, alpha: float, lbar: float | None = None) -> list[dict]:
+def branch_variance_parts(tau, Z, alpha: float, lbar: float | None = None, roots=None) -> list[dict]:
     r"""The first-order CLT of every outlier branch's shares (module docstring), from equally weighted
     draws ``tau`` (N,) and ``Z`` (N, m) at ratio ``alpha``; one dict per branch (largest first, empty if
     none): :func:`branch_point`'s entries and ``sigma`` (m values of
@@ -159,12 +160,12 @@ def branch_variance_parts(tau, Z, alpha: float, lbar: float | None = None) -> li
     ``sigma**2 = diagonal + pairs``), ``gap``, the smallest :math:`|\nu_j|` over the other branches, and the
     outlier eigenvalue's own CLT: ``zeta`` (:math:`\zeta^* = \psi_\alpha(\lambda^*)`, its d = infinity location)
     and ``zeta_sigma`` (:math:`\lim_d\sqrt d\,\mathrm{sd}` of the eigenvalue, the same two parts for the
-    functional ``a_zeta``)."""
+    functional ``a_zeta``). ``roots``: the branches' :math:`\lambda^*` if already found (:func:`_branch_roots`)."""
     N, m = Z.shape
     w = np.full(N, 1.0 / N)
     lbar = edge_of_atoms(tau, w, alpha)[0] if lbar is None else lbar
     out = []
-    for lam in _branch_roots(tau, Z, alpha, lbar):
+    for lam in (_branch_roots(tau, Z, alpha, lbar) if roots is None else roots):
         r = branch_point(tau, Z, alpha, lam)
         K, (p1, p2, _), s = _zeta_calculus(tau, w, lam, alpha)
         # influences (docs/theory.md §4.2, parts 1 and 2): h_jl and its zeta-derivative, per sample
@@ -232,33 +233,74 @@ def _block_kernel(alpha, zeta1, zeta2, at1, at2, lam1, lam2, idx):
     return h1.T @ h2 / h1.shape[0] + pairs * slope / alpha
 
 
-def branch_eigenvalue_covariance(tau, Z, alpha: float, lbar: float | None = None) -> dict:
-    r"""The joint first-order CLT of the outlier eigenvalues of every branch, from equally weighted draws ``tau``
-    (N,), ``Z`` (N, m) at ratio ``alpha``: ``zeta`` (the d = infinity locations :math:`\zeta_i^*`, largest first),
-    ``cov`` (:math:`\lim_d d\,\mathrm{Cov}(\hat\zeta_i, \hat\zeta_j)`) and ``edge`` (the bulk edge
-    :math:`\psi_\alpha(\bar\lambda)`).
+_OFFSETS = (-2, -1, 0, 1, 2)
 
-    Branch i's eigenvalue moves by :math:`\delta\zeta_i = \langle a_{\zeta,i}, \Delta(\zeta_i^*)\rangle`
-    (:func:`branch_point`), and the block's fluctuation at two points has the first-order kernel of the module
-    docstring, so :math:`\mathrm{Cov}(\delta\zeta_i, \delta\zeta_j)` is that kernel between
-    :math:`\zeta_i^*` and :math:`\zeta_j^*` contracted with the two functionals. Its diagonal is
-    ``zeta_sigma**2`` of :func:`branch_variance_parts` by another route (tested). Which eigenvector has which rank
-    is then a Gaussian question: two branches swap with probability :math:`\Phi(-|\zeta_i^* - \zeta_j^*|
+
+def _root_stencil(tau, Z, alpha: float, lam: float, lbar: float, idx) -> dict:
+    r"""The five-point stencil about a branch root ``lam``: ``zeta`` (:math:`\psi_\alpha(\lambda^*)`), the step
+    ``h`` = _H (zeta - edge) (as :func:`numerics.outlier_bias.outlier_bias_parts`), and per offset j = -2..2 the
+    :math:`\lambda` of :math:`\zeta + jh` (``L``) and :func:`_block_point` there (``at``)."""
+    zeta = _psi(tau, alpha, lam)
+    h = _H * (zeta - _psi(tau, alpha, lbar))
+    L = {j: (lam if j == 0 else _lam_of_zeta(tau, alpha, zeta + j * h, lbar)) for j in _OFFSETS}
+    return {"zeta": zeta, "h": h, "L": L, "at": {j: _block_point(tau, Z, alpha, zeta + j * h, L[j], idx)
+                                                   for j in _OFFSETS}}
+
+
+def _on_entries(A, idx) -> np.ndarray:
+    r""":math:`\langle A, \Delta\rangle` for a symmetric :math:`\Delta` as a vector over the entries j <= l of
+    ``idx``: :math:`A_{jl} + A_{lj}` off the diagonal."""
+    return np.array([A[j, l] + (A[l, j] if j != l else 0.0) for j, l in idx])
+
+
+def branch_covariance(tau, Z, alpha: float, lbar: float | None = None, points=None) -> dict:
+    r"""The joint first-order CLT of every outlier branch, from equally weighted draws ``tau`` (N,), ``Z`` (N, m)
+    at ratio ``alpha``: ``zeta`` (the d = infinity locations :math:`\zeta_i^*`, largest first), ``cov``
+    (:math:`\lim_d d\,\mathrm{Cov}(\hat\zeta_i, \hat\zeta_j)`, the eigenvalues), ``share_cov`` of shape
+    (branches, branches, m) (:math:`\lim_d d\,\mathrm{Cov}(q_{ik,d}, q_{jk,d})`, the shares of direction k in two
+    branches' eigenvectors) and ``edge`` (the bulk edge :math:`\psi_\alpha(\bar\lambda)`). ``points``:
+    :func:`branch_point` (or :func:`branch_variance_parts`) at each root, if already computed.
+
+    Branch i's eigenvalue moves by :math:`\delta\zeta_i = \langle a_{\zeta,i}, \Delta(\zeta_i^*)\rangle` and its
+    shares by :math:`\langle a_{ik}, \Delta(\zeta_i^*)\rangle + \langle b_{ik}, \Delta'(\zeta_i^*)\rangle`
+    (:func:`branch_point`). The block's fluctuation at two points has the first-order kernel
+    :math:`\mathcal K(\zeta_1, \zeta_2)` of the module docstring, so a covariance is that kernel between
+    :math:`\zeta_i^*` and :math:`\zeta_j^*` contracted with the two functionals, the :math:`\Delta'` parts with its
+    derivative in the matching argument (five-point differences of the kernel on each root's stencil, step
+    :math:`h_i` = _H :math:`(\zeta_i^* - \psi_\alpha(\bar\lambda))`). Their diagonals are ``zeta_sigma**2`` and
+    ``sigma**2`` of :func:`branch_variance_parts` by another route (tested). Which eigenvector has which rank is
+    then a Gaussian question: two branches swap with probability :math:`\Phi(-|\zeta_i^* - \zeta_j^*|
     \sqrt d/s_{ij})`, :math:`s_{ij}^2` the variance of the difference (docs/theory.md §4.3, "The overlap at a
-    fixed rank")."""
+    fixed rank"); and the projection on all the outlier eigenvectors moves by the sum of the shares' moves, of
+    variance :math:`\sum_{ij}` ``share_cov`` (docs/theory.md §4.3, "The projection on coupled branches")."""
     N, m = Z.shape
-    w = np.full(N, 1.0 / N)
-    lbar = edge_of_atoms(tau, w, alpha)[0] if lbar is None else lbar
+    lbar, edge = edge_of_atoms(tau, np.full(N, 1.0 / N), alpha)[:2] if lbar is None else (lbar, _psi(tau, alpha, lbar))
     idx, _ = _entries(m)
-    roots = _branch_roots(tau, Z, alpha, lbar)
-    zeta = np.array([_psi(tau, alpha, lam) for lam in roots])
-    at = [_block_point(tau, Z, alpha, z, lam, idx) for z, lam in zip(zeta, roots)]
-    # <a, Delta> over the entries j <= l of a symmetric block: the off-diagonal ones count twice
-    g = [np.array([(1 if j == l else 2) * branch_point(tau, Z, alpha, lam)["a_zeta"][j, l] for j, l in idx])
-         for lam in roots]
-    cov = np.array([[g[i] @ _block_kernel(alpha, zeta[i], zeta[j], at[i], at[j], roots[i], roots[j], idx) @ g[j]
-                     for j in range(len(roots))] for i in range(len(roots))]) / alpha
-    return {"zeta": zeta, "cov": cov, "edge": _psi(tau, alpha, lbar)}
+    if points is None:
+        points = [branch_point(tau, Z, alpha, lam) for lam in _branch_roots(tau, Z, alpha, lbar)]
+    st = [_root_stencil(tau, Z, alpha, p["lam"], lbar, idx) for p in points]
+    ga = [[_on_entries(p["a"][k], idx) for k in range(m)] for p in points]
+    gb = [[_on_entries(p["b"][k], idx) for k in range(m)] for p in points]
+    gz = [_on_entries(p["a_zeta"], idx) for p in points]
+    nb = len(points)
+    cov, share_cov = np.zeros((nb, nb)), np.zeros((nb, nb, m))
+    for i in range(nb):
+        for j in range(nb):
+            s1, s2 = st[i], st[j]
+            d1_1, d1_2 = _stencils(s1["h"])[0], _stencils(s2["h"])[0]
+
+            @functools.lru_cache(maxsize=None)
+            def kern(a, b):  # n Cov(Delta(zeta_i + a h_i), Delta(zeta_j + b h_j)) over the entries
+                return _block_kernel(alpha, s1["zeta"] + a * s1["h"], s2["zeta"] + b * s2["h"], s1["at"][a],
+                                     s2["at"][b], s1["L"][a], s2["L"][b], idx)
+            K0 = kern(0, 0)
+            K2 = d1_2([kern(0, b) for b in _OFFSETS])  # Cov(Delta, Delta') and Cov(Delta', Delta)
+            K1 = d1_1([kern(a, 0) for a in _OFFSETS])
+            K12 = d1_1([d1_2([kern(a, b) for b in _OFFSETS]) for a in _OFFSETS])
+            cov[i, j] = gz[i] @ K0 @ gz[j] / alpha
+            share_cov[i, j] = [(ga[i][k] @ K0 @ ga[j][k] + ga[i][k] @ K2 @ gb[j][k] + gb[i][k] @ K1 @ ga[j][k]
+                                + gb[i][k] @ K12 @ gb[j][k]) / alpha for k in range(m)]
+    return {"zeta": np.array([s["zeta"] for s in st]), "cov": cov, "share_cov": share_cov, "edge": edge}
 
 
 def _taylor_share(F, E, u):
@@ -285,7 +327,7 @@ def _taylor_share(F, E, u):
     return c**2 / -float(c @ Gp(x) @ c)
 
 
-def branch_bias_parts(tau, Z, alpha: float, d: int, lbar: float | None = None) -> list[dict]:
+def branch_bias_parts(tau, Z, alpha: float, d: int, lbar: float | None = None, roots=None) -> list[dict]:
     r"""The O(1/d) bias :math:`b_{ik} = E\,q_{ik,d} - q_{ik}` of every outlier branch's shares, from equally
     weighted draws ``tau`` (N,), ``Z`` (N, m) at ratio ``alpha`` and dimension ``d`` (n = round(alpha d) samples,
     p = d - m coordinates outside the block); one dict per branch, as :func:`branch_variance_parts` (docs/theory.md
@@ -306,7 +348,7 @@ def branch_bias_parts(tau, Z, alpha: float, d: int, lbar: float | None = None) -
     ``rounding`` is :math:`q_{ik}(n/d) - q_{ik}(\alpha)` on the same draws.
 
     Returns per branch: ``q``, ``bias`` (m values), its parts ``shift`` (the β terms), ``curvature`` (the Hessian
-    term) and ``rounding``, and ``lam``.
+    term) and ``rounding``, and ``lam``. ``roots``: the branches' :math:`\lambda^*` at alpha if already found.
     """
     N, m = Z.shape
     d = integer(d, "d", m + 1)
@@ -316,16 +358,14 @@ def branch_bias_parts(tau, Z, alpha: float, d: int, lbar: float | None = None) -
     idx, matrix = _entries(m)
     r_ = len(idx)
     out = []
-    roots = _branch_roots(tau, Z, alpha, lbar)
+    roots = _branch_roots(tau, Z, alpha, lbar) if roots is None else roots
     roots_n = _branch_roots(tau, Z, n / d, edge_of_atoms(tau, w, n / d)[0]) if n != alpha * d else roots
     for ib, lam in enumerate(roots):
         first = branch_point(tau, Z, alpha, lam)
-        zeta = _psi(tau, alpha, lam)
-        h = _H * (zeta - _psi(tau, alpha, lbar))
-        offsets = (-2, -1, 0, 1, 2)
+        stencil = _root_stencil(tau, Z, alpha, lam, lbar, idx)
+        zeta, h, L, at = stencil["zeta"], stencil["h"], stencil["L"], stencil["at"]
+        offsets = _OFFSETS
         d1, d2, d3, d11 = _stencils(h)
-        L = {j: (lam if j == 0 else _lam_of_zeta(tau, alpha, zeta + j * h, lbar)) for j in offsets}
-        at = {j: _block_point(tau, Z, alpha, zeta + j * h, L[j], idx) for j in offsets}
         fb = [at[j][0] for j in offsets]
         F = [matrix(fb[2]), matrix(d1(fb)), matrix(d2(fb)), matrix(d3(fb))]
         be = [_mean_shift(tau, at[j][3], alpha, zeta + j * h, L[j], d - m, n) for j in offsets]
@@ -369,7 +409,8 @@ def branch_fluctuation(model: HierarchicalModel, alphas, n_samples: int = 2**20,
     at each alpha: ``q`` and ``sigma`` of shape (len(alphas), m, m) (alpha, branch, direction), ``lam``, ``gap``,
     ``zeta`` and ``zeta_sigma`` (the outlier eigenvalue's location and :math:`\sqrt d` sd) of shape
     (len(alphas), m), NaN where the branch has no outlier, ``zeta_cov`` (len(alphas), m, m), the eigenvalues'
-    joint :math:`d\,\mathrm{Cov}` (:func:`branch_eigenvalue_covariance`), and ``edge`` (len(alphas),), the bulk edge
+    joint :math:`d\,\mathrm{Cov}`, and ``share_cov`` (len(alphas), m, m, m), the shares' (alpha, branch, branch,
+    direction; :func:`branch_covariance`), and ``edge`` (len(alphas),), the bulk edge
     :math:`\psi_\alpha(\bar\lambda)` of the same draws. With ``d`` (an integer > m) also
     ``bias``, shape (len(alphas), m, m): :func:`branch_bias_parts`' O(1/d) bias of the shares at that d."""
     a, tau, Z = _checked_latents(model, alphas, n_samples, seed)
@@ -377,19 +418,22 @@ def branch_fluctuation(model: HierarchicalModel, alphas, n_samples: int = 2**20,
     if d is not None:
         d = integer(d, "d", m + 1)
     q, sigma, bias, zeta_cov = (np.full((a.size, m, m), np.nan) for _ in range(4))
+    share_cov = np.full((a.size, m, m, m), np.nan)
     lam, gap, zeta, zeta_sigma = (np.full((a.size, m), np.nan) for _ in range(4))
     edge = np.empty(a.size)
     for ia, alpha in enumerate(a):
-        lbar = edge_of_atoms(tau, np.full(tau.size, 1.0 / tau.size), float(alpha))[0]
-        edge[ia] = _psi(tau, float(alpha), lbar)
-        for i, r in enumerate(branch_variance_parts(tau, Z, float(alpha), lbar)):
+        lbar, edge[ia] = edge_of_atoms(tau, np.full(tau.size, 1.0 / tau.size), float(alpha))[:2]
+        roots = _branch_roots(tau, Z, float(alpha), lbar)
+        parts = branch_variance_parts(tau, Z, float(alpha), lbar, roots)
+        for i, r in enumerate(parts):
             q[ia, i], sigma[ia, i], lam[ia, i], gap[ia, i] = r["q"], r["sigma"], r["lam"], r["gap"]
             zeta[ia, i], zeta_sigma[ia, i] = r["zeta"], r["zeta_sigma"]
-        cov = branch_eigenvalue_covariance(tau, Z, float(alpha), lbar)["cov"]
-        zeta_cov[ia, :len(cov), :len(cov)] = cov
+        joint = branch_covariance(tau, Z, float(alpha), lbar, parts)
+        nb = len(parts)
+        zeta_cov[ia, :nb, :nb], share_cov[ia, :nb, :nb] = joint["cov"], joint["share_cov"]
         if d is not None:
-            for i, r in enumerate(branch_bias_parts(tau, Z, float(alpha), d, lbar)):
+            for i, r in enumerate(branch_bias_parts(tau, Z, float(alpha), d, lbar, roots)):
                 bias[ia, i] = r["bias"]
     out = {"alphas": a, "q": q, "sigma": sigma, "lam": lam, "gap": gap, "zeta": zeta, "zeta_sigma": zeta_sigma,
-           "zeta_cov": zeta_cov, "edge": edge}
+           "zeta_cov": zeta_cov, "share_cov": share_cov, "edge": edge}
     return out if d is None else dict(out, bias=bias)

@@ -22,8 +22,12 @@ Each (alpha, k) point gets a region from the scaling variable
   other branch's share lies more than 5 sd below. q_rank gets the same interval for the k-th branch (the k-th
   largest outlier eigenvalue) where the chance that its eigenvalue swaps rank with another branch's or meets the
   bulk edge in one of the S seeds is at most ``RANK_SWAP`` (1 - level), from the eigenvalues' first-order law
-  (docs/theory.md §4.3, "The overlap at a fixed rank"); their proj keeps the heuristic bound below.
-  For the subspace projection ``proj`` (the overlap summed
+  (docs/theory.md §4.3, "The overlap at a fixed rank"). Their proj is the sum of w_k's shares in every outlier
+  branch, :math:`\sum_i (q_{ik} + b_{ik}) \pm z\,s_k/\sqrt{Sd}` with :math:`s_k^2` the shares' joint first-order
+  variance (:func:`numerics.branch_fluctuation.branch_covariance`), where the estimator's cut keeps every branch in
+  all S seeds but with chance at most ``RANK_SWAP`` (1 - level) (tol_basis ``clt+branch``, docs/theory.md §4.3,
+  "The projection on coupled branches"); elsewhere it keeps the heuristic bound below.
+  For the subspace projection ``proj`` of uncoupled directions (the overlap summed
   over the estimator's k_hat outlier eigenvectors) the same law sums the pencil's weight over the
   outliers, which mixing among them does not change (docs/theory.md §4.3 "The projection"); it is used
   where direction k's outlier is far above the estimator's cut, :math:`w'_k >` ``W_MAX``. Where other
@@ -162,7 +166,8 @@ def compare(prediction, simulation: pd.DataFrame, quantity: str = "q_best", leve
     ``wprime`` (the critical-window variable of docs/theory.md §4.5, NaN without a square-root edge) and
     ``tol_basis`` ("clt", "clt+mixing", "clt+branch", "clt+neighbour", "clt+detection", "bracket", "edge",
     "edge+branch", "boundary", "window" or "heuristic") say how each tolerance was obtained; "clt+branch" is the
-    branch CLT of coupled directions with its bias (q_best and q_rank, docs/theory.md §4.3); "edge+branch" the bound
+    branch CLT of coupled directions with its bias (q_best and q_rank; for proj the sum over the branches,
+    docs/theory.md §4.3); "edge+branch" the bound
     below a coupled direction's threshold next to outlier branches (q_best and q_rank, docs/theory.md §4.1);
     "clt+detection" (proj only) is the outlier CLT with the estimator's random detection of an outlier near its
     cut (docs/theory.md §4.2); "clt+neighbour" and "bracket" (proj only) are intervals whose two ends take the
@@ -309,6 +314,10 @@ def _outlier_bounds(prediction, out, d, quantity, level):
     bracket = np.zeros(len(out), dtype=bool)
     want = (out["region"] == "outlier").to_numpy(copy=True)
     near = {}
+    if want.any() and prediction.settings.get("solver") == "matrix" and quantity == "proj":
+        # coupled directions: the projection on every outlier branch, where the cut surely keeps them all (§4.3)
+        sigma, center, half, bias = _branch_proj_bounds(prediction, out, d, level, want)
+        return sigma, center, half, bias, bracket
     if quantity == "proj" and want.any():  # k_hat counts k's outlier only where it is far above the cut
         from numerics.critical_window import window_map
 
@@ -367,12 +376,13 @@ def _outlier_bounds(prediction, out, d, quantity, level):
 @functools.lru_cache(maxsize=64)
 def _branch_law(model, alpha: float, d: int) -> dict:
     """``numerics.branch_fluctuation`` at one alpha with LAW_LATENTS draws and the bias at d: q, sigma and bias of
-    shape (branch, direction), the eigenvalues' locations zeta (branch,), their d Cov zeta_cov (branch, branch) and
-    the bulk edge; deterministic, so kept for the next call. Read-only arrays."""
+    shape (branch, direction), the eigenvalues' locations zeta (branch,), their d Cov zeta_cov (branch, branch), the
+    shares' d Cov share_cov (branch, branch, direction) and the bulk edge; deterministic, so kept for the next call.
+    Read-only arrays."""
     from numerics.branch_fluctuation import branch_fluctuation
 
     r = branch_fluctuation(model, [alpha], n_samples=LAW_LATENTS, d=d)
-    law = {key: np.asarray(r[key][0]) for key in ("q", "sigma", "bias", "zeta", "zeta_cov", "edge")}
+    law = {key: np.asarray(r[key][0]) for key in ("q", "sigma", "bias", "zeta", "zeta_cov", "share_cov", "edge")}
     for arr in law.values():
         arr.flags.writeable = False
     return law
@@ -416,6 +426,59 @@ def _branch_bounds(prediction, out, d, level, want, quantity="q_best"):
         sigma[i], bias[i], center[i] = s[b], bk, share[b] + bk
         half[i] = z * s[b] / np.sqrt(S * d)
     return sigma, center, half, bias
+
+
+def _branch_proj_bounds(prediction, out, d, level, want):
+    r"""The outlier bound of proj for coupled directions (docs/theory.md §4.3, "The projection on coupled
+    branches"): at the rows ``want``, where the estimator's cut keeps every outlier branch in all S seeds, proj is
+    the sum of w_k's shares in the branches' eigenvectors, which mixing among them does not change. Its seed mean
+    lies within :math:`z\,s_k/\sqrt{S d}` of :math:`\sum_i (q_{ik} + b_{ik})`, :math:`s_k^2 = \sum_{ij}`
+    ``share_cov``:math:`_{ijk}` (:func:`numerics.branch_fluctuation.branch_covariance`). Gates: every branch clear of
+    the edge (its largest share has eps <= EPS_CLT), the sum's own eps <= EPS_CLT, and the chance that a branch's
+    eigenvalue falls below the cut, edge + (TW_MEAN + CUT_SD TW_SD) s d^(-2/3), in one of the S seeds,
+    :math:`S\sum_i\Phi(-(\zeta_i^* - \mathrm{cut})\sqrt d/s_{\zeta,i})` (first order), at most RANK_SWAP (1 - level):
+    a missed branch moves the mean by at most 1/S, so the interval then claims its level less that. The
+    estimator's lower cut at n/(d - k_hat) only helps; a bulk eigenvalue above the cut (the TW tail; 2 and 4 of
+    2400 simulated seeds at alpha = 30 and 50 on the model of the docs) adds an O(1/d) share and is neglected. Returns sigma (s_k), the centre, the half-width and the
+    summed bias; NaN elsewhere."""
+    from numerics.edge_overlap import TW_MEAN, TW_SD
+    from validation.simulate import CUT_SD
+
+    sigma, center, half, bias = (np.full(len(out), np.nan) for _ in range(4))
+    z = float(norm.ppf((1 + level) / 2))
+    for i in np.nonzero(want)[0]:
+        a, k, S = float(out["alpha"].iat[i]), int(out["k"].iat[i]) - 1, int(out["n_seeds"].iat[i])
+        ia = int(np.argmin(np.abs(prediction.alphas - a)))
+        share = prediction.branch_q[ia][:, None] * prediction.branch_vectors[ia] ** 2  # (branch, direction)
+        branches = np.flatnonzero(np.isfinite(share[:, 0]))
+        law = _branch_law(prediction.model, a, int(d))
+        found = np.flatnonzero(np.isfinite(law["zeta"]))
+        if branches.size == 0 or not np.array_equal(branches, found):  # the exact law and the draws disagree
+            continue
+        own = [int(np.argmax(share[b])) for b in branches]
+        if not all(_clt_holds(law["sigma"][b, j], share[b, j], d) for b, j in zip(branches, own)):
+            continue
+        cut = law["edge"] + (TW_MEAN + CUT_SD * TW_SD) * _tw_scale(prediction.model, a) * d ** (-2 / 3)
+        s_zeta = np.sqrt(np.diag(law["zeta_cov"])[branches])
+        missed = S * float(np.sum(norm.sf((law["zeta"][branches] - cut) * np.sqrt(d) / s_zeta)))
+        if not missed <= RANK_SWAP * (1 - level):
+            continue
+        q = float(np.sum(share[branches, k]))
+        s = float(np.sqrt(np.sum(law["share_cov"][np.ix_(branches, branches, [k])])))
+        b = float(np.sum(law["bias"][branches, k]))
+        if not (np.isfinite(b) and _clt_holds(s, q, d)):
+            continue
+        sigma[i], bias[i], center[i], half[i] = s, b, q + b, z * s / np.sqrt(S * d)
+    return sigma, center, half, bias
+
+
+@functools.lru_cache(maxsize=64)
+def _tw_scale(model, alpha: float) -> float:
+    """``numerics.edge_overlap.edge_tw_scale`` at one alpha (NaN without a square-root edge); kept for the next
+    call."""
+    from numerics.edge_overlap import edge_tw_scale
+
+    return float(edge_tw_scale(model, [alpha])[0])
 
 
 @functools.lru_cache(maxsize=64)

@@ -5,7 +5,7 @@ import pytest
 from scipy.optimize import brentq
 
 from numerics.branch_fluctuation import _block_means, _branch_roots, branch_bias_parts, \
-    branch_eigenvalue_covariance, branch_fluctuation, branch_point, branch_variance_parts
+    branch_covariance, branch_fluctuation, branch_point, branch_variance_parts
 from numerics.outlier_bias import outlier_bias_parts
 from numerics.outlier_fluctuation import _checked_latents, outlier_variance_parts
 from numerics.resolvent import edge_of_atoms
@@ -112,16 +112,23 @@ def test_branch_fluctuation_gives_the_bias_of_every_branch_at_a_given_d():
             branch_fluctuation(COUPLED, [4.0], n_samples=2**16, d=bad)
 
 
-def test_the_eigenvalue_covariance_kernel_route_gives_the_influence_route_variances():
-    # two codings of the first-order law of the branch eigenvalue: branch_variance_parts contracts the influences and
-    # the pairs' closed kernel with a_zeta; branch_eigenvalue_covariance contracts the block kernel between two roots
-    # (_block_kernel). At alpha = 12 both branches are outliers; on 3360 simulated seeds at d = 400
-    # (docs/theory.md §4.3, "The overlap at a fixed rank") sqrt(d) sd = 1.029 +- 0.013 and 0.644 +- 0.008, corr 0.586
+def test_the_covariance_kernel_route_gives_the_influence_route_variances():
+    # two codings of the first-order law of the branch eigenvalues and shares: branch_variance_parts contracts the
+    # influences and the pairs' closed kernel, with its zeta-derivatives in closed form (P1, P12 and the derivatives
+    # of s); branch_covariance contracts the block kernel between two roots (_block_kernel), its derivatives by
+    # five-point differences of the kernel at shifted points (error O(h^4), h = 1 % of the gap to the edge). At
+    # alpha = 12 both branches are outliers; on 3360 simulated seeds at d = 400 (docs/theory.md §4.3, "The overlap
+    # at a fixed rank") sqrt(d) sd = 1.029 +- 0.013 and 0.644 +- 0.008, corr 0.586
     _, tau, Z = _checked_latents(COUPLED, [12.0], 2**16, 0)
-    cov = branch_eigenvalue_covariance(tau, Z, 12.0)
+    cov = branch_covariance(tau, Z, 12.0)
     parts = branch_variance_parts(tau, Z, 12.0)
-    assert len(parts) == 2 and cov["cov"].shape == (2, 2)
+    assert len(parts) == 2 and cov["cov"].shape == (2, 2) and cov["share_cov"].shape == (2, 2, 2)
     assert np.allclose(np.sqrt(np.diag(cov["cov"])), [p["zeta_sigma"] for p in parts], rtol=1e-10)
+    # the shares: the diagonal is sigma^2 (both directions, both branches), the cross-branch terms are symmetric
+    for i in range(2):
+        assert np.allclose(cov["share_cov"][i, i], parts[i]["sigma"] ** 2, rtol=1e-6, atol=0)
+    assert np.allclose(cov["share_cov"][0, 1], cov["share_cov"][1, 0], rtol=1e-6)
+    assert np.all(np.abs(cov["share_cov"][0, 1]) > 1e-4)  # the two branches' shares do co-vary
     assert np.allclose(cov["zeta"], [p["zeta"] for p in parts], rtol=1e-14)
     assert cov["cov"][0, 1] == pytest.approx(cov["cov"][1, 0], rel=1e-10)
     assert np.all(cov["zeta"] > cov["edge"])
@@ -152,7 +159,8 @@ def test_compare_centres_coupled_outlier_points_on_the_branch_share_plus_its_bia
     assert out.loc[1, "q_center"] == pytest.approx(share + law["bias"][0, 0, 0], rel=1e-12)
     assert out.loc[1, "tol"] == pytest.approx(norm.ppf(0.975) * law["sigma"][0, 0, 0] / np.sqrt(S * d), rel=1e-12)
     assert out.loc[2, "tol_basis"] != "clt+branch"  # direction 2 is below its branch's threshold (8.8)
-    # the projection is not derived for coupled branches: it keeps the heuristic
+    # proj: branch 1's eigenvalue is 1.95 sd above the edge, so the cut misses it in one of 6 seeds with chance > 0.15,
+    # more than RANK_SWAP (1 - level) = 0.0025: no branch bound (it keeps the heuristic)
     assert compare(pred, _coupled_table([6.0], d, range(S)), "proj").set_index("k").loc[1, "tol_basis"] == "heuristic"
     # q_rank: branch 1's eigenvalue is 1.95 sd above the edge, so one of 6 seeds drops its rank with chance 0.15,
     # more than RANK_SWAP (1 - level) = 0.0025: no branch bound
@@ -178,6 +186,35 @@ def test_compare_gives_q_rank_the_branch_at_its_rank_where_no_swap_is_likely():
     # the gate itself: with 15 000 seeds the swap chance with the edge (5 sd: 3e-7 per seed) exceeds 0.0025
     big = compare(pred, _coupled_table([12.0], d, range(15_000)), "q_rank").set_index("k")
     assert big.loc[1, "tol_basis"] != "clt+branch"
+
+
+def test_compare_gives_proj_the_sum_over_the_branches_where_the_cut_keeps_them_all():
+    # alpha = 30: both branches are outliers, their eigenvalues 11.9 and 3.7 sd above the estimator's cut at d = 400,
+    # so proj_k is the sum of w_k's shares in the two branches' eigenvectors (docs/theory.md §4.3, "The projection
+    # on coupled branches"): centre sum_i (q_ik + b_ik), half-width z s_k / sqrt(S d), s_k^2 = sum_ij share_cov_ijk
+    from scipy.stats import norm
+
+    from numerics import predict
+    from validation.compare import LAW_LATENTS, compare
+
+    d, S, level = 400, 6, 0.8
+    pred = predict(COUPLED, [30.0])
+    out = compare(pred, _coupled_table([30.0], d, range(S)), "proj", level=level).set_index("k")
+    law = branch_fluctuation(COUPLED, [30.0], n_samples=LAW_LATENTS, d=d)
+    share = pred.branch_q[0][:, None] * pred.branch_vectors[0] ** 2  # (branch, direction)
+    assert np.all(np.isfinite(share)) and np.all(np.isfinite(law["zeta"][0]))
+    for k in (1, 2):
+        s = np.sqrt(law["share_cov"][0, :, :, k - 1].sum())
+        assert out.loc[k, "tol_basis"] == "clt+branch"
+        centre = share[:, k - 1].sum() + law["bias"][0, :, k - 1].sum()
+        assert out.loc[k, "q_center"] == pytest.approx(centre, rel=1e-12)
+        assert out.loc[k, "tol"] == pytest.approx(norm.ppf((1 + level) / 2) * s / np.sqrt(S * d), rel=1e-12)
+    # the cross-branch covariance enters: for direction 1 the sd of the sum is 6 % below the diagonal terms' alone
+    s1, diag = np.sqrt(law["share_cov"][0, :, :, 0].sum()), np.sqrt(np.sum(law["sigma"][0, :, 0] ** 2))
+    assert s1 < 0.97 * diag
+    # the gate: branch 2 is missed with chance 1e-4 per seed, so 100 seeds exceed RANK_SWAP (1 - level) = 0.01
+    big = compare(pred, _coupled_table([30.0], d, range(100)), "proj", level=level).set_index("k")
+    assert (big["tol_basis"] != "clt+branch").all()
 
 
 def test_below_its_threshold_next_to_an_outlier_branch_q_best_gets_the_max_of_amplitude_and_edge_laws():
@@ -220,45 +257,41 @@ def test_below_its_threshold_next_to_an_outlier_branch_q_best_gets_the_max_of_am
     assert rank.loc[2, "tol_basis"] == "edge+branch" and rank.loc[2, "tol"] == out.loc[(4.0, 2), "tol"]
 
 
+def _assert_group_coverage(sim, pred, S, quantity, basis, points, levels, at_least=False):
+    """compare over groups of S seeds (seed // S) at each level: the rows with tol_basis ``basis`` are exactly at
+    ``points`` ((alpha, k) pairs), and their fraction inside is within 3 binomial sd of the level (tests.coverage)."""
+    import pandas as pd
+
+    from tests.coverage import assert_covers
+    from validation.compare import compare
+
+    inside = {}
+    for level in levels:
+        rows = pd.concat([compare(pred, g, quantity, level=level) for _, g in sim.groupby(sim.seed // S)])
+        used = rows[rows["tol_basis"] == basis]
+        assert sorted(set(zip(used["alpha"], used["k"]))) == points
+        inside[level] = [used["agrees"].to_numpy()]
+    assert_covers(inside, at_least=at_least)
+
+
 @pytest.mark.slow  # 960 simulations at d = 400 (about 2-4 min) and 480 compares
 def test_compare_branch_bound_covers_at_its_level_on_fresh_seeds():
     # docs/theory.md §4.3, "The branch's O(1/d) bias": 160 groups of S = 6 fresh seeds (30000-30959; the docs'
     # tables used 1000-1959, 5000-5479 and 9000-9959) at alpha = 4, 6, 12, where direction 1's q_best gets the
     # branch CLT about the share plus its bias: 480 trials per level, within 3 binomial sd of the level
-    import pandas as pd
-
     from numerics import predict
-    from tests.coverage import assert_covers
-    from validation.compare import compare
     from validation.simulate import simulate
 
     alphas, d, S = [4.0, 6.0, 12.0], 400, 6
     sim = simulate(COUPLED, d, alphas, range(30000, 30960))
     pred = predict(COUPLED, alphas)
-    inside = {}
-    for level in (0.5, 0.8, 0.95):
-        rows = pd.concat([compare(pred, g, "q_best", level=level) for _, g in sim.groupby(sim.seed // S)])
-        used = rows[rows["tol_basis"] == "clt+branch"]
-        assert sorted(set(zip(used["alpha"], used["k"]))) == [(4.0, 1), (6.0, 1), (12.0, 1)]
-        inside[level] = [used["agrees"].to_numpy()]
-    assert_covers(inside)
+    _assert_group_coverage(sim, pred, S, "q_best", "clt+branch", [(4.0, 1), (6.0, 1), (12.0, 1)], (0.5, 0.8, 0.95))
     # q_rank on the same seeds: only (12, 1) has a clear rank (docs/theory.md §4.3, "The overlap at a fixed rank")
-    inside = {}
-    for level in (0.8, 0.95):
-        rows = pd.concat([compare(pred, g, "q_rank", level=level) for _, g in sim.groupby(sim.seed // S)])
-        used = rows[rows["tol_basis"] == "clt+branch"]
-        assert sorted(set(zip(used["alpha"], used["k"]))) == [(12.0, 1)]
-        inside[level] = [used["agrees"].to_numpy()]
-    assert_covers(inside)
+    _assert_group_coverage(sim, pred, S, "q_rank", "clt+branch", [(12.0, 1)], (0.8, 0.95))
     # below direction 2's threshold, next to branch 1's outlier (alpha = 4, 6): the max of the amplitude and edge
     # laws is an upper bound that holds at least at its level (docs/theory.md §4.1, "Next to an outlier branch")
-    inside = {}
-    for level in (0.5, 0.8, 0.95):
-        rows = pd.concat([compare(pred, g, "q_best", level=level) for _, g in sim.groupby(sim.seed // S)])
-        used = rows[rows["tol_basis"] == "edge+branch"]
-        assert sorted(set(zip(used["alpha"], used["k"]))) == [(4.0, 2), (6.0, 2)]
-        inside[level] = [used["agrees"].to_numpy()]
-    assert_covers(inside, at_least=True)
+    _assert_group_coverage(sim, pred, S, "q_best", "edge+branch", [(4.0, 2), (6.0, 2)], (0.5, 0.8, 0.95),
+                           at_least=True)
     # the branch eigenvalues' first-order law (branch_fluctuation's zeta_sigma and zeta_cov at alpha = 12) against
     # the 960 seeds' top two eigenvalues: sqrt(d) sd within 3 of its standard errors (sd / sqrt(2 (n - 1))), the
     # correlation within 3 of its (1 - rho^2) / sqrt(n); the 3360 seeds of the docs agree within 1.3 se
@@ -271,3 +304,26 @@ def test_compare_branch_bound_covers_at_its_level_on_fresh_seeds():
     C = law["zeta_cov"][0]
     rho = C[0, 1] / np.sqrt(C[0, 0] * C[1, 1])
     assert abs(np.corrcoef(ev[1], ev[2])[0, 1] - rho) <= 3 * (1 - rho**2) / np.sqrt(n)
+
+
+@pytest.mark.slow  # 480 simulations at d = 400, n = 12 000 and 20 000 (about 3-5 min), and 240 compares
+def test_coupled_proj_covers_at_its_level_on_fresh_seeds():
+    # docs/theory.md §4.3, "The projection on coupled branches": at alpha = 30 and 50 the cut keeps both branches, and
+    # proj_k is the sum of w_k's shares in them. 80 groups of S = 6 fresh seeds (50000-50479; the docs' table used
+    # 40000-42399): 320 trials per level, within 3 binomial sd of the level; and the per-seed sqrt(d) sd of proj
+    # against s_k (branch_covariance's summed share_cov), within 3 of its standard errors sd / sqrt(2 (n - 1))
+    from numerics import predict
+    from validation.compare import LAW_LATENTS
+    from validation.simulate import simulate
+
+    alphas, d, S = [30.0, 50.0], 400, 6
+    sim = simulate(COUPLED, d, alphas, range(50000, 50480))
+    pred = predict(COUPLED, alphas)
+    points = [(30.0, 1), (30.0, 2), (50.0, 1), (50.0, 2)]
+    _assert_group_coverage(sim, pred, S, "proj", "clt+branch", points, (0.5, 0.8, 0.95))
+    law = branch_fluctuation(COUPLED, alphas, n_samples=LAW_LATENTS)
+    for ia, a in enumerate(alphas):
+        for k in (1, 2):
+            x = sim[(sim.alpha == a) & (sim.k == k)]["proj"]
+            sd, s = x.std(ddof=1) * np.sqrt(d), np.sqrt(law["share_cov"][ia, :, :, k - 1].sum())
+            assert abs(sd - s) <= 3 * sd / np.sqrt(2 * (len(x) - 1)), (a, k, sd, s)
