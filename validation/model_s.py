@@ -132,7 +132,11 @@ class ModelS(Experiment):
         EPS_CLT = 1/2, :mod:`validation.compare`) and ``d_bias`` (d times the O(1/d) bias, where eps <= EPS_CLT).
         Uncoupled directions: per (alpha, k), from :func:`numerics.outlier_moments`. Coupled ones (the matrix
         solver): per (alpha, branch, k), the branch's share of w_k (:func:`numerics.branch_fluctuation`), with its
-        outlier eigenvalue ``zeta`` and that eigenvalue's ``zeta_sigma`` (:math:`\sqrt d` sd; docs/theory.md §4.3)."""
+        outlier eigenvalue ``zeta`` and that eigenvalue's ``zeta_sigma`` (:math:`\sqrt d` sd; docs/theory.md §4.3),
+        and per (alpha, k) a row with branch ``"all"``: the projection on every outlier branch, the sum of the
+        shares, with its sd from the branches' joint law (:func:`numerics.branch_fluctuation.branch_covariance`) and
+        the summed bias; compare's proj uses it where the estimator's cut keeps every branch (docs/theory.md §4.3,
+        "The projection on coupled branches"). ``"all"`` rows need two branches or more, each found by the draws."""
         from numerics import branch_fluctuation, outlier_moments
         from theory.model import integer
         from validation.compare import EPS_CLT
@@ -146,15 +150,28 @@ class ModelS(Experiment):
         with np.errstate(divide="ignore", invalid="ignore"):
             if p.settings.get("solver") == "matrix":
                 r = branch_fluctuation(model, a, n_samples=n_samples, d=d)
-                # an outlier that the exact law has and the latent draws find (near a threshold they may not agree)
-                for ia, i in zip(*np.nonzero(np.isfinite(p.branch_q) & np.isfinite(r["lam"]))):
-                    share = p.branch_q[ia, i] * p.branch_vectors[ia, i] ** 2
-                    for k in range(model.m):
-                        s, eps = r["sigma"][ia, i, k], r["sigma"][ia, i, k] / (np.sqrt(d) * share[k])
-                        rows.append({"alpha": a[ia], "branch": i + 1, "k": k + 1, "q": share[k], "sigma": s, "eps": eps,
-                                     "d_bias": d * r["bias"][ia, i, k] if eps <= EPS_CLT else None,
-                                     "zeta": r["zeta"][ia, i], "zeta_sigma": r["zeta_sigma"][ia, i]})
-                head = "coupled directions: per outlier branch, its share q of w_k (docs/theory.md §4.3)"
+                for ia in range(a.size):
+                    # an outlier that the exact law has and the latent draws find (near a threshold they may not agree)
+                    exact, found = np.isfinite(p.branch_q[ia]), np.isfinite(r["lam"][ia])
+                    for i in np.flatnonzero(exact & found):
+                        share = p.branch_q[ia, i] * p.branch_vectors[ia, i] ** 2
+                        for k in range(model.m):
+                            s, eps = r["sigma"][ia, i, k], r["sigma"][ia, i, k] / (np.sqrt(d) * share[k])
+                            rows.append({"alpha": a[ia], "branch": i + 1, "k": k + 1, "q": share[k], "sigma": s,
+                                         "eps": eps, "d_bias": d * r["bias"][ia, i, k] if eps <= EPS_CLT else None,
+                                         "zeta": r["zeta"][ia, i], "zeta_sigma": r["zeta_sigma"][ia, i]})
+                    b = np.flatnonzero(exact)
+                    if b.size < 2 or not np.array_equal(exact, found):  # one branch: its own rows say it
+                        continue
+                    for k in range(model.m):  # the projection on every outlier branch (docs/theory.md §4.3)
+                        q = float(np.sum(p.branch_q[ia, b] * p.branch_vectors[ia, b, k] ** 2))
+                        s = float(np.sqrt(np.sum(r["share_cov"][ia][np.ix_(b, b, [k])])))
+                        eps, bias = s / (np.sqrt(d) * q), float(np.sum(r["bias"][ia, b, k]))
+                        rows.append({"alpha": a[ia], "branch": "all", "k": k + 1, "q": q, "sigma": s, "eps": eps,
+                                     "d_bias": d * bias if eps <= EPS_CLT and np.isfinite(bias) else None,
+                                     "zeta": None, "zeta_sigma": None})
+                head = ("coupled directions: per outlier branch, its share q of w_k, and (branch all) their sum, the "
+                        "projection on every outlier branch (docs/theory.md §4.3)")
             else:
                 r = outlier_moments(model, a, d, n_samples=n_samples, eps_max=EPS_CLT)
                 for ia, k in zip(*np.nonzero(np.isfinite(r["sigma"]) & (p.q > 0))):
@@ -168,7 +185,7 @@ class ModelS(Experiment):
         if not rows:
             head += "; no outlier at these alphas"
         return (f"Finite-d law of the outlier overlaps at d = {d}: sqrt(d) (q_d - q) ~ N(d_bias/sqrt(d), sigma^2); "
-                f"{head}; eps = sigma/(sqrt(d) q) <= 1/2 is where it holds (d_bias: none beyond); "
+                f"{head}; eps = sigma/(sqrt(d) q) <= {EPS_CLT} is where it holds (d_bias: none beyond); "
                 f"{n_samples} latent draws"), rows
 
     def predict_table(self, model, alphas, estimator: str, solver="auto", n_samples=None, init="uninformed",

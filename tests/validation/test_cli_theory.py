@@ -61,8 +61,15 @@ def test_fluctuation_reports_the_outlier_laws_of_numerics(capsys):
     rows = json.loads(out)
     coupled = HierarchicalModel(m=2, gamma=1, link="He1 + He2/2", preprocessing="clip(y, -1, 3)")
     r = branch_fluctuation(coupled, [12.0], n_samples=65536, d=400)
-    assert code == 0 and [(x["branch"], x["k"]) for x in rows] == [(1, 1), (1, 2), (2, 1), (2, 2)]
-    for x in rows:
+    assert [(x["branch"], x["k"]) for x in rows] == [(1, 1), (1, 2), (2, 1), (2, 2), ("all", 1), ("all", 2)]
+    assert code == 0
+    for x in rows[4:]:  # the projection on both branches: their shares summed, its sd from the joint law
+        k = x["k"] - 1
+        assert x["sigma"] == pytest.approx(np.sqrt(r["share_cov"][0, :, :, k].sum()), abs=1e-6)
+        assert x["q"] == pytest.approx(predict(coupled, [12.0]).q[0, k], abs=1e-6)  # the label law's projection
+    assert rows[4]["d_bias"] == pytest.approx(400 * r["bias"][0, :, 0].sum(), abs=1e-5)
+    assert rows[5]["d_bias"] is None  # eps = 0.65 (branch 2 carries w_2)
+    for x in rows[:4]:
         i, k = x["branch"] - 1, x["k"] - 1
         assert x["sigma"] == pytest.approx(r["sigma"][0, i, k], abs=1e-6)
         assert x["zeta_sigma"] == pytest.approx(r["zeta_sigma"][0, i], abs=1e-6)
