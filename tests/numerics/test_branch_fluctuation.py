@@ -309,9 +309,10 @@ def test_compare_branch_bound_covers_at_its_level_on_fresh_seeds():
 @pytest.mark.slow  # 480 simulations at d = 400, n = 12 000 and 20 000 (about 3-5 min), and 240 compares
 def test_coupled_proj_covers_at_its_level_on_fresh_seeds():
     # docs/theory.md §4.3, "The projection on coupled branches": at alpha = 30 and 50 the cut keeps both branches, and
-    # proj_k is the sum of w_k's shares in them. 80 groups of S = 6 fresh seeds (50000-50479; the docs' table used
-    # 40000-42399): 320 trials per level, within 3 binomial sd of the level; and the per-seed sqrt(d) sd of proj
-    # against s_k (branch_covariance's summed share_cov), within 3 of its standard errors sd / sqrt(2 (n - 1))
+    # proj_k is the sum of w_k's shares in them. 81 groups of seed // 6 (two partial) of fresh seeds (50000-50479;
+    # the docs' table used 40000-42399): 324 trials per level, within 3 binomial sd of the level; and the per-seed
+    # sqrt(d) sd of proj against s_k (branch_covariance's summed share_cov), within 3 of its standard errors
+    # sd / sqrt(2 (n - 1))
     from numerics import predict
     from validation.compare import LAW_LATENTS
     from validation.simulate import simulate
