@@ -439,8 +439,8 @@ def _branch_proj_bounds(prediction, out, d, level, want):
     :math:`S\sum_i\Phi(-(\zeta_i^* - \mathrm{cut})\sqrt d/s_{\zeta,i})` (first order), at most RANK_SWAP (1 - level):
     a missed branch moves the mean by at most 1/S, so the interval then claims its level less that. The
     estimator's lower cut at n/(d - k_hat) only helps; a bulk eigenvalue above the cut (the TW tail; 1 and 2 of
-    2400 simulated seeds at alpha = 30 and 50 on the model of the docs) adds an O(1/d) share and is neglected. Returns sigma (s_k), the centre, the half-width and the
-    summed bias; NaN elsewhere."""
+    2400 simulated seeds at alpha = 30 and 50 on the model of the docs) adds an O(1/d) share and is neglected.
+    Returns sigma (s_k), the centre, the half-width and the summed bias; NaN elsewhere."""
     from numerics.edge_overlap import TW_MEAN, TW_SD
     from validation.simulate import CUT_SD
 
@@ -448,15 +448,9 @@ def _branch_proj_bounds(prediction, out, d, level, want):
     z = float(norm.ppf((1 + level) / 2))
     for i in np.nonzero(want)[0]:
         a, k, S = float(out["alpha"].iat[i]), int(out["k"].iat[i]) - 1, int(out["n_seeds"].iat[i])
-        ia = int(np.argmin(np.abs(prediction.alphas - a)))
-        share = prediction.branch_q[ia][:, None] * prediction.branch_vectors[ia] ** 2  # (branch, direction)
-        branches = np.flatnonzero(np.isfinite(share[:, 0]))
-        law = _branch_law(prediction.model, a, int(d))
+        share, branches, law, clear = _outlier_branches(prediction, a, d)
         found = np.flatnonzero(np.isfinite(law["zeta"]))
-        if branches.size == 0 or not np.array_equal(branches, found):  # the exact law and the draws disagree
-            continue
-        own = [int(np.argmax(share[b])) for b in branches]
-        if not all(_clt_holds(law["sigma"][b, j], share[b, j], d) for b, j in zip(branches, own)):
+        if branches.size == 0 or not np.array_equal(branches, found) or not clear:  # draws disagree, edge
             continue
         cut = law["edge"] + (TW_MEAN + CUT_SD * TW_SD) * _tw_scale(prediction.model, a) * d ** (-2 / 3)
         s_zeta = np.sqrt(np.diag(law["zeta_cov"])[branches])
@@ -470,6 +464,19 @@ def _branch_proj_bounds(prediction, out, d, level, want):
             continue
         sigma[i], bias[i], center[i], half[i] = s, b, q + b, z * s / np.sqrt(S * d)
     return sigma, center, half, bias
+
+
+def _outlier_branches(prediction, a: float, d: int):
+    """At alpha ``a``: the label law's shares (branch, direction) of every eigen-branch (NaN rows: no outlier), the
+    indices of the outlier branches, the branch law at d (_branch_law), and whether every outlier branch is clear of
+    the edge (its largest share has eps <= EPS_CLT, so its first-order law holds)."""
+    ia = int(np.argmin(np.abs(prediction.alphas - a)))
+    share = prediction.branch_q[ia][:, None] * prediction.branch_vectors[ia] ** 2  # (branch, direction)
+    branches = np.flatnonzero(np.isfinite(share[:, 0]))
+    law = _branch_law(prediction.model, a, int(d))
+    own = [int(np.argmax(share[b])) for b in branches]
+    clear = all(_clt_holds(law["sigma"][b, j], share[b, j], d) for b, j in zip(branches, own))
+    return share, branches, law, clear
 
 
 @functools.lru_cache(maxsize=64)
@@ -507,13 +514,9 @@ def _coupled_edge_bounds(prediction, out, d, level, want):
         a, k, S = float(out["alpha"].iat[i]), int(out["k"].iat[i]) - 1, int(out["n_seeds"].iat[i])
         if not _square_root_edge(prediction.model, a):
             continue
-        ia = int(np.argmin(np.abs(prediction.alphas - a)))
-        share = prediction.branch_q[ia][:, None] * prediction.branch_vectors[ia] ** 2  # (branch, direction)
-        branches = np.flatnonzero(np.isfinite(share[:, 0]))
-        law = _branch_law(prediction.model, a, int(d))
-        own = [int(np.argmax(share[b])) for b in branches]
+        ia = int(np.argmin(np.abs(prediction.alphas - a)))  # seeds the draws, as before
+        share, branches, law, clear = _outlier_branches(prediction, a, d)
         q, sig, bias = share[branches, k], law["sigma"][branches, k], law["bias"][branches, k]
-        clear = all(_clt_holds(law["sigma"][b, j], share[b, j], d) for b, j in zip(branches, own))
         if not (clear and np.all(q > 0) and np.all(np.isfinite(sig)) and np.all(np.isfinite(bias))):
             continue
         r = _edge_table(prediction.model, a, int(d), m)[: m - branches.size, k]
