@@ -248,9 +248,14 @@ def _share_at_depth(law, alpha, lbar, edge, psi2, depth, d):
     no_r = np.zeros((0, tau.size))
     for _ in range(60):
         G1, G2, _, _ = resolvent_sums(tau, p, no_r, lam)
-        step = (lam * (1 / alpha + G1[0]) - (edge - depth)) / (1 / alpha - G2[0])
+        residual = lam * (1 / alpha + G1[0]) - (edge - depth)
+        # the residual's rounding level: the sum's terms in absolute value. Near the edge psi' = O(Im lambda) -> 0
+        # (d -> infinity), so a step at that level can stay above 1e-14 |lambda| and only moves lambda by its noise
+        floor = 64 * np.finfo(float).eps * (abs(lam) * (1 / alpha + float(np.sum(p * np.abs(tau / (lam - tau)))))
+                                            + abs(edge - depth))
+        step = residual / (1 / alpha - G2[0])
         lam = lam - step
-        if abs(step) < 1e-14 * abs(lam):
+        if abs(step) < 1e-14 * abs(lam) or abs(residual) <= floor:
             break
     else:
         raise ArithmeticError(f"edge_overlap: Newton did not converge at alpha = {alpha:g}, d = {d}")

@@ -256,8 +256,10 @@ def test_coupled_complex_route_tends_to_the_matrix_closed_form():
     a1 = float(thresholds(COUPLED)[0])
     alphas = a1 * np.array([0.3, 0.7])
     closed = edge_overlap(COUPLED, alphas)
-    gaps = [np.max(np.abs(edge_overlap(COUPLED, alphas, d=d) / closed - 1)) for d in (10**6, 10**9)]
-    assert gaps[1] < 1e-3 and gaps[0] > gaps[1]
+    # d = 10^12: Im lambda ~ 2e-4, where the Newton step's rounding floor (3e-13 relative) sits above 1e-14 and
+    # only the residual's rounding level stops it (numerics.edge_overlap._share_at_depth)
+    gaps = [np.max(np.abs(edge_overlap(COUPLED, alphas, d=d) / closed - 1)) for d in (10**6, 10**9, 10**12)]
+    assert gaps[2] < 1e-5 and gaps[0] > gaps[1] > gaps[2]  # measured: 3.3e-2, 3.4e-4, 3.4e-6 (d^(-2/3))
 
 
 def test_coupled_share_of_direction_2_diverges_at_the_first_branch_threshold():
