@@ -304,7 +304,8 @@ def branch_covariance(tau, Z, alpha: float, lbar: float | None = None, points=No
 
 
 def _taylor_share(F, E, u):
-    r"""The shares :math:`c_k^2/(-c^\top G'(x)c)` at the root x near 0 of :math:`\det G`, for the block
+    r"""The shares :math:`c_k^2/(-c^\top G'(x)c)` at the root x near 0 of :math:`\det G`, and x last (m + 1
+    values: the root is the eigenvalue's move from the branch's d = infinity location), for the block
     :math:`G(x) = \sum_j (F_j + E_j)x^j/j!` (F = the four Taylor matrices of :math:`\bar F` at the branch's root,
     E = the three perturbation matrices :math:`\Delta, \Delta', \Delta''`), following the eigenvalue whose
     eigenvector is closest to the branch's null vector u (Newton in x, :math:`\nu' = c^\top G'c`)."""
@@ -324,7 +325,7 @@ def _taylor_share(F, E, u):
         raise RuntimeError(f"the branch's root did not converge in 60 Newton steps (last step {step:.3g})")
     nu, V = np.linalg.eigh(G(x))
     c = V[:, int(np.argmax((V.T @ u) ** 2))]
-    return c**2 / -float(c @ Gp(x) @ c)
+    return np.append(c**2 / -float(c @ Gp(x) @ c), x)
 
 
 def branch_bias_parts(tau, Z, alpha: float, d: int, lbar: float | None = None, roots=None) -> list[dict]:
@@ -347,8 +348,14 @@ def branch_bias_parts(tau, Z, alpha: float, d: int, lbar: float | None = None, r
     the kernel are five-point differences with the step of :func:`numerics.outlier_bias.outlier_bias_parts`.
     ``rounding`` is :math:`q_{ik}(n/d) - q_{ik}(\alpha)` on the same draws.
 
+    The same expansion of the root gives the eigenvalue's own O(1/d) mean,
+    :math:`E\,\hat\zeta_{i,d} - \zeta_i^*` (docs/theory.md §4.3, "The branch eigenvalue's O(1/d) mean"); for m = 1
+    it is the root shift of :func:`numerics.outlier_bias.outlier_bias_parts` (tested).
+
     Returns per branch: ``q``, ``bias`` (m values), its parts ``shift`` (the β terms), ``curvature`` (the Hessian
-    term) and ``rounding``, and ``lam``. ``roots``: the branches' :math:`\lambda^*` at alpha if already found.
+    term) and ``rounding``, ``lam``, and ``zeta_bias`` (the eigenvalue's mean shift, its rounding part
+    :math:`\zeta_i^*(n/d) - \zeta_i^*(\alpha)` included) with that part, ``zeta_rounding``. ``roots``: the
+    branches' :math:`\lambda^*` at alpha if already found.
     """
     N, m = Z.shape
     d = integer(d, "d", m + 1)
@@ -386,7 +393,7 @@ def branch_bias_parts(tau, Z, alpha: float, d: int, lbar: float | None = None, r
         basis = np.eye(dim) * eps
         q0 = Q(np.zeros(dim))
         grad = np.array([(Q(e) - Q(-e)) / (2 * eps) for e in basis])
-        hess = np.zeros((dim, dim, m))
+        hess = np.zeros((dim, dim, m + 1))
         for a in range(dim):
             hess[a, a] = (Q(basis[a]) - 2 * q0 + Q(-basis[a])) / eps**2
             for b in range(a + 1, dim):
@@ -394,12 +401,13 @@ def branch_bias_parts(tau, Z, alpha: float, d: int, lbar: float | None = None, r
                 hess[a, b] = hess[b, a] = (Q(ea + eb) - Q(ea - eb) - Q(eb - ea) + Q(-ea - eb)) / (4 * eps**2)
         shift = beta @ grad
         curvature = 0.5 * np.einsum("ab,abk->k", Sigma, hess)
-        rounding = np.zeros(m)
-        if roots_n is not roots:
-            rounding = branch_point(tau, Z, n / d, roots_n[ib])["q"] - first["q"] if ib < len(roots_n) \
-                else np.full(m, np.nan)
-        out.append({"q": first["q"], "lam": lam, "bias": shift + curvature + rounding, "shift": shift,
-                    "curvature": curvature, "rounding": rounding})
+        rounding = np.zeros(m + 1)
+        if roots_n is not roots:  # the shares and the location at the simulated ratio n/d, less those at alpha
+            rounding = np.append(branch_point(tau, Z, n / d, roots_n[ib])["q"] - first["q"],
+                                 _psi(tau, n / d, roots_n[ib]) - zeta) if ib < len(roots_n) else np.full(m + 1, np.nan)
+        total = shift + curvature + rounding
+        out.append({"q": first["q"], "lam": lam, "bias": total[:m], "shift": shift[:m], "curvature": curvature[:m],
+                    "rounding": rounding[:m], "zeta_bias": float(total[m]), "zeta_rounding": float(rounding[m])})
     return out
 
 
@@ -412,12 +420,19 @@ def branch_fluctuation(model: HierarchicalModel, alphas, n_samples: int = 2**20,
     joint :math:`d\,\mathrm{Cov}`, and ``share_cov`` (len(alphas), m, m, m), the shares' (alpha, branch, branch,
     direction; :func:`branch_covariance`), and ``edge`` (len(alphas),), the bulk edge
     :math:`\psi_\alpha(\bar\lambda)` of the same draws. With ``d`` (an integer > m) also
-    ``bias``, shape (len(alphas), m, m): :func:`branch_bias_parts`' O(1/d) bias of the shares at that d."""
+    ``bias``, shape (len(alphas), m, m): :func:`branch_bias_parts`' O(1/d) bias of the shares at that d, and
+    ``zeta_bias``, shape (len(alphas), m): the O(1/d) mean shift of the branch eigenvalues there.
+
+    ``zeta`` and ``edge`` carry the draws' Monte Carlo error, about 0.005 at 2^19 draws on the coupled model of
+    docs/theory.md §4.3, i.e. 2/d at d = 400: set against a simulation, the exact locations of
+    :func:`numerics.predict` (eigenvalues, bulk_edge) are the d = infinity reference, and ``zeta_bias``, a
+    difference on the same draws, the correction to it."""
     a, tau, Z = _checked_latents(model, alphas, n_samples, seed)
     m = model.m
     if d is not None:
         d = integer(d, "d", m + 1)
     q, sigma, bias, zeta_cov = (np.full((a.size, m, m), np.nan) for _ in range(4))
+    zeta_bias = np.full((a.size, m), np.nan)
     share_cov = np.full((a.size, m, m, m), np.nan)
     lam, gap, zeta, zeta_sigma = (np.full((a.size, m), np.nan) for _ in range(4))
     edge = np.empty(a.size)
@@ -433,7 +448,7 @@ def branch_fluctuation(model: HierarchicalModel, alphas, n_samples: int = 2**20,
         zeta_cov[ia, :nb, :nb], share_cov[ia, :nb, :nb] = joint["cov"], joint["share_cov"]
         if d is not None:
             for i, r in enumerate(branch_bias_parts(tau, Z, float(alpha), d, lbar, roots)):
-                bias[ia, i] = r["bias"]
+                bias[ia, i], zeta_bias[ia, i] = r["bias"], r["zeta_bias"]
     out = {"alphas": a, "q": q, "sigma": sigma, "lam": lam, "gap": gap, "zeta": zeta, "zeta_sigma": zeta_sigma,
            "zeta_cov": zeta_cov, "share_cov": share_cov, "edge": edge}
-    return out if d is None else dict(out, bias=bias)
+    return out if d is None else dict(out, bias=bias, zeta_bias=zeta_bias)

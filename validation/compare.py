@@ -376,13 +376,15 @@ def _outlier_bounds(prediction, out, d, quantity, level):
 @functools.lru_cache(maxsize=64)
 def _branch_law(model, alpha: float, d: int) -> dict:
     """``numerics.branch_fluctuation`` at one alpha with LAW_LATENTS draws and the bias at d: q, sigma and bias of
-    shape (branch, direction), the eigenvalues' locations zeta (branch,), their d Cov zeta_cov (branch, branch), the
+    shape (branch, direction), the eigenvalues' locations zeta and O(1/d) mean shifts zeta_bias (branch,), their
+    d Cov zeta_cov (branch, branch), the
     shares' d Cov share_cov (branch, branch, direction) and the bulk edge; deterministic, so kept for the next call.
     Read-only arrays."""
     from numerics.branch_fluctuation import branch_fluctuation
 
     r = branch_fluctuation(model, [alpha], n_samples=LAW_LATENTS, d=d)
-    law = {key: np.asarray(r[key][0]) for key in ("q", "sigma", "bias", "zeta", "zeta_cov", "share_cov", "edge")}
+    keys = ("q", "sigma", "bias", "zeta", "zeta_bias", "zeta_cov", "share_cov", "edge")
+    law = {key: np.asarray(r[key][0]) for key in keys}
     for arr in law.values():
         arr.flags.writeable = False
     return law
@@ -397,7 +399,8 @@ def _branch_bounds(prediction, out, d, level, want, quantity="q_best"):
     top m eigenvectors is branch b's overlap). For q_rank, b is the k-th branch (the k-th largest outlier
     eigenvalue), and the chance that its eigenvalue swaps rank with another branch's or falls to the bulk edge
     in one of the S seeds, S sum_j Phi(-|zeta_b - zeta_j| sqrt(d) / s_bj) (s_bj^2 = d Var(zeta_b - zeta_j), first
-    order; for the edge, zeta_j = psi(lbar) and s_bj = s_b, its O(d^(-2/3)) fluctuation neglected), must be at
+    order; for the edge, zeta_j = psi(lbar) and s_bj = s_b, its O(d^(-2/3)) fluctuation neglected; the locations
+    are predict's exact ones, each eigenvalue's with its O(1/d) shift, _branch_locations), must be at
     most RANK_SWAP (1 - level): a swapped seed moves the mean by at most 1/S, so the interval then claims its
     level less that. Returns sigma, the centre, the half-width and the bias; NaN elsewhere."""
     sigma, center, half, bias = (np.full(len(out), np.nan) for _ in range(4))
@@ -418,7 +421,8 @@ def _branch_bounds(prediction, out, d, level, want, quantity="q_best"):
             clear = np.all(share[others] + 5 * s[others] / np.sqrt(d) < share[b] - 5 * s[b] / np.sqrt(d))
         else:
             C, j = law["zeta_cov"], np.flatnonzero(others)
-            gaps = np.append(np.abs(law["zeta"][b] - law["zeta"][j]), law["zeta"][b] - law["edge"])
+            zeta, edge = _branch_locations(prediction, a, law)
+            gaps = np.append(np.abs(zeta[b] - zeta[j]), zeta[b] - edge)
             s_bj = np.sqrt(np.append(C[b, b] + C[j, j] - 2 * C[b, j], C[b, b]))
             clear = S * float(np.sum(norm.sf(gaps * np.sqrt(d) / s_bj))) <= RANK_SWAP * (1 - level)
         if not (np.isfinite(bk) and _clt_holds(s[b], share[b], d) and clear):
@@ -435,7 +439,8 @@ def _branch_proj_bounds(prediction, out, d, level, want):
     lies within :math:`z\,s_k/\sqrt{S d}` of :math:`\sum_i (q_{ik} + b_{ik})`, :math:`s_k^2 = \sum_{ij}`
     ``share_cov``:math:`_{ijk}` (:func:`numerics.branch_fluctuation.branch_covariance`). Gates: every branch clear of
     the edge (its largest share has eps <= EPS_CLT), the sum's own eps <= EPS_CLT, and the chance that a branch's
-    eigenvalue falls below the cut, edge + (TW_MEAN + CUT_SD TW_SD) s d^(-2/3), in one of the S seeds,
+    eigenvalue falls below the cut, edge + (TW_MEAN + CUT_SD TW_SD) s d^(-2/3) (locations: _branch_locations), in
+    one of the S seeds,
     :math:`S\sum_i\Phi(-(\zeta_i^* - \mathrm{cut})\sqrt d/s_{\zeta,i})` (first order), at most RANK_SWAP (1 - level):
     a missed branch moves the mean by at most 1/S, so the interval then claims its level less that. The
     estimator's lower cut at n/(d - k_hat) only helps; a bulk eigenvalue above the cut (the TW tail; 1 and 2 of
@@ -452,9 +457,10 @@ def _branch_proj_bounds(prediction, out, d, level, want):
         found = np.flatnonzero(np.isfinite(law["zeta"]))
         if branches.size == 0 or not np.array_equal(branches, found) or not clear:  # draws disagree, edge
             continue
-        cut = law["edge"] + (TW_MEAN + CUT_SD * TW_SD) * _tw_scale(prediction.model, a) * d ** (-2 / 3)
+        zeta, edge = _branch_locations(prediction, a, law)
+        cut = edge + (TW_MEAN + CUT_SD * TW_SD) * _tw_scale(prediction.model, a) * d ** (-2 / 3)
         s_zeta = np.sqrt(np.diag(law["zeta_cov"])[branches])
-        missed = S * float(np.sum(norm.sf((law["zeta"][branches] - cut) * np.sqrt(d) / s_zeta)))
+        missed = S * float(np.sum(norm.sf((zeta[branches] - cut) * np.sqrt(d) / s_zeta)))
         if not missed <= RANK_SWAP * (1 - level):
             continue
         q = float(np.sum(share[branches, k]))
@@ -477,6 +483,15 @@ def _outlier_branches(prediction, a: float, d: int):
     own = [int(np.argmax(share[b])) for b in branches]
     clear = all(_clt_holds(law["sigma"][b, j], share[b, j], d) for b, j in zip(branches, own))
     return share, branches, law, clear
+
+
+def _branch_locations(prediction, a: float, law: dict):
+    """The branches' outlier eigenvalues at d to O(1/d), (branch,), and the bulk edge: the prediction's exact
+    d = infinity locations plus the law's mean shift zeta_bias (docs/theory.md §4.3, "The branch eigenvalue's O(1/d)
+    mean"). The law's own zeta and edge come from LAW_LATENTS draws, whose Monte Carlo error (about 2/d at d = 400
+    on the model of the docs) is as large as the shift; zeta_bias is a difference on those draws."""
+    ia = int(np.argmin(np.abs(prediction.alphas - a)))
+    return prediction.eigenvalues[ia] + law["zeta_bias"], float(prediction.bulk_edge[ia])
 
 
 @functools.lru_cache(maxsize=64)

@@ -132,8 +132,9 @@ class ModelS(Experiment):
         EPS_CLT = 1/2, :mod:`validation.compare`) and ``d_bias`` (d times the O(1/d) bias, where eps <= EPS_CLT).
         Uncoupled directions: per (alpha, k), from :func:`numerics.outlier_moments`. Coupled ones (the matrix
         solver): per (alpha, branch, k), the branch's share of w_k (:func:`numerics.branch_fluctuation`), with its
-        outlier eigenvalue ``zeta`` and that eigenvalue's ``zeta_sigma`` (:math:`\sqrt d` sd; docs/theory.md §4.3),
-        and per (alpha, k) a row with branch ``"all"``: the projection on every outlier branch, the sum of the
+        outlier eigenvalue ``zeta`` (the exact d = infinity location of ``predict``), that eigenvalue's ``zeta_sigma``
+        (:math:`\sqrt d` sd) and ``d_zeta_bias`` (d times its O(1/d) mean shift, where the branch's largest share has
+        eps <= EPS_CLT; docs/theory.md §4.3), and per (alpha, k) a row with branch ``"all"``: the projection on every outlier branch, the sum of the
         shares, with its sd from the branches' joint law (:func:`numerics.branch_fluctuation.branch_covariance`) and
         the summed bias; compare's proj uses it where the estimator's cut keeps every branch (docs/theory.md §4.3,
         "The projection on coupled branches"). ``"all"`` rows need two branches or more, each found by the draws."""
@@ -155,11 +156,17 @@ class ModelS(Experiment):
                     exact, found = np.isfinite(p.branch_q[ia]), np.isfinite(r["lam"][ia])
                     for i in np.flatnonzero(exact & found):
                         share = p.branch_q[ia, i] * p.branch_vectors[ia, i] ** 2
+                        eps = r["sigma"][ia, i] / (np.sqrt(d) * share)
+                        own = int(np.argmax(share))  # the branch is clear of the edge where its largest share's CLT holds
+                        zb = d * r["zeta_bias"][ia, i] if eps[own] <= EPS_CLT and np.isfinite(r["zeta_bias"][ia, i]) \
+                            else None
                         for k in range(model.m):
-                            s, eps = r["sigma"][ia, i, k], r["sigma"][ia, i, k] / (np.sqrt(d) * share[k])
-                            rows.append({"alpha": a[ia], "branch": i + 1, "k": k + 1, "q": share[k], "sigma": s,
-                                         "eps": eps, "d_bias": d * r["bias"][ia, i, k] if eps <= EPS_CLT else None,
-                                         "zeta": r["zeta"][ia, i], "zeta_sigma": r["zeta_sigma"][ia, i]})
+                            bias = d * r["bias"][ia, i, k]
+                            rows.append({"alpha": a[ia], "branch": i + 1, "k": k + 1, "q": share[k],
+                                         "sigma": r["sigma"][ia, i, k], "eps": eps[k],
+                                         "d_bias": bias if eps[k] <= EPS_CLT and np.isfinite(bias) else None,
+                                         "zeta": p.eigenvalues[ia, i], "zeta_sigma": r["zeta_sigma"][ia, i],
+                                         "d_zeta_bias": zb})
                     b = np.flatnonzero(exact)
                     if b.size < 2 or not np.array_equal(exact, found):  # one branch: its own rows say it
                         continue
@@ -169,7 +176,7 @@ class ModelS(Experiment):
                         eps, bias = s / (np.sqrt(d) * q), float(np.sum(r["bias"][ia, b, k]))
                         rows.append({"alpha": a[ia], "branch": "all", "k": k + 1, "q": q, "sigma": s, "eps": eps,
                                      "d_bias": d * bias if eps <= EPS_CLT and np.isfinite(bias) else None,
-                                     "zeta": None, "zeta_sigma": None})
+                                     "zeta": None, "zeta_sigma": None, "d_zeta_bias": None})
                 head = ("coupled directions: per outlier branch, its share q of w_k, and (branch all) their sum, the "
                         "projection on every outlier branch (docs/theory.md §4.3)")
             else:
