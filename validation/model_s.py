@@ -134,10 +134,11 @@ class ModelS(Experiment):
         solver): per (alpha, branch, k), the branch's share of w_k (:func:`numerics.branch_fluctuation`), with its
         outlier eigenvalue ``zeta`` (the exact d = infinity location of ``predict``), that eigenvalue's ``zeta_sigma``
         (:math:`\sqrt d` sd) and ``d_zeta_bias`` (d times its O(1/d) mean shift, where the branch's largest share has
-        eps <= EPS_CLT; docs/theory.md §4.3), and per (alpha, k) a row with branch ``"all"``: the projection on every outlier branch, the sum of the
-        shares, with its sd from the branches' joint law (:func:`numerics.branch_fluctuation.branch_covariance`) and
-        the summed bias; compare's proj uses it where the estimator's cut keeps every branch (docs/theory.md §4.3,
-        "The projection on coupled branches"). ``"all"`` rows need two branches or more, each found by the draws."""
+        eps <= EPS_CLT; docs/theory.md §4.3), and per (alpha, k) a row with branch ``"all"``: the projection on
+        every outlier branch, the sum of the shares, with its sd from the branches' joint law
+        (:func:`numerics.branch_fluctuation.branch_covariance`) and the summed bias; compare's proj uses it where the
+        estimator's cut keeps every branch (docs/theory.md §4.3, "The projection on coupled branches"). ``"all"``
+        rows need two branches or more, each found by the draws."""
         from numerics import branch_fluctuation, outlier_moments
         from theory.model import integer
         from validation.compare import EPS_CLT
@@ -157,7 +158,7 @@ class ModelS(Experiment):
                     for i in np.flatnonzero(exact & found):
                         share = p.branch_q[ia, i] * p.branch_vectors[ia, i] ** 2
                         eps = r["sigma"][ia, i] / (np.sqrt(d) * share)
-                        own = int(np.argmax(share))  # the branch is clear of the edge where its largest share's CLT holds
+                        own = int(np.argmax(share))  # clear of the edge where the largest share's CLT holds
                         zb = d * r["zeta_bias"][ia, i] if eps[own] <= EPS_CLT and np.isfinite(r["zeta_bias"][ia, i]) \
                             else None
                         for k in range(model.m):
