@@ -58,7 +58,8 @@ from .outlier_bias import _H, _lam_of_zeta, _mean_shift, _psi, _stencils
 from .outlier_fluctuation import _checked_latents, _zeta_calculus
 from .resolvent import edge_of_atoms
 
-__all__ = ["branch_point", "branch_variance_parts", "branch_covariance", "branch_bias_parts", "branch_fluctuation"]
+__all__ = ["branch_point", "branch_variance_parts", "branch_covariance", "branch_bias_parts", "branch_fluctuation",
+           "projection_law"]
 
 #: step of the central differences of the shares in the block's entries, relative to the largest entry of
 #: :math:`\bar F'`: the shares are smooth there, so the Hessian errs by O(_EPS_Q^2) plus rounding O(1e-16/_EPS_Q^2)
@@ -409,6 +410,23 @@ def branch_bias_parts(tau, Z, alpha: float, d: int, lbar: float | None = None, r
         out.append({"q": first["q"], "lam": lam, "bias": total[:m], "shift": shift[:m], "curvature": curvature[:m],
                     "rounding": rounding[:m], "zeta_bias": float(total[m]), "zeta_rounding": float(rounding[m])})
     return out
+
+
+def projection_law(shares, share_cov, bias, branches):
+    r"""The law of the projection on the outlier branches ``branches`` (indices), per direction k: its d = infinity
+    value :math:`\sum_i q_{ik}`, :math:`s_k = \sqrt{\sum_{ij} C_{ijk}}` (:math:`\lim_d\sqrt d` sd, C =
+    ``share_cov`` of :func:`branch_covariance`) and its O(1/d) bias :math:`\sum_i b_{ik}`, from ``shares`` and
+    ``bias`` of shape (branch, m) at one alpha (docs/theory.md §4.3, "The projection on coupled branches"). Mixing
+    among the branches moves weight inside their span, so to first order the sum moves by the sum of the branches'
+    share functionals, and an expectation is linear.
+
+    >>> q, s, b = projection_law(np.array([[0.5, 0.1], [0.2, 0.3]]), np.ones((2, 2, 2)), np.zeros((2, 2)), [0, 1])
+    >>> q.tolist(), s.tolist(), b.tolist()
+    ([0.7, 0.4], [2.0, 2.0], [0.0, 0.0])
+    """
+    b = np.asarray(branches, dtype=int)
+    return (np.sum(np.asarray(shares)[b], axis=0), np.sqrt(np.sum(np.asarray(share_cov)[np.ix_(b, b)], axis=(0, 1))),
+            np.sum(np.asarray(bias)[b], axis=0))
 
 
 def branch_fluctuation(model: HierarchicalModel, alphas, n_samples: int = 2**20, seed: int = 0,

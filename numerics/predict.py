@@ -89,6 +89,14 @@ class Prediction:
     def n_outliers(self) -> np.ndarray:
         return self.is_outlier.sum(axis=1)
 
+    @property
+    def branch_shares(self) -> np.ndarray | None:
+        """Matrix solver: the share :math:`q_{ik} = q_i u_{ik}^2` of direction k in outlier branch i's eigenvector,
+        shape (len(alphas), branch, m), NaN where the branch has no outlier (docs/theory.md §4.3); None otherwise."""
+        if self.branch_q is None:
+            return None
+        return self.branch_q[..., None] * self.branch_vectors**2
+
     def _repr_html_(self) -> str:
         """Notebook view: one row per alpha with the MSE, the outliers and q_k."""
         wide = pd.DataFrame({"alpha": self.alphas, "mse": self.mse, "n_outliers": self.n_outliers})

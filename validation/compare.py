@@ -408,7 +408,7 @@ def _branch_bounds(prediction, out, d, level, want, quantity="q_best"):
     for i in np.nonzero(want)[0]:
         a, k, S = float(out["alpha"].iat[i]), int(out["k"].iat[i]) - 1, int(out["n_seeds"].iat[i])
         ia = int(np.argmin(np.abs(prediction.alphas - a)))
-        share = prediction.branch_q[ia] * prediction.branch_vectors[ia, :, k] ** 2  # NaN: no outlier
+        share = prediction.branch_shares[ia, :, k]  # NaN: no outlier
         if not np.any(np.isfinite(share)):
             continue
         b = int(np.nanargmax(share)) if quantity == "q_best" else k
@@ -446,6 +446,7 @@ def _branch_proj_bounds(prediction, out, d, level, want):
     estimator's lower cut at n/(d - k_hat) only helps; a bulk eigenvalue above the cut (the TW tail; 1 and 2 of
     2400 simulated seeds at alpha = 30 and 50 on the model of the docs) adds an O(1/d) share and is neglected.
     Returns sigma (s_k), the centre, the half-width and the summed bias; NaN elsewhere."""
+    from numerics.branch_fluctuation import projection_law
     from numerics.edge_overlap import TW_MEAN, TW_SD
     from validation.simulate import CUT_SD
 
@@ -463,9 +464,7 @@ def _branch_proj_bounds(prediction, out, d, level, want):
         missed = S * float(np.sum(norm.sf((zeta[branches] - cut) * np.sqrt(d) / s_zeta)))
         if not missed <= RANK_SWAP * (1 - level):
             continue
-        q = float(np.sum(share[branches, k]))
-        s = float(np.sqrt(np.sum(law["share_cov"][np.ix_(branches, branches, [k])])))
-        b = float(np.sum(law["bias"][branches, k]))
+        q, s, b = (float(x[k]) for x in projection_law(share, law["share_cov"], law["bias"], branches))
         if not (np.isfinite(b) and _clt_holds(s, q, d)):
             continue
         sigma[i], bias[i], center[i], half[i] = s, b, q + b, z * s / np.sqrt(S * d)
@@ -477,7 +476,7 @@ def _outlier_branches(prediction, a: float, d: int):
     indices of the outlier branches, the branch law at d (_branch_law), and whether every outlier branch is clear of
     the edge (its largest share has eps <= EPS_CLT, so its first-order law holds)."""
     ia = int(np.argmin(np.abs(prediction.alphas - a)))
-    share = prediction.branch_q[ia][:, None] * prediction.branch_vectors[ia] ** 2  # (branch, direction)
+    share = prediction.branch_shares[ia]  # (branch, direction)
     branches = np.flatnonzero(np.isfinite(share[:, 0]))
     law = _branch_law(prediction.model, a, int(d))
     own = [int(np.argmax(share[b])) for b in branches]

@@ -140,6 +140,7 @@ class ModelS(Experiment):
         estimator's cut keeps every branch (docs/theory.md §4.3, "The projection on coupled branches"). ``"all"``
         rows need two branches or more, each found by the draws."""
         from numerics import branch_fluctuation, outlier_moments
+        from numerics.branch_fluctuation import projection_law
         from theory.model import integer
         from validation.compare import EPS_CLT
 
@@ -156,7 +157,7 @@ class ModelS(Experiment):
                     # an outlier that the exact law has and the latent draws find (near a threshold they may not agree)
                     exact, found = np.isfinite(p.branch_q[ia]), np.isfinite(r["lam"][ia])
                     for i in np.flatnonzero(exact & found):
-                        share = p.branch_q[ia, i] * p.branch_vectors[ia, i] ** 2
+                        share = p.branch_shares[ia, i]
                         eps = r["sigma"][ia, i] / (np.sqrt(d) * share)
                         own = int(np.argmax(share))  # clear of the edge where the largest share's CLT holds
                         zb = d * r["zeta_bias"][ia, i] if eps[own] <= EPS_CLT and np.isfinite(r["zeta_bias"][ia, i]) \
@@ -171,10 +172,10 @@ class ModelS(Experiment):
                     b = np.flatnonzero(exact)
                     if b.size < 2 or not np.array_equal(exact, found):  # one branch: its own rows say it
                         continue
+                    qs, ss, bs = projection_law(p.branch_shares[ia], r["share_cov"][ia], r["bias"][ia], b)
                     for k in range(model.m):  # the projection on every outlier branch (docs/theory.md §4.3)
-                        q = float(np.sum(p.branch_q[ia, b] * p.branch_vectors[ia, b, k] ** 2))
-                        s = float(np.sqrt(np.sum(r["share_cov"][ia][np.ix_(b, b, [k])])))
-                        eps, bias = s / (np.sqrt(d) * q), float(np.sum(r["bias"][ia, b, k]))
+                        q, s, bias = float(qs[k]), float(ss[k]), float(bs[k])
+                        eps = s / (np.sqrt(d) * q)
                         rows.append({"alpha": a[ia], "branch": "all", "k": k + 1, "q": q, "sigma": s, "eps": eps,
                                      "d_bias": d * bias if eps <= EPS_CLT and np.isfinite(bias) else None,
                                      "zeta": None, "zeta_sigma": None, "d_zeta_bias": None})
