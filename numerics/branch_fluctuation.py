@@ -259,8 +259,15 @@ def branch_covariance(tau, Z, alpha: float, lbar: float | None = None, points=No
     at ratio ``alpha``: ``zeta`` (the d = infinity locations :math:`\zeta_i^*`, largest first), ``cov``
     (:math:`\lim_d d\,\mathrm{Cov}(\hat\zeta_i, \hat\zeta_j)`, the eigenvalues), ``share_cov`` of shape
     (branches, branches, m) (:math:`\lim_d d\,\mathrm{Cov}(q_{ik,d}, q_{jk,d})`, the shares of direction k in two
-    branches' eigenvectors) and ``edge`` (the bulk edge :math:`\psi_\alpha(\bar\lambda)`). ``points``:
-    :func:`branch_point` (or :func:`branch_variance_parts`) at each root, if already computed.
+    branches' eigenvectors) and ``edge`` (the bulk edge :math:`\psi_\alpha(\bar\lambda)`). For the detection of
+    the branches by a cut at the edge of the realised labels, :math:`\hat e = \psi` of their empirical law at
+    :math:`\bar\lambda` (it moves by the sample average of :math:`\bar\lambda K(\bar\lambda)`, since
+    :math:`\psi'(\bar\lambda) = 0`): ``gap_cov`` (branches, branches), :math:`\lim_d d\,\mathrm{Cov}(\hat\zeta_i -
+    \hat e, \hat\zeta_j - \hat e)`, and ``gap_share_cov`` (branches, branches, m), :math:`\lim_d d\,\mathrm{Cov}(
+    \hat\zeta_i - \hat e, q_{jk,d})` (docs/theory.md §4.3, "The branch eigenvalues against the realised edge"; for
+    m = 1 they are ``gap_sd`` and ``gap_corr`` of :func:`numerics.outlier_fluctuation.outlier_variance_parts`,
+    tested). ``points``: :func:`branch_point` (or :func:`branch_variance_parts`) at each root, if already
+    computed.
 
     Branch i's eigenvalue moves by :math:`\delta\zeta_i = \langle a_{\zeta,i}, \Delta(\zeta_i^*)\rangle` and its
     shares by :math:`\langle a_{ik}, \Delta(\zeta_i^*)\rangle + \langle b_{ik}, \Delta'(\zeta_i^*)\rangle`
@@ -284,7 +291,18 @@ def branch_covariance(tau, Z, alpha: float, lbar: float | None = None, points=No
     gb = [[_on_entries(p["b"][k], idx) for k in range(m)] for p in points]
     gz = [_on_entries(p["a_zeta"], idx) for p in points]
     nb = len(points)
-    cov, share_cov = np.zeros((nb, nb)), np.zeros((nb, nb, m))
+    cov, share_cov, zeta_share = np.zeros((nb, nb)), np.zeros((nb, nb, m)), np.zeros((nb, nb, m))
+    # the realised edge: one sample's influence lbar K(lbar), centred; its covariance with each entry's influence at
+    # branch i's root and, by the stencil, with the entry's zeta-derivative
+    Kb = lbar * tau / (lbar - tau)
+    Kb = Kb - Kb.mean()
+    edge_var = float(np.mean(Kb**2)) / alpha
+    edge_zeta, edge_share = np.zeros(nb), np.zeros((nb, m))
+    for i in range(nb):
+        he = [st[i]["at"][a][1].T @ Kb / N for a in _OFFSETS]
+        he1 = _stencils(st[i]["h"])[0](he)
+        edge_zeta[i] = gz[i] @ he[2] / alpha
+        edge_share[i] = [(ga[i][k] @ he[2] + gb[i][k] @ he1) / alpha for k in range(m)]
     for i in range(nb):
         for j in range(nb):
             s1, s2 = st[i], st[j]
@@ -301,7 +319,11 @@ def branch_covariance(tau, Z, alpha: float, lbar: float | None = None, points=No
             cov[i, j] = gz[i] @ K0 @ gz[j] / alpha
             share_cov[i, j] = [(ga[i][k] @ K0 @ ga[j][k] + ga[i][k] @ K2 @ gb[j][k] + gb[i][k] @ K1 @ ga[j][k]
                                 + gb[i][k] @ K12 @ gb[j][k]) / alpha for k in range(m)]
-    return {"zeta": np.array([s["zeta"] for s in st]), "cov": cov, "share_cov": share_cov, "edge": edge}
+            zeta_share[i, j] = [(gz[i] @ K0 @ ga[j][k] + gz[i] @ K2 @ gb[j][k]) / alpha for k in range(m)]
+    gap_cov = cov - edge_zeta[:, None] - edge_zeta[None, :] + edge_var
+    gap_share_cov = zeta_share - edge_share[None, :, :]
+    return {"zeta": np.array([s["zeta"] for s in st]), "cov": cov, "share_cov": share_cov, "edge": edge,
+            "gap_cov": gap_cov, "gap_share_cov": gap_share_cov}
 
 
 def _taylor_share(F, E, u):
@@ -436,7 +458,8 @@ def branch_fluctuation(model: HierarchicalModel, alphas, n_samples: int = 2**20,
     ``zeta`` and ``zeta_sigma`` (the outlier eigenvalue's location and :math:`\sqrt d` sd) of shape
     (len(alphas), m), NaN where the branch has no outlier, ``zeta_cov`` (len(alphas), m, m), the eigenvalues'
     joint :math:`d\,\mathrm{Cov}`, and ``share_cov`` (len(alphas), m, m, m), the shares' (alpha, branch, branch,
-    direction; :func:`branch_covariance`), and ``edge`` (len(alphas),), the bulk edge
+    direction; :func:`branch_covariance`), ``gap_cov`` (len(alphas), m, m) and ``gap_share_cov`` (len(alphas), m, m,
+    m), the same for the eigenvalues minus the edge of the realised labels, and ``edge`` (len(alphas),), the bulk edge
     :math:`\psi_\alpha(\bar\lambda)` of the same draws. With ``d`` (an integer > m) also
     ``bias``, shape (len(alphas), m, m): :func:`branch_bias_parts`' O(1/d) bias of the shares at that d, and
     ``zeta_bias``, shape (len(alphas), m): the O(1/d) mean shift of the branch eigenvalues there.
@@ -451,7 +474,8 @@ def branch_fluctuation(model: HierarchicalModel, alphas, n_samples: int = 2**20,
         d = integer(d, "d", m + 1)
     q, sigma, bias, zeta_cov = (np.full((a.size, m, m), np.nan) for _ in range(4))
     zeta_bias = np.full((a.size, m), np.nan)
-    share_cov = np.full((a.size, m, m, m), np.nan)
+    share_cov, gap_share_cov = np.full((a.size, m, m, m), np.nan), np.full((a.size, m, m, m), np.nan)
+    gap_cov = np.full((a.size, m, m), np.nan)
     lam, gap, zeta, zeta_sigma = (np.full((a.size, m), np.nan) for _ in range(4))
     edge = np.empty(a.size)
     for ia, alpha in enumerate(a):
@@ -464,9 +488,11 @@ def branch_fluctuation(model: HierarchicalModel, alphas, n_samples: int = 2**20,
         joint = branch_covariance(tau, Z, float(alpha), lbar, parts)
         nb = len(parts)
         zeta_cov[ia, :nb, :nb], share_cov[ia, :nb, :nb] = joint["cov"], joint["share_cov"]
+        gap_cov[ia, :nb, :nb], gap_share_cov[ia, :nb, :nb] = joint["gap_cov"], joint["gap_share_cov"]
         if d is not None:
             for i, r in enumerate(branch_bias_parts(tau, Z, float(alpha), d, lbar, roots)):
                 bias[ia, i], zeta_bias[ia, i] = r["bias"], r["zeta_bias"]
     out = {"alphas": a, "q": q, "sigma": sigma, "lam": lam, "gap": gap, "zeta": zeta, "zeta_sigma": zeta_sigma,
-           "zeta_cov": zeta_cov, "share_cov": share_cov, "edge": edge}
+           "zeta_cov": zeta_cov, "share_cov": share_cov, "gap_cov": gap_cov, "gap_share_cov": gap_share_cov,
+           "edge": edge}
     return out if d is None else dict(out, bias=bias, zeta_bias=zeta_bias)

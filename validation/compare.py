@@ -26,7 +26,10 @@ Each (alpha, k) point gets a region from the scaling variable
   branch, :math:`\sum_i (q_{ik} + b_{ik}) \pm z\,s_k/\sqrt{Sd}` with :math:`s_k^2` the shares' joint first-order
   variance (:func:`numerics.branch_fluctuation.branch_covariance`), where the estimator's cut keeps every branch in
   all S seeds but with chance at most ``RANK_SWAP`` (1 - level) (tol_basis ``clt+branch``, docs/theory.md §4.3,
-  "The projection on coupled branches"); elsewhere it keeps the heuristic bound below.
+  "The projection on coupled branches"). Where the cut may miss a branch but every branch is clear of the edge,
+  each branch's eigenvalue minus the realised edge and w_k's amplitude in its eigenvector are drawn jointly, the
+  kept branches' shares summed (tol_basis ``clt+detection``, docs/theory.md §4.3, "The projection with branches
+  near the cut"); elsewhere it keeps the heuristic bound below.
   For the subspace projection ``proj`` of uncoupled directions (the overlap summed
   over the estimator's k_hat outlier eigenvectors) the same law sums the pencil's weight over the
   outliers, which mixing among them does not change (docs/theory.md §4.3 "The projection"); it is used
@@ -383,7 +386,7 @@ def _branch_law(model, alpha: float, d: int) -> dict:
     from numerics.branch_fluctuation import branch_fluctuation
 
     r = branch_fluctuation(model, [alpha], n_samples=LAW_LATENTS, d=d)
-    keys = ("q", "sigma", "bias", "zeta", "zeta_bias", "zeta_cov", "share_cov", "edge")
+    keys = ("q", "sigma", "bias", "zeta", "zeta_bias", "zeta_cov", "share_cov", "gap_cov", "gap_share_cov", "edge")
     law = {key: np.asarray(r[key][0]) for key in keys}
     for arr in law.values():
         arr.flags.writeable = False
@@ -469,6 +472,58 @@ def _branch_proj_bounds(prediction, out, d, level, want):
             continue
         sigma[i], bias[i], center[i], half[i] = s, b, q + b, z * s / np.sqrt(S * d)
     return sigma, center, half, bias
+
+
+def _branch_detection_bounds(prediction, out, d, level, want):
+    r"""The law of proj for coupled directions where the estimator's cut may miss an outlier branch (docs/theory.md
+    §4.3, "The projection with branches near the cut"), at the rows ``want``: sigma (s_k of the sum over every
+    branch), the centre and half-width of the two-sided ``level`` interval of the seed mean, the summed bias, and
+    ``bracket`` (all False); NaN elsewhere. Branch i's eigenvalue minus the edge of the realised labels, and the
+    amplitude :math:`A_{ik}` of w_k in its eigenvector (share :math:`A_{ik}^2`, whose first order is
+    :math:`2\sqrt{q_{ik}}\,\delta A_{ik}`), are drawn from their joint first-order Gaussian law, every branch
+    together: means :math:`\zeta_i^* + \text{zeta\_bias}_i - \psi(\bar\lambda)` (_branch_locations) and
+    :math:`\sqrt{q_{ik}}`, d Cov from ``gap_cov``, ``gap_share_cov`` / :math:`2\sqrt{q_{jk}}` and ``share_cov`` /
+    :math:`4\sqrt{q_{ik}q_{jk}}` (:func:`numerics.branch_fluctuation.branch_covariance`); the share is
+    :math:`A_{ik}^2` plus the rest of its O(1/d) bias, :math:`b_{ik} - \sigma_{A,ik}^2/d` (as in
+    _coupled_edge_bounds). The estimator keeps branch i where its draw exceeds (TW_MEAN + CUT_SD TW_SD)
+    s d^(-2/3), recounted at n/(d - k_hat) (_kept_outliers), and proj is the sum of the kept branches' shares. A
+    bulk eigenvalue above the cut (the TW tail) is left out, as in _branch_proj_bounds. Gates: a square-root edge,
+    every branch clear of the edge (its largest share has eps <= EPS_CLT) and q_ik > 0."""
+    from numerics.branch_fluctuation import projection_law
+    from numerics.edge_overlap import TW_MEAN, TW_SD
+    from validation.simulate import CUT_SD
+
+    sigma, center, half, bias = (np.full(len(out), np.nan) for _ in range(4))
+    bracket = np.zeros(len(out), dtype=bool)
+    for i in np.nonzero(want)[0]:
+        a, k, S = float(out["alpha"].iat[i]), int(out["k"].iat[i]) - 1, int(out["n_seeds"].iat[i])
+        if not _square_root_edge(prediction.model, a):
+            continue
+        share, b, law, clear = _outlier_branches(prediction, a, d)
+        scale = _tw_scale(prediction.model, a)
+        if b.size == 0 or not (np.array_equal(b, np.flatnonzero(np.isfinite(law["zeta"]))) and clear
+                               and np.isfinite(scale) and np.all(share[b, k] > 0)):
+            continue
+        zeta, edge = _branch_locations(prediction, a, law)
+        root = np.sqrt(share[b, k])
+        cross = law["gap_share_cov"][np.ix_(b, b, [k])][..., 0] / (2 * root[None, :])
+        cov = np.block([[law["gap_cov"][np.ix_(b, b)], cross],
+                        [cross.T, law["share_cov"][np.ix_(b, b, [k])][..., 0] / (4 * np.outer(root, root))]]) / d
+        mean = np.concatenate([zeta[b] - edge, root])
+        rest = law["bias"][b, k] - np.diag(cov)[b.size:]  # the bias less what the amplitude's square adds
+        if not (np.all(np.isfinite(cov)) and np.all(np.isfinite(mean)) and np.all(np.isfinite(rest))):
+            continue
+        ia = int(np.argmin(np.abs(prediction.alphas - a)))
+        rng = np.random.default_rng([int(d), int(round(a * 1000)), k, 13])
+        x = rng.multivariate_normal(mean, cov, size=LAW_DRAWS, method="eigh")
+        margin = (TW_MEAN + CUT_SD * TW_SD) * scale * d ** (-2 / 3)
+        kept = _kept_outliers({j: x[:, j] - margin for j in range(b.size)}, 0,
+                              prediction.lambda_bar[ia] / round(a * d))
+        P = sum(np.where(kept[j], x[:, b.size + j] ** 2 + rest[j], 0.0) for j in range(b.size))
+        lo, hi = _seed_mean_interval(P, P, rng.integers(0, LAW_DRAWS, (LAW_DRAWS, S)), level)
+        _, s, total = (float(v[k]) for v in projection_law(share, law["share_cov"], law["bias"], b))
+        sigma[i], bias[i], center[i], half[i] = s, total, (lo + hi) / 2, (hi - lo) / 2
+    return sigma, center, half, bias, bracket
 
 
 def _outlier_branches(prediction, a: float, d: int):
@@ -598,7 +653,9 @@ def _detection_bounds(prediction, out, d, level, want):
     sigma, center, half, bias = (np.full(len(out), np.nan) for _ in range(4))
     bracket = np.zeros(len(out), dtype=bool)
     rows = np.nonzero(want)[0]
-    if rows.size == 0 or prediction.settings.get("solver") == "matrix":
+    if rows.size and prediction.settings.get("solver") == "matrix":  # coupled: the branches' detection law
+        return _branch_detection_bounds(prediction, out, d, level, want)
+    if rows.size == 0:
         return sigma, center, half, bias, bracket
     model, m = prediction.model, prediction.model.m
     alphas = np.unique(out["alpha"].to_numpy()[rows])

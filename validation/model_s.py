@@ -133,9 +133,10 @@ class ModelS(Experiment):
         Uncoupled directions: per (alpha, k), from :func:`numerics.outlier_moments`. Coupled ones (the matrix
         solver): per (alpha, branch, k), the branch's share of w_k (:func:`numerics.branch_fluctuation`), with its
         outlier eigenvalue ``zeta`` (the exact d = infinity location of ``predict``), that eigenvalue's ``zeta_sigma``
-        (:math:`\sqrt d` sd) and ``d_zeta_bias`` (d times its O(1/d) mean shift, where the branch's largest share has
-        eps <= EPS_CLT; docs/theory.md §4.3), and per (alpha, k) a row with branch ``"all"``: the projection on
-        every outlier branch, the sum of the shares, with its sd from the branches' joint law
+        (:math:`\sqrt d` sd), ``d_zeta_bias`` (d times its O(1/d) mean shift, where the branch's largest share has
+        eps <= EPS_CLT) and ``gap_sigma`` (:math:`\sqrt d` sd of the eigenvalue minus the edge of the realised labels,
+        what the estimator's cut sees; docs/theory.md §4.3), and per (alpha, k) a row with branch ``"all"``: the
+        projection on every outlier branch, the sum of the shares, with its sd from the branches' joint law
         (:func:`numerics.branch_fluctuation.branch_covariance`) and the summed bias; compare's proj uses it where the
         estimator's cut keeps every branch (docs/theory.md §4.3, "The projection on coupled branches"). ``"all"``
         rows need two branches or more, each found by the draws."""
@@ -168,7 +169,7 @@ class ModelS(Experiment):
                                          "sigma": r["sigma"][ia, i, k], "eps": eps[k],
                                          "d_bias": bias if eps[k] <= EPS_CLT and np.isfinite(bias) else None,
                                          "zeta": p.eigenvalues[ia, i], "zeta_sigma": r["zeta_sigma"][ia, i],
-                                         "d_zeta_bias": zb})
+                                         "d_zeta_bias": zb, "gap_sigma": np.sqrt(r["gap_cov"][ia, i, i])})
                     b = np.flatnonzero(exact)
                     if b.size < 2 or not np.array_equal(exact, found):  # one branch: its own rows say it
                         continue
@@ -178,7 +179,7 @@ class ModelS(Experiment):
                         eps = s / (np.sqrt(d) * q)
                         rows.append({"alpha": a[ia], "branch": "all", "k": k + 1, "q": q, "sigma": s, "eps": eps,
                                      "d_bias": d * bias if eps <= EPS_CLT and np.isfinite(bias) else None,
-                                     "zeta": None, "zeta_sigma": None, "d_zeta_bias": None})
+                                     "zeta": None, "zeta_sigma": None, "d_zeta_bias": None, "gap_sigma": None})
                 head = ("coupled directions: per outlier branch, its share q of w_k, and (branch all) their sum, the "
                         "projection on every outlier branch (docs/theory.md §4.3)")
             else:

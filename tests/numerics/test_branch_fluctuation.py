@@ -142,6 +142,23 @@ def test_the_covariance_kernel_route_gives_the_influence_route_variances():
     assert 0.3 < corr < 0.8  # 0.575 on 2^19 draws; the bound checks the sign and size, the slow test the value
 
 
+@pytest.mark.parametrize("alpha", [1.92, 6.4])
+def test_the_branch_gap_law_of_one_direction_is_the_closed_form_gap_law(alpha):
+    # two codings of the eigenvalue minus the realised edge and its covariance with the overlap: for m = 1,
+    # outlier_variance_parts writes them with closed-form zeta-derivatives (gap_sd, gap_corr; docs/theory.md §4.2,
+    # "The outlier eigenvalue and its detection"); branch_covariance contracts the block's per-sample influences
+    # with the edge's, the derivative by five-point differences (error O(h^4)); 3 and 10 alpha_1
+    model = HierarchicalModel(m=1, link="He2", preprocessing="tanh(y)")
+    _, tau, Z = _checked_latents(model, [alpha], 2**15, 0)
+    first = outlier_variance_parts(tau, Z[:, 0], alpha)
+    cov = branch_covariance(tau, Z, alpha)
+    gap_sd = np.sqrt(cov["gap_cov"][0, 0])
+    assert gap_sd == pytest.approx(first["gap_sd"], rel=1e-6)
+    corr = cov["gap_share_cov"][0, 0, 0] / (gap_sd * np.sqrt(cov["share_cov"][0, 0, 0]))
+    assert corr == pytest.approx(first["gap_corr"], abs=1e-6)
+    assert abs(first["gap_corr"]) > 0.05 and gap_sd != pytest.approx(np.sqrt(cov["cov"][0, 0]), rel=1e-2)
+
+
 def _coupled_table(alphas, d, seeds, q=0.0):
     import pandas as pd
     return pd.DataFrame([dict(alpha=a, k=k, seed=s, d=d, q_best=q, q_rank=q, proj=q, mse=0.0, mse_plugin=0.0,
@@ -166,8 +183,10 @@ def test_compare_centres_coupled_outlier_points_on_the_branch_share_plus_its_bia
     assert out.loc[1, "tol"] == pytest.approx(norm.ppf(0.975) * law["sigma"][0, 0, 0] / np.sqrt(S * d), rel=1e-12)
     assert out.loc[2, "tol_basis"] != "clt+branch"  # direction 2 is below its branch's threshold (8.8)
     # proj: branch 1's eigenvalue is 1.2 sd above the cut (gate.py in docs/theory.md §4.3), so the cut misses it in one
-    # of 6 seeds with chance 0.5, more than RANK_SWAP (1 - level) = 0.0025: no branch bound (it keeps the heuristic)
-    assert compare(pred, _coupled_table([6.0], d, range(S)), "proj").set_index("k").loc[1, "tol_basis"] == "heuristic"
+    # of 6 seeds with chance 0.5, more than RANK_SWAP (1 - level) = 0.0025: no all-kept bound; the detection law
+    # draws whether it is kept (docs/theory.md §4.3, "The projection with branches near the cut")
+    assert compare(pred, _coupled_table([6.0], d, range(S)), "proj").set_index("k").loc[1, "tol_basis"] == \
+        "clt+detection"
     # q_rank: branch 1's eigenvalue is 1.9 sd above the edge, so one of 6 seeds drops its rank with chance 0.16,
     # more than RANK_SWAP (1 - level) = 0.0025: no branch bound
     assert compare(pred, _coupled_table([6.0], d, range(S)), "q_rank").set_index("k").loc[1, "tol_basis"] != \
@@ -339,3 +358,79 @@ def test_coupled_proj_covers_at_its_level_on_fresh_seeds():
             x = sim[(sim.alpha == a) & (sim.k == k)]["proj"]
             sd, s = x.std(ddof=1) * np.sqrt(d), np.sqrt(law["share_cov"][ia, :, :, k - 1].sum())
             assert abs(sd - s) <= 3 * sd / np.sqrt(2 * (len(x) - 1)), (a, k, sd, s)
+
+
+def test_coupled_proj_with_its_branch_near_the_cut_is_the_gaussian_detection_integral():
+    # independent route for compare's coupled detection law (docs/theory.md §4.3, "The projection with branches near
+    # the cut"): at alpha = 4 one branch, 0.16 sd of its gap above the cut; proj = 1[g > margin] (A^2 + rest), (g, A)
+    # bivariate normal, so E proj and E proj^2 are one-dimensional integrals over g of the conditional moments of A
+    # (quad). compare draws it (LAW_DRAWS) and resamples seed means: with S = 400 seeds the interval's centre is the
+    # mean to its Monte Carlo error (sd(proj) / sqrt(LAW_DRAWS) = 6e-4) and its half-width z sd / sqrt(S)
+    import sys
+
+    from scipy.integrate import quad
+    from scipy.stats import norm
+
+    from numerics import predict
+    from numerics.edge_overlap import TW_MEAN, TW_SD
+    from validation.compare import LAW_DRAWS, compare
+    from validation.simulate import CUT_SD
+
+    C = sys.modules["validation.compare"]
+    d, S, a = 400, 400, 4.0
+    pred = predict(COUPLED, [a])
+    row = compare(pred, _coupled_table([a], d, range(S)), "proj").set_index("k").loc[1]
+    assert row["tol_basis"] == "clt+detection"
+    law = C._branch_law(COUPLED, a, d)
+    q = pred.branch_shares[0, 0, 0]
+    mu_g = pred.eigenvalues[0, 0] + law["zeta_bias"][0] - pred.bulk_edge[0]
+    margin = (TW_MEAN + CUT_SD * TW_SD) * C._tw_scale(COUPLED, a) * d ** (-2 / 3)
+    var_g, var_a = law["gap_cov"][0, 0] / d, law["share_cov"][0, 0, 0] / (4 * q * d)
+    cov_ga = law["gap_share_cov"][0, 0, 0] / (2 * np.sqrt(q) * d)
+    rest = law["bias"][0, 0] - var_a
+    v = var_a - cov_ga**2 / var_g  # Var(A | g)
+
+    def moment(power):  # E[1(g > margin) (A^2 + rest)^power]
+        def f(g):
+            m = np.sqrt(q) + cov_ga / var_g * (g - mu_g)
+            a2 = m**2 + v
+            a4 = m**4 + 6 * m**2 * v + 3 * v**2
+            val = a2 + rest if power == 1 else a4 + 2 * rest * a2 + rest**2
+            return val * norm.pdf(g, mu_g, np.sqrt(var_g))
+        return quad(f, margin, mu_g + 12 * np.sqrt(var_g), epsabs=1e-12)[0]
+
+    mean, sd = moment(1), np.sqrt(moment(2) - moment(1) ** 2)
+    assert 0.3 < norm.sf((mu_g - margin) / np.sqrt(var_g)) < 0.6  # the cut misses it in 44 % of the seeds
+    assert row["q_center"] == pytest.approx(mean, abs=4 * sd / np.sqrt(LAW_DRAWS))
+    assert row["tol"] == pytest.approx(norm.ppf(0.975) * sd / np.sqrt(S), rel=0.05)
+
+
+@pytest.mark.slow  # 480 simulations at d = 400 up to n = 8000 (about 2-5 min) and 240 compares
+def test_coupled_proj_near_the_cut_covers_at_its_level_on_fresh_seeds():
+    # docs/theory.md §4.3, "The projection with branches near the cut": at alpha = 4, 6 (one branch, 0.16 and 1.85 sd
+    # of its gap above the cut) and 20 (branch 2 near it) the cut keeps a branch at random and compare draws it. 80
+    # groups of S = 6 fresh seeds (70000-70479; the docs' table used 60000-61199): 320 trials per level, within 3
+    # binomial sd of the level; and at alpha = 4 the fraction of seeds that keep the branch (k_hat >= 1) within 3
+    # binomial sd of the law's Phi((zeta* + zeta_bias - edge - margin) / gap sd)
+    import sys
+
+    from scipy.stats import norm
+
+    from numerics import predict
+    from numerics.edge_overlap import TW_MEAN, TW_SD
+    from validation.compare import compare  # noqa: F401 (the module, for its law's cache)
+    from validation.simulate import CUT_SD, simulate
+
+    C = sys.modules["validation.compare"]
+    alphas, d, S = [4.0, 6.0, 20.0], 400, 6
+    sim = simulate(COUPLED, d, alphas, range(70000, 70480))
+    pred = predict(COUPLED, alphas)
+    points = [(4.0, 1), (6.0, 1), (20.0, 1), (20.0, 2)]
+    _assert_group_coverage(sim, pred, S, "proj", "clt+detection", points, (0.5, 0.8, 0.95))
+    law = C._branch_law(COUPLED, 4.0, d)
+    mu = pred.eigenvalues[0, 0] + law["zeta_bias"][0] - pred.bulk_edge[0]
+    margin = (TW_MEAN + CUT_SD * TW_SD) * C._tw_scale(COUPLED, 4.0) * d ** (-2 / 3)
+    p = float(norm.cdf((mu - margin) / np.sqrt(law["gap_cov"][0, 0] / d)))
+    seeds = sim[(sim.alpha == 4.0) & (sim.k == 1)]
+    kept = float(np.mean(seeds["k_hat"] >= 1))
+    assert abs(kept - p) <= 3 * np.sqrt(p * (1 - p) / len(seeds)), (kept, p)

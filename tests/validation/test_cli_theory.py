@@ -76,6 +76,7 @@ def test_fluctuation_reports_the_outlier_laws_of_numerics(capsys):
         assert (x["d_bias"] is None) == (x["eps"] > 0.5)  # branch 2's share of w_2: eps = 0.65 at d = 400
         # the location is predict's exact one, not the draws' (their Monte Carlo error is as large as the shift)
         assert x["zeta"] == pytest.approx(predict(coupled, [12.0]).eigenvalues[0, i], abs=1e-6)
+        assert x["gap_sigma"] == pytest.approx(np.sqrt(r["gap_cov"][0, i, i]), abs=1e-6)
     assert rows[0]["d_bias"] == pytest.approx(400 * r["bias"][0, 0, 0], abs=1e-5)
     assert rows[0]["d_zeta_bias"] == pytest.approx(400 * r["zeta_bias"][0, 0], abs=1e-5)
     assert rows[2]["d_zeta_bias"] is None  # branch 2's largest share (of w_2) has eps = 0.65: near the edge
