@@ -380,9 +380,9 @@ def _outlier_bounds(prediction, out, d, quantity, level):
 def _branch_law(model, alpha: float, d: int) -> dict:
     """``numerics.branch_fluctuation`` at one alpha with LAW_LATENTS draws and the bias at d: q, sigma and bias of
     shape (branch, direction), the eigenvalues' locations zeta and O(1/d) mean shifts zeta_bias (branch,), their
-    d Cov zeta_cov (branch, branch), the
-    shares' d Cov share_cov (branch, branch, direction) and the bulk edge; deterministic, so kept for the next call.
-    Read-only arrays."""
+    d Cov zeta_cov (branch, branch) and that of the eigenvalues minus the realised edge, gap_cov, the shares' d Cov
+    share_cov and gap_share_cov (branch, branch, direction) and the bulk edge; deterministic, so kept for the next
+    call. Read-only arrays."""
     from numerics.branch_fluctuation import branch_fluctuation
 
     r = branch_fluctuation(model, [alpha], n_samples=LAW_LATENTS, d=d)
@@ -443,10 +443,9 @@ def _branch_proj_bounds(prediction, out, d, level, want):
     ``share_cov``:math:`_{ijk}` (:func:`numerics.branch_fluctuation.branch_covariance`). Gates: every branch clear of
     the edge (its largest share has eps <= EPS_CLT), the sum's own eps <= EPS_CLT, and the chance that a branch's
     eigenvalue falls below the cut, edge + (TW_MEAN + CUT_SD TW_SD) s d^(-2/3) (locations: _branch_locations), in
-    one of the S seeds,
-    :math:`S\sum_i\Phi(-(\zeta_i^* - \mathrm{cut})\sqrt d/s_{\zeta,i})` (first order), at most RANK_SWAP (1 - level):
-    a missed branch moves the mean by at most 1/S, so the interval then claims its level less that. The
-    estimator's lower cut at n/(d - k_hat) only helps; a bulk eigenvalue above the cut (the TW tail; 1 and 2 of
+    one of the S seeds, :math:`S\sum_i\Phi(-(\zeta_i^* - \mathrm{cut})\sqrt d/s_{\zeta,i})` (first order), at most
+    RANK_SWAP (1 - level): a missed branch moves the mean by at most 1/S, so the interval then claims its level
+    less that (elsewhere _branch_detection_bounds draws the detection). The estimator's lower cut at n/(d - k_hat) only helps; a bulk eigenvalue above the cut (the TW tail; 1 and 2 of
     2400 simulated seeds at alpha = 30 and 50 on the model of the docs) adds an O(1/d) share and is neglected.
     Returns sigma (s_k), the centre, the half-width and the summed bias; NaN elsewhere."""
     from numerics.branch_fluctuation import projection_law
