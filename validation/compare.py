@@ -445,9 +445,10 @@ def _branch_proj_bounds(prediction, out, d, level, want):
     eigenvalue falls below the cut, edge + (TW_MEAN + CUT_SD TW_SD) s d^(-2/3) (locations: _branch_locations), in
     one of the S seeds, :math:`S\sum_i\Phi(-(\zeta_i^* - \mathrm{cut})\sqrt d/s_{\zeta,i})` (first order), at most
     RANK_SWAP (1 - level): a missed branch moves the mean by at most 1/S, so the interval then claims its level
-    less that (elsewhere _branch_detection_bounds draws the detection). The estimator's lower cut at n/(d - k_hat) only helps; a bulk eigenvalue above the cut (the TW tail; 1 and 2 of
-    2400 simulated seeds at alpha = 30 and 50 on the model of the docs) adds an O(1/d) share and is neglected.
-    Returns sigma (s_k), the centre, the half-width and the summed bias; NaN elsewhere."""
+    less that (elsewhere _branch_detection_bounds draws the detection). The estimator's lower cut at n/(d - k_hat)
+    only helps; a bulk eigenvalue above the cut (the TW tail; 1 and 2 of 2400 simulated seeds at alpha = 30 and 50
+    on the model of the docs) adds an O(1/d) share and is neglected. Returns sigma (s_k), the centre, the half-width
+    and the summed bias; NaN elsewhere."""
     from numerics.branch_fluctuation import projection_law
     from numerics.edge_overlap import TW_MEAN, TW_SD
     from validation.simulate import CUT_SD
