@@ -104,8 +104,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import chi2, norm
 
-__all__ = ["compare", "C_BULK", "C_WINDOW", "EPS_CLT", "EPS_PENCIL", "RANK_SWAP", "W_GATE", "W_MAX", "WINDOW_SPIKES",
-           "WINDOW_DEPTH", "max_chi2_mean_quantile"]
+__all__ = ["compare", "branch_clear", "C_BULK", "C_WINDOW", "EPS_CLT", "EPS_PENCIL", "RANK_SWAP", "W_GATE", "W_MAX",
+           "WINDOW_SPIKES", "WINDOW_DEPTH", "max_chi2_mean_quantile"]
 
 C_BULK = 4.0  # the heuristic bulk constant: coupled proj next to an outlier branch, and a branch near the edge
 C_WINDOW = 1.0
@@ -450,19 +450,16 @@ def _branch_proj_bounds(prediction, out, d, level, want):
     on the model of the docs) adds an O(1/d) share and is neglected. Returns sigma (s_k), the centre, the half-width
     and the summed bias; NaN elsewhere."""
     from numerics.branch_fluctuation import projection_law
-    from numerics.edge_overlap import TW_MEAN, TW_SD
-    from validation.simulate import CUT_SD
 
     sigma, center, half, bias = (np.full(len(out), np.nan) for _ in range(4))
     z = float(norm.ppf((1 + level) / 2))
     for i in np.nonzero(want)[0]:
         a, k, S = float(out["alpha"].iat[i]), int(out["k"].iat[i]) - 1, int(out["n_seeds"].iat[i])
         share, branches, law, clear = _outlier_branches(prediction, a, d)
-        found = np.flatnonzero(np.isfinite(law["zeta"]))
-        if branches.size == 0 or not np.array_equal(branches, found) or not clear:  # draws disagree, edge
+        if branches.size == 0 or not clear:
             continue
         zeta, edge = _branch_locations(prediction, a, law)
-        cut = edge + (TW_MEAN + CUT_SD * TW_SD) * _tw_scale(prediction.model, a) * d ** (-2 / 3)
+        cut = edge + _cut_margin(prediction.model, a, d)
         s_zeta = np.sqrt(np.diag(law["zeta_cov"])[branches])
         missed = S * float(np.sum(norm.sf((zeta[branches] - cut) * np.sqrt(d) / s_zeta)))
         if not missed <= RANK_SWAP * (1 - level):
@@ -490,8 +487,6 @@ def _branch_detection_bounds(prediction, out, d, level, want):
     bulk eigenvalue above the cut (the TW tail) is left out, as in _branch_proj_bounds. Gates: a square-root edge,
     every branch clear of the edge (its largest share has eps <= EPS_CLT) and q_ik > 0."""
     from numerics.branch_fluctuation import projection_law
-    from numerics.edge_overlap import TW_MEAN, TW_SD
-    from validation.simulate import CUT_SD
 
     sigma, center, half, bias = (np.full(len(out), np.nan) for _ in range(4))
     bracket = np.zeros(len(out), dtype=bool)
@@ -500,9 +495,8 @@ def _branch_detection_bounds(prediction, out, d, level, want):
         if not _square_root_edge(prediction.model, a):
             continue
         share, b, law, clear = _outlier_branches(prediction, a, d)
-        scale = _tw_scale(prediction.model, a)
-        if b.size == 0 or not (np.array_equal(b, np.flatnonzero(np.isfinite(law["zeta"]))) and clear
-                               and np.isfinite(scale) and np.all(share[b, k] > 0)):
+        margin = _cut_margin(prediction.model, a, d)
+        if b.size == 0 or not (clear and np.isfinite(margin) and np.all(share[b, k] > 0)):
             continue
         zeta, edge = _branch_locations(prediction, a, law)
         root = np.sqrt(share[b, k])
@@ -516,7 +510,6 @@ def _branch_detection_bounds(prediction, out, d, level, want):
         ia = int(np.argmin(np.abs(prediction.alphas - a)))
         rng = np.random.default_rng([int(d), int(round(a * 1000)), k, 13])
         x = rng.multivariate_normal(mean, cov, size=LAW_DRAWS, method="eigh")
-        margin = (TW_MEAN + CUT_SD * TW_SD) * scale * d ** (-2 / 3)
         kept = _kept_outliers({j: x[:, j] - margin for j in range(b.size)}, 0,
                               prediction.lambda_bar[ia] / round(a * d))
         P = sum(np.where(kept[j], x[:, b.size + j] ** 2 + rest[j], 0.0) for j in range(b.size))
@@ -528,15 +521,38 @@ def _branch_detection_bounds(prediction, out, d, level, want):
 
 def _outlier_branches(prediction, a: float, d: int):
     """At alpha ``a``: the label law's shares (branch, direction) of every eigen-branch (NaN rows: no outlier), the
-    indices of the outlier branches, the branch law at d (_branch_law), and whether every outlier branch is clear of
-    the edge (its largest share has eps <= EPS_CLT, so its first-order law holds)."""
+    indices of the outlier branches, the branch law at d (_branch_law), and whether its first-order law holds for
+    them all: the law's latent draws find the same outlier branches (near a threshold they may not), and each is
+    clear of the edge (branch_clear)."""
     ia = int(np.argmin(np.abs(prediction.alphas - a)))
     share = prediction.branch_shares[ia]  # (branch, direction)
     branches = np.flatnonzero(np.isfinite(share[:, 0]))
     law = _branch_law(prediction.model, a, int(d))
-    own = [int(np.argmax(share[b])) for b in branches]
-    clear = all(_clt_holds(law["sigma"][b, j], share[b, j], d) for b, j in zip(branches, own))
+    clear = np.array_equal(branches, np.flatnonzero(np.isfinite(law["zeta"]))) and all(
+        branch_clear(law["sigma"][b], share[b], d) for b in branches)
     return share, branches, law, clear
+
+
+def branch_clear(sigma, share, d: int) -> bool:
+    """Whether an eigen-branch's outlier is clear of the bulk edge at d, so that its first-order law holds: the
+    CLT gate of its largest share (docs/theory.md §4.3), sigma / (sqrt(d) q) <= EPS_CLT for the direction with the
+    largest q. ``sigma`` and ``share``: the branch's sd and shares per direction.
+
+    >>> branch_clear(np.array([1.0, 9.0]), np.array([0.5, 0.1]), 100), branch_clear([6.0, 1.0], [0.5, 0.1], 100)
+    (True, False)
+    """
+    own = int(np.argmax(share))
+    return bool(_clt_holds(np.asarray(sigma)[own], np.asarray(share)[own], d))
+
+
+def _cut_margin(model, alpha: float, d: int) -> float:
+    """The estimator's cut above the bulk edge at ratio n/d, (TW_MEAN + CUT_SD TW_SD) s d^(-2/3)
+    (``validation.simulate``; docs/theory.md §4.2, "The outlier eigenvalue and its detection"); NaN without a
+    square-root edge."""
+    from numerics.edge_overlap import TW_MEAN, TW_SD
+    from validation.simulate import CUT_SD
+
+    return (TW_MEAN + CUT_SD * TW_SD) * _tw_scale(model, alpha) * d ** (-2 / 3)
 
 
 def _branch_locations(prediction, a: float, law: dict):
@@ -647,8 +663,6 @@ def _detection_bounds(prediction, out, d, level, want):
     out. Returns sigma, the
     centre, the half-width, b_k and ``bracket``."""
     from numerics.critical_window import window_map
-    from numerics.edge_overlap import TW_MEAN, TW_SD, edge_tw_scale
-    from validation.simulate import CUT_SD
 
     sigma, center, half, bias = (np.full(len(out), np.nan) for _ in range(4))
     bracket = np.zeros(len(out), dtype=bool)
@@ -679,7 +693,6 @@ def _detection_bounds(prediction, out, d, level, want):
         law = _outlier_law(model, tuple(sorted({a for _, a, *_ in used})), int(d), "proj",
                            tuple(sorted({k + 1 for _, _, k, *_ in used})))
         arow = {a: j for j, a in enumerate(sorted({a for _, a, *_ in used}))}
-    scale = edge_tw_scale(model, alphas) * d ** (-2 / 3)
     shares = _outlier_shares(model, sorted({a for _, a, *_ in used}), d)  # one solve per alpha
     for i, a, k, r, p, mom, unclear in used:
         rng = np.random.default_rng([int(d), int(round(a * 1000)), k, 11])
@@ -702,7 +715,7 @@ def _detection_bounds(prediction, out, d, level, want):
         far = int(np.sum(wp[r, outl] > W_MAX))
         if not all(np.isfinite(mom["eig_shift"][j]) for j in drawn):
             continue
-        gap = prediction.eigenvalues[p] - prediction.bulk_edge[p] - (TW_MEAN + CUT_SD * TW_SD) * scale[r]
+        gap = prediction.eigenvalues[p] - prediction.bulk_edge[p] - _cut_margin(model, a, d)
         sd, rho = mom["gap_sd"] / np.sqrt(d), mom["gap_corr"][k]
         dev_k = sd[k] * (rho * g + np.sqrt(1 - rho**2) * rng.standard_normal(LAW_DRAWS))  # about its mean
         S_draws = {j: share[j] * rng.chisquare(1, LAW_DRAWS) / d for j in outl if j != k and np.isfinite(share[j])}

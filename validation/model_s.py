@@ -143,7 +143,7 @@ class ModelS(Experiment):
         from numerics import branch_fluctuation, outlier_moments
         from numerics.branch_fluctuation import projection_law
         from theory.model import integer
-        from validation.compare import EPS_CLT
+        from validation.compare import EPS_CLT, branch_clear
 
         if model.m == sp.oo:
             raise ValueError("--m: the finite-d laws need a finite m")
@@ -160,9 +160,8 @@ class ModelS(Experiment):
                     for i in np.flatnonzero(exact & found):
                         share = p.branch_shares[ia, i]
                         eps = r["sigma"][ia, i] / (np.sqrt(d) * share)
-                        own = int(np.argmax(share))  # clear of the edge where the largest share's CLT holds
-                        zb = d * r["zeta_bias"][ia, i] if eps[own] <= EPS_CLT and np.isfinite(r["zeta_bias"][ia, i]) \
-                            else None
+                        clear = branch_clear(r["sigma"][ia, i], share, d)
+                        zb = d * r["zeta_bias"][ia, i] if clear and np.isfinite(r["zeta_bias"][ia, i]) else None
                         for k in range(model.m):
                             bias = d * r["bias"][ia, i, k]
                             rows.append({"alpha": a[ia], "branch": i + 1, "k": k + 1, "q": share[k],
