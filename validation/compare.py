@@ -22,7 +22,11 @@ Each (alpha, k) point gets a region from the scaling variable
   other branch's share lies more than 5 sd below. q_rank gets the same interval for the k-th branch (the k-th
   largest outlier eigenvalue) where the chance that its eigenvalue swaps rank with another branch's or meets the
   bulk edge in one of the S seeds is at most ``RANK_SWAP`` (1 - level), from the eigenvalues' first-order law
-  (docs/theory.md §4.3, "The overlap at a fixed rank"). Their proj is the sum of w_k's shares in every outlier
+  (docs/theory.md §4.3, "The overlap at a fixed rank"). Where that chance is larger but every branch is clear of
+  the edge, the branches' eigenvalues and w_k's shares are drawn jointly with the bulk's top eigenvalues and
+  ranked; a branch among the bulk's top ones is bracketed, its share left in the bulk at the interval's lower end
+  and kept at the branch's rank at its upper end (tol_basis ``clt+rank``, docs/theory.md §4.3, "The overlap at
+  a fixed rank, drawn"). Their proj is the sum of w_k's shares in every outlier
   branch, :math:`\sum_i (q_{ik} + b_{ik}) \pm z\,s_k/\sqrt{Sd}` with :math:`s_k^2` the shares' joint first-order
   variance (:func:`numerics.branch_fluctuation.branch_covariance`), where the estimator's cut keeps every branch in
   all S seeds but with chance at most ``RANK_SWAP`` (1 - level) (tol_basis ``clt+branch``, docs/theory.md §4.3,
@@ -167,11 +171,11 @@ def compare(prediction, simulation: pd.DataFrame, quantity: str = "q_best", leve
     centre of the outlier interval: q_theory + b_k for m = 1, the centre of the outlier law's interval
     for m > 1, the branch share plus its bias for coupled directions, q_theory where none is used) and
     ``wprime`` (the critical-window variable of docs/theory.md §4.5, NaN without a square-root edge) and
-    ``tol_basis`` ("clt", "clt+mixing", "clt+branch", "clt+neighbour", "clt+detection", "bracket", "edge",
-    "edge+branch", "boundary", "window" or "heuristic") say how each tolerance was obtained; "clt+branch" is the
-    branch CLT of coupled directions with its bias (q_best and q_rank; for proj the sum over the branches,
-    docs/theory.md §4.3); "edge+branch" the bound
-    below a coupled direction's threshold next to outlier branches (q_best and q_rank, docs/theory.md §4.1);
+    ``tol_basis`` ("clt", "clt+mixing", "clt+branch", "clt+rank", "clt+neighbour", "clt+detection", "bracket",
+    "edge", "edge+branch", "boundary", "window" or "heuristic") say how each tolerance was obtained; "clt+branch" is
+    the branch CLT of coupled directions with its bias (q_best and q_rank; for proj the sum over the branches,
+    docs/theory.md §4.3); "clt+rank" (q_rank only) the branches' law with the ranks drawn (§4.3); "edge+branch" the
+    bound below a coupled direction's threshold next to outlier branches (q_best and q_rank, docs/theory.md §4.1);
     "clt+detection" (proj only) is the outlier CLT with the estimator's random detection of an outlier near its
     cut (docs/theory.md §4.2); "clt+neighbour" and "bracket" (proj only) are intervals whose two ends take the
     random detections the theory does not predict at their two extremes, and which hold at least at ``level``
@@ -237,7 +241,8 @@ def compare(prediction, simulation: pd.DataFrame, quantity: str = "q_best", leve
     is_out = (out["region"] == "outlier").to_numpy()
     sigma, center, half, bias, bracket = _outlier_bounds(prediction, out, d, quantity, level)
     clt = is_out & np.isfinite(sigma)
-    detection = np.zeros(len(out), dtype=bool)
+    detection, ranked = np.zeros(len(out), dtype=bool), np.zeros(len(out), dtype=bool)
+    coupled = prediction.settings.get("solver") == "matrix"
     if quantity == "proj":  # k's outlier near the estimator's cut, its CLT clear: kept at random (§4.2)
         dsigma, dcenter, dhalf, dbias, dbracket = _detection_bounds(prediction, out, d, level, want=is_out & ~clt)
         detection = np.isfinite(dhalf)
@@ -245,11 +250,16 @@ def compare(prediction, simulation: pd.DataFrame, quantity: str = "q_best", leve
         sigma, center, half, bias = (np.where(detection, x, y) for x, y in
                                      ((dsigma, sigma), (dcenter, center), (dhalf, half), (dbias, bias)))
         clt |= detection
+    if quantity == "q_rank" and coupled:  # a rank swap or a branch at the bulk's top likely: the ranks drawn (§4.3)
+        rsigma, rcenter, rhalf, rbias = _branch_rank_bounds(prediction, out, d, level, want=is_out & ~clt)
+        ranked = np.isfinite(rhalf)
+        sigma, center, half, bias = (np.where(ranked, x, y) for x, y in
+                                     ((rsigma, sigma), (rcenter, center), (rhalf, half), (rbias, bias)))
+        clt |= ranked
     out["sigma_out"] = sigma
     out["bias_out"] = bias
-    coupled = prediction.settings.get("solver") == "matrix"
     mixing = clt & ~detection & (prediction.model.m > 1) & (not coupled)
-    branch = clt & ~detection & coupled
+    branch = clt & ~detection & ~ranked & coupled
     # the critical window (docs/theory.md §4.5): window points, and outlier points without the CLT
     wprime, wcenter, whalf = _window_bounds(prediction, out, d, quantity, level, want=~clt & (w > -C_WINDOW).to_numpy())
     window = np.isfinite(whalf)
@@ -271,9 +281,9 @@ def compare(prediction, simulation: pd.DataFrame, quantity: str = "q_best", leve
     out["wprime"] = wprime
     edge_basis = np.where(boundary, "boundary", np.where(edge_branch, "edge+branch", "edge"))
     law_basis = np.where(bracket, "clt+neighbour", np.where(mixing, "clt+mixing", np.where(branch, "clt+branch", "")))
-    out["tol_basis"] = np.where(detection & ~bracket, "clt+detection", np.where(
+    out["tol_basis"] = np.where(detection & ~bracket, "clt+detection", np.where(ranked, "clt+rank", np.where(
         mixing | bracket | branch, law_basis, np.where(clt, "clt", np.where(
-            window, "window", np.where(cut, "bracket", np.where(~is_out & has_edge, edge_basis, "heuristic"))))))
+            window, "window", np.where(cut, "bracket", np.where(~is_out & has_edge, edge_basis, "heuristic")))))))
     out["q_center"] = np.where(clt, center, np.where(window, wcenter, np.where(cut, ccenter, out["q_theory"])))
     tol = np.select([clt, window, cut, is_out, has_edge], [half, whalf, chalf, d ** -0.5 + 2 * out["q_sem"], edge_tol],
                     default=heuristic)
@@ -498,25 +508,90 @@ def _branch_detection_bounds(prediction, out, d, level, want):
         margin = _cut_margin(prediction.model, a, d)
         if b.size == 0 or not (clear and np.isfinite(margin) and np.all(share[b, k] > 0)):
             continue
-        zeta, edge = _branch_locations(prediction, a, law)
-        root = np.sqrt(share[b, k])
-        cross = law["gap_share_cov"][np.ix_(b, b, [k])][..., 0] / (2 * root[None, :])
-        cov = np.block([[law["gap_cov"][np.ix_(b, b)], cross],
-                        [cross.T, law["share_cov"][np.ix_(b, b, [k])][..., 0] / (4 * np.outer(root, root))]]) / d
-        mean = np.concatenate([zeta[b] - edge, root])
-        rest = law["bias"][b, k] - np.diag(cov)[b.size:]  # the bias less what the amplitude's square adds
-        if not (np.all(np.isfinite(cov)) and np.all(np.isfinite(mean)) and np.all(np.isfinite(rest))):
-            continue
         ia = int(np.argmin(np.abs(prediction.alphas - a)))
         rng = np.random.default_rng([int(d), int(round(a * 1000)), k, 13])
-        x = rng.multivariate_normal(mean, cov, size=LAW_DRAWS, method="eigh")
-        kept = _kept_outliers({j: x[:, j] - margin for j in range(b.size)}, 0,
+        drawn = _branch_draws(prediction, a, k, d, share, b, law, rng)
+        if drawn is None:
+            continue
+        gap, amp2 = drawn
+        kept = _kept_outliers({j: gap[:, j] - margin for j in range(b.size)}, 0,
                               prediction.lambda_bar[ia] / round(a * d))
-        P = sum(np.where(kept[j], x[:, b.size + j] ** 2 + rest[j], 0.0) for j in range(b.size))
+        P = sum(np.where(kept[j], amp2[:, j], 0.0) for j in range(b.size))
         lo, hi = _seed_mean_interval(P, P, rng.integers(0, LAW_DRAWS, (LAW_DRAWS, S)), level)
         _, s, total = (float(v[k]) for v in projection_law(share, law["share_cov"], law["bias"], b))
         sigma[i], bias[i], center[i], half[i] = s, total, (lo + hi) / 2, (hi - lo) / 2
     return sigma, center, half, bias, bracket
+
+
+def _branch_draws(prediction, a: float, k: int, d: int, share, b, law, rng):
+    r"""LAW_DRAWS joint draws of the outlier branches ``b``'s eigenvalues minus the edge of the realised labels and
+    of w_k's shares in their eigenvectors (docs/theory.md §4.3, "The projection with branches near the cut"), each
+    of shape (LAW_DRAWS, b.size); None where the law is not finite. Branch i's gap and the amplitude
+    :math:`A_{ik}` of w_k in its eigenvector (share :math:`A_{ik}^2`, whose first order is
+    :math:`2\sqrt{q_{ik}}\,\delta A_{ik}`) are jointly Gaussian, every branch together: means
+    :math:`\zeta_i^* + \text{zeta\_bias}_i - \psi(\bar\lambda)` (_branch_locations) and :math:`\sqrt{q_{ik}}`,
+    d Cov from ``gap_cov``, ``gap_share_cov`` / :math:`2\sqrt{q_{jk}}` and ``share_cov`` /
+    :math:`4\sqrt{q_{ik}q_{jk}}` (:func:`numerics.branch_fluctuation.branch_covariance`); the share is
+    :math:`A_{ik}^2` plus the rest of its O(1/d) bias, :math:`b_{ik} - \sigma_{A,ik}^2/d` (as in
+    _coupled_edge_bounds). ``share``, ``b``, ``law``: as _outlier_branches returns them; needs q_ik > 0."""
+    zeta, edge = _branch_locations(prediction, a, law)
+    root = np.sqrt(share[b, k])
+    cross = law["gap_share_cov"][np.ix_(b, b, [k])][..., 0] / (2 * root[None, :])
+    cov = np.block([[law["gap_cov"][np.ix_(b, b)], cross],
+                    [cross.T, law["share_cov"][np.ix_(b, b, [k])][..., 0] / (4 * np.outer(root, root))]]) / d
+    mean = np.concatenate([zeta[b] - edge, root])
+    rest = law["bias"][b, k] - np.diag(cov)[b.size:]  # the bias less what the amplitude's square adds
+    if not (np.all(np.isfinite(cov)) and np.all(np.isfinite(mean)) and np.all(np.isfinite(rest))):
+        return None
+    x = rng.multivariate_normal(mean, cov, size=LAW_DRAWS, method="eigh")
+    return x[:, : b.size], x[:, b.size:] ** 2 + rest
+
+
+def _branch_rank_bounds(prediction, out, d, level, want):
+    r"""The law of q_rank for coupled directions where a rank swap or a branch at the bulk's top is likely
+    (docs/theory.md §4.3, "The overlap at a fixed rank, drawn"), at the rows ``want``: sigma and bias of the k-th
+    branch (NaN with fewer than k branches), the centre and half-width of the two-sided ``level`` interval of the
+    seed mean; NaN elsewhere. The branches' gaps to the realised edge and w_k's shares are drawn together
+    (_branch_draws); the bulk's top k eigenvalues lie at :math:`-n_b\bar\lambda/n + s\,d^{-2/3}\,\mathrm{TW}_j`
+    from that edge (the bulk of the d - n_b dimensions beside the n_b branches, its edge lower by
+    :math:`\bar\lambda/n` per branch as in _kept_outliers; TW_j the GOE's top eigenvalues in Tracy-Widom units,
+    _canonical with no spike). The k-th eigenvector is that of the k-th largest of them all: a branch's carries
+    its drawn share, the j-th bulk one :math:`r_{jk}\chi^2_1/d` (_edge_table, §4.1). Where a branch's eigenvalue
+    falls among the bulk's top ones the first-order law does not say which eigenvector carries its share: the
+    interval's ends take the two extremes, the ranking above (the share left in the bulk) and the branches ranked
+    among themselves above the whole bulk (the share kept at the branch's rank), each draw's smaller value at the
+    lower end and its larger at the upper (_seed_mean_interval). Gates: a square-root edge, every branch clear of
+    the edge (_outlier_branches) and q_ik > 0."""
+    sigma, center, half, bias = (np.full(len(out), np.nan) for _ in range(4))
+    model = prediction.model
+    for i in np.nonzero(want)[0]:
+        a, k, S = float(out["alpha"].iat[i]), int(out["k"].iat[i]) - 1, int(out["n_seeds"].iat[i])
+        if not _square_root_edge(model, a):
+            continue
+        share, b, law, clear = _outlier_branches(prediction, a, d)
+        scale = _tw_scale(model, a) * d ** (-2 / 3)
+        if b.size == 0 or not (clear and np.isfinite(scale) and np.all(share[b, k] > 0)):
+            continue
+        ia = int(np.argmin(np.abs(prediction.alphas - a)))
+        rng = np.random.default_rng([int(d), int(round(a * 1000)), k, 17])
+        drawn = _branch_draws(prediction, a, k, d, share, b, law, rng)
+        r = _edge_table(model, a, int(d), model.m)[: k + 1, k]  # the bulk eigenvectors that can reach rank k
+        if drawn is None or not np.all(np.isfinite(r)):
+            continue
+        gap, amp2 = drawn
+        tw, _ = _canonical((-20.0,), int(d) * 10**4 + 9900 + k, k + 1, WINDOW_DRAWS)  # no spike: the GOE's top
+        bulk = -b.size * prediction.lambda_bar[ia] / round(a * d) + scale * tw[rng.integers(0, len(tw), LAW_DRAWS)]
+        values = np.concatenate([amp2, r * rng.chisquare(1, (LAW_DRAWS, k + 1)) / d], axis=1)
+        rows = np.arange(LAW_DRAWS)
+        ranked = np.argsort(-np.concatenate([gap, bulk], axis=1), axis=1, kind="stable")[:, k]
+        apart = np.argsort(-gap, axis=1, kind="stable")[:, k] if k < b.size else np.full(LAW_DRAWS, k)
+        lower, upper = values[rows, ranked], values[rows, apart]
+        lo, hi = _seed_mean_interval(np.minimum(lower, upper), np.maximum(lower, upper),
+                                     rng.integers(0, LAW_DRAWS, (LAW_DRAWS, S)), level)
+        center[i], half[i] = (lo + hi) / 2, (hi - lo) / 2
+        if k < b.size:
+            sigma[i], bias[i] = law["sigma"][b[k], k], law["bias"][b[k], k]
+    return sigma, center, half, bias
 
 
 def _outlier_branches(prediction, a: float, d: int):
