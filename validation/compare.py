@@ -22,18 +22,18 @@ Each (alpha, k) point gets a region from the scaling variable
   other branch's share lies more than 5 sd below. q_rank gets the same interval for the k-th branch (the k-th
   largest outlier eigenvalue) where the chance that its eigenvalue swaps rank with another branch's or meets the
   bulk edge in one of the S seeds is at most ``RANK_SWAP`` (1 - level), from the eigenvalues' first-order law
-  (docs/theory.md §4.3, "The overlap at a fixed rank"). Where that chance is larger but every branch is clear of
-  the edge, the branches' eigenvalues and w_k's shares are drawn jointly with the bulk's top eigenvalues and
-  ranked; a branch among the bulk's top ones is bracketed, its share left in the bulk at the interval's lower end
-  and kept at the branch's rank at its upper end (tol_basis ``clt+rank``, docs/theory.md §4.3, "The overlap at
-  a fixed rank, drawn"). Their proj is the sum of w_k's shares in every outlier
-  branch, :math:`\sum_i (q_{ik} + b_{ik}) \pm z\,s_k/\sqrt{Sd}` with :math:`s_k^2` the shares' joint first-order
-  variance (:func:`numerics.branch_fluctuation.branch_covariance`), where the estimator's cut keeps every branch in
-  all S seeds but with chance at most ``RANK_SWAP`` (1 - level) (tol_basis ``clt+branch``, docs/theory.md §4.3,
-  "The projection on coupled branches"). Where the cut may miss a branch but every branch is clear of the edge,
-  each branch's eigenvalue minus the realised edge and w_k's amplitude in its eigenvector are drawn jointly, the
-  kept branches' shares summed (tol_basis ``clt+detection``, docs/theory.md §4.3, "The projection with branches
-  near the cut"); elsewhere it keeps the heuristic bound below.
+  (docs/theory.md §4.3, "The overlap at a fixed rank"). Where that chance is larger (q_best: where another
+  branch's share is close) but every branch is clear of the edge, the branches' eigenvalues and w_k's shares are
+  drawn jointly with the bulk's top eigenvalues and ranked; a branch among the bulk's top ones is bracketed, its
+  share left in the bulk at the interval's lower end and kept at the branch's rank at its upper end (tol_basis
+  ``clt+rank``, docs/theory.md §4.3, "The overlap at a fixed rank, drawn"). Their proj is the sum of w_k's
+  shares in every outlier branch, :math:`\sum_i (q_{ik} + b_{ik}) \pm z\,s_k/\sqrt{Sd}` with :math:`s_k^2` the
+  shares' joint first-order variance (:func:`numerics.branch_fluctuation.branch_covariance`), where the estimator's
+  cut keeps every branch in all S seeds but with chance at most ``RANK_SWAP`` (1 - level) (tol_basis
+  ``clt+branch``, docs/theory.md §4.3, "The projection on coupled branches"). Where the cut may miss a branch but
+  every branch is clear of the edge, each branch's eigenvalue minus the realised edge and w_k's share in its
+  eigenvector are drawn jointly, the kept branches' shares summed (tol_basis ``clt+detection``, docs/theory.md
+  §4.3, "The projection with branches near the cut"); elsewhere it keeps the heuristic bound below.
   For the subspace projection ``proj`` of uncoupled directions (the overlap summed
   over the estimator's k_hat outlier eigenvectors) the same law sums the pencil's weight over the
   outliers, which mixing among them does not change (docs/theory.md §4.3 "The projection"); it is used
@@ -174,7 +174,7 @@ def compare(prediction, simulation: pd.DataFrame, quantity: str = "q_best", leve
     ``tol_basis`` ("clt", "clt+mixing", "clt+branch", "clt+rank", "clt+neighbour", "clt+detection", "bracket",
     "edge", "edge+branch", "boundary", "window" or "heuristic") say how each tolerance was obtained; "clt+branch" is
     the branch CLT of coupled directions with its bias (q_best and q_rank; for proj the sum over the branches,
-    docs/theory.md §4.3); "clt+rank" (q_rank only) the branches' law with the ranks drawn (§4.3); "edge+branch" the
+    docs/theory.md §4.3); "clt+rank" (q_best, q_rank) the branches' law with the ranks drawn (§4.3); "edge+branch" the
     bound below a coupled direction's threshold next to outlier branches (q_best and q_rank, docs/theory.md §4.1);
     "clt+detection" (proj only) is the outlier CLT with the estimator's random detection of an outlier near its
     cut (docs/theory.md §4.2); "clt+neighbour" and "bracket" (proj only) are intervals whose two ends take the
@@ -250,8 +250,8 @@ def compare(prediction, simulation: pd.DataFrame, quantity: str = "q_best", leve
         sigma, center, half, bias = (np.where(detection, x, y) for x, y in
                                      ((dsigma, sigma), (dcenter, center), (dhalf, half), (dbias, bias)))
         clt |= detection
-    if quantity == "q_rank" and coupled:  # a rank swap or a branch at the bulk's top likely: the ranks drawn (§4.3)
-        rsigma, rcenter, rhalf, rbias = _branch_rank_bounds(prediction, out, d, level, want=is_out & ~clt)
+    if quantity in ("q_best", "q_rank") and coupled:  # a rank swap or a branch at the bulk's top likely: ranks drawn
+        rsigma, rcenter, rhalf, rbias = _branch_rank_bounds(prediction, out, d, level, is_out & ~clt, quantity)
         ranked = np.isfinite(rhalf)
         sigma, center, half, bias = (np.where(ranked, x, y) for x, y in
                                      ((rsigma, sigma), (rcenter, center), (rhalf, half), (rbias, bias)))
@@ -485,17 +485,12 @@ def _branch_detection_bounds(prediction, out, d, level, want):
     r"""The law of proj for coupled directions where the estimator's cut may miss an outlier branch (docs/theory.md
     §4.3, "The projection with branches near the cut"), at the rows ``want``: sigma (s_k of the sum over every
     branch), the centre and half-width of the two-sided ``level`` interval of the seed mean, the summed bias, and
-    ``bracket`` (all False); NaN elsewhere. Branch i's eigenvalue minus the edge of the realised labels, and the
-    amplitude :math:`A_{ik}` of w_k in its eigenvector (share :math:`A_{ik}^2`, whose first order is
-    :math:`2\sqrt{q_{ik}}\,\delta A_{ik}`), are drawn from their joint first-order Gaussian law, every branch
-    together: means :math:`\zeta_i^* + \text{zeta\_bias}_i - \psi(\bar\lambda)` (_branch_locations) and
-    :math:`\sqrt{q_{ik}}`, d Cov from ``gap_cov``, ``gap_share_cov`` / :math:`2\sqrt{q_{jk}}` and ``share_cov`` /
-    :math:`4\sqrt{q_{ik}q_{jk}}` (:func:`numerics.branch_fluctuation.branch_covariance`); the share is
-    :math:`A_{ik}^2` plus the rest of its O(1/d) bias, :math:`b_{ik} - \sigma_{A,ik}^2/d` (as in
-    _coupled_edge_bounds). The estimator keeps branch i where its draw exceeds (TW_MEAN + CUT_SD TW_SD)
+    ``bracket`` (all False); NaN elsewhere. Branch i's eigenvalue minus the edge of the realised labels, and w_k's
+    share in its eigenvector, are drawn from their joint first-order Gaussian law, every branch together
+    (_branch_draws). The estimator keeps branch i where its draw exceeds (TW_MEAN + CUT_SD TW_SD)
     s d^(-2/3), recounted at n/(d - k_hat) (_kept_outliers), and proj is the sum of the kept branches' shares. A
     bulk eigenvalue above the cut (the TW tail) is left out, as in _branch_proj_bounds. Gates: a square-root edge,
-    every branch clear of the edge (its largest share has eps <= EPS_CLT) and q_ik > 0."""
+    every branch clear of the edge (its largest share has eps <= EPS_CLT)."""
     from numerics.branch_fluctuation import projection_law
 
     sigma, center, half, bias = (np.full(len(out), np.nan) for _ in range(4))
@@ -506,7 +501,7 @@ def _branch_detection_bounds(prediction, out, d, level, want):
             continue
         share, b, law, clear = _outlier_branches(prediction, a, d)
         margin = _cut_margin(prediction.model, a, d)
-        if b.size == 0 or not (clear and np.isfinite(margin) and np.all(share[b, k] > 0)):
+        if b.size == 0 or not (clear and np.isfinite(margin)):
             continue
         ia = int(np.argmin(np.abs(prediction.alphas - a)))
         rng = np.random.default_rng([int(d), int(round(a * 1000)), k, 13])
@@ -526,42 +521,41 @@ def _branch_detection_bounds(prediction, out, d, level, want):
 def _branch_draws(prediction, a: float, k: int, d: int, share, b, law, rng):
     r"""LAW_DRAWS joint draws of the outlier branches ``b``'s eigenvalues minus the edge of the realised labels and
     of w_k's shares in their eigenvectors (docs/theory.md §4.3, "The projection with branches near the cut"), each
-    of shape (LAW_DRAWS, b.size); None where the law is not finite. Branch i's gap and the amplitude
-    :math:`A_{ik}` of w_k in its eigenvector (share :math:`A_{ik}^2`, whose first order is
-    :math:`2\sqrt{q_{ik}}\,\delta A_{ik}`) are jointly Gaussian, every branch together: means
-    :math:`\zeta_i^* + \text{zeta\_bias}_i - \psi(\bar\lambda)` (_branch_locations) and :math:`\sqrt{q_{ik}}`,
-    d Cov from ``gap_cov``, ``gap_share_cov`` / :math:`2\sqrt{q_{jk}}` and ``share_cov`` /
-    :math:`4\sqrt{q_{ik}q_{jk}}` (:func:`numerics.branch_fluctuation.branch_covariance`); the share is
-    :math:`A_{ik}^2` plus the rest of its O(1/d) bias, :math:`b_{ik} - \sigma_{A,ik}^2/d` (as in
-    _coupled_edge_bounds). ``share``, ``b``, ``law``: as _outlier_branches returns them; needs q_ik > 0."""
+    of shape (LAW_DRAWS, b.size); None where the law is not finite. The gaps and the shares are jointly Gaussian,
+    every branch together (their first-order law): means :math:`\zeta_i^* + \text{zeta\_bias}_i - \psi(\bar\lambda)`
+    (_branch_locations) and :math:`q_{ik} + b_{ik}` (the share and its O(1/d) bias), d Cov ``gap_cov``,
+    ``gap_share_cov`` and ``share_cov`` (:func:`numerics.branch_fluctuation.branch_covariance`). The shares are
+    drawn linear, not as squared Gaussian amplitudes: w_k's weight moves between branches nearly one for one
+    (correlation -0.95 on the models of the docs), and a square's second order, large for a small share, would
+    add a spread that the rotation does not have (§4.3). ``share``, ``b``, ``law``: as _outlier_branches returns
+    them."""
     zeta, edge = _branch_locations(prediction, a, law)
-    root = np.sqrt(share[b, k])
-    cross = law["gap_share_cov"][np.ix_(b, b, [k])][..., 0] / (2 * root[None, :])
+    cross = law["gap_share_cov"][np.ix_(b, b, [k])][..., 0]
     cov = np.block([[law["gap_cov"][np.ix_(b, b)], cross],
-                    [cross.T, law["share_cov"][np.ix_(b, b, [k])][..., 0] / (4 * np.outer(root, root))]]) / d
-    mean = np.concatenate([zeta[b] - edge, root])
-    rest = law["bias"][b, k] - np.diag(cov)[b.size:]  # the bias less what the amplitude's square adds
-    if not (np.all(np.isfinite(cov)) and np.all(np.isfinite(mean)) and np.all(np.isfinite(rest))):
+                    [cross.T, law["share_cov"][np.ix_(b, b, [k])][..., 0]]]) / d
+    mean = np.concatenate([zeta[b] - edge, share[b, k] + law["bias"][b, k]])
+    if not (np.all(np.isfinite(cov)) and np.all(np.isfinite(mean))):
         return None
     x = rng.multivariate_normal(mean, cov, size=LAW_DRAWS, method="eigh")
-    return x[:, : b.size], x[:, b.size:] ** 2 + rest
+    return x[:, : b.size], x[:, b.size:]
 
 
-def _branch_rank_bounds(prediction, out, d, level, want):
-    r"""The law of q_rank for coupled directions where a rank swap or a branch at the bulk's top is likely
+def _branch_rank_bounds(prediction, out, d, level, want, quantity="q_rank"):
+    r"""The law of q_rank (or q_best) for coupled directions where a rank swap or a branch at the bulk's top is likely
     (docs/theory.md §4.3, "The overlap at a fixed rank, drawn"), at the rows ``want``: sigma and bias of the k-th
-    branch (NaN with fewer than k branches), the centre and half-width of the two-sided ``level`` interval of the
-    seed mean; NaN elsewhere. The branches' gaps to the realised edge and w_k's shares are drawn together
-    (_branch_draws); the bulk's top k eigenvalues lie at :math:`-n_b\bar\lambda/n + s\,d^{-2/3}\,\mathrm{TW}_j`
-    from that edge (the bulk of the d - n_b dimensions beside the n_b branches, its edge lower by
-    :math:`\bar\lambda/n` per branch as in _kept_outliers; TW_j the GOE's top eigenvalues in Tracy-Widom units,
-    _canonical with no spike). The k-th eigenvector is that of the k-th largest of them all: a branch's carries
-    its drawn share, the j-th bulk one :math:`r_{jk}\chi^2_1/d` (_edge_table, §4.1). Where a branch's eigenvalue
-    falls among the bulk's top ones the first-order law does not say which eigenvector carries its share: the
-    interval's ends take the two extremes, the ranking above (the share left in the bulk) and the branches ranked
-    among themselves above the whole bulk (the share kept at the branch's rank), each draw's smaller value at the
-    lower end and its larger at the upper (_seed_mean_interval). Gates: a square-root edge, every branch clear of
-    the edge (_outlier_branches) and q_ik > 0."""
+    branch (q_best: of the branch with the largest share of w_k; NaN with fewer than k branches), the centre and
+    half-width of the two-sided ``level`` interval of the seed mean; NaN elsewhere. The branches' gaps to the
+    realised edge and w_k's shares are drawn together (_branch_draws); the bulk's top k (q_best: m) eigenvalues lie
+    at :math:`-n_b\bar\lambda/n + s\,d^{-2/3}\,\mathrm{TW}_j` from that edge (the bulk of the d - n_b dimensions
+    beside the n_b branches, its edge lower by :math:`\bar\lambda/n` per branch as in _kept_outliers; TW_j the GOE's
+    top eigenvalues in Tracy-Widom units, _canonical with no spike). The k-th eigenvector is that of the k-th
+    largest of them all: a branch's carries its drawn share, the j-th bulk one :math:`r_{jk}\chi^2_1/d`
+    (_edge_table, §4.1); q_best is the largest share among the top m eigenvectors. Where a branch's eigenvalue falls
+    among the bulk's top ones the first-order law does not say which eigenvector carries its share: the interval's
+    ends take the two extremes, the ranking above (the share left in the bulk) and the branches ranked among
+    themselves above the whole bulk (the share kept at the branch's rank), each draw's smaller value at the lower
+    end and its larger at the upper (_seed_mean_interval). Gates: a square-root edge, every branch clear of the edge
+    (_outlier_branches)."""
     sigma, center, half, bias = (np.full(len(out), np.nan) for _ in range(4))
     model = prediction.model
     for i in np.nonzero(want)[0]:
@@ -570,27 +564,33 @@ def _branch_rank_bounds(prediction, out, d, level, want):
             continue
         share, b, law, clear = _outlier_branches(prediction, a, d)
         scale = _tw_scale(model, a) * d ** (-2 / 3)
-        if b.size == 0 or not (clear and np.isfinite(scale) and np.all(share[b, k] > 0)):
+        if b.size == 0 or not (clear and np.isfinite(scale)):
             continue
         ia = int(np.argmin(np.abs(prediction.alphas - a)))
         rng = np.random.default_rng([int(d), int(round(a * 1000)), k, 17])
         drawn = _branch_draws(prediction, a, k, d, share, b, law, rng)
-        r = _edge_table(model, a, int(d), model.m)[: k + 1, k]  # the bulk eigenvectors that can reach rank k
+        J = k + 1 if quantity == "q_rank" else model.m  # the bulk eigenvectors that can reach rank k (top m)
+        r = _edge_table(model, a, int(d), model.m)[:J, k]
         if drawn is None or not np.all(np.isfinite(r)):
             continue
-        gap, amp2 = drawn
-        tw, _ = _canonical((-20.0,), int(d) * 10**4 + 9900 + k, k + 1, WINDOW_DRAWS)  # no spike: the GOE's top
+        gap, shares = drawn
+        seed = int(d) * 10**4 + (9900 + k if quantity == "q_rank" else 9800)
+        tw, _ = _canonical((-20.0,), seed, J, WINDOW_DRAWS)  # no spike: the GOE's top eigenvalues
         bulk = -b.size * prediction.lambda_bar[ia] / round(a * d) + scale * tw[rng.integers(0, len(tw), LAW_DRAWS)]
-        values = np.concatenate([amp2, r * rng.chisquare(1, (LAW_DRAWS, k + 1)) / d], axis=1)
+        values = np.concatenate([shares, r * rng.chisquare(1, (LAW_DRAWS, J)) / d], axis=1)
         rows = np.arange(LAW_DRAWS)
-        ranked = np.argsort(-np.concatenate([gap, bulk], axis=1), axis=1, kind="stable")[:, k]
-        apart = np.argsort(-gap, axis=1, kind="stable")[:, k] if k < b.size else np.full(LAW_DRAWS, k)
-        lower, upper = values[rows, ranked], values[rows, apart]
+        order = np.argsort(-np.concatenate([gap, bulk], axis=1), axis=1, kind="stable")
+        if quantity == "q_rank":
+            apart = np.argsort(-gap, axis=1, kind="stable")[:, k] if k < b.size else np.full(LAW_DRAWS, k)
+            lower, upper = values[rows, order[:, k]], values[rows, apart]
+        else:  # the branches and the top m - n_b bulk ones (the first m columns), or the top m of all ranked
+            lower, upper = values[rows[:, None], order[:, : model.m]].max(axis=1), values[:, : model.m].max(axis=1)
         lo, hi = _seed_mean_interval(np.minimum(lower, upper), np.maximum(lower, upper),
                                      rng.integers(0, LAW_DRAWS, (LAW_DRAWS, S)), level)
         center[i], half[i] = (lo + hi) / 2, (hi - lo) / 2
-        if k < b.size:
-            sigma[i], bias[i] = law["sigma"][b[k], k], law["bias"][b[k], k]
+        own = (b[k] if k < b.size else -1) if quantity == "q_rank" else b[int(np.argmax(share[b, k]))]
+        if own >= 0:
+            sigma[i], bias[i] = law["sigma"][own, k], law["bias"][own, k]
     return sigma, center, half, bias
 
 
