@@ -508,10 +508,10 @@ def _branch_detection_bounds(prediction, out, d, level, want):
         drawn = _branch_draws(prediction, a, k, d, share, b, law, rng)
         if drawn is None:
             continue
-        gap, amp2 = drawn
+        gap, q_drawn = drawn
         kept = _kept_outliers({j: gap[:, j] - margin for j in range(b.size)}, 0,
                               prediction.lambda_bar[ia] / round(a * d))
-        P = sum(np.where(kept[j], amp2[:, j], 0.0) for j in range(b.size))
+        P = sum(np.where(kept[j], q_drawn[:, j], 0.0) for j in range(b.size))
         lo, hi = _seed_mean_interval(P, P, rng.integers(0, LAW_DRAWS, (LAW_DRAWS, S)), level)
         _, s, total = (float(v[k]) for v in projection_law(share, law["share_cov"], law["bias"], b))
         sigma[i], bias[i], center[i], half[i] = s, total, (lo + hi) / 2, (hi - lo) / 2
@@ -526,9 +526,9 @@ def _branch_draws(prediction, a: float, k: int, d: int, share, b, law, rng):
     (_branch_locations) and :math:`q_{ik} + b_{ik}` (the share and its O(1/d) bias), d Cov ``gap_cov``,
     ``gap_share_cov`` and ``share_cov`` (:func:`numerics.branch_fluctuation.branch_covariance`). The shares are
     drawn linear, not as squared Gaussian amplitudes: w_k's weight moves between branches nearly one for one
-    (correlation -0.95 on the models of the docs), and a square's second order, large for a small share, would
-    add a spread that the rotation does not have (§4.3). ``share``, ``b``, ``law``: as _outlier_branches returns
-    them."""
+    (first-order correlation -0.95 at alpha = 8 on the second coupled model of the docs), and a square's second
+    order, large for a small share, would add a spread that the rotation does not have (§4.3). ``share``, ``b``,
+    ``law``: as _outlier_branches returns them."""
     zeta, edge = _branch_locations(prediction, a, law)
     cross = law["gap_share_cov"][np.ix_(b, b, [k])][..., 0]
     cov = np.block([[law["gap_cov"][np.ix_(b, b)], cross],
@@ -573,11 +573,11 @@ def _branch_rank_bounds(prediction, out, d, level, want, quantity="q_rank"):
         r = _edge_table(model, a, int(d), model.m)[:J, k]
         if drawn is None or not np.all(np.isfinite(r)):
             continue
-        gap, shares = drawn
+        gap, q_drawn = drawn
         seed = int(d) * 10**4 + (9900 + k if quantity == "q_rank" else 9800)
         tw, _ = _canonical((-20.0,), seed, J, WINDOW_DRAWS)  # no spike: the GOE's top eigenvalues
         bulk = -b.size * prediction.lambda_bar[ia] / round(a * d) + scale * tw[rng.integers(0, len(tw), LAW_DRAWS)]
-        values = np.concatenate([shares, r * rng.chisquare(1, (LAW_DRAWS, J)) / d], axis=1)
+        values = np.concatenate([q_drawn, r * rng.chisquare(1, (LAW_DRAWS, J)) / d], axis=1)
         rows = np.arange(LAW_DRAWS)
         order = np.argsort(-np.concatenate([gap, bulk], axis=1), axis=1, kind="stable")
         if quantity == "q_rank":

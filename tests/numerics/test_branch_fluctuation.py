@@ -370,7 +370,7 @@ def test_coupled_proj_with_its_branch_near_the_cut_is_the_gaussian_detection_int
     # the cut"): at alpha = 4 one branch, 0.16 sd of its gap above the cut; proj = 1[g > margin] Y, (g, Y) bivariate
     # normal (Y the share, mean q + b), so E proj and E proj^2 are one-dimensional integrals over g of the conditional
     # moments of Y (quad). compare draws it (LAW_DRAWS) and resamples seed means: with S = 400 seeds the interval's
-    # centre is the mean to its Monte Carlo error (sd(proj) / sqrt(LAW_DRAWS) = 7e-4) and its half-width z sd / sqrt(S)
+    # centre is the mean to its Monte Carlo error (sd(proj) / sqrt(LAW_DRAWS) = 1e-3) and its half-width z sd / sqrt(S)
     import sys
 
     from scipy.integrate import quad
