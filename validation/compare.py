@@ -555,7 +555,8 @@ def _branch_rank_bounds(prediction, out, d, level, want, quantity="q_rank"):
     ends take the two extremes, the ranking above (the share left in the bulk) and the branches ranked among
     themselves above the whole bulk (the share kept at the branch's rank), each draw's smaller value at the lower
     end and its larger at the upper (_seed_mean_interval). Gates: a square-root edge, every branch clear of the edge
-    (_outlier_branches)."""
+    (_outlier_branches), and the share the row reports (the k-th branch's; q_best: the largest) within its own CLT,
+    eps <= EPS_CLT, as for the branch interval."""
     sigma, center, half, bias = (np.full(len(out), np.nan) for _ in range(4))
     model = prediction.model
     for i in np.nonzero(want)[0]:
@@ -565,6 +566,9 @@ def _branch_rank_bounds(prediction, out, d, level, want, quantity="q_rank"):
         share, b, law, clear = _outlier_branches(prediction, a, d)
         scale = _tw_scale(model, a) * d ** (-2 / 3)
         if b.size == 0 or not (clear and np.isfinite(scale)):
+            continue
+        own = (b[k] if k < b.size else -1) if quantity == "q_rank" else b[int(np.argmax(share[b, k]))]
+        if own >= 0 and not _clt_holds(law["sigma"][own, k], share[own, k], d):  # the share it reports: its CLT
             continue
         ia = int(np.argmin(np.abs(prediction.alphas - a)))
         rng = np.random.default_rng([int(d), int(round(a * 1000)), k, 17])
@@ -588,7 +592,6 @@ def _branch_rank_bounds(prediction, out, d, level, want, quantity="q_rank"):
         lo, hi = _seed_mean_interval(np.minimum(lower, upper), np.maximum(lower, upper),
                                      rng.integers(0, LAW_DRAWS, (LAW_DRAWS, S)), level)
         center[i], half[i] = (lo + hi) / 2, (hi - lo) / 2
-        own = (b[k] if k < b.size else -1) if quantity == "q_rank" else b[int(np.argmax(share[b, k]))]
         if own >= 0:
             sigma[i], bias[i] = law["sigma"][own, k], law["bias"][own, k]
     return sigma, center, half, bias

@@ -508,6 +508,10 @@ def test_coupled_q_best_with_its_branch_near_the_bulk_top_is_the_gaussian_rank_i
     z1 = x["z0"][:, 0]
     top1 = float(np.mean(x["above"][:, 0] + eb[0] * norm.cdf(z1) - x["tail"](0, z1)))
     assert lower - top1 > 2 * (mc + slack)
+    # the gate on the share it reports: w_2's largest share at alpha = 4 is branch 1's 0.0076, eps = 1.9 > 1/2
+    out2 = pd.DataFrame({"alpha": [4.0], "k": [2], "n_seeds": [S]})
+    refused = C._branch_rank_bounds(predict(COUPLED, [4.0]), out2, d, 0.02, np.array([True]), "q_best")
+    assert np.isnan(refused[2][0])
 
 
 @pytest.mark.slow  # 480 simulations at d = 400 up to n = 8000 (about 2-5 min) and 480 compares
