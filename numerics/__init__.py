@@ -44,9 +44,9 @@ __all__ += ["outlier_fluctuation", "outlier_law"]
 from .outlier_bias import outlier_bias, outlier_moments  # noqa: E402
 
 __all__ += ["outlier_bias", "outlier_moments"]
-from .critical_window import spiked_goe_overlaps, window_map  # noqa: E402
+from .critical_window import branch_window_map, spiked_goe_overlaps, window_map  # noqa: E402
 
-__all__ += ["spiked_goe_overlaps", "window_map"]
+__all__ += ["branch_window_map", "spiked_goe_overlaps", "window_map"]
 from .branch_fluctuation import branch_fluctuation  # noqa: E402
 
 __all__ += ["branch_fluctuation"]

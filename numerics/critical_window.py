@@ -53,11 +53,11 @@ import numpy as np
 from theory import HierarchicalModel
 from theory.model import finite_array, integer
 
-from .edge_overlap import _tau_sup, edge_regime, tw_scale
+from .edge_overlap import _direction_sums, _tau_sup, edge_regime, tw_scale
 from .label_law import check_model, label_law
 from .resolvent import edge_of_atoms, resolvent_sums
 
-__all__ = ["spiked_goe_overlaps", "window_map", "CANONICAL_N", "TRUNCATION"]
+__all__ = ["branch_window_map", "spiked_goe_overlaps", "window_map", "CANONICAL_N", "TRUNCATION"]
 
 #: the size of the canonical spiked GOE (N^{1/3}-scaled overlaps change by < 1 % from N = 1e5 to 1e6, §4.5)
 CANONICAL_N = 10**5
@@ -67,14 +67,16 @@ _TOL = 1e-10  # the bisection's final bracket: an overlap is off by about _TOL /
 
 
 def spiked_goe_overlaps(wprime, n_draws: int, seed: int = 0, J: int = 1, N: int = CANONICAL_N,
-                        eigenvalues: bool = False):
+                        eigenvalues: bool = False, signed: bool = False):
     r""":math:`N^{1/3}\langle e_a, v_j\rangle^2` for the top ``J`` eigenvectors :math:`v_j` of
     :math:`W + \sum_a \theta_a e_ae_a^\top`, :math:`\theta_a = 1 + w'_aN^{-1/3}`, W a GOE of size N with
     spectrum [-2, 2]; ``n_draws`` seeded draws, largest eigenvalue first. A number ``wprime`` (one
     spike) gives shape (n_draws, J); a sequence of r values gives shape (n_draws, J, r), the last axis
     the spike a (several directions in the window at once, docs/theory.md §4.5). ``eigenvalues``: also
     return the top J eigenvalues in Tracy-Widom units, :math:`N^{2/3}(\lambda_j - 2)`, shape (n_draws, J),
-    as the pair (eigenvalues, overlaps); an estimator's edge cut compares them with its margin.
+    as the pair (eigenvalues, overlaps); an estimator's edge cut compares them with its margin. ``signed``:
+    the amplitudes :math:`N^{1/6}\langle e_a, v_j\rangle` instead of their squares, each eigenvector with an
+    arbitrary sign; a direction that is a combination of the spikes needs them (:func:`branch_window_map`).
 
     Vectorised over the draws: the eigenvalues by Sylvester-inertia bisection on the banded model
     (:func:`_band`), the overlaps by the Schur complement on :math:`E = \mathrm{span}(e_1..e_r)`: with
@@ -109,10 +111,11 @@ def spiked_goe_overlaps(wprime, n_draws: int, seed: int = 0, J: int = 1, N: int 
     n_draws, seed = integer(n_draws, "n_draws", 1, 10**6), integer(seed, "seed", 0)
     band = _band(w, n_draws, seed, N)
     J = integer(J, "J", 1, band[0].shape[0] // 4)
-    if not isinstance(eigenvalues, (bool, np.bool_)):
-        raise ValueError(f"eigenvalues: expected True or False, got {eigenvalues!r}")
-    lam, out = _top_overlaps(band, J)
-    out = N ** (1 / 3) * out
+    for name, flag in (("eigenvalues", eigenvalues), ("signed", signed)):
+        if not isinstance(flag, (bool, np.bool_)):
+            raise ValueError(f"{name}: expected True or False, got {flag!r}")
+    lam, out = _top_overlaps(band, J, signed)
+    out = (N ** (1 / 6) if signed else N ** (1 / 3)) * out
     out = out[:, :, 0] if single else out
     return (N ** (2 / 3) * (lam.T - 2), out) if eigenvalues else out
 
@@ -169,9 +172,10 @@ def _eliminate(band: list[np.ndarray], lam: np.ndarray, rows: int, derivative: b
     return inv_piv, S, dS
 
 
-def _top_overlaps(band: list[np.ndarray], J: int) -> tuple[np.ndarray, np.ndarray]:
+def _top_overlaps(band: list[np.ndarray], J: int, signed: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """The top J eigenvalues of each banded matrix (:func:`_band`), shape (J, n_draws), and the
-    <e_a, v_j>^2 of their eigenvectors, shape (n_draws, J, r)."""
+    <e_a, v_j>^2 of their eigenvectors, shape (n_draws, J, r) (``signed``: <e_a, v_j>, each eigenvector's sign
+    arbitrary)."""
     r = len(band) - 1
     K, n_draws = band[0].shape
 
@@ -213,7 +217,8 @@ def _top_overlaps(band: list[np.ndarray], J: int) -> tuple[np.ndarray, np.ndarra
                 dM[..., r - 1 - a, r - 1 - b] = dM[..., r - 1 - b, r - 1 - a] = dS[a][b]
         vals, vecs = np.linalg.eigh(M)
         x = np.take_along_axis(vecs, np.argmin(np.abs(vals), axis=-1)[..., None, None], axis=-1)[..., 0]  # (J, n, r)
-        out = np.moveaxis(x**2 / -np.einsum("...a,...ab,...b->...", x, dM, x)[..., None], 0, 1)
+        norm = -np.einsum("...a,...ab,...b->...", x, dM, x)[..., None]  # x'(1 + B'(T' - lam)^-2 B)x > 0
+        out = np.moveaxis(x / np.sqrt(norm) if signed else x**2 / norm, 0, 1)
     if not np.all(np.isfinite(out)):
         raise ArithmeticError("spiked_goe_overlaps: a non-finite overlap")
     return lam, out
@@ -251,3 +256,52 @@ def window_map(model: HierarchicalModel, alphas, d: int, **law_options) -> tuple
         wp[i, ok] = d ** (1 / 3) * f0[ok] / (c[ok] * np.sqrt(s))
         kappa[i, ok] = np.sqrt(s) / c[ok]
     return wp, kappa
+
+
+def branch_window_map(model: HierarchicalModel, alpha: float, d: int, **law_options) -> tuple[np.ndarray, np.ndarray]:
+    r"""The critical window of coupled directions (docs/theory.md §4.5, "Coupled directions: the window of the
+    eigen-branches"): the canonical variable :math:`w'_b` of each eigen-branch b, ascending, shape (m,), and the
+    map A, shape (m, m), from the canonical amplitudes to the overlaps,
+
+    .. math:: d^{1/3}\,\langle w_k, v\rangle^2 \approx \Big(\sum_b A_{kb}\,a_b\Big)^2,\qquad
+              a_b = N^{1/6}\langle e_b, v\rangle\ \text{of the spiked GOE}\ W + \sum_b \theta_b e_be_b^\top,
+              \ \theta_b = 1 + w'_bN^{-1/3}.
+
+    At the edge the Schur complement on span(w_1..w_m) is :math:`F_0 - C\sqrt{\zeta - E}` plus noise whose edge
+    weights have covariance C, with :math:`F_0 = \bar\lambda(M - G_2)` and :math:`C = H\sqrt{2/\psi''}` the
+    m x m resolvent sums of :func:`numerics.edge_overlap.resolvent_share` at :math:`\bar\lambda`. Whitening by
+    :math:`C^{-1/2}` gives the GOE's slope and noise; the eigenvectors U of :math:`C^{-1/2}F_0C^{-1/2}`
+    (eigenvalues :math:`\tilde\theta_b`) are the spikes: :math:`w'_b = d^{1/3}\tilde\theta_b/\sqrt s` and
+    :math:`A = s^{1/4}C^{-1/2}U`. For uncoupled directions C and F_0 are diagonal and this is
+    :func:`window_map` (:math:`A_{kb}^2 = \kappa_k` on k's own spike). Far below every threshold,
+    :math:`E\,a_b^2 \to 1/w_b'^2` gives :math:`d\,E\langle w_k, v\rangle^2 \to s^{3/2}[F_0^{-1}CF_0^{-1}]_{kk}`,
+    the edge share R_k of :func:`numerics.edge_overlap.resolvent_share`; just above branch b's threshold,
+    :math:`a_b^2 \to 2w_b'`, the branch's share of w_k is :math:`2\tilde\theta_b(C^{-1/2}u_b)_k^2`, the
+    d = infinity share to first order. NaN without a square-root edge or where C is not positive definite.
+
+    >>> from theory import HierarchicalModel
+    >>> model = HierarchicalModel(m=2, gamma=1, link="He1 + He2/2", preprocessing="clip(y, -1, 3)")
+    >>> w, A = branch_window_map(model, 2.0, d=400)
+    >>> np.round(w, 1).tolist()   # branch 1 in the window, branch 2 far below
+    [-3.9, 0.4]
+    """
+    check_model(model)
+    a = finite_array(alpha, "alpha")
+    if a.ndim != 0 or not a > 0:
+        raise ValueError(f"alpha: expected one sample ratio > 0, got {alpha!r}")
+    a, d = float(a), integer(d, "d", 2)
+    law = label_law(model, **law_options)
+    m = np.asarray(law.r).shape[0]
+    wp, A = np.full(m, np.nan), np.full((m, m), np.nan)
+    if not edge_regime(model, [a], **law_options)[0]:
+        return wp, A
+    lbar, _, psi2 = edge_of_atoms(law.tau, law.p, a, _tau_sup(law))
+    G2, M, H = _direction_sums(law, lbar)
+    M, H = (np.diag(x) if np.ndim(x) == 1 else x for x in (M, H))
+    c_val, c_vec = np.linalg.eigh(H * np.sqrt(2 / psi2))
+    if not c_val.min() > 0:
+        return wp, A
+    root = c_vec @ np.diag(c_val**-0.5) @ c_vec.T  # C^(-1/2)
+    theta, U = np.linalg.eigh(root @ (lbar * (M - G2 * np.eye(m))) @ root)
+    s = tw_scale(a, lbar, psi2)
+    return d ** (1 / 3) * theta / np.sqrt(s), s**0.25 * root @ U

