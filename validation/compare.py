@@ -81,7 +81,11 @@ where no eigen-branch has an outlier. Where one has, its eigenvector carries O(1
 branch mixes: q_best (and q_rank, which is at most q_best) is then bounded by the seed mean of the maximum of
 the outlier branches' shares, each the square of its Gaussian amplitude, and the top bulk ones' r_j chi2_1/d
 (tol_basis ``edge+branch``, docs/theory.md §4.1 "Next to an outlier branch"), where every outlier branch is
-clear of the edge. Elsewhere there (proj, a branch near the edge), and at window points above a threshold that
+clear of the edge. Where a branch is near the edge (its own CLT fails) q_best and q_rank get the window of the
+eigen-branches (docs/theory.md §4.5, "Coupled directions: the window of the eigen-branches"; tol_basis
+``window``): the branches are the spikes of one canonical spiked GOE, and w_k is a fixed combination of them
+(:func:`numerics.critical_window.branch_window_map`); it also takes the window points below k's threshold.
+Elsewhere there (proj, a branch near the edge), and at window points above a threshold that
 lies in the boundary regime (the overlap jumps there, docs/numerics.md), the bulk and window keep the earlier
 heuristic bounds :math:`4/(d(1-\sqrt{\alpha/\alpha_k})^2)` and :math:`q + 2d^{-1/3}`; the column ``tol_basis``
 says which bound each point got ("clt", "clt+mixing", "clt+branch", "clt+neighbour", "clt+detection", "bracket",
@@ -271,12 +275,20 @@ def compare(prediction, simulation: pd.DataFrame, quantity: str = "q_best", leve
         edge_branch = np.isfinite(cb)
         edge_tol = np.where(edge_branch, cb - out["q_theory"].to_numpy(), edge_tol)
         has_edge = np.isfinite(edge_tol)
+        # the window of the eigen-branches (§4.5): where no branch law holds, and at window points below k's threshold
+        want = ~clt & ~edge_branch & ((w > -C_WINDOW).to_numpy() | ~has_edge)
+        bcenter, bhalf = _branch_window_bounds(prediction, out, d, quantity, level, want)
+        branch_window = np.isfinite(bhalf)
+        wcenter, whalf = np.where(branch_window, bcenter, wcenter), np.where(branch_window, bhalf, whalf)
+        window |= branch_window
     if quantity == "proj":  # below k's threshold: the outliers and the edge eigenvectors the cut keeps
         law = _projection_bounds(prediction, out, d, level, want=~is_out)
         edge_tol = np.where(np.isfinite(law), law, edge_tol)
         has_edge = np.isfinite(edge_tol)
         # k's own outlier near the cut without a detection law: every near-edge eigenvector missed or kept
         ccenter, chalf = _cut_bracket_bounds(prediction, out, d, level, want=is_out & ~clt)
+        if coupled:  # a branch near the cut whose own CLT fails: the window of the eigen-branches brackets it (§4.5)
+            ccenter, chalf = _branch_window_bounds(prediction, out, d, "proj", level, want=is_out & ~clt)
     cut = np.isfinite(chalf)
     out["wprime"] = wprime
     edge_basis = np.where(boundary, "boundary", np.where(edge_branch, "edge+branch", "edge"))
@@ -966,14 +978,14 @@ def _cut_bracket_bounds(prediction, out, d, level, want):
 
 
 @functools.lru_cache(maxsize=32)
-def _canonical(wprimes: tuple, seed: int, J: int, n_draws: int) -> tuple[np.ndarray, np.ndarray]:
+def _canonical(wprimes: tuple, seed: int, J: int, n_draws: int, signed: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """The canonical window draws (numerics.critical_window.spiked_goe_overlaps): the top J eigenvalues
-    in Tracy-Widom units, shape (n_draws, J), and the overlaps, shape (n_draws, J, spikes); deterministic,
-    so kept for the points of one window and for the next call on the same grid (a resumed sweep
-    compares the same table again). Read-only, since every caller shares them."""
+    in Tracy-Widom units, shape (n_draws, J), and the overlaps, shape (n_draws, J, spikes) (``signed``: the
+    amplitudes); deterministic, so kept for the points of one window and for the next call on the same grid (a
+    resumed sweep compares the same table again). Read-only, since every caller shares them."""
     from numerics.critical_window import spiked_goe_overlaps
 
-    x, out = spiked_goe_overlaps(list(wprimes), n_draws, seed=seed, J=J, eigenvalues=True)
+    x, out = spiked_goe_overlaps(list(wprimes), n_draws, seed=seed, J=J, eigenvalues=True, signed=signed)
     x.flags.writeable = out.flags.writeable = False
     return x, out
 
@@ -1092,6 +1104,82 @@ def _window_bounds(prediction, out, d, quantity, level, want):
         lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
         center[i], half[i] = (lo + hi) / 2, (hi - lo) / 2
     return wprime, center, half
+
+
+@functools.lru_cache(maxsize=64)
+def _branch_window(model, alpha: float, d: int) -> tuple[np.ndarray, np.ndarray]:
+    """``numerics.critical_window.branch_window_map`` at one alpha: the branches' w' (ascending) and the map A from
+    the canonical amplitudes to the overlaps; deterministic, so kept for the points of one alpha and the next call.
+    Read-only arrays."""
+    from numerics.critical_window import branch_window_map
+
+    wp, A = branch_window_map(model, alpha, d)
+    wp.flags.writeable = A.flags.writeable = False
+    return wp, A
+
+
+def _branch_window_bounds(prediction, out, d, quantity, level, want):
+    r"""The critical-window law of coupled directions (docs/theory.md §4.5, "Coupled directions: the window of the
+    eigen-branches") at the rows ``want``: the centre and half-width of the two-sided ``level`` interval of the
+    seed mean of q_best, q_rank or proj; NaN elsewhere. The eigen-branches with :math:`w'_b \le` W_MAX are the spikes
+    of one canonical spiked GOE (:func:`numerics.critical_window.branch_window_map`), and the top eigenvectors'
+    overlaps with w_k are :math:`d^{-1/3}(\sum_b A_{kb}a_b)^2` from the canonical signed amplitudes a_b. The n_above
+    branches above W_MAX hold the top n_above ranks with their first-order law, w_k's share
+    :math:`q_{bk} + b_{bk} + \sigma_{bk}Z/\sqrt d` (_branch_law), and must be clear of the edge (branch_clear).
+    q_rank is the canonical eigenvector at rank k - n_above; q_best the largest share among the top m - n_above
+    canonical eigenvectors and the n_above branches. proj gets a bracket, as _cut_bracket_bounds gives uncoupled
+    directions: the estimator keeps the branches above W_MAX always and the eigenvectors near the edge at random,
+    none at the interval's lower end and all J = spikes + 1 at its upper end (one bulk eigenvalue above the cut); it
+    needs a spike above its threshold, w'_b > 0. The reported eigenvector must not be a clear branch among the
+    spikes (for proj: no spike may be clear), since the map's leading order misplaces a clear outlier's own share
+    (0.37 against the simulated 0.54 at w' = 3.44 on the model of the docs): the branch laws are for those. Used
+    where the edge is square-root, some spike has :math:`|w'_b| \le` W_MAX, the spikes number at most
+    WINDOW_SPIKES, lie above :math:`-N^{1/3}/2` and need at most WINDOW_DEPTH eigenvectors. A branch's component
+    in the window eigenvectors above W_MAX is left out, as for the outliers above the window of uncoupled
+    directions."""
+    from numerics.critical_window import CANONICAL_N
+
+    center, half = np.full(len(out), np.nan), np.full(len(out), np.nan)
+    model, m = prediction.model, prediction.model.m
+    for i in np.nonzero(want)[0]:
+        a, k, S = float(out["alpha"].iat[i]), int(out["k"].iat[i]) - 1, int(out["n_seeds"].iat[i])
+        wp, A = _branch_window(model, a, int(d))
+        share, branches, law, _ = _outlier_branches(prediction, a, d)
+        if not (np.all(np.isfinite(wp)) and np.array_equal(branches, np.flatnonzero(np.isfinite(law["zeta"])))):
+            continue
+        top = branches[np.argsort(-law["zeta"][branches])]  # the outlier branches, largest eigenvalue first
+        clear = np.array([branch_clear(law["sigma"][b], share[b], d) for b in top], dtype=bool)
+        n_above = int(np.sum(wp > W_MAX))  # the largest outliers, above the window: their own law, always kept
+        spikes = np.arange(m - n_above)  # the map's branches, ascending in w'
+        J = {"q_rank": k + 1 - n_above, "q_best": m - n_above, "proj": spikes.size + 1}[quantity]
+        # the reported eigenvector must not be a clear outlier in the window, whose share the map's leading order
+        # misplaces (docs/theory.md §4.5): q_rank's rank-k branch, q_best's branch with the largest share of w_k
+        own = {"q_rank": np.arange(top.size) == k, "q_best": top == top[np.argmax(share[top, k])] if top.size else [],
+               "proj": np.ones(top.size, dtype=bool)}[quantity]
+        near = np.any(wp[spikes] > 0) if quantity == "proj" else np.any(np.abs(wp[spikes]) <= W_MAX)
+        reports_clear = np.any(clear[n_above:] & np.asarray(own, dtype=bool)[n_above:])
+        if not (top.size >= n_above and np.all(clear[:n_above]) and not reports_clear and near
+                and spikes.size <= WINDOW_SPIKES and np.all(wp > -CANONICAL_N ** (1 / 3) / 2)
+                and 1 <= J <= WINDOW_DEPTH):
+            continue
+        rng = np.random.default_rng([int(d), int(round(a * 1000)), k, 23])
+        top = top[:n_above]
+        q, sig, bias = share[top, k], law["sigma"][top, k], law["bias"][top, k]
+        far = q + bias + sig * rng.standard_normal((LAW_DRAWS, n_above)) / np.sqrt(d)
+        seed = int(d) * 10**4 + int(round(a * 1000)) % 10**4
+        amp = _canonical(tuple(wp[spikes].tolist()), seed, J, WINDOW_DRAWS, signed=True)[1]  # (draws, J, spikes)
+        pool = (amp @ A[k, spikes]) ** 2 * d ** (-1 / 3)  # (draws, J): w_k's share in each
+        pool = pool[rng.integers(0, WINDOW_DRAWS, LAW_DRAWS)]
+        if quantity == "q_rank":
+            lower = upper = pool[:, J - 1]
+        elif quantity == "q_best":
+            lower = upper = np.concatenate([pool, far], axis=1).max(axis=1)
+        else:
+            lower = far.sum(axis=1)
+            upper = lower + pool.sum(axis=1)
+        lo, hi = _seed_mean_interval(lower, upper, rng.integers(0, LAW_DRAWS, (LAW_DRAWS, S)), level)
+        center[i], half[i] = (lo + hi) / 2, (hi - lo) / 2
+    return center, half
 
 
 def _projection_bounds(prediction, out, d, level, want) -> np.ndarray:
