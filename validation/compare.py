@@ -84,8 +84,11 @@ the outlier branches' shares, each the square of its Gaussian amplitude, and the
 clear of the edge. Where a branch is near the edge (its own CLT fails) q_best and q_rank get the window of the
 eigen-branches (docs/theory.md §4.5, "Coupled directions: the window of the eigen-branches"; tol_basis
 ``window``): the branches are the spikes of one canonical spiked GOE, and w_k is a fixed combination of them
-(:func:`numerics.critical_window.branch_window_map`); it also takes the window points below k's threshold.
-Elsewhere there (proj, a branch near the edge), and at window points above a threshold that
+(:func:`numerics.critical_window.branch_window_map`); it also takes the window points below k's threshold. proj
+gets a bracket there (tol_basis ``bracket``): the branches above the window kept at its lower end, and with them
+every eigenvector near the edge at its upper end. Where the eigenvector a point reports is a branch clear of the
+edge among the spikes (for proj: any clear spike), the map's leading order misplaces its share, and the window
+is not used. Elsewhere there (proj below the threshold next to a branch), and at window points above a threshold that
 lies in the boundary regime (the overlap jumps there, docs/numerics.md), the bulk and window keep the earlier
 heuristic bounds :math:`4/(d(1-\sqrt{\alpha/\alpha_k})^2)` and :math:`q + 2d^{-1/3}`; the column ``tol_basis``
 says which bound each point got ("clt", "clt+mixing", "clt+branch", "clt+neighbour", "clt+detection", "bracket",
