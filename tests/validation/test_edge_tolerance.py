@@ -343,8 +343,9 @@ def test_compare_gives_coupled_bulk_points_the_matrix_edge_bound_only_without_an
 @pytest.mark.slow  # 320 simulations at d = 400 (about 15 s) and 40 compares per level
 def test_coupled_edge_bound_covers_at_its_confidence_level():
     # 40 groups of S = 8 fresh seeds (3000-3319; the docs' table used 0-319) at d = 400, five alphas below
-    # alpha_1, both directions but direction 1 at 0.95 alpha_1 (a window point): 360 trials per level. The bound claims >= level (3 binomial sd allowed: 0.033 at
-    # 0.95); it is not vacuous either: at level 0.5 the measured coverage was 0.71, the heuristic it replaces
+    # alpha_1, both directions but direction 1 at 0.95 alpha_1 (a window point): 360 trials per level. The bound
+    # claims >= level (3 binomial sd allowed: 0.034 at 0.95); it is not vacuous either: at level 0.5 the measured
+    # coverage was 0.71 (400 trials), the heuristic it replaces
     # covered 0.975 at every level, and 0.85 would be 5.6 binomial sd above the measured value.
     import pandas as pd
 
