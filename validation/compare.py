@@ -288,10 +288,10 @@ def compare(prediction, simulation: pd.DataFrame, quantity: str = "q_best", leve
         law = _projection_bounds(prediction, out, d, level, want=~is_out)
         edge_tol = np.where(np.isfinite(law), law, edge_tol)
         has_edge = np.isfinite(edge_tol)
-        # k's own outlier near the cut without a detection law: every near-edge eigenvector missed or kept
-        ccenter, chalf = _cut_bracket_bounds(prediction, out, d, level, want=is_out & ~clt)
-        if coupled:  # a branch near the cut whose own CLT fails: the window of the eigen-branches brackets it (§4.5)
-            ccenter, chalf = _branch_window_bounds(prediction, out, d, "proj", level, want=is_out & ~clt)
+        # k's own outlier near the cut without a detection law: every near-edge eigenvector missed or kept; coupled,
+        # a branch near the cut whose own CLT fails: the window of the eigen-branches brackets it (§4.5)
+        bracket_of = functools.partial(_branch_window_bounds, quantity="proj") if coupled else _cut_bracket_bounds
+        ccenter, chalf = bracket_of(prediction, out, d, level=level, want=is_out & ~clt)
     cut = np.isfinite(chalf)
     out["wprime"] = wprime
     edge_basis = np.where(boundary, "boundary", np.where(edge_branch, "edge+branch", "edge"))
@@ -582,7 +582,8 @@ def _branch_rank_bounds(prediction, out, d, level, want, quantity="q_rank"):
         scale = _tw_scale(model, a) * d ** (-2 / 3)
         if b.size == 0 or not (clear and np.isfinite(scale)):
             continue
-        own = (b[k] if k < b.size else -1) if quantity == "q_rank" else b[int(np.argmax(share[b, k]))]
+        own = _reported_branch(share, b, k, quantity)
+        own = b[own] if own >= 0 else -1
         if own >= 0 and not _clt_holds(law["sigma"][own, k], share[own, k], d):  # the share it reports: its CLT
             continue
         ia = int(np.argmin(np.abs(prediction.alphas - a)))
@@ -610,6 +611,20 @@ def _branch_rank_bounds(prediction, out, d, level, want, quantity="q_rank"):
         if own >= 0:
             sigma[i], bias[i] = law["sigma"][own, k], law["bias"][own, k]
     return sigma, center, half, bias
+
+
+def _reported_branch(share, top, k: int, quantity: str) -> int:
+    """Which of the outlier branches ``top`` (in rank order) the row of direction k reports: q_rank the k-th
+    (rank k, 0-based), q_best the one with the largest share of w_k (``share``: branch x direction); the position in
+    ``top``, or -1 where q_rank's rank lies below every branch (or there is no branch).
+
+    >>> share = np.array([[0.5, 0.1], [0.2, 0.3]])
+    >>> _reported_branch(share, np.array([0, 1]), 1, "q_best"), _reported_branch(share, np.array([0, 1]), 2, "q_rank")
+    (1, -1)
+    """
+    if quantity == "q_rank":
+        return k if k < len(top) else -1
+    return int(np.argmax(share[top, k])) if len(top) else -1
 
 
 def _outlier_branches(prediction, a: float, d: int):
@@ -1157,10 +1172,10 @@ def _branch_window_bounds(prediction, out, d, quantity, level, want):
         J = {"q_rank": k + 1 - n_above, "q_best": m - n_above, "proj": spikes.size + 1}[quantity]
         # the reported eigenvector must not be a clear outlier in the window, whose share the map's leading order
         # misplaces (docs/theory.md §4.5): q_rank's rank-k branch, q_best's branch with the largest share of w_k
-        own = {"q_rank": np.arange(top.size) == k, "q_best": top == top[np.argmax(share[top, k])] if top.size else [],
-               "proj": np.ones(top.size, dtype=bool)}[quantity]
+        own = np.ones(top.size, dtype=bool) if quantity == "proj" else \
+            np.arange(top.size) == _reported_branch(share, top, k, quantity)
         near = np.any(wp[spikes] > 0) if quantity == "proj" else np.any(np.abs(wp[spikes]) <= W_MAX)
-        reports_clear = np.any(clear[n_above:] & np.asarray(own, dtype=bool)[n_above:])
+        reports_clear = np.any(clear[n_above:] & own[n_above:])
         if not (top.size >= n_above and np.all(clear[:n_above]) and not reports_clear and near
                 and spikes.size <= WINDOW_SPIKES and np.all(wp > -CANONICAL_N ** (1 / 3) / 2)
                 and 1 <= J <= WINDOW_DEPTH):
