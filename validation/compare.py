@@ -68,8 +68,10 @@ Each (alpha, k) point gets a region from the scaling variable
   window's upper half (0 < w < 1) adding it is an upper interpolation, not a derivation, which stays
   only where the critical-window law below does not apply. For ``proj`` below k's threshold the bound is
   instead the ``level`` quantile of the seed mean of w_k's shares in the eigenvectors the estimator's cut
-  keeps: the outliers far above the window always, and those that the canonical window model puts above
-  the cut (docs/theory.md §4.3, "The projection below the threshold").
+  keeps: the outliers far above the window always, the window's outliers whose CLT holds where their
+  first-order eigenvalue law puts them above the cut, and the other eigenvectors that the canonical window
+  model puts above it, with their canonical overlaps where k is in the window (docs/theory.md §4.3, "The
+  projection below the threshold").
 
 In the boundary regime :math:`\bar\lambda = \sup T` the edge is not square-root: each top eigenvector
 sits on one extreme sample and carries the share :math:`R_k^b`
@@ -1208,11 +1210,15 @@ def _projection_bounds(prediction, out, d, level, want) -> np.ndarray:
     (w'_l > W_MAX) are always kept. Which of the top eigenvalues near the edge pass the cut is drawn from
     the canonical spiked GOE (§4.5) whose spikes are the directions in the window
     (-W_GATE < w'_l <= W_MAX), with one eigenvalue more than there are spikes (a bulk one above the
-    cut). Each kept eigenvector carries w_k's share times chi2_1 / d: r_lk (_outlier_shares) for the
-    outliers, taken in order from the top, and the edge share R_k(x_j) at depth j (§4.1, an
-    upper-side estimate) for the eigenvectors below them. c is the ``level`` quantile of the mean of S
-    such sums. In the boundary regime there is no canonical model: c sums over the outliers of other
-    directions alone (none of the extreme samples' eigenvalues passed the cut, measured in §4.3)."""
+    cut); the window's outliers whose CLT holds are kept by their first-order eigenvalue law instead
+    (_detect_near), since the map's leading order places them too low. The outliers carry w_k's share r_lk
+    chi2_1 / d (_outlier_shares), taken in order from the top. The eigenvectors below them carry, where k is
+    itself in the window, the canonical overlap kappa_k d^(-1/3) <e_k, v>^2 of the same draw (the window law of
+    _window_bounds: 0.144 on average where kept at (3, 2) of the m = 2, gamma = 1 model of §4.3, simulated
+    0.133); else the edge share R_k(x_j) chi2_1 / d at depth j (§4.1, an upper-side estimate). c is the
+    ``level`` quantile of the mean of S such sums. In the boundary regime there is no canonical model: c sums over
+    the outliers of other directions alone (none of the extreme samples' eigenvalues passed the cut, measured in
+    §4.3)."""
     from numerics.critical_window import window_map
     from numerics.edge_overlap import TW_MEAN, TW_SD, edge_regime
     from validation.simulate import CUT_SD
@@ -1226,7 +1232,7 @@ def _projection_bounds(prediction, out, d, level, want) -> np.ndarray:
     sq = alphas[square_root]
     depth = min(WINDOW_DEPTH, m + 1)
     if sq.size:
-        wp = window_map(model, sq, d)[0]
+        wp, kap = window_map(model, sq, d)
         edge = np.stack([_edge_table(model, a, int(d), depth) for a in sq.tolist()])  # (alphas, depth, m)
     row = {a: i for i, a in enumerate(sq.tolist())}
     shares = _outlier_shares(model, alphas, d)
@@ -1247,12 +1253,17 @@ def _projection_bounds(prediction, out, d, level, want) -> np.ndarray:
             if len(spikes) > WINDOW_SPIKES or J > depth:
                 continue
             # no direction in the window: a spike far below stands for none (the GOE's top eigenvalue)
-            x, _ = _canonical(tuple(wp[r, sorted(spikes)].tolist()) or (-20.0,),
-                              int(d) * 10**4 + 100 * r + (min(spikes) if spikes else 99), J, WINDOW_DRAWS)
-            near = [col[j] for j in spikes if wp[r, j] > 0 and np.isfinite(col[j])]  # outliers at d = inf
-            scale = np.r_[near, edge[r, : J - len(near), k]]  # the j-th kept eigenvector's share
-            kept = x[rng.integers(0, x.shape[0], LAW_DRAWS)] > cut  # canonical draws reused, fresh chi2
-            part = np.sum(kept * scale * rng.chisquare(1, kept.shape), axis=1) / d
+            x, overlap = _canonical(tuple(wp[r, sorted(spikes)].tolist()) or (-20.0,),
+                                    int(d) * 10**4 + 100 * r + (min(spikes) if spikes else 99), J, WINDOW_DRAWS)
+            near = [j for j in spikes if wp[r, j] > 0 and np.isfinite(col[j])]  # outliers at d = inf, highest first
+            pick = rng.integers(0, x.shape[0], LAW_DRAWS)  # canonical draws reused, fresh chi2
+            kept = x[pick] > cut
+            share = np.r_[col[near], edge[r, : J - len(near), k]] / d * rng.chisquare(1, kept.shape)  # the j-th kept
+            drawn = _detect_near(prediction, a, d, near, len(far), kept, rng)  # the clear outliers: first order
+            if k in spikes:  # the others, and k's own eigenvectors near the edge: the window law's overlaps (§4.5)
+                own = [pos for pos in range(J) if pos not in drawn]
+                share[:, own] = kap[r, k] * d ** (-1 / 3) * overlap[pick][:, own, sorted(spikes).index(k)]
+            part = np.sum(kept * share, axis=1)
         else:  # the boundary regime
             far = [j for j in range(m) if np.isfinite(col[j])]
             if not far:
@@ -1262,6 +1273,33 @@ def _projection_bounds(prediction, out, d, level, want) -> np.ndarray:
         S = int(out["n_seeds"].iat[i])
         bound[i] = float(np.quantile(pool[rng.integers(0, pool.size, (LAW_DRAWS, S))].mean(axis=1), level))
     return bound
+
+
+def _detect_near(prediction, a: float, d: int, near: list, n_far: int, kept: np.ndarray, rng) -> list:
+    """For _projection_bounds: redraw, in place, whether the estimator keeps the outliers of the directions ``near``
+    (in the window above their thresholds, highest first: the first len(near) columns of ``kept``) from their
+    first-order eigenvalue law, where their CLT holds, as the detection law does (_detection_bounds; docs/theory.md
+    §4.3, "The projection below the threshold"): the eigenvalue minus the cut at ratio n/d is Gaussian about
+    zeta_j* + eig_shift_j - edge - cut margin with sd gap_sd_j / sqrt(d), and the cut is recounted with the
+    ``n_far`` outliers always kept (_kept_outliers). The canonical model's leading order places such an outlier
+    too low (it keeps it in 0.89 of the draws, the simulation in 0.99; docs/theory.md §4.3). An outlier whose CLT
+    fails keeps the canonical draw, and one above a kept eigenvector near the edge is kept. Returns the positions
+    redrawn."""
+    model, p = prediction.model, int(np.argmin(np.abs(prediction.alphas - a)))
+    mom = _moments(model, a, int(d))
+    clear = _clt_holds(mom["sigma"], prediction.q[p], d)
+    drawn = [pos for pos, j in enumerate(near) if clear[j] and np.isfinite(mom["eig_shift"][j])]
+    if not drawn:
+        return drawn
+    gap = prediction.eigenvalues[p] - prediction.bulk_edge[p] - _cut_margin(model, a, d)
+    sd = mom["gap_sd"] / np.sqrt(d)
+    x = {pos: gap[near[pos]] + mom["eig_shift"][near[pos]] + sd[near[pos]] * rng.standard_normal(kept.shape[0])
+         for pos in drawn}
+    below = kept[:, len(near):].any(axis=1)  # an eigenvector near the edge passed the cut, so did those above it
+    step = prediction.lambda_bar[p] / round(a * d)  # the cut at ratio n/(d - k_hat): lower by lbar/n per kept outlier
+    for pos, keep in _kept_outliers(x, n_far, step).items():
+        kept[:, pos] = keep | below
+    return drawn
 
 
 def _edge_ratios(prediction, out, d, quantity) -> tuple[np.ndarray, np.ndarray]:
