@@ -90,7 +90,8 @@ eigen-branches (docs/theory.md §4.5, "Coupled directions: the window of the eig
 gets a bracket there (tol_basis ``bracket``): the branches above the window kept at its lower end, and with them
 every eigenvector near the edge at its upper end. Where the eigenvector a point reports is a branch clear of the
 edge among the spikes (for proj: any clear spike), the map's leading order misplaces its share, and the window
-is not used. Elsewhere there (proj below the threshold next to a branch), and at window points above a threshold that
+is not used. The bracket also takes proj below k's threshold next to a branch near the edge, where no edge bound
+holds. Elsewhere there (proj below the threshold next to a clear branch), and at window points above a threshold that
 lies in the boundary regime (the overlap jumps there, docs/numerics.md), the bulk and window keep the earlier
 heuristic bounds :math:`4/(d(1-\sqrt{\alpha/\alpha_k})^2)` and :math:`q + 2d^{-1/3}`; the column ``tol_basis``
 says which bound each point got ("clt", "clt+mixing", "clt+branch", "clt+neighbour", "clt+detection", "bracket",
@@ -293,7 +294,7 @@ def compare(prediction, simulation: pd.DataFrame, quantity: str = "q_best", leve
         # k's own outlier near the cut without a detection law: every near-edge eigenvector missed or kept; coupled,
         # a branch near the cut whose own CLT fails: the window of the eigen-branches brackets it (§4.5)
         bracket_of = functools.partial(_branch_window_bounds, quantity="proj") if coupled else _cut_bracket_bounds
-        ccenter, chalf = bracket_of(prediction, out, d, level=level, want=is_out & ~clt)
+        ccenter, chalf = bracket_of(prediction, out, d, level=level, want=~clt & (is_out | (coupled & ~has_edge)))
     cut = np.isfinite(chalf)
     out["wprime"] = wprime
     edge_basis = np.where(boundary, "boundary", np.where(edge_branch, "edge+branch", "edge"))
@@ -305,7 +306,7 @@ def compare(prediction, simulation: pd.DataFrame, quantity: str = "q_best", leve
     tol = np.select([clt, window, cut, is_out, has_edge], [half, whalf, chalf, d ** -0.5 + 2 * out["q_sem"], edge_tol],
                     default=heuristic)
     out["tol"] = tol
-    two_sided = (out["region"] == "outlier").to_numpy() | window
+    two_sided = (out["region"] == "outlier").to_numpy() | window | cut
     out["agrees"] = np.where(two_sided, np.abs(out["q_sim"] - out["q_center"]) <= tol,
                              out["q_sim"] - out["q_theory"] <= tol)
     out["d"] = d

@@ -368,9 +368,19 @@ def test_compare_gives_coupled_bulk_points_the_matrix_edge_bound_only_without_an
     # 0.39 / 0.63 / 0.91 at levels 0.5 / 0.8 / 0.95 on this model, docs/theory.md §4.1), and the branch CLT that
     # replaces it (tests/numerics/test_branch_fluctuation.py) is gated out this near alpha_1 (eps = 2.4 > EPS_CLT)
     assert out.loc[(2.0, 1), "region"] == "outlier" and out.loc[(2.0, 1), "tol_basis"] == "window"
-    proj = compare(pred, sim, "proj").set_index(["alpha", "k"])  # the projection: no share law below a threshold
+    # the projection: the bracket of the window of the eigen-branches for both, since branch 1 is near the cut
+    # (direction 2 has no share law of its own below its threshold, docs/theory.md §4.5)
+    proj = compare(pred, sim, "proj").set_index(["alpha", "k"])
     assert proj["tol_basis"].to_dict() == {(0.8, 1): "edge", (0.8, 2): "edge", (2.0, 1): "bracket",
-                                           (2.0, 2): "heuristic"}
+                                           (2.0, 2): "bracket"}
+    # the bracket is held two-sided about its centre, not as a bound above q_theory: a mean near its upper end
+    # agrees, one just above it does not
+    row = proj.loc[(2.0, 2)]
+    assert row["q_center"] + row["tol"] > row["q_theory"] + 1.5 * row["tol"]  # the one-sided rule would refuse 0.95
+    for frac, agrees in ((0.95, True), (1.05, False)):
+        q = row["q_center"] + frac * row["tol"]
+        out2 = compare(pred, sim.assign(proj=np.where(sim["k"] == 2, q, 0.0)), "proj").set_index(["alpha", "k"])
+        assert out2.loc[(2.0, 2), "agrees"] == agrees, frac
 
 
 @pytest.mark.slow  # 320 simulations at d = 400 (about 15 s) and 40 compares per level
