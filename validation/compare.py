@@ -1286,6 +1286,8 @@ def _detect_near(prediction, a: float, d: int, near: list, n_far: int, kept: np.
     too low (it keeps it in 0.89 of the draws, the simulation in 0.99; docs/theory.md §4.3). An outlier whose CLT
     fails keeps the canonical draw, and one above a kept eigenvector near the edge is kept. Returns the positions
     redrawn."""
+    if not near:
+        return []
     model, p = prediction.model, int(np.argmin(np.abs(prediction.alphas - a)))
     mom = _moments(model, a, int(d))
     clear = _clt_holds(mom["sigma"], prediction.q[p], d)
