@@ -527,8 +527,7 @@ def _branch_detection_bounds(prediction, out, d, level, want):
         if drawn is None:
             continue
         gap, q_drawn = drawn
-        kept = _kept_outliers({j: gap[:, j] - margin for j in range(b.size)}, 0,
-                              prediction.lambda_bar[ia] / round(a * d))
+        kept = _kept_outliers({j: gap[:, j] - margin for j in range(b.size)}, 0, _cut_step(prediction, ia, a, d))
         P = sum(np.where(kept[j], q_drawn[:, j], 0.0) for j in range(b.size))
         lo, hi = _seed_mean_interval(P, P, rng.integers(0, LAW_DRAWS, (LAW_DRAWS, S)), level)
         _, s, total = (float(v[k]) for v in projection_law(share, law["share_cov"], law["bias"], b))
@@ -599,7 +598,7 @@ def _branch_rank_bounds(prediction, out, d, level, want, quantity="q_rank"):
         gap, q_drawn = drawn
         seed = int(d) * 10**4 + (9900 + k if quantity == "q_rank" else 9800)
         tw, _ = _canonical((-20.0,), seed, J, WINDOW_DRAWS)  # no spike: the GOE's top eigenvalues
-        bulk = -b.size * prediction.lambda_bar[ia] / round(a * d) + scale * tw[rng.integers(0, len(tw), LAW_DRAWS)]
+        bulk = -b.size * _cut_step(prediction, ia, a, d) + scale * tw[rng.integers(0, len(tw), LAW_DRAWS)]
         values = np.concatenate([q_drawn, r * rng.chisquare(1, (LAW_DRAWS, J)) / d], axis=1)
         rows = np.arange(LAW_DRAWS)
         order = np.argsort(-np.concatenate([gap, bulk], axis=1), axis=1, kind="stable")
@@ -664,6 +663,19 @@ def _cut_margin(model, alpha: float, d: int) -> float:
     from validation.simulate import CUT_SD
 
     return (TW_MEAN + CUT_SD * TW_SD) * _tw_scale(model, alpha) * d ** (-2 / 3)
+
+
+def _cut_gaps(prediction, p: int, a: float, d: int) -> np.ndarray:
+    """Each direction's d = infinity outlier eigenvalue minus the estimator's cut at ratio n/d (bulk edge plus
+    _cut_margin), (m,), at the prediction's point p (ratio a); NaN where there is no outlier (docs/theory.md §4.2,
+    "The outlier eigenvalue and its detection")."""
+    return prediction.eigenvalues[p] - prediction.bulk_edge[p] - _cut_margin(prediction.model, a, d)
+
+
+def _cut_step(prediction, p: int, a: float, d: int) -> float:
+    """How far the estimator's cut moves down per declared outlier: it sits at ratio n/(d - k_hat), and the edge
+    falls by lambda_bar / n per unit of k_hat (n = round(a d); docs/theory.md §4.2, "The mean of the gap")."""
+    return float(prediction.lambda_bar[p] / round(a * d))
 
 
 def _branch_locations(prediction, a: float, law: dict):
@@ -826,14 +838,14 @@ def _detection_bounds(prediction, out, d, level, want):
         far = int(np.sum(wp[r, outl] > W_MAX))
         if not all(np.isfinite(mom["eig_shift"][j]) for j in drawn):
             continue
-        gap = prediction.eigenvalues[p] - prediction.bulk_edge[p] - _cut_margin(model, a, d)
+        gap = _cut_gaps(prediction, p, a, d)
         sd, rho = mom["gap_sd"] / np.sqrt(d), mom["gap_corr"][k]
         dev_k = sd[k] * (rho * g + np.sqrt(1 - rho**2) * rng.standard_normal(LAW_DRAWS))  # about its mean
         S_draws = {j: share[j] * rng.chisquare(1, LAW_DRAWS) / d for j in outl if j != k and np.isfinite(share[j])}
         x, S_draws = _joint_detection(model, a, k, d, dev_k, S_draws, rng,
                                       {j: (gap[j] + mom["eig_shift"][j], sd[j]) for j in drawn},
                                       {j: mom["eig_shift"][j] for j in outl}, float(prediction.q[p, k]))
-        step = prediction.lambda_bar[p] / round(a * d)  # the cut at ratio n/(d - k_hat): lower by lbar/n per kept outlier
+        step = _cut_step(prediction, p, a, d)
 
         def pool_of(extra):  # proj with the unclear neighbours kept (extra = their number) or all missed (0)
             kept = _kept_outliers(x, far + extra, step)
@@ -1294,13 +1306,12 @@ def _detect_near(prediction, a: float, d: int, near: list, n_far: int, kept: np.
     drawn = [pos for pos, j in enumerate(near) if clear[j] and np.isfinite(mom["eig_shift"][j])]
     if not drawn:
         return drawn
-    gap = prediction.eigenvalues[p] - prediction.bulk_edge[p] - _cut_margin(model, a, d)
+    gap = _cut_gaps(prediction, p, a, d)
     sd = mom["gap_sd"] / np.sqrt(d)
     x = {pos: gap[near[pos]] + mom["eig_shift"][near[pos]] + sd[near[pos]] * rng.standard_normal(kept.shape[0])
          for pos in drawn}
     below = kept[:, len(near):].any(axis=1)  # an eigenvector near the edge passed the cut, so did those above it
-    step = prediction.lambda_bar[p] / round(a * d)  # the cut at ratio n/(d - k_hat): lower by lbar/n per kept outlier
-    for pos, keep in _kept_outliers(x, n_far, step).items():
+    for pos, keep in _kept_outliers(x, n_far, _cut_step(prediction, p, a, d)).items():
         kept[:, pos] = keep | below
     return drawn
 
