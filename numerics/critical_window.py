@@ -57,7 +57,7 @@ from .edge_overlap import _direction_sums, _tau_sup, edge_regime, tw_scale
 from .label_law import check_model, label_law
 from .resolvent import edge_of_atoms, resolvent_sums
 
-__all__ = ["branch_window_map", "spiked_goe_overlaps", "window_map", "CANONICAL_N", "TRUNCATION"]
+__all__ = ["branch_window_map", "composite_scale", "spiked_goe_overlaps", "window_map", "CANONICAL_N", "TRUNCATION"]
 
 #: the size of the canonical spiked GOE (N^{1/3}-scaled overlaps change by < 1 % from N = 1e5 to 1e6, §4.5)
 CANONICAL_N = 10**5
@@ -256,6 +256,39 @@ def window_map(model: HierarchicalModel, alphas, d: int, **law_options) -> tuple
         wp[i, ok] = d ** (1 / 3) * f0[ok] / (c[ok] * np.sqrt(s))
         kappa[i, ok] = np.sqrt(s) / c[ok]
     return wp, kappa
+
+
+def composite_scale(wprime, kappa, q, d: int) -> np.ndarray:
+    r"""The window law's overlap scale, matched to the d = infinity outlier (docs/theory.md §4.5, "The composite
+    law above the threshold"): :math:`d^{1/3}q_{k,d} pprox` scale :math:`\cdot\,N^{1/3}\langle e_k, v
+angle^2`
+    with
+
+    .. math:: 	ext{scale} = \kappa\,d^{-1/3}\,rac{q_k}{q_{
+m lin}},\quad q_{
+m lin} = 2\kappa w' d^{-1/3}
+              \quad (w' > 0,\ q_k > 0),\qquad \kappa\,d^{-1/3}\ 	ext{elsewhere},
+
+    the multiplicative composite of the canonical law (the inner solution, w' = O(1)) and the d = infinity
+    overlap q_k (the outer one, alpha - alpha_k = O(1)), whose common part is the canonical law's far-above limit
+    q_lin = 2 f_0 / c^2. The edge map alone reproduces q_k only to first order in alpha - alpha_k, so its error
+    grows with w' as q_lin / q_k - 1; the composite removes that part and agrees with the edge map at the
+    threshold (q_k / q_lin -> 1 as w' -> 0+) and below it. ``wprime``, ``kappa`` and ``q`` are arrays of one shape
+    (window_map's and the prediction's q at the same alphas); ``q`` may be NaN or 0 where there is no outlier.
+
+    >>> # d^(-1/3) = 0.1: kappa d^(-1/3) = 0.08 below; q_lin = 0.08 and 0.32 above, so q_k / q_lin = 1.25 and 0.9375
+    >>> composite_scale([-1.0, 0.5, 2.0], [0.8, 0.8, 0.8], [0.0, 0.1, 0.3], d=1000).round(4).tolist()
+    [0.08, 0.1, 0.075]
+    """
+    wp, kap, q = (np.asarray(x, dtype=float) for x in (wprime, kappa, q))
+    if not wp.shape == kap.shape == q.shape:
+        raise ValueError(f"wprime, kappa, q: expected one shape, got {wp.shape}, {kap.shape} and {q.shape}")
+    d = integer(d, "d", 2)
+    scale = kap * d ** (-1 / 3)
+    above = (wp > 0) & (q > 0) & np.isfinite(scale)
+    ratio = np.ones_like(scale)
+    ratio[above] = q[above] / (2 * wp[above] * scale[above])
+    return scale * ratio
 
 
 def branch_window_map(model: HierarchicalModel, alpha: float, d: int, **law_options) -> tuple[np.ndarray, np.ndarray]:
