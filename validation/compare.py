@@ -101,7 +101,9 @@ The critical window (docs/theory.md §4.5): at window points, and at outlier poi
 not used, a square-root edge maps direction k onto the spiked GOE with the canonical variable
 :math:`w'` (column ``wprime``, :func:`numerics.critical_window.window_map`); q_best and q_rank are drawn
 from the canonical law (:func:`numerics.critical_window.spiked_goe_overlaps`) and the flag is the
-two-sided ``level`` interval of the seed mean (tol_basis ``window``).
+two-sided ``level`` interval of the seed mean (tol_basis ``window``). Above k's threshold the overlap scale
+is matched to the d = infinity overlap (:func:`numerics.critical_window.composite_scale`, docs/theory.md §4.5,
+"The composite law above the threshold").
 The other directions with :math:`-` ``W_GATE`` :math:`< w'_j \le` ``W_MAX`` are in the window with k: they
 are further spikes of the same canonical model, whose draws the points of one window share (an outlier
 just above the window mixes with it and takes part of its overlap). It needs
@@ -971,11 +973,11 @@ def _cut_bracket_bounds(prediction, out, d, level, want):
     (_outlier_shares). Of the top eigenvectors near the edge the estimator keeps some, at random: at
     the lower end none, at the upper end all J = (spikes in the window) + 1 of them (one bulk eigenvalue
     above the cut, as in _projection_bounds), each with its overlap from the canonical spiked GOE of
-    the window (§4.5; kappa_k d^(-1/3) times the canonical overlap with e_k, as in _window_bounds). The
+    the window (§4.5; the overlap scale of _window_scales times the canonical overlap with e_k, as in
+    _window_bounds). The
     interval runs from the (1 - level)/2 quantile of the seed mean at the lower end to the (1 + level)/2
     quantile at the upper end. It needs a square-root edge, all w' finite, at most WINDOW_SPIKES
     directions in the window and J <= WINDOW_DEPTH."""
-    from numerics.critical_window import window_map
 
     center, half = np.full(len(out), np.nan), np.full(len(out), np.nan)
     rows = np.nonzero(want)[0]
@@ -983,7 +985,7 @@ def _cut_bracket_bounds(prediction, out, d, level, want):
         return center, half
     model, m = prediction.model, prediction.model.m
     alphas = np.unique(out["alpha"].to_numpy())  # the indexing of _window_bounds, so the canonical draws are shared
-    wp, kap = window_map(model, alphas, d)
+    wp, scale = _window_scales(prediction, alphas, d)
     row = {a: i for i, a in enumerate(alphas.tolist())}
     shares = {}
     for i in rows:
@@ -1000,7 +1002,7 @@ def _cut_bracket_bounds(prediction, out, d, level, want):
         col = shares[a][:, k]
         far = [j for j in range(m) if wp[r, j] > W_MAX and np.isfinite(col[j])]
         canonical = _canonical(tuple(wp[r, spikes].tolist()), int(d) * 10**4 + 100 * r + spikes[0], J, WINDOW_DRAWS)[1]
-        near = kap[r, k] * d ** (-1 / 3) * canonical[:, :, spikes.index(k)].sum(axis=1)
+        near = scale[r, k] * canonical[:, :, spikes.index(k)].sum(axis=1)
         rng = np.random.default_rng([int(d), int(round(a * 1000)), k, 13])
         lower = rng.chisquare(1, (LAW_DRAWS, len(far))) @ col[far] / d  # only the far outliers kept
         upper = lower + near[rng.integers(0, near.size, LAW_DRAWS)]  # and every near-edge eigenvector
@@ -1085,19 +1087,18 @@ def _window_bounds(prediction, out, d, quantity, level, want):
     direction k, and the centre and half-width of the two-sided ``level`` interval of the seed mean of
     q_best or q_rank.
     The directions in the window together with k (-W_GATE < w'_j <= W_MAX) are spikes of one canonical
-    spiked GOE; q_best is the largest of kappa_k d^(-1/3) times the canonical overlaps with e_k of the top
+    spiked GOE; q_best is the largest of the overlap scale (kappa_k d^(-1/3), matched to the d = infinity overlap
+    above k's threshold: _window_scales) times the canonical overlaps with e_k of the top
     J = m - (outliers of the other directions above W_MAX) eigenvectors and of those outliers' shares r chi2_1 / d
     (_outlier_shares); q_rank is the canonical eigenvector at direction k's rank.
     Used where the edge is square-root, |w'_k| <= W_MAX, the window holds at most WINDOW_SPIKES directions
     and J <= WINDOW_DEPTH; NaN elsewhere. The points of one window share its canonical draws. For proj only
     w' is returned (the canonical law misplaces the outlier against the estimator's cut, docs/theory.md §4.2)."""
-    from numerics.critical_window import window_map
-
     wprime, center, half = (np.full(len(out), np.nan) for _ in range(3))
     alphas = np.unique(out["alpha"].to_numpy())
     if prediction.settings.get("solver") == "matrix":
         return wprime, center, half
-    wp, kap = window_map(prediction.model, alphas, d)
+    wp, scale = _window_scales(prediction, alphas, d)
     row = {a: i for i, a in enumerate(alphas)}
     m = prediction.model.m
     shares_at = {}
@@ -1119,7 +1120,7 @@ def _window_bounds(prediction, out, d, quantity, level, want):
             continue
         # seeded by the window's first direction (one spike: by k)
         canonical = _canonical(tuple(wp[r, spikes].tolist()), int(d) * 10**4 + 100 * r + spikes[0], J, WINDOW_DRAWS)[1]
-        pool = kap[r, k] * d ** (-1 / 3) * canonical[:, :, spikes.index(k)]
+        pool = scale[r, k] * canonical[:, :, spikes.index(k)]
         seed = [int(d), r, k]
         if quantity == "q_rank":
             pool = pool[:, J - 1]
@@ -1137,6 +1138,17 @@ def _window_bounds(prediction, out, d, quantity, level, want):
         lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
         center[i], half[i] = (lo + hi) / 2, (hi - lo) / 2
     return wprime, center, half
+
+
+def _window_scales(prediction, alphas, d: int) -> tuple[np.ndarray, np.ndarray]:
+    """The window law's w' and overlap scale of each direction at ``alphas``, (len(alphas), m) each: w' from
+    ``numerics.critical_window.window_map`` and the scale kappa d^(-1/3) matched to the d = infinity outlier
+    above the threshold (``composite_scale``; docs/theory.md §4.5, "The composite law above the threshold")."""
+    from numerics.critical_window import composite_scale, window_map
+
+    wp, kap = window_map(prediction.model, alphas, d)
+    q = prediction.q[[int(np.argmin(np.abs(prediction.alphas - a))) for a in np.atleast_1d(alphas)]]
+    return wp, composite_scale(wp, kap, q, d)
 
 
 @functools.lru_cache(maxsize=64)
@@ -1232,7 +1244,6 @@ def _projection_bounds(prediction, out, d, level, want) -> np.ndarray:
     ``level`` quantile of the mean of S such sums. In the boundary regime there is no canonical model: c sums over
     the outliers of other directions alone (none of the extreme samples' eigenvalues passed the cut, measured in
     §4.3)."""
-    from numerics.critical_window import window_map
     from numerics.edge_overlap import TW_MEAN, TW_SD, edge_regime
     from validation.simulate import CUT_SD
 
@@ -1245,7 +1256,7 @@ def _projection_bounds(prediction, out, d, level, want) -> np.ndarray:
     sq = alphas[square_root]
     depth = min(WINDOW_DEPTH, m + 1)
     if sq.size:
-        wp, kap = window_map(model, sq, d)
+        wp, scale = _window_scales(prediction, sq, d)
         edge = np.stack([_edge_table(model, a, int(d), depth) for a in sq.tolist()])  # (alphas, depth, m)
     row = {a: i for i, a in enumerate(sq.tolist())}
     shares = _outlier_shares(model, alphas, d)
@@ -1275,7 +1286,7 @@ def _projection_bounds(prediction, out, d, level, want) -> np.ndarray:
             drawn = _detect_near(prediction, a, d, near, len(far), kept, rng)  # the clear outliers: first order
             if k in spikes:  # the others, and k's own eigenvectors near the edge: the window law's overlaps (§4.5)
                 own = [pos for pos in range(J) if pos not in drawn]
-                share[:, own] = kap[r, k] * d ** (-1 / 3) * overlap[pick][:, own, sorted(spikes).index(k)]
+                share[:, own] = scale[r, k] * overlap[pick][:, own, sorted(spikes).index(k)]
             part = np.sum(kept * share, axis=1)
         else:  # the boundary regime
             far = [j for j in range(m) if np.isfinite(col[j])]
