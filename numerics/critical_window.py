@@ -260,14 +260,11 @@ def window_map(model: HierarchicalModel, alphas, d: int, **law_options) -> tuple
 
 def composite_scale(wprime, kappa, q, d: int) -> np.ndarray:
     r"""The window law's overlap scale, matched to the d = infinity outlier (docs/theory.md §4.5, "The composite
-    law above the threshold"): :math:`d^{1/3}q_{k,d} pprox` scale :math:`\cdot\,N^{1/3}\langle e_k, v
-angle^2`
+    law above the threshold"): :math:`d^{1/3}q_{k,d} \approx` scale :math:`\cdot\,N^{1/3}\langle e_k, v\rangle^2`
     with
 
-    .. math:: 	ext{scale} = \kappa\,d^{-1/3}\,rac{q_k}{q_{
-m lin}},\quad q_{
-m lin} = 2\kappa w' d^{-1/3}
-              \quad (w' > 0,\ q_k > 0),\qquad \kappa\,d^{-1/3}\ 	ext{elsewhere},
+    .. math:: \text{scale} = \kappa\,d^{-1/3}\,\frac{q_k}{q_{\rm lin}},\quad q_{\rm lin} = 2\kappa w' d^{-1/3}
+              \quad (w' > 0,\ q_k > 0),\qquad \kappa\,d^{-1/3}\ \text{elsewhere},
 
     the multiplicative composite of the canonical law (the inner solution, w' = O(1)) and the d = infinity
     overlap q_k (the outer one, alpha - alpha_k = O(1)), whose common part is the canonical law's far-above limit
