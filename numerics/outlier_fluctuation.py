@@ -96,9 +96,13 @@ def outlier_variance_parts(tau, z, alpha: float, weights=None, lbar: float | Non
 
     Returns q, lam (:math:`\lambda_k^*`), sigma (:math:`\sigma_k`), and the two parts of
     :math:`\sigma_k^2`: ``diagonal`` (the label average, the Stieltjes term included) and
-    ``pairs`` (the off-diagonal pairs); ``sigma**2 = diagonal + pairs``. Also the outlier eigenvalue
-    against the bulk edge of the same labels (docs/theory.md §4.2, "The outlier eigenvalue and its
-    detection"): ``gap``, :math:`\zeta_k^* - \psi_\alpha(\bar\lambda)`; ``gap_sd``,
+    ``pairs`` (the off-diagonal pairs); ``sigma**2 = diagonal + pairs``. ``q_influence``: one sample's
+    influence on :math:`\delta q`, :math:`q^2(\hat h' + q\bar f''\hat h)` (per atom), and ``q_pairs_f``: n
+    times the pairs part of :math:`\mathrm{Cov}(\delta f, \delta q)`; the outlier block correlates k's own
+    fluctuation with the other directions' gaps through them (docs/theory.md §4.3, "k's own fluctuation
+    and the gaps"). Also the
+    outlier eigenvalue against the bulk edge of the same labels (docs/theory.md §4.2, "The outlier
+    eigenvalue and its detection"): ``gap``, :math:`\zeta_k^* - \psi_\alpha(\bar\lambda)`; ``gap_sd``,
     :math:`\lim_d \sqrt d\ \mathrm{sd}` of the eigenvalue minus the edge of the empirical label law,
     :math:`\delta\zeta - \delta e` with :math:`\delta\zeta = q\,\delta f` and
     :math:`\delta e` the sample average of :math:`\bar\lambda K(\bar\lambda)`; and ``gap_corr``, its
@@ -143,7 +147,8 @@ def outlier_variance_parts(tau, z, alpha: float, weights=None, lbar: float | Non
     sigma = float(np.sqrt(diagonal + pairs))
     return {"q": q, "lam": lam, "sigma": sigma, "diagonal": diagonal, "pairs": pairs,
             "gap": lam / alpha + E(lam * K) - (lbar / alpha + E(Kb)), "gap_sd": float(np.sqrt(gap_var)),
-            "gap_corr": float(gap_q / np.sqrt(gap_var) / sigma)}
+            "gap_corr": float(gap_q / np.sqrt(gap_var) / sigma),
+            "q_influence": q**2 * (h_z + q * f_zz * h), "q_pairs_f": q**2 * (O1 + q * f_zz * O0)}
 
 
 def _checked_latents(model, alphas, n_samples, seed):
@@ -226,7 +231,8 @@ def outlier_block(tau, Z, k: int, alpha: float, first: dict | None = None,
     # gaps: influences of the diagonal entries (label average + Stieltjes term) and the pairs part
     infl = _influence(lamK[:, None], Z2, (H / p1)[None, :])
     return {"q": q, "lam": lam, "sigma": r["sigma"], "alpha": alpha, "k": k, "f": f, "fp": fp, "idx": idx,
-            "_angle_per_n": angle, "_parts": (K, lamK, lamK_z, Z, Z2, infl, c2, s)}
+            "_angle_per_n": angle, "_parts": (K, lamK, lamK_z, Z, Z2, infl, c2, s),
+            "_own": (r.get("q_influence"), r.get("q_pairs_f"))}
 
 
 def mixing_share(model: HierarchicalModel, alphas, n_samples: int = 2**19, seed: int = 0) -> dict:
@@ -370,7 +376,9 @@ def _block_at(block: dict, n: int) -> dict:
     compute the gap and pair covariances of that block. ``left_out``: the directions trimmed off, as
     (f, fp, pairs): their :math:`\bar f_l`, :math:`\bar f_l'` and n times the covariance of
     :math:`(F_{kl}, F_{kl}')`; each mixes below MIX_MIN, but m - 1 of them add up (:func:`_left_out_shift`).
-    ``left_idx``: those directions (0-based), in the order of ``left_out``."""
+    ``left_idx``: those directions (0-based), in the order of ``left_out``. ``own_cov``: n times the
+    covariance of k's own first-order :math:`\delta q_k` with each gap (0 for k itself; docs/theory.md §4.3,
+    "k's own fluctuation and the gaps")."""
     k, q, alpha = block["k"], block["q"], block["alpha"]
     K, lamK, lamK_z, Z, Z2, infl, c2, s = block["_parts"]
     idx = [j for j in block["idx"] if j == k or block["_angle_per_n"][j] / n >= MIX_MIN]
@@ -379,6 +387,11 @@ def _block_at(block: dict, n: int) -> dict:
     gap = np.cov(G, rowvar=False, bias=True).reshape(len(idx), len(idx))
     gap += 2 * s[0] / alpha * (np.diag(c2[idx] ** 2) + np.outer(fp, fp) * q**2 * c2[k] ** 2)
     gap[0, :] = gap[:, 0] = 0.0  # delta g_k = 0: the gaps are measured from the moving root
+    own = np.zeros(len(idx))  # n Cov(delta q_k, delta g_l): k's own CLT part against each gap (§4.3)
+    u, u_pairs = block.get("_own", (None, None))
+    if u is not None:  # label averages, and the pairs part through k's root (E[c_k c_l] = 0 for l != k)
+        own = (u - u.mean()) @ G / u.size + fp * q * u_pairs
+        own[0] = 0.0
     # The pairs (k, l): the couplings among the others move k's overlap at third order. Every moment
     # below is E[v z_l^2] for a weight v, so one product with Z2 gives them for all l of the block.
     ck, ckz = lamK * Z[:, k], lamK_z * Z[:, k]
@@ -392,7 +405,7 @@ def _block_at(block: dict, n: int) -> dict:
     out, b = np.array(others[len(idx) - 1:], dtype=int), len(idx) - 1
     left_out = (block["f"][out], block["fp"][out], np.stack([np.stack([var[b:], cov[b:]], -1),
                                                             np.stack([cov[b:], var_z[b:]], -1)], -2))
-    return {"idx": idx, "f": f, "fp": fp, "gap_cov": gap, "pairs": pairs, "left_out": left_out,
+    return {"idx": idx, "f": f, "fp": fp, "gap_cov": gap, "own_cov": own, "pairs": pairs, "left_out": left_out,
             "left_idx": out}
 
 
@@ -425,11 +438,11 @@ def _sub_block(blk: dict, sel) -> dict:
     pos = np.flatnonzero(sel)
     new = {int(b): a for a, b in enumerate(pos)}
     return dict(blk, idx=[blk["idx"][b] for b in pos], f=blk["f"][pos], fp=blk["fp"][pos],
-                gap_cov=blk["gap_cov"][np.ix_(pos, pos)],
+                gap_cov=blk["gap_cov"][np.ix_(pos, pos)], own_cov=blk["own_cov"][pos],
                 pairs=[(0, new[b], cov) for a, b, cov in blk["pairs"] if b in new])
 
 
-def _pencil_overlaps(blk: dict, n: int, draws: int, rng, rank: bool, slope=None):
+def _pencil_overlaps(blk: dict, n: int, draws: int, rng, rank: bool, slope=None, gaps: bool = False):
     r"""Draws of the overlap of :math:`w_k` with its outlier eigenvector (``rank``: the eigenvector at
     k's rank within the block; else the best one), from the linear pencil
     :math:`F(\zeta_k + t) \approx F_0 + tF_1` of the block: :math:`F_0 = \mathrm{diag}(\bar f_l + \delta g_l) + E`,
@@ -439,15 +452,17 @@ def _pencil_overlaps(blk: dict, n: int, draws: int, rng, rank: bool, slope=None)
     for k's root that is the curvature term :math:`(q_k\bar f_k''/\bar f_l)F_{kl}^2` of the second-order
     expansion (docs/theory.md §4.3, "The slope at the root").
     Returns the overlaps and the fraction of draws dropped: where :math:`-F_1` was not positive definite,
-    or a root's slope was not positive."""
+    or a root's slope was not positive. ``gaps``: also return each kept draw's gaps
+    :math:`\sqrt n\,\delta g_l` (draws x (b - 1)), for k's own fluctuation to be drawn jointly with them."""
     b = len(blk["idx"])
     F0 = np.zeros((draws, b, b))
     F1 = np.zeros((draws, b, b))
     F0[:, range(b), range(b)] = blk["f"]
     F1[:, range(b), range(b)] = blk["fp"]
+    eg = np.zeros((draws, b - 1))
     if b > 1:
-        F0[:, 1:, 1:] += (rng.multivariate_normal(np.zeros(b - 1), blk["gap_cov"][1:, 1:], draws)
-                          / np.sqrt(n))[:, :, None] * np.eye(b - 1)
+        eg = rng.multivariate_normal(np.zeros(b - 1), blk["gap_cov"][1:, 1:], draws)
+        F0[:, 1:, 1:] += (eg / np.sqrt(n))[:, :, None] * np.eye(b - 1)
     for a, c, cov in blk["pairs"]:
         e = rng.multivariate_normal(np.zeros(2), cov, draws) / np.sqrt(n)
         F0[:, a, c] = F0[:, c, a] = e[:, 0]
@@ -457,7 +472,7 @@ def _pencil_overlaps(blk: dict, n: int, draws: int, rng, rank: bool, slope=None)
     except np.linalg.LinAlgError:
         ok = np.all(np.linalg.eigvalsh(-F1) > 0, axis=1)
         if not ok.any():
-            return np.empty(0), 1.0
+            return (np.empty(0), 1.0) + ((eg[:0],) if gaps else ())
         L = np.linalg.cholesky(-F1[ok])
     Li = np.linalg.inv(L)
     t, Y = np.linalg.eigh(Li @ F0[ok] @ np.swapaxes(Li, 1, 2))
@@ -469,12 +484,11 @@ def _pencil_overlaps(blk: dict, n: int, draws: int, rng, rank: bool, slope=None)
         ov = ov[good] / den[good]
         ok[np.flatnonzero(ok)[~good]] = False
         if not ok.any():
-            return np.empty(0), 1.0
+            return (np.empty(0), 1.0) + ((eg[:0],) if gaps else ())
     t0 = -blk["f"] / blk["fp"]  # the unperturbed roots, in the same order as the pencil's
-    if not rank:
-        return ov.max(axis=1), 1 - ok.mean()
     pos = int(np.sum(t0[1:] > 0))  # k's position counted from the top
-    return ov[:, b - 1 - pos], 1 - ok.mean()
+    res = (ov[:, b - 1 - pos] if rank else ov.max(axis=1), 1 - ok.mean())
+    return res + ((eg[ok],) if gaps else ())
 
 
 class _RootSlope:
@@ -563,10 +577,25 @@ def _exact_diagonal(law, alpha: float, k: int, lbar: float):
     return {"q": -1 / float(fp[k]), "f": f, "fp": fp, "lam": lam}
 
 
+def _own_fluctuation(blk: dict, eg, sd: float, n: int, g, correlated: bool = True) -> np.ndarray:
+    r"""Draws of k's own first-order fluctuation :math:`\sigma_k G/\sqrt d` (sd ``sd``; ``g``: standard normal
+    draws), jointly Gaussian with the block's gap draws ``eg`` (:math:`\sqrt n\,\delta g_l`, covariance
+    ``gap_cov``): its regression on them, with the covariances ``own_cov``
+    (:math:`n\,\mathrm{Cov}(\delta q_k, \delta g_l)`, both from the same sample influences), plus an
+    independent rest (docs/theory.md §4.3, "k's own fluctuation and the gaps"). ``correlated=False`` or a
+    block of one: ``sd * g``."""
+    if not correlated or eg.shape[1] == 0:
+        return sd * g
+    cov, c = blk["gap_cov"][1:, 1:], blk["own_cov"][1:]
+    beta = np.linalg.lstsq(cov, c, rcond=None)[0]
+    explained = float(beta @ cov @ beta) / n  # the variance the gaps carry
+    return eg @ beta / np.sqrt(n) + np.sqrt(max(sd**2 - explained, 0.0)) * g
+
+
 def outlier_law(model: HierarchicalModel, alphas, d: int, n_draws: int = 20_000, quantity: str = "q_best",
                 n_samples: int = 2**21, seed: int = 0, directions=None, eps_max: float = np.inf,
                 rho_max: float = np.inf, bias: bool = True, exact_diagonal: bool = True,
-                curvature: bool = True) -> dict:
+                curvature: bool = True, gap_correlation: bool = True) -> dict:
     r"""The finite-d law of each outlier overlap (docs/theory.md §4.3): per alpha and direction k, ``n_draws``
     draws of one seed's :math:`q_{k,d}`, as :math:`q_k + b_k + \sigma_k G/\sqrt d` (the O(1/d) bias of the
     diagonal, :mod:`numerics.outlier_bias`, §4.4, and the first-order CLT, §4.2) plus the mixing with the
@@ -587,6 +616,10 @@ def outlier_law(model: HierarchicalModel, alphas, d: int, n_draws: int = 20_000,
     pure-noise direction from the bulk into the block changes the law's mean at O(1/d)
     (docs/theory.md §4.3, "The slope at the root"). ``False`` gives the law as it was before, in
     distribution (for "proj" the left-out directions' draws are no longer the same numbers).
+    ``gap_correlation`` draws k's own first-order fluctuation jointly with the block's gaps: both are averages
+    over the same samples, with correlations of -0.1 to -0.5 on the models of docs/theory.md §4.3, "k's own
+    fluctuation and the gaps".
+    ``False`` draws it independently, as before (the same numbers where the block is k alone).
 
     Returns arrays of shape (len(alphas), m): ``q``, ``sigma``, ``bias`` (:math:`b_k`, NaN where the draws
     are not computed or ``bias=False``), ``eps`` (:math:`\sigma_k/(\sqrt d q_k)`, the
@@ -619,7 +652,8 @@ def outlier_law(model: HierarchicalModel, alphas, d: int, n_draws: int = 20_000,
     ks = range(model.m) if directions is None else sorted({integer(j, "directions", 1) - 1 for j in directions})
     if any(k >= model.m for k in ks):
         raise ValueError(f"directions: must be in 1..m = {model.m}, got {directions!r}")
-    for name, v in (("bias", bias), ("exact_diagonal", exact_diagonal), ("curvature", curvature)):
+    for name, v in (("bias", bias), ("exact_diagonal", exact_diagonal), ("curvature", curvature),
+                    ("gap_correlation", gap_correlation)):
         if not isinstance(v, (bool, np.bool_)):
             raise ValueError(f"{name}: expected True or False, got {v!r}")
     for name, v in (("eps_max", eps_max), ("rho_max", rho_max)):
@@ -672,10 +706,12 @@ def outlier_law(model: HierarchicalModel, alphas, d: int, n_draws: int = 20_000,
             if quantity == "proj":  # weight moved to another outlier stays in the projection: only the
                 # couplings to the directions without one take weight out of it ("The projection")
                 blk = _sub_block(blk, [j == k or not keep[j] for j in blk["idx"]])
-            mix, out["dropped"][i, k] = _pencil_overlaps(blk, n, n_draws, rng, quantity != "q_best", slope)
+            mix, out["dropped"][i, k], eg = _pencil_overlaps(blk, n, n_draws, rng, quantity != "q_best", slope,
+                                                             gaps=True)
             if mix.size == 0:
                 continue
-            mix = np.resize(mix, n_draws)  # dropped draws (if any) are replaced by repeats of the kept ones
+            kept = np.resize(np.arange(mix.size), n_draws)  # dropped draws (if any): repeats of the kept ones
+            mix, eg = mix[kept], eg[kept]
             shift = 0.0
             if bias:  # the diagonal root's O(1/d) shift, from the same latents (docs/theory.md §4.4)
                 from .outlier_bias import outlier_bias_parts  # it builds on this module
@@ -687,5 +723,7 @@ def outlier_law(model: HierarchicalModel, alphas, d: int, n_draws: int = 20_000,
                 lost = ~keep[blk["left_idx"]] if quantity == "proj" else None
                 left = _left_out_shift(blk["left_out"], q, n, n_draws, np.random.default_rng([seed, i, k, 1]),
                                        slope.curvature() if slope is not None else 0.0, lost)
-                out["draws"][i, k] = q + shift + sigma / np.sqrt(d) * rng.standard_normal(n_draws) + (mix - q) + left
+                own = _own_fluctuation(blk, eg, sigma / np.sqrt(d), n, rng.standard_normal(n_draws),
+                                       gap_correlation)
+                out["draws"][i, k] = q + shift + own + (mix - q) + left
     return out

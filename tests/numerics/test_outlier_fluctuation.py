@@ -333,6 +333,8 @@ def test_outlier_law_bad_input():
             outlier_law(MIX2, [12.0], d=400, bias=bad)
         with pytest.raises(ValueError, match="exact_diagonal"):
             outlier_law(MIX2, [12.0], d=400, exact_diagonal=bad)
+        with pytest.raises(ValueError, match="gap_correlation"):
+            outlier_law(MIX2, [12.0], d=400, gap_correlation=bad)
 
 
 def test_outlier_law_takes_its_mean_part_from_the_label_law():
@@ -423,6 +425,40 @@ def test_outlier_law_matches_simulation_with_close_outliers():
     assert abs(np.mean(hits) - 0.95) <= 3 * np.sqrt(0.95 * 0.05 / len(hits)), np.mean(hits)
 
 
+def test_the_own_fluctuation_and_the_gaps_covary_as_their_influences_say():
+    # docs/theory.md §4.3, "k's own fluctuation and the gaps": k's own first-order delta q_k and the gaps delta g_l
+    # of the block share the labels, so the law draws them jointly, with n Cov(delta q_k, delta g_l) = Cov(u, G_l)
+    # (the label averages: u = q^2 (h' + q f'' h) and G_l = h_l + f_l' q h_k) plus a pairs part through k's own
+    # entry. Independent route for the label part: the d = infinity functionals themselves on R independent latent
+    # samples of N draws each, q_k from that sample's root and g_l = lam_k E[K z_l^2] - zeta_k (direction l's entry
+    # at k's root); by the delta method N times their covariance across the samples tends to Cov(u, G_l). Its
+    # standard error is taken from the R products; 4 of them are allowed (the O(1/N) nonlinearity is far below).
+    # m = 3, He2, tanh, Delta = 1/2 at alpha = 6, where the correlations of the full law are -0.31 to -0.48.
+    # Measured with these seeds: z = -1.25 and -0.20 (k = 1, against directions 2 and 3), -0.05 and +0.61 (k = 2,
+    # against 3 and 1); |label| is 9-11 se.
+    from numerics.outlier_fluctuation import _block_at, _checked_latents, outlier_block
+
+    model = HierarchicalModel(m=3, gamma="1/2", link="He2", preprocessing="tanh(y)", delta="1/2")
+    alpha, N, R = 6.0, 10_000, 300
+    _, tau, Z = _checked_latents(model, [alpha], 2**19, 0)
+    samples = [_checked_latents(model, [alpha], N, 1000 + s)[1:] for s in range(R)]
+    for k in (0, 1):
+        first = outlier_variance_parts(tau, Z[:, k], alpha)
+        blk = _block_at(outlier_block(tau, Z, k, alpha, first), round(alpha * 400))
+        label = (blk["own_cov"] - blk["fp"] * first["q"] * first["q_pairs_f"])[1:]  # the pairs part off
+        assert np.all(label < 0) and blk["own_cov"][0] == 0.0
+        q, g = np.zeros(R), np.zeros((R, len(blk["idx"]) - 1))
+        for s, (t, z) in enumerate(samples):
+            r = outlier_variance_parts(t, z[:, k], alpha)
+            K = t / (r["lam"] - t)
+            q[s] = r["q"]
+            g[s] = r["lam"] * (K @ z[:, blk["idx"][1:]] ** 2) / N - r["lam"] * (1 / alpha + K.mean())
+        prod = (q - q.mean())[:, None] * (g - g.mean(axis=0))
+        cov, se = N * prod.mean(axis=0) * R / (R - 1), N * prod.std(axis=0, ddof=1) / np.sqrt(R)
+        assert np.all(np.abs(cov - label) <= 4 * se), (k, cov, label, se)
+        assert np.all(np.abs(label) > 4 * se), (k, label, se)  # the check resolves the covariance
+
+
 def test_the_block_is_trimmed_with_the_diagonal_it_is_given():
     # outlier_law passes the label law's diagonal (no Monte Carlo error) to outlier_block, and the
     # mixing angle E[F_kl^2] / f_l^2 that decides the block's membership (MIX_MIN) must use that f_l, not
@@ -471,10 +507,12 @@ def test_sub_block_keeps_the_chosen_directions_and_their_couplings():
 
     cov = np.eye(2)
     blk = {"idx": [4, 1, 7], "f": np.array([0.0, 0.1, -0.2]), "fp": np.array([-1.0, -2.0, -3.0]),
-           "gap_cov": np.arange(9.0).reshape(3, 3), "pairs": [(0, 1, cov), (0, 2, 2 * cov)], "left_idx": [0]}
+           "gap_cov": np.arange(9.0).reshape(3, 3), "own_cov": np.array([0.0, -1.0, -2.0]),
+           "pairs": [(0, 1, cov), (0, 2, 2 * cov)], "left_idx": [0]}
     sub = _sub_block(blk, [True, False, True])
     assert sub["idx"] == [4, 7] and sub["f"].tolist() == [0.0, -0.2] and sub["fp"].tolist() == [-1.0, -3.0]
     assert sub["gap_cov"].tolist() == [[0.0, 2.0], [6.0, 8.0]] and sub["left_idx"] == [0]
+    assert sub["own_cov"].tolist() == [0.0, -2.0]
     assert len(sub["pairs"]) == 1 and sub["pairs"][0][:2] == (0, 1) and sub["pairs"][0][2][0, 0] == 2.0
 
 
