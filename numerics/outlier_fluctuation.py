@@ -202,8 +202,8 @@ def outlier_block(tau, Z, k: int, alpha: float, first: dict | None = None,
     :math:`\bar f_l'`), ``gap_cov`` (n times the covariance of the gaps
     :math:`\delta g_l = \delta f_l + \bar f_l' q_k\,\delta f_k`, the diagonal relative to the moving root) and
     ``pairs``: (0, b, 2 x 2 matrix), n times the covariance of :math:`(F_{kl}, F_{kl}')` for each
-    other direction l = idx[b] of the block (the couplings between two other directions move k's overlap
-    only at third order and are left out); with q, lam and sigma of :func:`outlier_variance_parts`
+    other direction l = idx[b] of the block (the couplings between two other directions: ``cross`` of
+    :func:`_block_at`); with q, lam and sigma of :func:`outlier_variance_parts`
     (``first``: its result for direction k, if already computed). ``diagonal``: a dict with ``f`` and
     ``fp`` (length m) that replaces the latent draws' :math:`\bar f_l`, :math:`\bar f_l'`, e.g. the label
     law's (:func:`_exact_diagonal`); the mixing angles, and so the block's order and its trimming by
@@ -378,7 +378,8 @@ def _block_at(block: dict, n: int) -> dict:
     :math:`(F_{kl}, F_{kl}')`; each mixes below MIX_MIN, but m - 1 of them add up (:func:`_left_out_shift`).
     ``left_idx``: those directions (0-based), in the order of ``left_out``. ``own_cov``: n times the
     covariance of k's own first-order :math:`\delta q_k` with each gap (0 for k itself; docs/theory.md §4.3,
-    "k's own fluctuation and the gaps")."""
+    "k's own fluctuation and the gaps"). ``cross``: (a, b, v) for each pair of the block's other directions
+    (positions a < b), v = n Var :math:`F_{ab}` (docs/theory.md §4.3, "The couplings among the others")."""
     k, q, alpha = block["k"], block["q"], block["alpha"]
     K, lamK, lamK_z, Z, Z2, infl, c2, s = block["_parts"]
     idx = [j for j in block["idx"] if j == k or block["_angle_per_n"][j] / n >= MIX_MIN]
@@ -392,8 +393,8 @@ def _block_at(block: dict, n: int) -> dict:
     if u is not None:  # label averages, and the pairs part through k's root (E[c_k c_l] = 0 for l != k)
         own = (u - u.mean()) @ G / u.size + fp * q * u_pairs
         own[0] = 0.0
-    # The pairs (k, l): the couplings among the others move k's overlap at third order. Every moment
-    # below is E[v z_l^2] for a weight v, so one product with Z2 gives them for all l of the block.
+    # The pairs (k, l). Every moment below is E[v z_l^2] for a weight v, so one product with Z2 gives them for
+    # all l of the block.
     ck, ckz = lamK * Z[:, k], lamK_z * Z[:, k]
     mom_k = (float(ck @ ck) / K.size, float(ck @ ckz) / K.size, float(ckz @ ckz) / K.size)
     V = np.stack([lamK**2, lamK * lamK_z, lamK_z**2, ck * ck, ck * ckz, ckz * ckz])
@@ -405,8 +406,16 @@ def _block_at(block: dict, n: int) -> dict:
     out, b = np.array(others[len(idx) - 1:], dtype=int), len(idx) - 1
     left_out = (block["f"][out], block["fp"][out], np.stack([np.stack([var[b:], cov[b:]], -1),
                                                             np.stack([cov[b:], var_z[b:]], -1)], -2))
-    return {"idx": idx, "f": f, "fp": fp, "gap_cov": gap, "own_cov": own, "pairs": pairs, "left_out": left_out,
-            "left_idx": out}
+    # The couplings (a, b) among the others move k's overlap through the repulsion of their roots: third order
+    # in the couplings, but not small where two of them are close (§4.3, "The couplings among the others").
+    # n Var F_ab: E[(lam K)^2 z_a^2 z_b^2] and the pairs kernel of E[c_a^2] E[c_b^2], c_a = lam K z_a; their slopes
+    # F_ab' are left out (measured negligible; they would take -F1's definiteness in a few draws of a large block).
+    rest = Z2[:, idx[1:]]
+    lab = (rest * V[0][:, None]).T @ rest / K.size
+    cross = [(i + 1, j + 1, float(lab[i, j] + l0[i] * l0[j] * s[0] / alpha))
+             for i in range(b) for j in range(i + 1, b)]
+    return {"idx": idx, "f": f, "fp": fp, "gap_cov": gap, "own_cov": own, "pairs": pairs, "cross": cross,
+            "left_out": left_out, "left_idx": out}
 
 
 def _left_out_shift(left_out, q: float, n: int, draws: int, rng, fpp_k: float = 0.0, lost=None) -> np.ndarray:
@@ -439,7 +448,8 @@ def _sub_block(blk: dict, sel) -> dict:
     new = {int(b): a for a, b in enumerate(pos)}
     return dict(blk, idx=[blk["idx"][b] for b in pos], f=blk["f"][pos], fp=blk["fp"][pos],
                 gap_cov=blk["gap_cov"][np.ix_(pos, pos)], own_cov=blk["own_cov"][pos],
-                pairs=[(0, new[b], cov) for a, b, cov in blk["pairs"] if b in new])
+                pairs=[(0, new[b], cov) for a, b, cov in blk["pairs"] if b in new],
+                cross=[(new[a], new[b], v) for a, b, v in blk.get("cross", []) if a in new and b in new])
 
 
 def _pencil_overlaps(blk: dict, n: int, draws: int, rng, rank: bool, slope=None, gaps: bool = False):
@@ -467,6 +477,8 @@ def _pencil_overlaps(blk: dict, n: int, draws: int, rng, rank: bool, slope=None,
         e = rng.multivariate_normal(np.zeros(2), cov, draws) / np.sqrt(n)
         F0[:, a, c] = F0[:, c, a] = e[:, 0]
         F1[:, a, c] = F1[:, c, a] = e[:, 1]
+    for a, c, var in blk.get("cross", []):  # the couplings among the others, without their slopes
+        F0[:, a, c] = F0[:, c, a] = np.sqrt(var / n) * rng.standard_normal(draws)
     try:  # -F1 is positive definite in (nearly) every draw where compare uses the law
         L, ok = np.linalg.cholesky(-F1), np.ones(draws, dtype=bool)
     except np.linalg.LinAlgError:
@@ -595,7 +607,7 @@ def _own_fluctuation(blk: dict, eg, sd: float, n: int, g, correlated: bool = Tru
 def outlier_law(model: HierarchicalModel, alphas, d: int, n_draws: int = 20_000, quantity: str = "q_best",
                 n_samples: int = 2**21, seed: int = 0, directions=None, eps_max: float = np.inf,
                 rho_max: float = np.inf, bias: bool = True, exact_diagonal: bool = True,
-                curvature: bool = True, gap_correlation: bool = True) -> dict:
+                curvature: bool = True, gap_correlation: bool = True, cross_couplings: bool = True) -> dict:
     r"""The finite-d law of each outlier overlap (docs/theory.md §4.3): per alpha and direction k, ``n_draws``
     draws of one seed's :math:`q_{k,d}`, as :math:`q_k + b_k + \sigma_k G/\sqrt d` (the O(1/d) bias of the
     diagonal, :mod:`numerics.outlier_bias`, §4.4, and the first-order CLT, §4.2) plus the mixing with the
@@ -620,6 +632,9 @@ def outlier_law(model: HierarchicalModel, alphas, d: int, n_draws: int = 20_000,
     over the same samples, with correlations of -0.1 to -0.5 on the models of docs/theory.md §4.3, "k's own
     fluctuation and the gaps".
     ``False`` draws it independently, as before (the same numbers where the block is k alone).
+    ``cross_couplings`` puts the couplings among the block's other directions into the pencil too: they move k's
+    overlap through the repulsion of those directions' roots (docs/theory.md §4.3, "The couplings among the
+    others"). ``False`` leaves them out, as before (the same numbers for a block of two).
 
     Returns arrays of shape (len(alphas), m): ``q``, ``sigma``, ``bias`` (:math:`b_k`, NaN where the draws
     are not computed or ``bias=False``), ``eps`` (:math:`\sigma_k/(\sqrt d q_k)`, the
@@ -653,7 +668,7 @@ def outlier_law(model: HierarchicalModel, alphas, d: int, n_draws: int = 20_000,
     if any(k >= model.m for k in ks):
         raise ValueError(f"directions: must be in 1..m = {model.m}, got {directions!r}")
     for name, v in (("bias", bias), ("exact_diagonal", exact_diagonal), ("curvature", curvature),
-                    ("gap_correlation", gap_correlation)):
+                    ("gap_correlation", gap_correlation), ("cross_couplings", cross_couplings)):
         if not isinstance(v, (bool, np.bool_)):
             raise ValueError(f"{name}: expected True or False, got {v!r}")
     for name, v in (("eps_max", eps_max), ("rho_max", rho_max)):
@@ -692,6 +707,8 @@ def outlier_law(model: HierarchicalModel, alphas, d: int, n_draws: int = 20_000,
                 continue
             block = outlier_block(tau, Z, k, float(alpha), first, diagonal=exact)
             blk = _block_at(block, n)
+            if not cross_couplings:
+                blk = dict(blk, cross=[])
             slope_sd = max((np.sqrt(cov[1, 1] / n) for _, _, cov in blk["pairs"]), default=0.0)  # all (k, l)
             out["rho"][i, k], out["block"][i, k] = slope_sd / abs(blk["fp"][0]), len(blk["idx"])
             if not out["rho"][i, k] <= rho_max:
