@@ -100,10 +100,9 @@ def outlier_variance_parts(tau, z, alpha: float, weights=None, lbar: float | Non
     influence on :math:`\delta q`, :math:`q^2(\hat h' + q\bar f''\hat h)` (per atom), and ``q_pairs_f``: n
     times the pairs part of :math:`\mathrm{Cov}(\delta f, \delta q)`; the outlier block correlates k's own
     fluctuation with the other directions' gaps through them (docs/theory.md §4.3, "k's own fluctuation
-    and the gaps"). Also the
-    outlier eigenvalue against the bulk edge of the same labels (docs/theory.md §4.2, "The outlier
-    eigenvalue and its detection"): ``gap``, :math:`\zeta_k^* - \psi_\alpha(\bar\lambda)`; ``gap_sd``,
-    :math:`\lim_d \sqrt d\ \mathrm{sd}` of the eigenvalue minus the edge of the empirical label law,
+    and the gaps"). Also the outlier eigenvalue against the bulk edge of the same labels (docs/theory.md
+    §4.2, "The outlier eigenvalue and its detection"): ``gap``, :math:`\zeta_k^* - \psi_\alpha(\bar\lambda)`;
+    ``gap_sd``, :math:`\lim_d \sqrt d\ \mathrm{sd}` of the eigenvalue minus the edge of the empirical label law,
     :math:`\delta\zeta - \delta e` with :math:`\delta\zeta = q\,\delta f` and
     :math:`\delta e` the sample average of :math:`\bar\lambda K(\bar\lambda)`; and ``gap_corr``, its
     correlation with :math:`\delta q`.
@@ -630,8 +629,8 @@ def outlier_law(model: HierarchicalModel, alphas, d: int, n_draws: int = 20_000,
     distribution (for "proj" the left-out directions' draws are no longer the same numbers).
     ``gap_correlation`` draws k's own first-order fluctuation jointly with the block's gaps: both are averages
     over the same samples, with correlations of -0.1 to -0.5 on the models of docs/theory.md §4.3, "k's own
-    fluctuation and the gaps".
-    ``False`` draws it independently, as before (the same numbers where the block is k alone).
+    fluctuation and the gaps". ``False`` draws it independently, as before (the same numbers where the block
+    is k alone).
     ``cross_couplings`` puts the couplings among the block's other directions into the pencil too: they move k's
     overlap through the repulsion of those directions' roots (docs/theory.md §4.3, "The couplings among the
     others"). ``False`` leaves them out, as before (the same numbers for a block of two).
