@@ -139,15 +139,16 @@ def outlier_variance_parts(tau, z, alpha: float, weights=None, lbar: float | Non
     # the eigenvalue against the edge estimate: zeta moves by q delta f (f' = -1/q), the edge
     # psi(lbar) = lbar (1/alpha + E K(lbar)) by the sample average of lbar K(lbar) (psi'(lbar) = 0)
     Kb = lbar * tau / (lbar - tau)
-    g = q * h - Kb  # one sample's influence on zeta - edge; on q it is q^2 (h_z + q f_zz h)
-    cov = np.cov(np.vstack([g, q**2 * (h_z + q * f_zz * h)]), aweights=w, bias=True)
+    g = q * h - Kb  # one sample's influence on zeta - edge
+    u, u_pairs = q**2 * (h_z + q * f_zz * h), q**2 * (O1 + q * f_zz * O0)  # and on q; the pairs part with f
+    cov = np.cov(np.vstack([g, u]), aweights=w, bias=True)
     gap_var = (cov[0, 0] + q**2 * O0) / alpha
-    gap_q = (cov[0, 1] + q**3 * (O1 + q * f_zz * O0)) / alpha
+    gap_q = (cov[0, 1] + q * u_pairs) / alpha
     sigma = float(np.sqrt(diagonal + pairs))
     return {"q": q, "lam": lam, "sigma": sigma, "diagonal": diagonal, "pairs": pairs,
             "gap": lam / alpha + E(lam * K) - (lbar / alpha + E(Kb)), "gap_sd": float(np.sqrt(gap_var)),
             "gap_corr": float(gap_q / np.sqrt(gap_var) / sigma),
-            "q_influence": q**2 * (h_z + q * f_zz * h), "q_pairs_f": q**2 * (O1 + q * f_zz * O0)}
+            "q_influence": u, "q_pairs_f": u_pairs}
 
 
 def _checked_latents(model, alphas, n_samples, seed):
@@ -231,7 +232,7 @@ def outlier_block(tau, Z, k: int, alpha: float, first: dict | None = None,
     infl = _influence(lamK[:, None], Z2, (H / p1)[None, :])
     return {"q": q, "lam": lam, "sigma": r["sigma"], "alpha": alpha, "k": k, "f": f, "fp": fp, "idx": idx,
             "_angle_per_n": angle, "_parts": (K, lamK, lamK_z, Z, Z2, infl, c2, s),
-            "_own": (r.get("q_influence"), r.get("q_pairs_f"))}
+            "_own": (r["q_influence"], r["q_pairs_f"])}
 
 
 def mixing_share(model: HierarchicalModel, alphas, n_samples: int = 2**19, seed: int = 0) -> dict:
@@ -387,11 +388,11 @@ def _block_at(block: dict, n: int) -> dict:
     gap = np.cov(G, rowvar=False, bias=True).reshape(len(idx), len(idx))
     gap += 2 * s[0] / alpha * (np.diag(c2[idx] ** 2) + np.outer(fp, fp) * q**2 * c2[k] ** 2)
     gap[0, :] = gap[:, 0] = 0.0  # delta g_k = 0: the gaps are measured from the moving root
-    own = np.zeros(len(idx))  # n Cov(delta q_k, delta g_l): k's own CLT part against each gap (§4.3)
-    u, u_pairs = block.get("_own", (None, None))
-    if u is not None:  # label averages, and the pairs part through k's root (E[c_k c_l] = 0 for l != k)
-        own = (u - u.mean()) @ G / u.size + fp * q * u_pairs
-        own[0] = 0.0
+    # n Cov(delta q_k, delta g_l): k's own CLT part against each gap (§4.3), from the label averages and the pairs
+    # part through k's root (E[c_k c_l] = 0 for l != k)
+    u, u_pairs = block["_own"]
+    own = (u - u.mean()) @ G / u.size + fp * q * u_pairs
+    own[0] = 0.0
     # The pairs (k, l). Every moment below is E[v z_l^2] for a weight v, so one product with Z2 gives them for
     # all l of the block.
     ck, ckz = lamK * Z[:, k], lamK_z * Z[:, k]
