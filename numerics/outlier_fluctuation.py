@@ -231,7 +231,7 @@ def outlier_block(tau, Z, k: int, alpha: float, first: dict | None = None,
     # gaps: influences of the diagonal entries (label average + Stieltjes term) and the pairs part
     infl = _influence(lamK[:, None], Z2, (H / p1)[None, :])
     return {"q": q, "lam": lam, "sigma": r["sigma"], "alpha": alpha, "k": k, "f": f, "fp": fp, "idx": idx,
-            "_angle_per_n": angle, "_parts": (K, lamK, lamK_z, Z, Z2, infl, c2, s),
+            "_angle_per_n": angle, "_parts": (K, lamK, lamK_z, Z, Z2, infl, c2, s), "_tau": tau,
             "_own": (r["q_influence"], r["q_pairs_f"])}
 
 
@@ -503,6 +503,163 @@ def _pencil_overlaps(blk: dict, n: int, draws: int, rng, rank: bool, slope=None,
     return res + ((eg[ok],) if gaps else ())
 
 
+def _hermite(t, T: float, v0, d0, v1, d1):
+    r"""The cubic Hermite interpolant on [0, T] of values ``v0``, ``v1`` and slopes ``d0``, ``d1`` at its ends, and
+    its slope, at ``t``; continued by the end's tangent outside (all arrays broadcast over draws)."""
+    u = np.clip(t / T, 0.0, 1.0)
+    val = (2 * u**3 - 3 * u**2 + 1) * v0 + (u**3 - 2 * u**2 + u) * T * d0 + (3 * u**2 - 2 * u**3) * v1 \
+        + (u**3 - u**2) * T * d1
+    der = 6 * (u**2 - u) / T * (v0 - v1) + (3 * u**2 - 4 * u + 1) * d0 + (3 * u**2 - 2 * u) * d1
+    val = np.where(t < 0, v0 + d0 * t, np.where(t > T, v1 + d1 * (t - T), val))
+    return val, np.where(t < 0, d0, np.where(t > T, d1, der))
+
+
+def _far_pencil_overlaps(blk: dict, n: int, draws: int, rng, rank: bool, slope=None, roots: bool = False):
+    r""":func:`_pencil_overlaps` (with ``gaps=True``) for a block with roots above k's (``far`` of
+    :func:`_far_roots`; docs/theory.md §4.3, "The roots above k"). Each such direction's diagonal is its
+    d = infinity curve :math:`\bar f_l(\zeta_k^* + t)` (for t >= 0; the tangent below), and k's is curved the same
+    way (``slope``: its :class:`_RootSlope`). Their fluctuation is drawn at :math:`\zeta_k^*` and at l's root,
+    linear between and flat outside; their coupling to k is the cubic Hermite interpolant of its values and
+    slopes drawn at the same two nodes; a coupling between two other directions is drawn at their two roots,
+    linear between. The other entries are the linear pencil's. Root i (from the bottom) is where the i-th
+    lowest eigenvalue of F(t) crosses zero (each falls while -F' is positive definite): Newton's method from
+    the linear pencil's root, with the eigenvalue's slope :math:`v^\top F'(t)v`. The overlap is
+    :math:`c_k^2/(c^\top(-F'(t))c)` at each root, k's slope below :math:`\zeta_k^*` taken as the linear
+    pencil's normalisation takes it. A draw is dropped where a root does not converge or its slope is not
+    negative. ``roots``: also return each kept draw's roots
+    (draws x b, t from the bottom)."""
+    b, far = len(blk["idx"]), blk["far"]
+    pos, t0, curves = far["pos"], far["t0"], far["curves"]
+    f, fp = blk["f"], blk["fp"]
+    e = rng.multivariate_normal(np.zeros(b - 1 + pos.size), far["diag_cov"], draws)
+    eg = e[:, :b - 1]
+    near, dfar = eg / np.sqrt(n), e[:, b - 1:] / np.sqrt(n)  # the gaps at zeta_k*; each l above: its gap at its root
+    E0, E1 = np.zeros((draws, b, b)), np.zeros((draws, b, b))
+    cpl = {}
+    for a, c, cov in blk["pairs"]:
+        if c in pos:  # value and slope at both nodes
+            cpl[c] = rng.multivariate_normal(np.zeros(4), far["pair_cov"][int(np.flatnonzero(pos == c)[0])],
+                                             draws) / np.sqrt(n)
+            continue
+        e2 = rng.multivariate_normal(np.zeros(2), cov, draws) / np.sqrt(n)
+        E0[:, a, c] = E0[:, c, a] = e2[:, 0]
+        E1[:, a, c] = E1[:, c, a] = e2[:, 1]
+    lines = []  # the couplings among the others drawn at two nodes: linear between them, flat outside
+    for a, c, var, ts, cov in far["cross"]:
+        if ts is None:
+            E0[:, a, c] = E0[:, c, a] = np.sqrt(var / n) * rng.standard_normal(draws)
+        else:
+            lines.append((a, c, ts, rng.multivariate_normal(np.zeros(2), cov, draws) / np.sqrt(n)))
+    diag = (slice(None), range(b), range(b))
+    t_top = 2 * float(t0.max()) + NEWTON_MAX  # the curves up to here (built once), their tangents beyond
+    bend = {c: (float(c(np.array([t_top]))[0]), float(c.integral(np.array([t_top]))[0]))
+            for c in list(curves) + ([slope] if slope is not None else [])}
+
+    def curved(c, tp):
+        """The curve's departure from its tangent at zeta_k* (t >= 0), and the slope's."""
+        s_top, i_top = bend[c]
+        inside = tp <= t_top
+        return np.where(inside, c.integral(np.minimum(tp, t_top)), i_top + s_top * (tp - t_top)), \
+            np.where(inside, c(np.minimum(tp, t_top)), s_top)
+
+    def at(t, rows):
+        """F(t), F'(t) and the normalisation's F' for the draws ``rows``."""
+        tp = np.maximum(t, 0.0)
+        M, Mp = E0[rows] + t[:, None, None] * E1[rows], E1[rows].copy()
+        D = f + fp * t[:, None]
+        D[:, 1:] += near[rows]
+        Dp = np.repeat(fp[None, :], t.size, axis=0)
+        for i, (a, T, c) in enumerate(zip(pos, t0, curves)):
+            sec = (dfar[rows, i] - near[rows, a - 1]) / T  # the gap's value at k's root, then at l's
+            v = near[rows, a - 1] + sec * np.clip(t, 0.0, T)
+            s = np.where((t > 0) & (t < T), sec, 0.0)  # 0 at t = 0: the tangents below hold there
+            ci, cs = curved(c, tp)
+            D[:, a] += v - near[rows, a - 1] - ci  # near: already in D
+            Dp[:, a] += s - np.where(t > 0, cs, 0.0)
+            x = cpl[a][rows]
+            v, s = _hermite(t, T, x[:, 0], x[:, 1], x[:, 2], x[:, 3])
+            M[:, 0, a] = M[:, a, 0] = v
+            Mp[:, 0, a] = Mp[:, a, 0] = s
+        for a, c, (ta, tc), x in lines:
+            sec = (x[rows, 1] - x[rows, 0]) / (tc - ta)
+            lo, hi = min(ta, tc), max(ta, tc)
+            M[:, a, c] = M[:, c, a] = x[rows, 0] + sec * (np.clip(t, lo, hi) - ta)
+            Mp[:, a, c] = Mp[:, c, a] = np.where((t > lo) & (t < hi), sec, 0.0)
+        Mn = Mp
+        if slope is not None:
+            ki, ks = curved(slope, tp)
+            D[:, 0] -= ki
+            Dn = Dp.copy()
+            Dp[:, 0] -= np.where(t > 0, ks, 0.0)
+            Dn[:, 0] -= np.where(t > 0, ks, slope(np.minimum(t, 0.0)))
+            Mn = Mp.copy()
+            Mn[diag] = Dn
+        M[diag] += D
+        Mp[diag] = Dp
+        return M, Mp, Mn
+
+    # start: the linear pencil's roots with the slopes at zeta_k* (where -F'(0) is positive definite); for t <= 0 it is
+    # the curved pencil itself (the curves and the nodes' interpolation start at 0, the tangents continue below)
+    M, Mp, _ = at(np.zeros(draws), slice(None))
+    start = np.sort(np.concatenate([[0.0], -f[1:] / fp[1:]]))[None, :].repeat(draws, axis=0)
+    definite = np.all(np.linalg.eigvalsh(-Mp) > 0, axis=1)
+    lin_ov = np.zeros((draws, b))  # k's overlap at the linear pencil's roots (c^T (-F'(0)) c = 1), as _pencil_overlaps
+    if definite.any():
+        Li = np.linalg.inv(np.linalg.cholesky(-Mp[definite]))
+        start[definite], Y = np.linalg.eigh(Li @ M[definite] @ np.swapaxes(Li, 1, 2))
+        lin_ov[definite] = (np.swapaxes(Li, 1, 2) @ Y)[:, 0, :] ** 2
+    ov, ok, found = np.zeros((draws, b)), np.ones(draws, dtype=bool), np.zeros((draws, b))
+    every = np.arange(draws)
+    t_inf = np.concatenate([[0.0], -f[1:] / fp[1:]])
+    above_k = int(np.sum(t_inf[1:] > 0))  # k's position counted from the top
+    for i in ([b - 1 - above_k] if rank and not roots else range(b)):  # q_rank needs k's root only
+        # below zeta_k* every entry is the linear pencil's, so its roots there are exact: Newton for the others
+        exact_ = definite & (start[:, i] < 0)
+        t, active = start[:, i].copy(), every[~exact_]
+        if exact_.any():  # the linear pencil's overlap, normalised by k's slope at the root as _pencil_overlaps does
+            den = 1 + lin_ov[exact_, i] * (slope(start[exact_, i]) if slope is not None else 0.0)
+            ok[exact_] &= den > 0
+            ov[exact_, i] = lin_ov[exact_, i] / np.where(den > 0, den, 1.0)
+            found[exact_, i] = start[exact_, i]
+        lo, hi = np.full(draws, -np.inf), np.full(draws, np.inf)  # the i-th eigenvalue is > 0 at lo, < 0 at hi
+        for _ in range(NEWTON_STEPS if active.size else 0):  # Newton in the bracket; else bisection or a capped step
+            M, Mp, Mn = at(t[active], active)
+            mu, V = np.linalg.eigh(M)
+            go = np.abs(mu[:, i]) >= 1e-13
+            if not go.all():  # converged: the overlap at this root
+                rows, v = active[~go], V[~go, :, i]
+                den = -np.einsum("di,dij,dj->d", v, Mn[~go], v)
+                ok[rows] &= den > 0
+                ov[rows, i] = v[:, 0] ** 2 / np.where(den > 0, den, 1.0)
+                found[rows, i] = t[rows]
+            active, mu, V, Mp = active[go], mu[go, i], V[go, :, i], Mp[go]
+            if active.size == 0:
+                break
+            der = np.einsum("di,dij,dj->d", V, Mp, V)
+            ta = t[active]
+            lo[active] = np.where(mu > 0, ta, lo[active])
+            hi[active] = np.where(mu > 0, hi[active], ta)
+            la, ha = lo[active], hi[active]
+            step = ta - mu / np.where(der < 0, der, -1.0)
+            newton = (der < 0) & (step > la) & (step < ha) & (np.abs(step - ta) <= NEWTON_MAX)
+            fallback = np.where(np.isfinite(la) & np.isfinite(ha), (la + ha) / 2, ta + np.sign(mu) * NEWTON_MAX)
+            t[active] = np.where(newton, step, fallback)
+        if active.size == 0:
+            continue
+        M, _, Mn = at(t[active], active)  # the steps ran out: kept where the root is found to 1e-10
+        mu, V = np.linalg.eigh(M)
+        v = V[:, :, i]
+        den = -np.einsum("di,dij,dj->d", v, Mn, v)
+        ok[active] &= (np.abs(mu[:, i]) < 1e-10) & (den > 0)
+        ov[active, i] = v[:, 0] ** 2 / np.where(den > 0, den, 1.0)
+        found[active, i] = t[active]
+    if not ok.any():
+        return (np.empty(0), 1.0, eg[:0]) + ((found[:0],) if roots else ())
+    ov = ov[ok]
+    res = (ov[:, b - 1 - above_k] if rank else ov.max(axis=1)), 1 - ok.mean(), eg[ok]
+    return res + ((found[ok],) if roots else ())
+
+
 class _RootSlope:
     r"""The d = infinity slope :math:`s_k(\zeta) = -\bar f_k'(\zeta) = 1 + H_k/\psi'` of direction k's diagonal
     entry away from its root :math:`\zeta_k^*` (docs/theory.md §4.3, "The slope at the root"), from a discrete
@@ -557,6 +714,7 @@ class _RootSlope:
         zeta, slope, dslope = zeta[rising], slope[rising], dslope[rising]
         self._zmin, self._smin, self._top = zeta[0], slope[0], zeta[-1]
         self._spline = CubicHermiteSpline(zeta, slope, dslope)
+        self._anti = self._spline.antiderivative()
 
     def __call__(self, t) -> np.ndarray:
         r""":math:`s_k(\zeta_k^* + t) - s_k(\zeta_k^*)`, elementwise in t."""
@@ -570,6 +728,16 @@ class _RootSlope:
     def curvature(self) -> float:
         r""":math:`\bar f_k''(\zeta_k^*) = -s_k'(\zeta_k^*)`, exactly."""
         return -self._fpp
+
+    def integral(self, t) -> np.ndarray:
+        r""":math:`\int_0^t [s_k(\zeta_k^* + u) - s_k(\zeta_k^*)]\,du` for t >= 0 (elementwise; 0 below), from
+        the spline's antiderivative: the diagonal's departure from its tangent at :math:`\zeta_k^*`,
+        :math:`\bar f_k(\zeta_k^* + t) = \bar f_k(\zeta_k^*) + \bar f_k'(\zeta_k^*)\,t - \int_0^t[\dots]`."""
+        t = np.maximum(np.asarray(t, dtype=float), 0.0)
+        top = self.zeta_star + float(t.max(initial=0.0))
+        if self._spline is None or top > self._top:
+            self._build(top)
+        return self._anti(self.zeta_star + t) - self._anti(self.zeta_star) - self._spline(self.zeta_star) * t
 
 
 def _exact_diagonal(law, alpha: float, k: int, lbar: float):
@@ -586,7 +754,151 @@ def _exact_diagonal(law, alpha: float, k: int, lbar: float):
     f = lam * (F[:, 0] - 1 / alpha)
     f[k] = 0.0  # the root itself
     fp = -(H[:, 0] + p1) / p1
-    return {"q": -1 / float(fp[k]), "f": f, "fp": fp, "lam": lam}
+    return {"q": -1 / float(fp[k]), "f": f, "fp": fp, "lam": lam, "atoms": (tau, p, R, lbar)}
+
+
+#: the roots of the curved pencil: Newton's method from the linear pencil's roots, at most NEWTON_STEPS steps, each
+#: at most NEWTON_MAX in zeta; where a step leaves the bracket found so far, bisection
+NEWTON_STEPS, NEWTON_MAX = 100, 0.05
+#: relative step, in units of lambda minus the bulk edge, of the central differences that give a fluctuation's
+#: zeta-derivative at a node of :func:`_far_roots`
+FD_STEP = 1e-4
+
+
+def _entry_at(tau, Z, lam: float, alpha: float, j: int, k: int | None = None, cache: dict | None = None) -> dict:
+    r"""One fluctuating entry of the Schur complement at the point :math:`\lambda` above the edge, from equally
+    weighted latents (docs/theory.md §4.2-4.3): ``k`` None: the diagonal :math:`F_{jj}`, whose per-sample
+    influence is :func:`_influence` (the label average and the Stieltjes term), with its mean slope
+    :math:`\bar f_j'`; else the coupling :math:`F_{kj}`, influence :math:`\lambda K z_k z_j`. Also
+    :math:`\zeta = \psi_\alpha(\lambda)`, the bulk's :math:`s = -\alpha/\lambda` and :math:`s' = ds/d\zeta`, and
+    :math:`\lambda K`, whose products weight the pairs part. ``cache``: a dict that keeps K and its sums per
+    :math:`\lambda` between calls on the same latents and alpha."""
+    point = None if cache is None else cache.get(lam)
+    if point is None:
+        K = tau / (lam - tau)
+        point = (K, lam * K, 1 / alpha - float(np.mean(K * K)), float(np.mean(K)))
+        if cache is not None:
+            cache[lam] = point
+    K, lamK, p1, meanK = point
+    if k is None:
+        z2 = Z[:, j] ** 2
+        H = float(np.mean(K * K * z2))
+        infl, fp = _influence(lamK, z2, H / p1), -(H + p1) / p1
+    else:
+        infl, fp = lamK * Z[:, k] * Z[:, j], 0.0
+    return {"infl": infl, "fp": fp, "zeta": lam * (1 / alpha + meanK), "s": -alpha / lam,
+            "s1": alpha / lam**2 / p1, "lamK": lamK}
+
+
+def _nearest_psd(C: np.ndarray) -> np.ndarray:
+    """``C`` symmetrised with its negative eigenvalues set to zero: a covariance assembled from central
+    differences of nearly equal columns can come out indefinite at the level of their rounding."""
+    w, V = np.linalg.eigh((C + C.T) / 2)
+    return (V * np.maximum(w, 0.0)) @ V.T
+
+
+def _gram(pts, z2) -> np.ndarray:
+    r""":math:`E[\lambda_a K_a\,\lambda_b K_b\,z^2]` between the points ``pts`` (``_entry_at`` dicts), for the
+    squared coordinate ``z2``: the pairs part's :math:`E[c(\zeta_a)c(\zeta_b)]`, c = :math:`\lambda K z`."""
+    L = np.column_stack([p["lamK"] for p in pts])
+    return (L * z2[:, None]).T @ L / L.shape[0]
+
+
+def _pairs_kernel_between(pts) -> np.ndarray:
+    r""":math:`(s(\zeta_a) - s(\zeta_b))/(\zeta_a - \zeta_b)` between the points ``pts`` (``_entry_at``
+    dicts), :math:`s'` where they coincide: the pairs part's kernel at two points (docs/theory.md §4.2)."""
+    z = np.array([p["zeta"] for p in pts])
+    s = np.array([p["s"] for p in pts])
+    dz = z[:, None] - z[None, :]
+    same = np.abs(dz) <= 1e-14 * np.maximum(np.abs(z[:, None]), 1.0)
+    s1 = np.array([p["s1"] for p in pts])
+    return np.where(same, (s1[:, None] + s1[None, :]) / 2, (s[:, None] - s[None, :]) / np.where(same, 1.0, dz))
+
+
+def _far_roots(blk: dict, block: dict, exact: dict, alpha: float, lbar: float) -> dict:
+    r"""The block of :func:`_block_at` with the directions whose d = infinity root lies above k's
+    (:math:`\bar f_l(\zeta_k^*) > 0`) on their curves (docs/theory.md §4.3, "The roots above k"). For each such
+    direction l (position a in ``idx``): :math:`t_l^\circ = \zeta_l^* - \zeta_k^*` (the label law's), its
+    diagonal slope's departure :class:`_RootSlope` read from :math:`\zeta_k^*`, and two more fluctuations at l's
+    own root. ``diag_cov``: n times the covariance of the b - 1 gaps at :math:`\zeta_k^*` (``gap_cov``) and of
+    each such l's gap at its root, :math:`\delta f_l(\zeta_l^*) + \bar f_l'(\zeta_l^*)\,q_k\,\delta f_k`.
+    ``pair_cov``: per such l, that of its coupling to k, :math:`(F_{kl}, F_{kl}')` at :math:`\zeta_k^*` and at
+    :math:`\zeta_l^*`. They come from the latents, each node at the latents' own root (``lbar``: their bulk
+    edge), the slopes by central differences (:data:`FD_STEP`). Unchanged if there is no root above k's."""
+    tau_a, p_a, R, lbar_a = exact["atoms"]
+    k, q, idx = block["k"], block["q"], blk["idx"]
+    above = [a for a in range(1, len(idx)) if blk["f"][a] > 0]
+    roots = {a: outlier_of_atoms(tau_a, p_a, R[idx[a]], alpha, lbar_a) for a in above}
+    above = [a for a in above if roots[a] is not None]
+    if not above:
+        return blk
+    tau, Z = block["_tau"], block["_parts"][3]
+    w = np.full(tau.size, 1.0 / tau.size)
+    lat = {a: outlier_of_atoms(tau, w, w * Z[:, idx[a]] ** 2, alpha, lbar) for a in above}
+    above = [a for a in above if lat[a] is not None]
+    if not above:
+        return blk
+    zeta_a = lambda lam: lam * (1 / alpha + float(resolvent_sums(tau_a, p_a, R[:0], lam)[0][0]))  # noqa: E731
+    t0 = np.array([zeta_a(roots[a]) - zeta_a(exact["lam"]) for a in above])
+    curves = [_RootSlope(tau_a, p_a, R[idx[a]], alpha, exact["lam"], lbar_a) for a in above]
+    lam_k, cache = block["lam"], {}  # K per lambda, shared by the entries below
+    nodes = lambda lam: [lam, lam + FD_STEP * (lam - lbar), lam - FD_STEP * (lam - lbar)]  # noqa: E731
+    kk = _entry_at(tau, Z, lam_k, alpha, k, cache=cache)
+    c2k, infl_k = float(np.mean(kk["lamK"] ** 2 * Z[:, k] ** 2)), kk["infl"]
+
+    def value_slope(pts):  # rows: (value, derivative) at each node of three points, from the point columns
+        T = np.zeros((2 * (len(pts) // 3), len(pts)))
+        for r in range(len(pts) // 3):
+            T[2 * r, 3 * r] = 1.0
+            dz = pts[3 * r + 1]["zeta"] - pts[3 * r + 2]["zeta"]
+            T[2 * r + 1, 3 * r + 1], T[2 * r + 1, 3 * r + 2] = 1 / dz, -1 / dz
+        return T
+
+    # the diagonal: every gap at zeta_k* (as gap_cov), then each l above at its own root
+    cols, fps, dirs, pts = [], [], [], []
+    for a in range(1, len(idx)):
+        p = _entry_at(tau, Z, lam_k, alpha, idx[a], cache=cache)
+        cols.append(p["infl"] + blk["fp"][a] * q * infl_k)
+        fps.append(blk["fp"][a])
+        dirs.append(idx[a])
+        pts.append(p)
+    for a in above:  # each root above k: its gap at its own root
+        p = _entry_at(tau, Z, lat[a], alpha, idx[a], cache=cache)
+        cols.append(p["infl"] + p["fp"] * q * infl_k)
+        fps.append(p["fp"])
+        dirs.append(idx[a])
+        pts.append(p)
+    C = np.cov(np.column_stack(cols), rowvar=False, bias=True).reshape(len(cols), len(cols))
+    A = np.zeros((len(pts), len(pts)))
+    dirs = np.array(dirs)
+    for j in set(dirs.tolist()):  # E[c_a c_b] = 0 between two directions
+        at_j = np.flatnonzero(dirs == j)
+        A[np.ix_(at_j, at_j)] = _gram([pts[x] for x in at_j], Z[:, j] ** 2)
+    fps = np.array(fps)
+    C += 2 / alpha * A**2 * _pairs_kernel_between(pts) + 2 * kk["s1"] / alpha * np.outer(fps, fps) * q**2 * c2k**2
+    diag_cov = _nearest_psd(C)
+    # the couplings (k, l) to the directions above: value and derivative at both nodes
+    pair_cov = []
+    for a in above:
+        pts = [_entry_at(tau, Z, lam, alpha, idx[a], k, cache=cache) for lam in nodes(lam_k) + nodes(lat[a])]
+        C = np.cov(np.column_stack([p["infl"] for p in pts]), rowvar=False, bias=True)
+        C += _gram(pts, Z[:, k] ** 2) * _gram(pts, Z[:, idx[a]] ** 2) * _pairs_kernel_between(pts) / alpha
+        T = value_slope(pts)
+        pair_cov.append(_nearest_psd(T @ C @ T.T))
+    # the couplings among the others: at the roots of the two directions (zeta_k* for one below k), linear between
+    node = {a: (float(t0[i]), lat[a]) for i, a in enumerate(above)}
+    cross = []
+    for a, c, var in blk.get("cross", []):
+        (ta, la), (tc, lc) = node.get(a, (0.0, lam_k)), node.get(c, (0.0, lam_k))
+        if ta == tc:
+            cross.append((a, c, var, None, None))
+            continue
+        pts = [_entry_at(tau, Z, lam, alpha, idx[c], idx[a], cache=cache) for lam in (la, lc)]
+        C = np.cov(np.column_stack([p["infl"] for p in pts]), rowvar=False, bias=True)
+        pairs = _gram(pts, Z[:, idx[a]] ** 2) * _gram(pts, Z[:, idx[c]] ** 2) * _pairs_kernel_between(pts) / alpha
+        cross.append((a, c, var, (ta, tc), _nearest_psd(C + pairs)))
+    return dict(blk, far={"pos": np.array(above), "t0": t0, "curves": curves, "diag_cov": diag_cov,
+                          "pair_cov": pair_cov, "cross": cross})
 
 
 def _own_fluctuation(blk: dict, eg, sd: float, n: int, g, correlated: bool = True) -> np.ndarray:
@@ -607,7 +919,8 @@ def _own_fluctuation(blk: dict, eg, sd: float, n: int, g, correlated: bool = Tru
 def outlier_law(model: HierarchicalModel, alphas, d: int, n_draws: int = 20_000, quantity: str = "q_best",
                 n_samples: int = 2**21, seed: int = 0, directions=None, eps_max: float = np.inf,
                 rho_max: float = np.inf, bias: bool = True, exact_diagonal: bool = True,
-                curvature: bool = True, gap_correlation: bool = True, cross_couplings: bool = True) -> dict:
+                curvature: bool = True, gap_correlation: bool = True, cross_couplings: bool = True,
+                far_roots: bool = True) -> dict:
     r"""The finite-d law of each outlier overlap (docs/theory.md §4.3): per alpha and direction k, ``n_draws``
     draws of one seed's :math:`q_{k,d}`, as :math:`q_k + b_k + \sigma_k G/\sqrt d` (the O(1/d) bias of the
     diagonal, :mod:`numerics.outlier_bias`, §4.4, and the first-order CLT, §4.2) plus the mixing with the
@@ -635,6 +948,10 @@ def outlier_law(model: HierarchicalModel, alphas, d: int, n_draws: int = 20_000,
     ``cross_couplings`` puts the couplings among the block's other directions into the pencil too: they move k's
     overlap through the repulsion of those directions' roots (docs/theory.md §4.3, "The couplings among the
     others"). ``False`` leaves them out, as before (the same numbers for a block of two).
+    ``far_roots`` puts the directions whose roots lie above k's on their d = infinity curves instead of their
+    tangents at :math:`\zeta_k^*`, with their gaps and couplings to k drawn at their own roots as well
+    (docs/theory.md §4.3, "The roots above k"); where k has none, or for "proj" (which keeps those directions'
+    share), nothing changes. ``False`` gives the law as it was before.
 
     Returns arrays of shape (len(alphas), m): ``q``, ``sigma``, ``bias`` (:math:`b_k`, NaN where the draws
     are not computed or ``bias=False``), ``eps`` (:math:`\sigma_k/(\sqrt d q_k)`, the
@@ -668,7 +985,8 @@ def outlier_law(model: HierarchicalModel, alphas, d: int, n_draws: int = 20_000,
     if any(k >= model.m for k in ks):
         raise ValueError(f"directions: must be in 1..m = {model.m}, got {directions!r}")
     for name, v in (("bias", bias), ("exact_diagonal", exact_diagonal), ("curvature", curvature),
-                    ("gap_correlation", gap_correlation), ("cross_couplings", cross_couplings)):
+                    ("gap_correlation", gap_correlation), ("cross_couplings", cross_couplings),
+                    ("far_roots", far_roots)):
         if not isinstance(v, (bool, np.bool_)):
             raise ValueError(f"{name}: expected True or False, got {v!r}")
     for name, v in (("eps_max", eps_max), ("rho_max", rho_max)):
@@ -723,8 +1041,14 @@ def outlier_law(model: HierarchicalModel, alphas, d: int, n_draws: int = 20_000,
             if quantity == "proj":  # weight moved to another outlier stays in the projection: only the
                 # couplings to the directions without one take weight out of it ("The projection")
                 blk = _sub_block(blk, [j == k or not keep[j] for j in blk["idx"]])
-            mix, out["dropped"][i, k], eg = _pencil_overlaps(blk, n, n_draws, rng, quantity != "q_best", slope,
-                                                             gaps=True)
+            if far_roots and exact is not None:  # the roots above k on their curves (§4.3, "The roots above k")
+                blk = _far_roots(blk, block, exact, float(alpha), lbar)
+            if "far" in blk:
+                mix, out["dropped"][i, k], eg = _far_pencil_overlaps(blk, n, n_draws, rng, quantity != "q_best",
+                                                                     slope)
+            else:
+                mix, out["dropped"][i, k], eg = _pencil_overlaps(blk, n, n_draws, rng, quantity != "q_best", slope,
+                                                                 gaps=True)
             if mix.size == 0:
                 continue
             kept = np.resize(np.arange(mix.size), n_draws)  # dropped draws (if any): repeats of the kept ones

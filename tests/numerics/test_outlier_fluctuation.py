@@ -337,6 +337,8 @@ def test_outlier_law_bad_input():
             outlier_law(MIX2, [12.0], d=400, gap_correlation=bad)
         with pytest.raises(ValueError, match="cross_couplings"):
             outlier_law(MIX2, [12.0], d=400, cross_couplings=bad)
+        with pytest.raises(ValueError, match="far_roots"):
+            outlier_law(MIX2, [12.0], d=400, far_roots=bad)
 
 
 def test_outlier_law_takes_its_mean_part_from_the_label_law():
@@ -782,3 +784,52 @@ def test_the_outlier_eigenvalue_and_its_detection_match_simulation():
             assert abs(corr - rho) <= 3 * (1 - rho**2) / np.sqrt(S), (corr, rho)
     out = compare(pred, sim, quantity="proj", level=0.9973).set_index("k")  # 3 sd, two-sided
     assert out.loc[5, "tol_basis"] == "clt+detection" and out.loc[5, "agrees"], out.loc[5]
+
+
+def _m3_block(alpha, k, n_samples=2**17):
+    """The m = 3, He2, tanh, Delta = 1/2 model's outlier block of direction k (0-based) at d = 400 with the label
+    law's diagonal, as outlier_law builds it, and what _far_roots needs."""
+    from numerics.edge_overlap import _tau_sup
+    from numerics.label_law import draw_latents
+    from numerics.outlier_fluctuation import _block_at, _exact_diagonal, _far_roots, outlier_block
+    from numerics.resolvent import edge_of_atoms
+
+    model = HierarchicalModel(m=3, gamma="1/2", link="He2", preprocessing="tanh(y)", delta="1/2")
+    _, tau, Z = draw_latents(model, n_samples, 0)
+    atoms = label_law(model)
+    lbar = edge_of_atoms(tau, np.full(tau.size, 1 / tau.size), alpha)[0]
+    exact = _exact_diagonal(atoms, alpha, k, edge_of_atoms(atoms.tau, atoms.p, alpha, _tau_sup(atoms))[0])
+    first = dict(outlier_variance_parts(tau, Z[:, k], alpha, lbar=lbar), q=exact["q"])
+    block = outlier_block(tau, Z, k, alpha, first, diagonal=exact)
+    blk = _block_at(block, round(alpha * 400))
+    return blk, _far_roots(blk, block, exact, alpha, lbar), exact, atoms
+
+
+def test_the_roots_above_k_sit_on_their_curves_and_their_fluctuations_meet_the_pencils():
+    # docs/theory.md §4.3, "The roots above k". m = 3 model at alpha = 7, k = 3 (the lowest root; directions 2 and 1
+    # above it). (a) As n -> infinity the fluctuations vanish and the curved pencil's roots must be the d = infinity
+    # roots zeta_l* - zeta_k*, which an independent route gives: brentq on F_l(lambda) = 1/alpha
+    # (numerics.resolvent.outlier_of_atoms) mapped by psi. The linear pencil's tangents put them 0.006 and 0.039
+    # lower, which the check resolves. At its own root k's overlap is then q_k = -1/f_k'. (b) The covariances at
+    # zeta_k*: the gaps are those of gap_cov, and the coupling's value and slope, by central differences of its
+    # two-point kernel, meet the closed form of _block_at (_pair_kernel's derivatives) to 1e-3.
+    from numerics.outlier_fluctuation import _far_pencil_overlaps
+    from numerics.resolvent import outlier_of_atoms, resolvent_sums
+
+    alpha, k = 7.0, 2
+    blk, far, exact, atoms = _m3_block(alpha, k)
+    R = np.asarray(atoms.r)
+    zeta = lambda lam: lam * (1 / alpha + resolvent_sums(atoms.tau, atoms.p, R[:0], lam)[0][0])  # noqa: E731
+    lbar = exact["atoms"][3]
+    t_inf = sorted(zeta(outlier_of_atoms(atoms.tau, atoms.p, R[j], alpha, lbar)) - zeta(exact["lam"])
+                   for j in far["idx"][1:])
+    assert list(far["far"]["pos"]) == [1, 2]
+    q, _, _, roots = _far_pencil_overlaps(far, 10**14, 200, np.random.default_rng(0), rank=True, roots=True)
+    np.testing.assert_allclose(roots.mean(axis=0), [0.0] + t_inf, atol=1e-5)
+    tangent = sorted(-blk["f"][1:] / blk["fp"][1:])
+    assert np.min(np.array(t_inf) - tangent) > 5e-3
+    np.testing.assert_allclose(q, exact["q"], rtol=1e-6)
+    cov = far["far"]
+    np.testing.assert_allclose(cov["diag_cov"][:2, :2], blk["gap_cov"][1:, 1:], rtol=1e-12)
+    for (_, b, pair), four in zip(blk["pairs"], cov["pair_cov"]):
+        np.testing.assert_allclose(four[:2, :2], pair, rtol=1e-3)
