@@ -823,8 +823,11 @@ def _far_roots(blk: dict, block: dict, exact: dict, alpha: float, lbar: float) -
     own root. ``diag_cov``: n times the covariance of the b - 1 gaps at :math:`\zeta_k^*` (``gap_cov``) and of
     each such l's gap at its root, :math:`\delta f_l(\zeta_l^*) + \bar f_l'(\zeta_l^*)\,q_k\,\delta f_k`.
     ``pair_cov``: per such l, that of its coupling to k, :math:`(F_{kl}, F_{kl}')` at :math:`\zeta_k^*` and at
-    :math:`\zeta_l^*`. They come from the latents, each node at the latents' own root (``lbar``: their bulk
-    edge), the slopes by central differences (:data:`FD_STEP`). Unchanged if there is no root above k's."""
+    :math:`\zeta_l^*`. ``cross``: the couplings among the others as (a, c, n Var at :math:`\zeta_k^*`, nodes,
+    covariance), the nodes their two roots' t (0 for one below k) and the covariance n times that of the
+    values there, or None, None where the two nodes coincide. They come from the latents, each node at the
+    latents' own root (``lbar``: their bulk edge), the slopes by central differences (:data:`FD_STEP`).
+    Unchanged if there is no root above k's."""
     tau_a, p_a, R, lbar_a = exact["atoms"]
     k, q, idx = block["k"], block["q"], blk["idx"]
     above = [a for a in range(1, len(idx)) if blk["f"][a] > 0]
