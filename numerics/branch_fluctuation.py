@@ -55,7 +55,7 @@ from theory import HierarchicalModel
 from theory.model import integer
 
 from .outlier_bias import _H, _lam_of_zeta, _mean_shift, _psi, _stencils
-from .outlier_fluctuation import _checked_latents, _zeta_calculus
+from .outlier_fluctuation import _checked_latents, _stieltjes_quotient, _zeta_calculus
 from .resolvent import edge_of_atoms
 
 __all__ = ["branch_point", "branch_variance_parts", "branch_covariance", "branch_bias_parts", "branch_fluctuation",
@@ -225,10 +225,11 @@ def _block_point(tau, Z, alpha: float, zeta: float, lam: float, idx):
 def _block_kernel(alpha, zeta1, zeta2, at1, at2, lam1, lam2, idx):
     r""":math:`n\,\mathrm{Cov}(\Delta_{e}(\zeta_1), \Delta_{e'}(\zeta_2))` for the entries e, e' of ``idx`` to first
     order: the influences plus the pairs :math:`\frac1\alpha(P_{jj'}P_{ll'} + P_{jl'}P_{lj'})\,S(\zeta_1,\zeta_2)`,
-    :math:`P = E[c(\zeta_1)c(\zeta_2)^\top]`, S the divided difference of s (s' at equal points, with
-    :math:`\psi'` at ``lam1`` from ``at1``)."""
-    (_, h1, c1, _, p1), (_, h2, c2, _, _) = at1, at2
-    slope = alpha / (lam1**2 * p1) if zeta1 == zeta2 else (-alpha / lam1 + alpha / lam2) / (zeta1 - zeta2)
+    :math:`P = E[c(\zeta_1)c(\zeta_2)^\top]`, S the divided difference of s
+    (:func:`numerics.outlier_fluctuation._stieltjes_quotient`)."""
+    (_, h1, c1, _, p1), (_, h2, c2, _, p2) = at1, at2
+    slope = _stieltjes_quotient([zeta1, zeta2], [lam1, lam2], [alpha / (lam1**2 * p1), alpha / (lam2**2 * p2)],
+                                alpha)[0, 1]
     P = c1.T @ c2 / c1.shape[0]
     pairs = np.array([[P[j, jj] * P[l, ll] + P[j, ll] * P[l, jj] for jj, ll in idx] for j, l in idx])
     return h1.T @ h2 / h1.shape[0] + pairs * slope / alpha

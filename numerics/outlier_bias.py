@@ -40,8 +40,8 @@ from scipy.optimize import brentq, newton
 from theory import HierarchicalModel
 from theory.model import integer
 
-from .outlier_fluctuation import (_block_at, _checked_latents, _influence, _zeta_calculus, outlier_block,
-                                  outlier_variance_parts)
+from .outlier_fluctuation import (_block_at, _checked_latents, _influence, _stieltjes_quotient, _zeta_calculus,
+                                  outlier_block, outlier_variance_parts)
 from .resolvent import edge_of_atoms
 
 __all__ = ["outlier_bias", "outlier_bias_parts", "outlier_moments", "trace_mean_correction"]
@@ -161,8 +161,8 @@ def _kernel(alpha, zeta1, zeta2, at1, at2):
     r""":math:`n\,\mathrm{Cov}(\delta f(\zeta_1), \delta f(\zeta_2))` to first order (docs/theory.md §4.2), from
     :func:`_kernel_factors` at each point: the labels' influences plus the off-diagonal pairs; at equal points
     the divided difference of s is s'."""
-    (h1, c1, l1, psi1), (h2, c2, l2, _) = at1, at2
-    slope = alpha / (l1**2 * psi1) if zeta1 == zeta2 else (-alpha / l1 + alpha / l2) / (zeta1 - zeta2)
+    (h1, c1, l1, psi1), (h2, c2, l2, psi2) = at1, at2
+    slope = _stieltjes_quotient([zeta1, zeta2], [l1, l2], [alpha / (l1**2 * psi1), alpha / (l2**2 * psi2)], alpha)[0, 1]
     return float(np.mean(h1 * h2)) + 2 / alpha * float(np.mean(c1 * c2)) ** 2 * slope
 
 

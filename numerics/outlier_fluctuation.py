@@ -359,13 +359,7 @@ def detection_covariance(model: HierarchicalModel, alpha: float, k: int, n_sampl
     cov = np.cov(G, bias=True)
     C = np.stack(coef)
     overlap = (C @ C.T / tau.size) ** 2 * np.outer(scale, scale)
-    s_of = -alpha / np.array([lm for _, lm in entries])  # s(zeta) = -alpha / lambda
-    zeta = np.array(zeta)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        kernel = (s_of[:, None] - s_of[None, :]) / (zeta[:, None] - zeta[None, :])
-    same = np.isclose(zeta[:, None], zeta[None, :], rtol=0, atol=1e-12)
-    kernel = np.where(same, np.array(slope)[:, None] * np.ones(len(entries)), kernel)
-    pairs = 2 / alpha * overlap * kernel
+    pairs = 2 / alpha * overlap * _stieltjes_quotient(zeta, [lm for _, lm in entries], slope, alpha)
     pairs = np.insert(np.insert(pairs, len(dirs), 0.0, axis=0), len(dirs), 0.0, axis=1)  # the edge has no pairs
     return {"directions": np.array(dirs), "cov": (cov + pairs) / alpha, "q": np.array([q[j] for j in dirs]),
             "lam": np.array([lam[j] for j in dirs])}
@@ -770,9 +764,9 @@ def _entry_at(tau, Z, lam: float, alpha: float, j: int, k: int | None = None, ca
     weighted latents (docs/theory.md §4.2-4.3): ``k`` None: the diagonal :math:`F_{jj}`, whose per-sample
     influence is :func:`_influence` (the label average and the Stieltjes term), with its mean slope
     :math:`\bar f_j'`; else the coupling :math:`F_{kj}`, influence :math:`\lambda K z_k z_j`. Also
-    :math:`\zeta = \psi_\alpha(\lambda)`, the bulk's :math:`s = -\alpha/\lambda` and :math:`s' = ds/d\zeta`, and
-    :math:`\lambda K`, whose products weight the pairs part. ``cache``: a dict that keeps K and its sums per
-    :math:`\lambda` between calls on the same latents and alpha."""
+    :math:`\zeta = \psi_\alpha(\lambda)`, :math:`\lambda`, the bulk's :math:`s' = ds/d\zeta`
+    (s = :math:`-\alpha/\lambda`), and :math:`\lambda K`, whose products weight the pairs part. ``cache``: a
+    dict that keeps K and its sums per :math:`\lambda` between calls on the same latents and alpha."""
     point = None if cache is None else cache.get(lam)
     if point is None:
         K = tau / (lam - tau)
@@ -786,8 +780,8 @@ def _entry_at(tau, Z, lam: float, alpha: float, j: int, k: int | None = None, ca
         infl, fp = _influence(lamK, z2, H / p1), -(H + p1) / p1
     else:
         infl, fp = lamK * Z[:, k] * Z[:, j], 0.0
-    return {"infl": infl, "fp": fp, "zeta": lam * (1 / alpha + meanK), "s": -alpha / lam,
-            "s1": alpha / lam**2 / p1, "lamK": lamK}
+    return {"infl": infl, "fp": fp, "zeta": lam * (1 / alpha + meanK), "lam": lam, "s1": alpha / lam**2 / p1,
+            "lamK": lamK}
 
 
 def _nearest_psd(C: np.ndarray) -> np.ndarray:
@@ -804,15 +798,28 @@ def _gram(pts, z2) -> np.ndarray:
     return (L * z2[:, None]).T @ L / L.shape[0]
 
 
-def _pairs_kernel_between(pts) -> np.ndarray:
-    r""":math:`(s(\zeta_a) - s(\zeta_b))/(\zeta_a - \zeta_b)` between the points ``pts`` (``_entry_at``
-    dicts), :math:`s'` where they coincide: the pairs part's kernel at two points (docs/theory.md §4.2)."""
-    z = np.array([p["zeta"] for p in pts])
-    s = np.array([p["s"] for p in pts])
+def _stieltjes_quotient(zeta, lam, s1, alpha: float) -> np.ndarray:
+    r"""The divided difference :math:`(s(\zeta_a) - s(\zeta_b))/(\zeta_a - \zeta_b)` of the bulk's
+    :math:`s(\zeta) = -\alpha/\lambda` between every two of the points ``zeta`` (with their ``lam``), and
+    :math:`s'` (``s1``, per point; the two's mean) where two coincide to 1e-14 relative: the kernel of the
+    off-diagonal pairs' covariance between two points (docs/theory.md §4.2). The one home of this kernel,
+    for every two-point covariance of the Schur complement's entries.
+
+    >>> alpha, lam = 4.0, np.array([5.0, 5.0 + 1e-7])
+    >>> q = _stieltjes_quotient(np.array([1.0, 1.0 + 2e-7]), lam, np.array([0.3, 0.3]), alpha)
+    >>> bool(q[0, 0] == 0.3), bool(np.isclose(q[0, 1], alpha * 1e-7 / (5.0 * (5.0 + 1e-7)) / 2e-7))
+    (True, True)
+    """
+    z, s = np.asarray(zeta, dtype=float), -alpha / np.asarray(lam, dtype=float)
+    s1 = np.asarray(s1, dtype=float)
     dz = z[:, None] - z[None, :]
     same = np.abs(dz) <= 1e-14 * np.maximum(np.abs(z[:, None]), 1.0)
-    s1 = np.array([p["s1"] for p in pts])
     return np.where(same, (s1[:, None] + s1[None, :]) / 2, (s[:, None] - s[None, :]) / np.where(same, 1.0, dz))
+
+
+def _pairs_kernel_between(pts, alpha: float) -> np.ndarray:
+    """:func:`_stieltjes_quotient` between the points ``pts`` (``_entry_at`` dicts)."""
+    return _stieltjes_quotient([p["zeta"] for p in pts], [p["lam"] for p in pts], [p["s1"] for p in pts], alpha)
 
 
 def _far_roots(blk: dict, block: dict, exact: dict, alpha: float, lbar: float) -> dict:
@@ -878,14 +885,15 @@ def _far_roots(blk: dict, block: dict, exact: dict, alpha: float, lbar: float) -
         at_j = np.flatnonzero(dirs == j)
         A[np.ix_(at_j, at_j)] = _gram([pts[x] for x in at_j], Z[:, j] ** 2)
     fps = np.array(fps)
-    C += 2 / alpha * A**2 * _pairs_kernel_between(pts) + 2 * kk["s1"] / alpha * np.outer(fps, fps) * q**2 * c2k**2
+    C += 2 / alpha * A**2 * _pairs_kernel_between(pts, alpha) \
+        + 2 * kk["s1"] / alpha * np.outer(fps, fps) * q**2 * c2k**2
     diag_cov = _nearest_psd(C)
     # the couplings (k, l) to the directions above: value and derivative at both nodes
     pair_cov = []
     for a in above:
         pts = [_entry_at(tau, Z, lam, alpha, idx[a], k, cache=cache) for lam in nodes(lam_k) + nodes(lat[a])]
         C = np.cov(np.column_stack([p["infl"] for p in pts]), rowvar=False, bias=True)
-        C += _gram(pts, Z[:, k] ** 2) * _gram(pts, Z[:, idx[a]] ** 2) * _pairs_kernel_between(pts) / alpha
+        C += _gram(pts, Z[:, k] ** 2) * _gram(pts, Z[:, idx[a]] ** 2) * _pairs_kernel_between(pts, alpha) / alpha
         T = value_slope(pts)
         pair_cov.append(_nearest_psd(T @ C @ T.T))
     # the couplings among the others: at the roots of the two directions (zeta_k* for one below k), linear between
@@ -898,7 +906,8 @@ def _far_roots(blk: dict, block: dict, exact: dict, alpha: float, lbar: float) -
             continue
         pts = [_entry_at(tau, Z, lam, alpha, idx[c], idx[a], cache=cache) for lam in (la, lc)]
         C = np.cov(np.column_stack([p["infl"] for p in pts]), rowvar=False, bias=True)
-        pairs = _gram(pts, Z[:, idx[a]] ** 2) * _gram(pts, Z[:, idx[c]] ** 2) * _pairs_kernel_between(pts) / alpha
+        pairs = _gram(pts, Z[:, idx[a]] ** 2) * _gram(pts, Z[:, idx[c]] ** 2) \
+            * _pairs_kernel_between(pts, alpha) / alpha
         cross.append((a, c, var, (ta, tc), _nearest_psd(C + pairs)))
     return dict(blk, far={"pos": np.array(above), "t0": t0, "curves": curves, "diag_cov": diag_cov,
                           "pair_cov": pair_cov, "cross": cross})
