@@ -459,20 +459,13 @@ def _pencil_overlaps(blk: dict, n: int, draws: int, rng, rank: bool, slope=None,
     or a root's slope was not positive. ``gaps``: also return each kept draw's gaps
     :math:`\sqrt n\,\delta g_l` (draws x (b - 1)), for k's own fluctuation to be drawn jointly with them."""
     b = len(blk["idx"])
-    F0 = np.zeros((draws, b, b))
-    F1 = np.zeros((draws, b, b))
-    F0[:, range(b), range(b)] = blk["f"]
-    F1[:, range(b), range(b)] = blk["fp"]
     eg = np.zeros((draws, b - 1))
     if b > 1:
         eg = rng.multivariate_normal(np.zeros(b - 1), blk["gap_cov"][1:, 1:], draws)
-        F0[:, 1:, 1:] += (eg / np.sqrt(n))[:, :, None] * np.eye(b - 1)
-    for a, c, cov in blk["pairs"]:
-        e = rng.multivariate_normal(np.zeros(2), cov, draws) / np.sqrt(n)
-        F0[:, a, c] = F0[:, c, a] = e[:, 0]
-        F1[:, a, c] = F1[:, c, a] = e[:, 1]
-    for a, c, var in blk.get("cross", []):  # the couplings among the others, without their slopes
-        F0[:, a, c] = F0[:, c, a] = np.sqrt(var / n) * rng.standard_normal(draws)
+    F0, F1, _, _ = _draw_couplings(blk, n, draws, rng)
+    F0[:, range(b), range(b)] = blk["f"]
+    F1[:, range(b), range(b)] = blk["fp"]
+    F0[:, range(1, b), range(1, b)] += eg / np.sqrt(n)
     try:  # -F1 is positive definite in (nearly) every draw where compare uses the law
         L, ok = np.linalg.cholesky(-F1), np.ones(draws, dtype=bool)
     except np.linalg.LinAlgError:
@@ -491,10 +484,45 @@ def _pencil_overlaps(blk: dict, n: int, draws: int, rng, rank: bool, slope=None,
         ok[np.flatnonzero(ok)[~good]] = False
         if not ok.any():
             return (np.empty(0), 1.0) + ((eg[:0],) if gaps else ())
-    t0 = -blk["f"] / blk["fp"]  # the unperturbed roots, in the same order as the pencil's
-    pos = int(np.sum(t0[1:] > 0))  # k's position counted from the top
+    pos = _unperturbed_roots(blk)[1]
     res = (ov[:, b - 1 - pos] if rank else ov.max(axis=1), 1 - ok.mean())
     return res + ((eg[ok],) if gaps else ())
+
+
+def _unperturbed_roots(blk: dict):
+    r"""The linear pencil's roots at n = infinity, :math:`t_l^\circ = -\bar f_l/\bar f_l'` in the block's order
+    (0 for k, first), and k's position counted from the top: the number of them above k's."""
+    t0 = np.concatenate([[0.0], -blk["f"][1:] / blk["fp"][1:]])
+    return t0, int(np.sum(t0[1:] > 0))
+
+
+def _draw_couplings(blk: dict, n: int, draws: int, rng, far: dict | None = None):
+    r"""Draws of the block's off-diagonal entries, the pencil's value part E0 and slope part E1 (draws x b x b),
+    after its gaps in the generator's order: for each pair (k, l) of ``pairs``, :math:`(F_{kl}, F_{kl}')` of
+    covariance ``cov``/n; for each coupling among the others of ``cross``, :math:`F_{ab}` (without its slope).
+    With ``far`` (of :func:`_far_roots`), a pair whose l lies above k is drawn instead as its value and slope at
+    both nodes (``two_node[l]``, draws x 4), and a coupling among the others with two nodes as its values there
+    (``lines``: (a, c, the nodes' t, draws x 2)); both are left out of E0 and E1. Returns E0, E1, two_node,
+    lines."""
+    b = len(blk["idx"])
+    E0, E1 = np.zeros((draws, b, b)), np.zeros((draws, b, b))
+    pos = far["pos"] if far is not None else np.empty(0, dtype=int)
+    two_node, lines = {}, []
+    for a, c, cov in blk["pairs"]:
+        if c in pos:
+            cov4 = far["pair_cov"][int(np.flatnonzero(pos == c)[0])]
+            two_node[c] = rng.multivariate_normal(np.zeros(4), cov4, draws) / np.sqrt(n)
+            continue
+        e = rng.multivariate_normal(np.zeros(2), cov, draws) / np.sqrt(n)
+        E0[:, a, c] = E0[:, c, a] = e[:, 0]
+        E1[:, a, c] = E1[:, c, a] = e[:, 1]
+    cross = far["cross"] if far is not None else [(a, c, v, None, None) for a, c, v in blk.get("cross", [])]
+    for a, c, var, ts, cov in cross:
+        if ts is None:
+            E0[:, a, c] = E0[:, c, a] = np.sqrt(var / n) * rng.standard_normal(draws)
+        else:
+            lines.append((a, c, ts, rng.multivariate_normal(np.zeros(2), cov, draws) / np.sqrt(n)))
+    return E0, E1, two_node, lines
 
 
 def _hermite(t, T: float, v0, d0, v1, d1):
@@ -528,22 +556,9 @@ def _far_pencil_overlaps(blk: dict, n: int, draws: int, rng, rank: bool, slope=N
     e = rng.multivariate_normal(np.zeros(b - 1 + pos.size), far["diag_cov"], draws)
     eg = e[:, :b - 1]
     near, dfar = eg / np.sqrt(n), e[:, b - 1:] / np.sqrt(n)  # the gaps at zeta_k*; each l above: its gap at its root
-    E0, E1 = np.zeros((draws, b, b)), np.zeros((draws, b, b))
-    cpl = {}
-    for a, c, cov in blk["pairs"]:
-        if c in pos:  # value and slope at both nodes
-            cpl[c] = rng.multivariate_normal(np.zeros(4), far["pair_cov"][int(np.flatnonzero(pos == c)[0])],
-                                             draws) / np.sqrt(n)
-            continue
-        e2 = rng.multivariate_normal(np.zeros(2), cov, draws) / np.sqrt(n)
-        E0[:, a, c] = E0[:, c, a] = e2[:, 0]
-        E1[:, a, c] = E1[:, c, a] = e2[:, 1]
-    lines = []  # the couplings among the others drawn at two nodes: linear between them, flat outside
-    for a, c, var, ts, cov in far["cross"]:
-        if ts is None:
-            E0[:, a, c] = E0[:, c, a] = np.sqrt(var / n) * rng.standard_normal(draws)
-        else:
-            lines.append((a, c, ts, rng.multivariate_normal(np.zeros(2), cov, draws) / np.sqrt(n)))
+    # the couplings to k above it: value and slope at both nodes; those among the others with two nodes: linear
+    # between them, flat outside
+    E0, E1, cpl, lines = _draw_couplings(blk, n, draws, rng, far)
     diag = (slice(None), range(b), range(b))
     t_top = 2 * float(t0.max()) + NEWTON_MAX  # the curves up to here (built once), their tangents beyond
     bend = {c: (float(c(np.array([t_top]))[0]), float(c.integral(np.array([t_top]))[0]))
@@ -595,7 +610,8 @@ def _far_pencil_overlaps(blk: dict, n: int, draws: int, rng, rank: bool, slope=N
     # start: the linear pencil's roots with the slopes at zeta_k* (where -F'(0) is positive definite); for t <= 0 it is
     # the curved pencil itself (the curves and the nodes' interpolation start at 0, the tangents continue below)
     M, Mp, _ = at(np.zeros(draws), slice(None))
-    start = np.sort(np.concatenate([[0.0], -f[1:] / fp[1:]]))[None, :].repeat(draws, axis=0)
+    t_inf, above_k = _unperturbed_roots(blk)  # above_k: k's position counted from the top
+    start = np.sort(t_inf)[None, :].repeat(draws, axis=0)
     definite = np.all(np.linalg.eigvalsh(-Mp) > 0, axis=1)
     lin_ov = np.zeros((draws, b))  # k's overlap at the linear pencil's roots (c^T (-F'(0)) c = 1), as _pencil_overlaps
     if definite.any():
@@ -604,8 +620,6 @@ def _far_pencil_overlaps(blk: dict, n: int, draws: int, rng, rank: bool, slope=N
         lin_ov[definite] = (np.swapaxes(Li, 1, 2) @ Y)[:, 0, :] ** 2
     ov, ok, found = np.zeros((draws, b)), np.ones(draws, dtype=bool), np.zeros((draws, b))
     every = np.arange(draws)
-    t_inf = np.concatenate([[0.0], -f[1:] / fp[1:]])
-    above_k = int(np.sum(t_inf[1:] > 0))  # k's position counted from the top
     for i in ([b - 1 - above_k] if rank and not roots else range(b)):  # q_rank needs k's root only
         # below zeta_k* every entry is the linear pencil's, so its roots there are exact: Newton for the others
         exact_ = definite & (start[:, i] < 0)
@@ -734,13 +748,23 @@ class _RootSlope:
         return self._anti(self.zeta_star + t) - self._anti(self.zeta_star) - self._spline(self.zeta_star) * t
 
 
-def _exact_diagonal(law, alpha: float, k: int, lbar: float):
+def _memo_root(memo: dict | None, key, *args):
+    """:func:`numerics.resolvent.outlier_of_atoms` of ``args``, kept in ``memo`` (a dict, or None: not kept) under
+    ``key``: at one alpha, each direction's root on the atoms and on the latents serves every block."""
+    if memo is None:
+        return outlier_of_atoms(*args)
+    if key not in memo:
+        memo[key] = outlier_of_atoms(*args)
+    return memo[key]
+
+
+def _exact_diagonal(law, alpha: float, k: int, lbar: float, memo: dict | None = None):
     r"""The block's mean part at d = infinity from the label law's atoms (no Monte Carlo error):
     :math:`q_k`, and :math:`\bar f_l`, :math:`\bar f_l'` of every direction at :math:`\zeta_k^*`
     (docs/theory.md §4.3, "The law's Monte Carlo error"); None if direction k has no outlier there.
-    ``lbar``: the bulk edge's :math:`\bar\lambda` of the same atoms at this alpha."""
+    ``lbar``: the bulk edge's :math:`\bar\lambda` of the same atoms at this alpha; ``memo``: as :func:`_memo_root`."""
     tau, p, R = law.tau, law.p, np.asarray(law.r)
-    lam = outlier_of_atoms(tau, p, R[k], alpha, lbar)
+    lam = _memo_root(memo, ("atoms", k), tau, p, R[k], alpha, lbar)
     if lam is None:
         return None
     _, G2, F, H = resolvent_sums(tau, p, R, lam)
@@ -822,7 +846,7 @@ def _pairs_kernel_between(pts, alpha: float) -> np.ndarray:
     return _stieltjes_quotient([p["zeta"] for p in pts], [p["lam"] for p in pts], [p["s1"] for p in pts], alpha)
 
 
-def _far_roots(blk: dict, block: dict, exact: dict, alpha: float, lbar: float) -> dict:
+def _far_roots(blk: dict, block: dict, exact: dict, alpha: float, lbar: float, memo: dict | None = None) -> dict:
     r"""The block of :func:`_block_at` with the directions whose d = infinity root lies above k's
     (:math:`\bar f_l(\zeta_k^*) > 0`) on their curves (docs/theory.md §4.3, "The roots above k"). For each such
     direction l (position a in ``idx``): :math:`t_l^\circ = \zeta_l^* - \zeta_k^*` (the label law's), its
@@ -834,17 +858,17 @@ def _far_roots(blk: dict, block: dict, exact: dict, alpha: float, lbar: float) -
     covariance), the nodes their two roots' t (0 for one below k) and the covariance n times that of the
     values there, or None, None where the two nodes coincide. They come from the latents, each node at the
     latents' own root (``lbar``: their bulk edge), the slopes by central differences (:data:`FD_STEP`).
-    Unchanged if there is no root above k's."""
+    Unchanged if there is no root above k's. ``memo``: the roots found so far at this alpha (:func:`_memo_root`)."""
     tau_a, p_a, R, lbar_a = exact["atoms"]
     k, q, idx = block["k"], block["q"], blk["idx"]
     above = [a for a in range(1, len(idx)) if blk["f"][a] > 0]
-    roots = {a: outlier_of_atoms(tau_a, p_a, R[idx[a]], alpha, lbar_a) for a in above}
+    roots = {a: _memo_root(memo, ("atoms", idx[a]), tau_a, p_a, R[idx[a]], alpha, lbar_a) for a in above}
     above = [a for a in above if roots[a] is not None]
     if not above:
         return blk
     tau, Z = block["_tau"], block["_parts"][3]
     w = np.full(tau.size, 1.0 / tau.size)
-    lat = {a: outlier_of_atoms(tau, w, w * Z[:, idx[a]] ** 2, alpha, lbar) for a in above}
+    lat = {a: _memo_root(memo, ("latents", idx[a]), tau, w, w * Z[:, idx[a]] ** 2, alpha, lbar) for a in above}
     above = [a for a in above if lat[a] is not None]
     if not above:
         return blk
@@ -1019,12 +1043,15 @@ def outlier_law(model: HierarchicalModel, alphas, d: int, n_draws: int = 20_000,
             from .edge_overlap import _tau_sup  # the label law's ess sup T
 
             lbar_exact = edge_of_atoms(atoms.tau, atoms.p, float(alpha), _tau_sup(atoms))[0]
+        memo = {}  # this alpha's roots, on the atoms and on the latents, shared by every k
         if quantity == "proj":  # the directions whose outliers the projection keeps: those with one at d = infinity
-            keep = np.array([outlier_of_atoms(atoms.tau, atoms.p, r_l, float(alpha), lbar_exact) is not None
-                             for r_l in atoms.r])
+            keep = np.array([_memo_root(memo, ("atoms", j), atoms.tau, atoms.p, r_l, float(alpha), lbar_exact)
+                             is not None for j, r_l in enumerate(atoms.r)])
         for k in ks:
             first = outlier_variance_parts(tau, Z[:, k], float(alpha), lbar=lbar)
-            exact = _exact_diagonal(atoms, float(alpha), k, lbar_exact) if exact_diagonal else None
+            if first is not None:  # the same solve as _far_roots' on the latents
+                memo[("latents", k)] = first["lam"]
+            exact = _exact_diagonal(atoms, float(alpha), k, lbar_exact, memo) if exact_diagonal else None
             if first is None or (exact_diagonal and exact is None):
                 continue
             latent = first  # b_k's rounding term compares the latents' q at n/d with theirs at alpha
@@ -1054,7 +1081,7 @@ def outlier_law(model: HierarchicalModel, alphas, d: int, n_draws: int = 20_000,
                 # couplings to the directions without one take weight out of it ("The projection")
                 blk = _sub_block(blk, [j == k or not keep[j] for j in blk["idx"]])
             if far_roots and exact is not None:  # the roots above k on their curves (§4.3, "The roots above k")
-                blk = _far_roots(blk, block, exact, float(alpha), lbar)
+                blk = _far_roots(blk, block, exact, float(alpha), lbar, memo)
             if "far" in blk:
                 mix, out["dropped"][i, k], eg = _far_pencil_overlaps(blk, n, n_draws, rng, quantity != "q_best",
                                                                      slope)
