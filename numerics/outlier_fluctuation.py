@@ -370,7 +370,8 @@ def _block_at(block: dict, n: int) -> dict:
     compute the gap and pair covariances of that block. ``left_out``: the directions trimmed off, as
     (f, fp, pairs): their :math:`\bar f_l`, :math:`\bar f_l'` and n times the covariance of
     :math:`(F_{kl}, F_{kl}')`; each mixes below MIX_MIN, but m - 1 of them add up (:func:`_left_out_shift`).
-    ``left_idx``: those directions (0-based), in the order of ``left_out``. ``own_cov``: n times the
+    ``left_idx``: those directions (0-based), in the order of ``left_out``. ``_G``: the gaps' per-sample
+    influences (samples x b; k's column unused), whose covariance is gap_cov's label part. ``own_cov``: n times the
     covariance of k's own first-order :math:`\delta q_k` with each gap (0 for k itself; docs/theory.md §4.3,
     "k's own fluctuation and the gaps"). ``cross``: (a, b, v) for each pair of the block's other directions
     (positions a < b), v = n Var :math:`F_{ab}` (docs/theory.md §4.3, "The couplings among the others")."""
@@ -409,7 +410,7 @@ def _block_at(block: dict, n: int) -> dict:
     cross = [(i + 1, j + 1, float(lab[i, j] + l0[i] * l0[j] * s[0] / alpha))
              for i in range(b) for j in range(i + 1, b)]
     return {"idx": idx, "f": f, "fp": fp, "gap_cov": gap, "own_cov": own, "pairs": pairs, "cross": cross,
-            "left_out": left_out, "left_idx": out}
+            "left_out": left_out, "left_idx": out, "_G": G}
 
 
 def _left_out_shift(left_out, q: float, n: int, draws: int, rng, fpp_k: float = 0.0, lost=None) -> np.ndarray:
@@ -440,7 +441,7 @@ def _sub_block(blk: dict, sel) -> dict:
     sel = np.asarray(sel, dtype=bool)
     pos = np.flatnonzero(sel)
     new = {int(b): a for a, b in enumerate(pos)}
-    return dict(blk, idx=[blk["idx"][b] for b in pos], f=blk["f"][pos], fp=blk["fp"][pos],
+    return dict(blk, idx=[blk["idx"][b] for b in pos], f=blk["f"][pos], fp=blk["fp"][pos], _G=blk["_G"][:, pos],
                 gap_cov=blk["gap_cov"][np.ix_(pos, pos)], own_cov=blk["own_cov"][pos],
                 pairs=[(0, new[b], cov) for a, b, cov in blk["pairs"] if b in new],
                 cross=[(new[a], new[b], v) for a, b, v in blk.get("cross", []) if a in new and b in new])
@@ -888,14 +889,9 @@ def _far_roots(blk: dict, block: dict, exact: dict, alpha: float, lbar: float, m
             T[2 * r + 1, 3 * r + 1], T[2 * r + 1, 3 * r + 2] = 1 / dz, -1 / dz
         return T
 
-    # the diagonal: every gap at zeta_k* (as gap_cov), then each l above at its own root
-    cols, fps, dirs, pts = [], [], [], []
-    for a in range(1, len(idx)):
-        p = _entry_at(tau, Z, lam_k, alpha, idx[a], cache=cache)
-        cols.append(p["infl"] + blk["fp"][a] * q * infl_k)
-        fps.append(blk["fp"][a])
-        dirs.append(idx[a])
-        pts.append(p)
+    # the diagonal: every gap at zeta_k* (gap_cov's columns; their pairs part depends on the point only), then each
+    # l above at its own root
+    cols, fps, dirs, pts = list(blk["_G"][:, 1:].T), list(blk["fp"][1:]), list(idx[1:]), [kk] * (len(idx) - 1)
     for a in above:  # each root above k: its gap at its own root
         p = _entry_at(tau, Z, lat[a], alpha, idx[a], cache=cache)
         cols.append(p["infl"] + p["fp"] * q * infl_k)

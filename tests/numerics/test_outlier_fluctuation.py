@@ -530,8 +530,10 @@ def test_sub_block_keeps_the_chosen_directions_and_their_couplings():
     cov = np.eye(2)
     blk = {"idx": [4, 1, 7], "f": np.array([0.0, 0.1, -0.2]), "fp": np.array([-1.0, -2.0, -3.0]),
            "gap_cov": np.arange(9.0).reshape(3, 3), "own_cov": np.array([0.0, -1.0, -2.0]),
-           "pairs": [(0, 1, cov), (0, 2, 2 * cov)], "cross": [(1, 2, 3.0)], "left_idx": [0]}
+           "pairs": [(0, 1, cov), (0, 2, 2 * cov)], "cross": [(1, 2, 3.0)], "left_idx": [0],
+           "_G": np.arange(6.0).reshape(2, 3)}
     sub = _sub_block(blk, [True, False, True])
+    assert sub["_G"].tolist() == [[0.0, 2.0], [3.0, 5.0]]  # the gaps' influences: samples x the kept directions
     assert sub["idx"] == [4, 7] and sub["f"].tolist() == [0.0, -0.2] and sub["fp"].tolist() == [-1.0, -3.0]
     assert sub["gap_cov"].tolist() == [[0.0, 2.0], [6.0, 8.0]] and sub["left_idx"] == [0]
     assert sub["own_cov"].tolist() == [0.0, -2.0] and sub["cross"] == []  # direction 1 (position 1) is gone
