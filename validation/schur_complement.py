@@ -39,7 +39,9 @@ def schur_complement(model: HierarchicalModel, d: int, alpha: float, seed: int, 
     r""":math:`F(\zeta)` and :math:`-F'(\zeta)` of one seed's :math:`D_n`, n = round(alpha d), at each point of
     ``zetas`` (the same samples as :func:`validation.simulate.simulate_task` with the grid [alpha] and the same
     ``chunk``). Returns ``F`` and ``slope`` (:math:`-F'`), shape (len(zetas), m, m) in the order of the model's
-    directions; ``bulk`` (the d - m eigenvalues of B, ascending); ``eigenvalues`` (the m + 1 largest of
+    directions; ``bulk`` (the d - m eigenvalues of B, ascending) and ``weights`` ((d - m) x m: the squared
+    projections :math:`\tilde c_{ik}^2` of each :math:`C_k` on B's eigenvectors, the spectral weights whose sums
+    :math:`\sum_i \tilde c_{ik}^2/(b_i - \zeta)^p` are the diagonals); ``eigenvalues`` (the m + 1 largest of
     :math:`D_n`, descending); ``overlaps`` (m x (m + 1)): :math:`(w_k^\top v_j)^2` for their eigenvectors; and
     ``n``. Raises ValueError where a point of ``zetas`` is an eigenvalue of B (F has a pole there)."""
     check_model(model)
@@ -73,5 +75,5 @@ def schur_complement(model: HierarchicalModel, d: int, alpha: float, seed: int, 
     slope = np.eye(m)[None] + np.einsum("ia,zi,ib->zab", UC, R**2, UC)
     vals, vecs = np.linalg.eigh(D)
     top = slice(d - 1, d - m - 2, -1)  # the m + 1 largest, descending
-    return {"F": F, "slope": slope, "bulk": bulk, "eigenvalues": vals[top], "overlaps": (W.T @ vecs[:, top]) ** 2,
-            "n": n}
+    return {"F": F, "slope": slope, "bulk": bulk, "weights": UC**2, "eigenvalues": vals[top],
+            "overlaps": (W.T @ vecs[:, top]) ** 2, "n": n}

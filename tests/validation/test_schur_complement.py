@@ -36,7 +36,14 @@ def test_the_slope_is_the_derivative_of_F_and_the_same_seed_gives_the_same_matri
     r = schur_complement(M3, 100, 6.0, 1, [z - h, z, z + h])
     np.testing.assert_allclose(-(r["F"][2] - r["F"][0]) / (2 * h), r["slope"][1], rtol=1e-6)
     again = schur_complement(M3, 100, 6.0, 1, [z - h, z, z + h])
-    assert all(np.array_equal(r[key], again[key]) for key in ("F", "slope", "bulk", "eigenvalues", "overlaps"))
+    keys = ("F", "slope", "bulk", "weights", "eigenvalues", "overlaps")
+    assert all(np.array_equal(r[key], again[key]) for key in keys)
+    # The weights are C's spectral measure on B. Far above the spectrum, 1/(b - zeta)^2 = zeta^-2 (1 + 2 b/zeta + ...),
+    # so zeta^2 (-F'_kk - 1) is |C_k|^2, the weights' sum, within 3 max|b| / zeta (rounding: 1e-16 / 1e-8 here).
+    zeta = 1e4
+    far = schur_complement(M3, 100, 6.0, 1, [zeta])
+    np.testing.assert_allclose(zeta**2 * (np.diag(far["slope"][0]) - 1), far["weights"].sum(axis=0),
+                               rtol=3 * np.abs(far["bulk"]).max() / zeta)
 
 
 @pytest.mark.parametrize("kwargs, name", [({"d": 3}, "d"), ({"alpha": 0.0}, "alpha"),
