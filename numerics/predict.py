@@ -25,6 +25,7 @@ from theory.parsing import Y
 
 from .label_law import LabelLaw, check_model, label_law
 from .resolvent import ConvergenceError, SpectralFunctions
+from .typical_bulk import _binned, axis_stieltjes
 
 __all__ = ["Prediction", "predict", "bulk_edge", "outliers", "thresholds", "kappa_T", "spectral_functions",
            "bulk_density", "mse_forms"]
@@ -431,51 +432,6 @@ def bulk_density(model: HierarchicalModel, alpha: float, x, eta: float = 1e-9, *
     check_model(model)
     a = float(_alphas(alpha)[0])
     law = label_law(model, **law_options)
-    tau, p = law.tau, law.p
-    if np.ptp(tau) > 0 and tau.size > 4096:
-        edges = np.linspace(tau.min(), tau.max(), 4097)
-        idx = np.clip(np.searchsorted(edges, tau) - 1, 0, 4095)
-        pm = np.bincount(idx, weights=p, minlength=4096)
-        tm = np.bincount(idx, weights=p * tau, minlength=4096)
-        keep = pm > 0
-        tau, p = tm[keep] / pm[keep], pm[keep]
-    xs = np.atleast_1d(np.asarray(x, dtype=float))
-    # all x at once: (n_x, n_tau) kernels
-    # homotopy in eta: at eta = 1 the fixed-point map s -> 1/(-z + E[tau/(1+tau s/a)])
-    # contracts on the upper half-plane; Newton then follows the branch down to eta
-    z = xs + 1j
-    s = np.full(xs.shape, 1j)
-    for _ in range(200):
-        s_new = 1 / (-z + (tau[None, :] / (1 + tau[None, :] * s[:, None] / a)) @ p)
-        change = np.abs(s_new - s).max()
-        s = s_new
-        if change < 1e-6:  # a start for Newton, not the answer
-            break
-    for e in np.geomspace(1.0, eta, 12)[1:]:
-        active = np.arange(xs.size)  # Newton only on the points not yet converged
-        for _ in range(100):
-            sa, za = s[active], xs[active] + 1j * e
-            den = 1 + tau[None, :] * sa[:, None] / a
-            K = tau[None, :] / den
-            f = 1 / sa + za - K @ p
-            df = -1 / sa**2 + (K**2 / a) @ p
-            # at a bulk edge df -> 0 and rounding in f dominates the step: a residual at
-            # rounding level of the three terms also counts as converged
-            small = np.abs(f) <= 1e-14 * (np.abs(1 / sa) + np.abs(za) + np.abs(K) @ np.abs(p))
-            step = np.where(small, 0.0, f / df)
-            s_new = sa - step
-            for _ in range(200):  # damp to stay on the physical branch (Im s > 0)
-                bad = s_new.imag <= 0
-                if not np.any(bad):
-                    break
-                step = np.where(bad, step / 2, step)
-                s_new = sa - step
-            s[active] = s_new
-            conv = small | (np.abs(step) < 1e-13 * np.maximum(1.0, np.abs(s_new)))
-            active = active[~conv]
-            if active.size == 0:
-                break
-        if active.size:
-            raise ConvergenceError(f"bulk density at alpha = {a:g}, x = {xs[active[0]]:g}: Newton did not converge; "
-                                   "use a larger eta")
+    tau, p, _ = _binned(law.tau, law.p)
+    s = axis_stieltjes(tau, p, a, np.atleast_1d(np.asarray(x, dtype=float)), eta)
     return np.maximum(s.imag, 0.0) / np.pi
