@@ -749,6 +749,49 @@ class _RootSlope:
         return self._anti(self.zeta_star + t) - self._anti(self.zeta_star) - self._spline(self.zeta_star) * t
 
 
+class _TypicalSlope:
+    r"""k's slope departure (a :class:`_RootSlope`) with its part below :math:`\zeta_k^*` taken from the typical
+    finite-d bulk (docs/theory.md §4.3, "The same from the theory alone"): for t < 0,
+    :math:`s_{typ}(\zeta_k^* + t) - s_{typ}(\zeta_k^*)` with :math:`s_{typ}(\zeta) = 1 + \sum_j \omega_{kj}/(x_j - \zeta)^2`
+    over the classical locations ``locations`` and k's cell weights ``weights``
+    (:func:`numerics.typical_bulk.typical_bulk`). At or below the top location the slope is :data:`BIG`, so a
+    root there holds none of :math:`w_k`, as a root below the d = infinity edge does with the d = infinity curve.
+    Above :math:`\zeta_k^*` the d = infinity curve is kept (the two agree within 1.5 % there on the m = 3 model
+    at alpha = 7), and so are its integral and curvature."""
+
+    BIG = 1e12
+
+    def __init__(self, slope: _RootSlope, locations, weights):
+        self.slope, self.x, self.w = slope, np.asarray(locations, dtype=float), np.asarray(weights, dtype=float)
+        self.zeta_star = slope.zeta_star
+        self._at_root = float(self._typical(np.array([slope.zeta_star]))[0])
+
+    def _typical(self, zeta) -> np.ndarray:  # s_typ at the points zeta, in blocks of 4096
+        out = np.empty(zeta.size)
+        for a in range(0, zeta.size, 4096):
+            out[a: a + 4096] = 1 + (1 / (self.x[None, :] - zeta[a: a + 4096, None]) ** 2) @ self.w
+        return out
+
+    def __call__(self, t) -> np.ndarray:
+        t = np.asarray(t, dtype=float)
+        out = np.atleast_1d(np.array(self.slope(t), dtype=float))
+        flat, below = t.reshape(-1), t.reshape(-1) < 0
+        if below.any():
+            z = self.zeta_star + flat[below]
+            inside = z > self.x[0]
+            val = np.full(z.size, self.BIG)
+            val[inside] = self._typical(z[inside]) - self._at_root
+            out = out.reshape(-1).copy()
+            out[below] = val
+        return out.reshape(t.shape)
+
+    def integral(self, t) -> np.ndarray:
+        return self.slope.integral(t)
+
+    def curvature(self) -> float:
+        return self.slope.curvature()
+
+
 def _memo_root(memo: dict | None, key, *args):
     """:func:`numerics.resolvent.outlier_of_atoms` of ``args``, kept in ``memo`` (a dict, or None: not kept) under
     ``key``: at one alpha, each direction's root on the atoms and on the latents serves every block."""
@@ -952,7 +995,7 @@ def outlier_law(model: HierarchicalModel, alphas, d: int, n_draws: int = 20_000,
                 n_samples: int = 2**21, seed: int = 0, directions=None, eps_max: float = np.inf,
                 rho_max: float = np.inf, bias: bool = True, exact_diagonal: bool = True,
                 curvature: bool = True, gap_correlation: bool = True, cross_couplings: bool = True,
-                far_roots: bool = True) -> dict:
+                far_roots: bool = True, typical_slope: bool = False) -> dict:
     r"""The finite-d law of each outlier overlap (docs/theory.md §4.3): per alpha and direction k, ``n_draws``
     draws of one seed's :math:`q_{k,d}`, as :math:`q_k + b_k + \sigma_k G/\sqrt d` (the O(1/d) bias of the
     diagonal, :mod:`numerics.outlier_bias`, §4.4, and the first-order CLT, §4.2) plus the mixing with the
@@ -984,6 +1027,9 @@ def outlier_law(model: HierarchicalModel, alphas, d: int, n_draws: int = 20_000,
     tangents at :math:`\zeta_k^*`, with their gaps and couplings to k drawn at their own roots as well
     (docs/theory.md §4.3, "The roots above k"); where k has none, or for "proj" (which keeps those directions'
     share), nothing changes. ``False`` gives the law as it was before.
+    ``typical_slope`` (with ``curvature``) takes k's slope below :math:`\zeta_k^*` from the typical finite-d bulk
+    at this d instead of the d = infinity curve, which diverges at the d = infinity edge (:class:`_TypicalSlope`;
+    docs/theory.md §4.3, "The same from the theory alone"). Off by default: measured at a few points only.
 
     Returns arrays of shape (len(alphas), m): ``q``, ``sigma``, ``bias`` (:math:`b_k`, NaN where the draws
     are not computed or ``bias=False``), ``eps`` (:math:`\sigma_k/(\sqrt d q_k)`, the
@@ -1018,7 +1064,7 @@ def outlier_law(model: HierarchicalModel, alphas, d: int, n_draws: int = 20_000,
         raise ValueError(f"directions: must be in 1..m = {model.m}, got {directions!r}")
     for name, v in (("bias", bias), ("exact_diagonal", exact_diagonal), ("curvature", curvature),
                     ("gap_correlation", gap_correlation), ("cross_couplings", cross_couplings),
-                    ("far_roots", far_roots)):
+                    ("far_roots", far_roots), ("typical_slope", typical_slope)):
         if not isinstance(v, (bool, np.bool_)):
             raise ValueError(f"{name}: expected True or False, got {v!r}")
     for name, v in (("eps_max", eps_max), ("rho_max", rho_max)):
@@ -1039,7 +1085,7 @@ def outlier_law(model: HierarchicalModel, alphas, d: int, n_draws: int = 20_000,
             from .edge_overlap import _tau_sup  # the label law's ess sup T
 
             lbar_exact = edge_of_atoms(atoms.tau, atoms.p, float(alpha), _tau_sup(atoms))[0]
-        memo = {}  # this alpha's roots, on the atoms and on the latents, shared by every k
+        memo, typical = {}, None  # this alpha's roots, on the atoms and on the latents, shared by every k
         if quantity == "proj":  # the directions whose outliers the projection keeps: those with one at d = infinity
             keep = np.array([_memo_root(memo, ("atoms", j), atoms.tau, atoms.p, r_l, float(alpha), lbar_exact)
                              is not None for j, r_l in enumerate(atoms.r)])
@@ -1073,6 +1119,11 @@ def outlier_law(model: HierarchicalModel, alphas, d: int, n_draws: int = 20_000,
                          if exact is not None else
                          _RootSlope(tau, np.full(tau.size, 1.0 / tau.size), Z[:, k] ** 2 / tau.size, float(alpha),
                                     first["lam"], lbar))
+                if typical_slope:  # the typical bulk at this alpha and d, once for every k
+                    from .typical_bulk import typical_bulk
+
+                    typical = typical_bulk(model, float(alpha), d) if typical is None else typical
+                    slope = _TypicalSlope(slope, typical["locations"], typical["weights"][k])
             if quantity == "proj":  # weight moved to another outlier stays in the projection: only the
                 # couplings to the directions without one take weight out of it ("The projection")
                 blk = _sub_block(blk, [j == k or not keep[j] for j in blk["idx"]])
