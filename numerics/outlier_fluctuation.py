@@ -754,10 +754,10 @@ class _TypicalSlope:
     finite-d bulk (docs/theory.md §4.3, "The same from the theory alone"): for t < 0,
     :math:`s_{typ}(\zeta_k^* + t) - s_{typ}(\zeta_k^*)`, with
     :math:`s_{typ}(\zeta) = 1 + \sum_j \omega_{kj}/(x_j - \zeta)^2` over the classical locations ``locations``
-    and k's cell weights ``weights`` (:func:`numerics.typical_bulk.typical_bulk`). At or below the top location the slope is :data:`BIG`, so a
-    root there holds none of :math:`w_k`, as a root below the d = infinity edge does with the d = infinity curve.
-    Above :math:`\zeta_k^*` the d = infinity curve is kept (the two agree within 1.5 % there on the m = 3 model
-    at alpha = 7), and so are its integral and curvature."""
+    and k's cell weights ``weights`` (:func:`numerics.typical_bulk.typical_bulk`). At or below the top location
+    the slope is :data:`BIG`, so a root there holds none of :math:`w_k`, as a root below the d = infinity edge
+    does with the d = infinity curve. Above :math:`\zeta_k^*` the d = infinity curve is kept (the two agree
+    within 1.5 % there on the m = 3 model at alpha = 7), and so are its integral and curvature."""
 
     BIG = 1e12
 
