@@ -12,7 +12,7 @@ of the Schur complement's diagonal. Eigenvalue rigidity puts B's j-th largest ei
 
 >>> from theory import HierarchicalModel
 >>> model = HierarchicalModel(m=2, gamma=1, link="He2", preprocessing="clip(y, -1, 3)")
->>> r = typical_bulk(model, 6.0, d=200, points=100)
+>>> r = typical_bulk(model, 6.0, d=200)
 >>> r["locations"].shape, r["weights"].shape          # d - m classical locations, m x (d - m) weights
 ((198,), (2, 198))
 >>> bool(np.all(np.diff(r["locations"]) < 0)), bool(np.all(r["weights"] >= 0))   # from the top down
