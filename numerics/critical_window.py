@@ -51,7 +51,7 @@ from __future__ import annotations
 import numpy as np
 
 from theory import HierarchicalModel
-from theory.model import finite_array, integer
+from theory.model import finite_array, integer, sample_ratio, sample_ratios
 
 from .edge_overlap import _direction_sums, _tau_sup, edge_regime, tw_scale
 from .label_law import check_model, label_law
@@ -238,9 +238,7 @@ def window_map(model: HierarchicalModel, alphas, d: int, **law_options) -> tuple
     (True, True)
     """
     check_model(model)
-    a = np.atleast_1d(finite_array(alphas, "alphas"))
-    if a.ndim != 1 or a.size == 0 or np.any(a <= 0):
-        raise ValueError(f"alphas: expected sample ratios > 0, got {alphas!r}")
+    a = sample_ratios(alphas)
     d = integer(d, "d", 2)
     law = label_law(model, **law_options)
     tau, p, R = law.tau, law.p, np.asarray(law.r)
@@ -316,9 +314,7 @@ def branch_window_map(model: HierarchicalModel, alpha: float, d: int, **law_opti
     [-3.9, 0.4]
     """
     check_model(model)
-    a = finite_array(alpha, "alpha")
-    if a.ndim != 0 or not a > 0:
-        raise ValueError(f"alpha: expected one sample ratio > 0, got {alpha!r}")
+    a = sample_ratio(alpha)
     a, d = float(a), integer(d, "d", 2)
     law = label_law(model, **law_options)
     m = np.asarray(law.r).shape[0]

@@ -40,7 +40,7 @@ from __future__ import annotations
 import numpy as np
 
 from theory import HierarchicalModel
-from theory.model import finite_array, integer
+from theory.model import integer, sample_ratio, sample_ratios
 
 from .label_law import check_model, label_law
 from .resolvent import edge_of_atoms, outlier_of_atoms, resolvent_sums
@@ -78,9 +78,7 @@ def edge_tw_scale(model: HierarchicalModel, alphas, **law_options) -> np.ndarray
     0.8585
     """
     check_model(model)
-    a = np.atleast_1d(finite_array(alphas, "alphas"))
-    if a.ndim != 1 or a.size == 0 or np.any(a <= 0):
-        raise ValueError(f"alphas: expected sample ratios > 0, got {alphas!r}")
+    a = sample_ratios(alphas)
     law = label_law(model, **law_options)
     out = np.full(a.size, np.nan)
     for i in np.nonzero(edge_regime(model, a, **law_options))[0]:
@@ -153,9 +151,7 @@ def edge_regime(model: HierarchicalModel, alphas, **law_options) -> np.ndarray:
     above sup T), False in the boundary regime :math:`\bar\lambda = \sup T`, where the edge is not
     square-root and :func:`edge_overlap` does not apply."""
     check_model(model)
-    a = np.atleast_1d(finite_array(alphas, "alphas"))
-    if a.ndim != 1 or a.size == 0 or np.any(a <= 0):
-        raise ValueError(f"alphas: expected sample ratios > 0, got {alphas!r}")
+    a = sample_ratios(alphas)
     law = label_law(model, **law_options)
     tau, p = law.tau, law.p
     tsup = _tau_sup(law)
@@ -208,9 +204,7 @@ def edge_overlap(model: HierarchicalModel, alphas, d: int | None = None, j=1, **
     (True, True)
     """
     check_model(model)
-    a = np.atleast_1d(finite_array(alphas, "alphas"))
-    if a.ndim != 1 or a.size == 0 or np.any(a <= 0):
-        raise ValueError(f"alphas: expected sample ratios > 0, got {alphas!r}")
+    a = sample_ratios(alphas)
     if d is not None:
         d = integer(d, "d", 2)
     several = np.ndim(j) > 0
@@ -291,9 +285,7 @@ def outlier_share(model: HierarchicalModel, alpha: float, **law_options) -> np.n
     (True, True)
     """
     check_model(model)
-    alpha = float(finite_array(alpha, "alpha"))
-    if not alpha > 0:
-        raise ValueError(f"alpha: expected a sample ratio > 0, got {alpha!r}")
+    alpha = sample_ratio(alpha)
     law = label_law(model, **law_options)
     if law.pairs:
         raise ValueError("model: its directions couple (non-even links), so an outlier belongs to an eigen-branch "
@@ -337,9 +329,7 @@ def boundary_share(model: HierarchicalModel, alphas, d: int, **law_options) -> n
     (True, True, True)
     """
     check_model(model)
-    a = np.atleast_1d(finite_array(alphas, "alphas"))
-    if a.ndim != 1 or a.size == 0 or np.any(a <= 0):
-        raise ValueError(f"alphas: expected sample ratios > 0, got {alphas!r}")
+    a = sample_ratios(alphas)
     d = integer(d, "d", 2)
     square_root = edge_regime(model, a, **law_options)
     if np.any(square_root):

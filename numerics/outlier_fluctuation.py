@@ -46,7 +46,7 @@ import numpy as np
 from scipy.interpolate import CubicHermiteSpline
 
 from theory import HierarchicalModel
-from theory.model import finite_array, integer
+from theory.model import integer, sample_ratios
 
 from .label_law import check_model, draw_latents
 from .resolvent import edge_of_atoms, outlier_of_atoms, resolvent_sums
@@ -155,9 +155,7 @@ def _checked_latents(model, alphas, n_samples, seed):
     """The checked alphas and ``n_samples`` seeded draws (tau, z) of the model's latents, with every
     argument refused by name when it is out of range."""
     check_model(model)
-    a = np.atleast_1d(finite_array(alphas, "alphas"))
-    if a.ndim != 1 or a.size == 0 or np.any(a <= 0):
-        raise ValueError(f"alphas: expected sample ratios > 0, got {alphas!r}")
+    a = sample_ratios(alphas)
     _, tau, z = draw_latents(model, integer(n_samples, "n_samples", 10_000), integer(seed, "seed", 0))
     if not np.all(np.isfinite(tau)):
         raise ValueError("preprocessing: T(y) is not finite on a drawn label (division by zero?)")

@@ -20,7 +20,7 @@ import pandas as pd
 import sympy as sp
 
 from theory import HierarchicalModel
-from theory.model import finite_array, require
+from theory.model import finite_array, require, sample_ratios
 from theory.parsing import Y
 
 from .label_law import LabelLaw, check_model, label_law
@@ -47,12 +47,7 @@ def spectral_functions(law: LabelLaw) -> SpectralFunctions:
 
 def _alphas(alphas):
     """The validated alpha grid (1-d, finite, > 0) of every d = infinity solver."""
-    a = np.atleast_1d(np.asarray(alphas, dtype=float))
-    if a.ndim != 1 or a.size == 0:
-        raise ValueError("alphas: expected a non-empty 1-d sequence of sample ratios")
-    if not np.all(np.isfinite(a)) or np.any(a <= 0):
-        raise ValueError(f"alphas: every sample ratio must be a finite number > 0, got {a[~(np.isfinite(a) & (a > 0))][:3]}")
-    return a
+    return sample_ratios(alphas)
 
 
 @dataclass(frozen=True, eq=False)

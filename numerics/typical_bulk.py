@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from theory import HierarchicalModel
-from theory.model import finite_array, integer
+from theory.model import finite_array, integer, sample_ratio
 
 from .label_law import check_model, label_law
 from .resolvent import ConvergenceError, edge_of_atoms, resolvent_sums
@@ -106,9 +106,7 @@ def spectral_densities(model: HierarchicalModel, alpha: float, x, eta: float = 1
     (True, True)
     """
     check_model(model)
-    a = finite_array(alpha, "alpha")
-    if a.ndim or not a > 0:
-        raise ValueError(f"alpha: expected one sample ratio > 0, got {alpha!r}")
+    a = sample_ratio(alpha)
     xs = np.atleast_1d(finite_array(x, "x"))
     law = label_law(model, **law_options)
     tau, p, r = _binned(law.tau, law.p, np.asarray(law.r))
@@ -131,9 +129,7 @@ def typical_bulk(model: HierarchicalModel, alpha: float, d: int, points: int = 3
     check_model(model)
     d = integer(d, "d", model.m + 2)
     points = integer(points, "points", 10)
-    a = finite_array(alpha, "alpha")
-    if a.ndim or not a > 0:
-        raise ValueError(f"alpha: expected one sample ratio > 0, got {alpha!r}")
+    a = sample_ratio(alpha)
     from .edge_overlap import _tau_sup
 
     law = label_law(model, **law_options)

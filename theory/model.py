@@ -30,6 +30,12 @@ DEFAULT_LINK = "He2/2 + He4/48"
 DEFAULT_PREPROCESSING = "y/(1+|y|)"
 
 
+def _shown(value, limit: int) -> str:
+    """``repr(value)`` cut to ``limit`` characters (an error message quotes the user's value, not a page of it)."""
+    shown = repr(value)
+    return shown if len(shown) <= limit else shown[:limit - 3] + "..."
+
+
 def require(value, cls, name: str = "model"):
     """``value`` if it is a ``cls`` (a class or a tuple of classes), else a TypeError that names
     the parameter: every public function that takes a model checks it here first, so a wrong
@@ -42,9 +48,7 @@ def require(value, cls, name: str = "model"):
     """
     if not isinstance(value, cls):
         names = " or ".join(c.__name__ for c in (cls if isinstance(cls, tuple) else (cls,)))
-        shown = repr(value)
-        shown = shown if len(shown) <= 40 else shown[:37] + "..."
-        raise TypeError(f"{name}: expected a {names}, got {type(value).__name__} ({shown})")
+        raise TypeError(f"{name}: expected a {names}, got {type(value).__name__} ({_shown(value, 40)})")
     return value
 
 
@@ -82,10 +86,42 @@ def finite_array(value, name: str):
     except (TypeError, ValueError):
         arr = None
     if arr is None or not np.all(np.isfinite(arr)):
-        shown = repr(value)
-        shown = shown if len(shown) <= 60 else shown[:57] + "..."
-        raise ValueError(f"{name}: expected finite numbers, got {shown}")
+        raise ValueError(f"{name}: expected finite numbers, got {_shown(value, 60)}")
     return arr
+
+
+def sample_ratio(value, name: str = "alpha") -> float:
+    """``value`` as one finite sample ratio > 0 (a float), else a ValueError that names the parameter;
+    the one check of every single-ratio entry point.
+
+    >>> sample_ratio(4)
+    4.0
+    >>> sample_ratio([1.0, 2.0])
+    Traceback (most recent call last):
+    ...
+    ValueError: alpha: expected one sample ratio > 0, got [1.0, 2.0]
+    """
+    a = finite_array(value, name)
+    if a.ndim or not a > 0:
+        raise ValueError(f"{name}: expected one sample ratio > 0, got {_shown(value, 60)}")
+    return float(a)
+
+
+def sample_ratios(value, name: str = "alphas") -> np.ndarray:
+    """``value`` as a non-empty 1-d float array of finite sample ratios > 0 (a scalar becomes one
+    entry), else a ValueError that names the parameter; the one check of every alpha grid.
+
+    >>> sample_ratios(2.5)
+    array([2.5])
+    >>> sample_ratios([1, 0])
+    Traceback (most recent call last):
+    ...
+    ValueError: alphas: expected sample ratios > 0, got [1, 0]
+    """
+    a = np.atleast_1d(finite_array(value, name))
+    if a.ndim != 1 or a.size == 0 or np.any(a <= 0):
+        raise ValueError(f"{name}: expected sample ratios > 0, got {_shown(value, 60)}")
+    return a
 
 
 def as_exact(value, name: str, allow_symbol: bool = True):

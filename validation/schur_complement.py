@@ -28,7 +28,7 @@ from scipy.linalg import null_space
 
 from numerics.label_law import check_model, preprocessing_function
 from theory import HierarchicalModel
-from theory.model import finite_array, integer
+from theory.model import finite_array, integer, sample_ratio
 
 from .simulate import SampleStream, _Accumulator
 
@@ -48,9 +48,7 @@ def schur_complement(model: HierarchicalModel, d: int, alpha: float, seed: int, 
     d = integer(d, "d", model.m + 1)
     seed = integer(seed, "seed", 0)
     chunk = integer(chunk, "chunk", 1)
-    a = finite_array(alpha, "alpha")
-    if a.ndim or not a > 0:
-        raise ValueError(f"alpha: expected one sample ratio > 0, got {alpha!r}")
+    a = sample_ratio(alpha)
     n = int(round(float(a) * d))
     if n < 1:
         raise ValueError(f"alpha: alpha * d must round to at least one sample, got alpha = {alpha!r} at d = {d}")

@@ -30,7 +30,7 @@ from numerics.label_law import check_model, link_function, preprocessing_functio
 from numerics.predict import mse_forms
 from numerics.resolvent import edge_of_atoms
 from theory import HierarchicalModel
-from theory.model import finite_array
+from theory.model import finite_array, sample_ratio
 
 from .experiment import add_provenance, model_hash
 
@@ -188,8 +188,7 @@ def empirical_bulk_edge(tau: np.ndarray, alpha: float, d: int, margin_sd: float 
     tau = finite_array(tau, "tau")
     if tau.ndim != 1 or tau.size < 2:
         raise ValueError(f"tau: expected at least two labels T(y_i), got shape {tau.shape}")
-    if finite_array(alpha, "alpha").ndim or not alpha > 0:
-        raise ValueError(f"alpha: expected one sample ratio > 0, got {alpha!r}")
+    alpha = sample_ratio(alpha)
     if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1:
         raise ValueError(f"d: expected an integer >= 1, got {d!r}")
     lam, edge, psi2 = edge_of_atoms(tau, np.full(tau.size, 1.0 / tau.size), alpha)

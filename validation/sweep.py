@@ -63,6 +63,7 @@ import numpy as np
 import pandas as pd
 
 from theory import HierarchicalModel, __version__
+from theory.model import sample_ratios
 
 from .experiment import add_provenance, model_from_description
 from .grids import parse_grid
@@ -132,10 +133,7 @@ class SweepSpec:
 def _alphas(value):
     if isinstance(value, str):
         return tuple(sorted(float(a) for a in parse_grid(value, "grid.alphas")))
-    vals = np.atleast_1d(np.asarray(value, dtype=float))
-    if vals.size == 0 or not np.all(np.isfinite(vals) & (vals > 0)):
-        raise ValueError(f"grid.alphas: expected sample ratios > 0, got {value!r}")
-    return tuple(sorted(float(a) for a in vals))
+    return tuple(sorted(float(a) for a in sample_ratios(value, "grid.alphas")))
 
 
 def _ints(value, name, lo):
