@@ -370,8 +370,10 @@ def _block_at(block: dict, n: int) -> dict:
     :math:`(F_{kl}, F_{kl}')`; each mixes below MIX_MIN, but m - 1 of them add up (:func:`_left_out_shift`).
     ``left_idx``: those directions (0-based), in the order of ``left_out``. ``_G``: the gaps' per-sample
     influences (samples x b; k's column unused), whose covariance is gap_cov's label part. ``own_cov``: n times the
-    covariance of k's own first-order :math:`\delta q_k` with each gap (0 for k itself; docs/theory.md §4.3,
-    "k's own fluctuation and the gaps"). ``cross``: (a, b, v) for each pair of the block's other directions
+    covariance of k's own first-order :math:`\delta q_k` with each gap (0 for k itself; docs/theory.md §4.3, "k's
+    own fluctuation and the gaps"). ``root_cov``: n times that of k's own entry :math:`\delta f_k` with each gap,
+    and n Var :math:`\delta f_k` in k's place; ``own_root``: n Cov(:math:`\delta q_k`, :math:`\delta f_k`) (§4.3,
+    "The repulsion seen from the moving root"). ``cross``: (a, b, v) for each pair of the block's other directions
     (positions a < b), v = n Var :math:`F_{ab}` (docs/theory.md §4.3, "The couplings among the others")."""
     k, q, alpha = block["k"], block["q"], block["alpha"]
     K, lamK, lamK_z, Z, Z2, infl, c2, s = block["_parts"]
@@ -386,6 +388,12 @@ def _block_at(block: dict, n: int) -> dict:
     u, u_pairs = block["_own"]
     own = (u - u.mean()) @ G / u.size + fp * q * u_pairs
     own[0] = 0.0
+    # n Cov(delta f_k, delta g_l), and n Var(delta f_k) first: k's own root moves by u = q_k delta f_k (docs/theory.md
+    # §4.3, "The repulsion seen from the moving root"); pairs part through k's entry, as in the gaps
+    fk = infl[:, k]
+    root = (fk - fk.mean()) @ G / fk.size + fp * q * 2 * s[0] / alpha * c2[k] ** 2
+    root[0] = np.var(fk) + 2 * s[0] / alpha * c2[k] ** 2
+    own_root = float((u - u.mean()) @ fk / u.size + u_pairs)  # n Cov(delta q_k, delta f_k)
     # The pairs (k, l). Every moment below is E[v z_l^2] for a weight v, so one product with Z2 gives them for
     # all l of the block.
     ck, ckz = lamK * Z[:, k], lamK_z * Z[:, k]
@@ -407,8 +415,8 @@ def _block_at(block: dict, n: int) -> dict:
     lab = (rest * V[0][:, None]).T @ rest / K.size
     cross = [(i + 1, j + 1, float(lab[i, j] + l0[i] * l0[j] * s[0] / alpha))
              for i in range(b) for j in range(i + 1, b)]
-    return {"idx": idx, "f": f, "fp": fp, "gap_cov": gap, "own_cov": own, "pairs": pairs, "cross": cross,
-            "left_out": left_out, "left_idx": out, "_G": G}
+    return {"idx": idx, "f": f, "fp": fp, "gap_cov": gap, "own_cov": own, "root_cov": root, "own_root": own_root,
+            "pairs": pairs, "cross": cross, "left_out": left_out, "left_idx": out, "_G": G}
 
 
 def _left_out_shift(left_out, q: float, n: int, draws: int, rng, fpp_k: float = 0.0, lost=None) -> np.ndarray:
@@ -440,12 +448,12 @@ def _sub_block(blk: dict, sel) -> dict:
     pos = np.flatnonzero(sel)
     new = {int(b): a for a, b in enumerate(pos)}
     return dict(blk, idx=[blk["idx"][b] for b in pos], f=blk["f"][pos], fp=blk["fp"][pos], _G=blk["_G"][:, pos],
-                gap_cov=blk["gap_cov"][np.ix_(pos, pos)], own_cov=blk["own_cov"][pos],
+                gap_cov=blk["gap_cov"][np.ix_(pos, pos)], own_cov=blk["own_cov"][pos], root_cov=blk["root_cov"][pos],
                 pairs=[(0, new[b], cov) for a, b, cov in blk["pairs"] if b in new],
                 cross=[(new[a], new[b], v) for a, b, v in blk.get("cross", []) if a in new and b in new])
 
 
-def _pencil_overlaps(blk: dict, n: int, draws: int, rng, rank: bool, slope=None, gaps: bool = False):
+def _pencil_overlaps(blk: dict, n: int, draws: int, rng, rank: bool, slope=None, gaps: bool = False, moving=None):
     r"""Draws of the overlap of :math:`w_k` with its outlier eigenvector (``rank``: the eigenvector at
     k's rank within the block; else the best one), from the linear pencil
     :math:`F(\zeta_k + t) \approx F_0 + tF_1` of the block: :math:`F_0 = \mathrm{diag}(\bar f_l + \delta g_l) + E`,
@@ -456,7 +464,10 @@ def _pencil_overlaps(blk: dict, n: int, draws: int, rng, rank: bool, slope=None,
     expansion (docs/theory.md §4.3, "The slope at the root").
     Returns the overlaps and the fraction of draws dropped: where :math:`-F_1` was not positive definite,
     or a root's slope was not positive. ``gaps``: also return each kept draw's gaps
-    :math:`\sqrt n\,\delta g_l` (draws x (b - 1)), for k's own fluctuation to be drawn jointly with them."""
+    :math:`\sqrt n\,\delta g_l` (draws x (b - 1)), for k's own fluctuation to be drawn jointly with them.
+    ``moving`` (with ``slope``): (q_k, standard normal draws), to add :func:`_moving_root_gain` at each root, k's
+    own root shift drawn jointly with the gaps (``root_cov``; docs/theory.md §4.3, "The repulsion seen from the
+    moving root"), weighted by the squared share :math:`(\text{overlap}/q_k)^2` of k at that root."""
     b = len(blk["idx"])
     eg = np.zeros((draws, b - 1))
     if b > 1:
@@ -479,13 +490,42 @@ def _pencil_overlaps(blk: dict, n: int, draws: int, rng, rank: bool, slope=None,
     if slope is not None:  # c^T(-F'(root))c = 1 + c_k^2 (s_k(zeta* + t) - s_k(zeta*)), per root
         den = 1 + ov * slope(t)
         good = np.all(den > 0, axis=1)
-        ov = ov[good] / den[good]
+        ov, t = ov[good] / den[good], t[good]
         ok[np.flatnonzero(ok)[~good]] = False
         if not ok.any():
             return (np.empty(0), 1.0) + ((eg[:0],) if gaps else ())
+        if moving is not None:
+            ov = _with_moving_root(ov, t, blk, eg, slope, moving, n, ok)
     pos = _unperturbed_roots(blk)[1]
     res = (ov[:, b - 1 - pos] if rank else ov.max(axis=1), 1 - ok.mean())
     return res + ((eg[ok],) if gaps else ())
+
+
+def _with_moving_root(ov, t, blk: dict, eg, slope, moving, n: int, ok) -> np.ndarray:
+    r"""The overlaps ``ov`` at the roots ``t`` (kept draws ``ok`` x b) with k's own first-order fluctuation
+    :math:`\delta q_k` and :func:`_moving_root_gain` added at each root, both weighted by k's squared share there,
+    :math:`(\text{ov}/q_k)^2` (docs/theory.md §4.3, "The repulsion seen from the moving root"). :math:`\delta q_k`
+    and k's root shift :math:`u = q_k\,\delta f_k` are drawn jointly with the gaps ``eg`` (all draws) by
+    :func:`_joint_own_root`; ``moving``: (q_k, the sd of :math:`\delta q_k`, standard normal draws x 2)."""
+    q, sd, g = moving
+    own, u = _joint_own_root(blk, eg, q, sd, n, g)
+    return ov + (ov / q) ** 2 * (own[ok, None] + _moving_root_gain(slope, q, t, u[ok]))
+
+
+def _joint_own_root(blk: dict, eg, q: float, sd: float, n: int, g):
+    r"""Draws of k's own first-order :math:`\delta q_k` (sd ``sd``) and its root shift :math:`u = q_k\,\delta f_k`,
+    jointly Gaussian with the gaps ``eg`` (:math:`\sqrt n\,\delta g_l`, covariance ``gap_cov``): their regression
+    on the gaps (``own_cov``, ``root_cov``) plus a rest with the remaining 2 x 2 covariance (``own_root``), drawn
+    from ``g`` (draws x 2 standard normal). As :func:`_own_fluctuation` for :math:`\delta q_k` alone."""
+    S = np.array([[sd**2 * n, blk["own_root"]], [blk["own_root"], blk["root_cov"][0]]])  # n times
+    mean = np.zeros((eg.shape[0], 2))
+    if eg.shape[1]:
+        cov, C = blk["gap_cov"][1:, 1:], np.column_stack([blk["own_cov"][1:], blk["root_cov"][1:]])
+        beta = np.linalg.lstsq(cov, C, rcond=None)[0]
+        mean, S = eg @ beta, S - beta.T @ cov @ beta
+    w, V = np.linalg.eigh(S)
+    draws = (mean + g @ (V * np.sqrt(np.maximum(w, 0.0))).T) / np.sqrt(n)
+    return draws[:, 0], q * draws[:, 1]
 
 
 def _unperturbed_roots(blk: dict):
@@ -535,7 +575,8 @@ def _hermite(t, T: float, v0, d0, v1, d1):
     return val, np.where(t < 0, d0, np.where(t > T, d1, der))
 
 
-def _far_pencil_overlaps(blk: dict, n: int, draws: int, rng, rank: bool, slope=None, roots: bool = False):
+def _far_pencil_overlaps(blk: dict, n: int, draws: int, rng, rank: bool, slope=None, roots: bool = False,
+                         moving=None):
     r""":func:`_pencil_overlaps` (with ``gaps=True``) for a block with roots above k's (``far`` of
     :func:`_far_roots`; docs/theory.md §4.3, "The roots above k"). Each such direction's diagonal is its
     d = infinity curve :math:`\bar f_l(\zeta_k^* + t)` (for t >= 0; the tangent below), and k's is curved the same
@@ -548,7 +589,8 @@ def _far_pencil_overlaps(blk: dict, n: int, draws: int, rng, rank: bool, slope=N
     :math:`c_k^2/(c^\top(-F'(t))c)` at each root, k's slope below :math:`\zeta_k^*` taken as the linear
     pencil's normalisation takes it. A draw is dropped where a root does not converge or its slope is not
     negative. ``roots``: also return each kept draw's roots
-    (draws x b, t from the bottom)."""
+    (draws x b, t from the bottom). ``moving``: as in :func:`_pencil_overlaps`, k's own root shift drawn
+    jointly with all of the diagonal's draws (``far["root_cov"]``)."""
     b, far = len(blk["idx"]), blk["far"]
     pos, t0, curves = far["pos"], far["t0"], far["curves"]
     f, fp = blk["f"], blk["fp"]
@@ -663,6 +705,8 @@ def _far_pencil_overlaps(blk: dict, n: int, draws: int, rng, rank: bool, slope=N
     if not ok.any():
         return (np.empty(0), 1.0, eg[:0]) + ((found[:0],) if roots else ())
     ov = ov[ok]
+    if moving is not None and slope is not None:  # roots not computed (q_rank) have ov = 0: nothing added
+        ov = _with_moving_root(ov, found[ok], blk, eg, slope, moving, n, ok)
     res = (ov[:, b - 1 - above_k] if rank else ov.max(axis=1)), 1 - ok.mean(), eg[ok]
     return res + ((found[ok],) if roots else ())
 
@@ -989,11 +1033,30 @@ def _own_fluctuation(blk: dict, eg, sd: float, n: int, g, correlated: bool = Tru
     return eg @ beta / np.sqrt(n) + np.sqrt(max(sd**2 - explained, 0.0)) * g
 
 
+def _moving_root_gain(slope, q: float, t, u) -> np.ndarray:
+    r"""The repulsion's gain seen from k's moving root (docs/theory.md §4.3, "The repulsion seen from the moving
+    root"): :math:`[\varphi(u + t) - \varphi(u)] - [\varphi(t) - \varphi(0)]`, per draw (rows) and root (columns
+    of ``t``), with :math:`\varphi(x) = 1/(1/q_k + s_k(\zeta_k^* + x) - s_k(\zeta_k^*))` k's overlap at a root x
+    from its d = infinity root (``slope``: :class:`_RootSlope` or :class:`_TypicalSlope`) and ``u`` k's own root
+    shift :math:`q_k\,\delta f_k` per draw. :math:`\varphi > 0` everywhere (:math:`1/q_k = s_k(\zeta_k^*)`), so the
+    gain is bounded where u takes the root near the edge.
+
+    >>> class Flat:  # a slope that does not change: no gain
+    ...     def __call__(self, x):
+    ...         return np.zeros(np.shape(x))
+    >>> _moving_root_gain(Flat(), 0.5, np.array([[0.1, -0.2]]), np.array([0.3])).tolist()
+    [[0.0, 0.0]]
+    """
+    t, u = np.asarray(t, dtype=float), np.asarray(u, dtype=float)[:, None]
+    phi = lambda x: 1 / (1 / q + slope(x))  # noqa: E731
+    return phi(u + t) - phi(u) - phi(t) + q
+
+
 def outlier_law(model: HierarchicalModel, alphas, d: int, n_draws: int = 20_000, quantity: str = "q_best",
                 n_samples: int = 2**21, seed: int = 0, directions=None, eps_max: float = np.inf,
                 rho_max: float = np.inf, bias: bool = True, exact_diagonal: bool = True,
                 curvature: bool = True, gap_correlation: bool = True, cross_couplings: bool = True,
-                far_roots: bool = True, typical_slope: bool = False) -> dict:
+                far_roots: bool = True, typical_slope: bool = False, moving_root: bool = False) -> dict:
     r"""The finite-d law of each outlier overlap (docs/theory.md §4.3): per alpha and direction k, ``n_draws``
     draws of one seed's :math:`q_{k,d}`, as :math:`q_k + b_k + \sigma_k G/\sqrt d` (the O(1/d) bias of the
     diagonal, :mod:`numerics.outlier_bias`, §4.4, and the first-order CLT, §4.2) plus the mixing with the
@@ -1028,6 +1091,9 @@ def outlier_law(model: HierarchicalModel, alphas, d: int, n_draws: int = 20_000,
     ``typical_slope`` (with ``curvature``) takes k's slope below :math:`\zeta_k^*` from the typical finite-d bulk
     at this d instead of the d = infinity curve, which diverges at the d = infinity edge (:class:`_TypicalSlope`;
     docs/theory.md §4.3, "The same from the theory alone"). Off by default: measured at a few points only.
+    ``moving_root`` (with ``curvature``) measures the repulsion's gain from k's own fluctuating root rather than
+    from :math:`\zeta_k^*`: k's root shift :math:`q_k\,\delta f_k`, drawn jointly with the block's gaps, and
+    :func:`_moving_root_gain` at each root (docs/theory.md §4.3, "The repulsion seen from the moving root").
 
     Returns arrays of shape (len(alphas), m): ``q``, ``sigma``, ``bias`` (:math:`b_k`, NaN where the draws
     are not computed or ``bias=False``), ``eps`` (:math:`\sigma_k/(\sqrt d q_k)`, the
@@ -1062,7 +1128,7 @@ def outlier_law(model: HierarchicalModel, alphas, d: int, n_draws: int = 20_000,
         raise ValueError(f"directions: must be in 1..m = {model.m}, got {directions!r}")
     for name, v in (("bias", bias), ("exact_diagonal", exact_diagonal), ("curvature", curvature),
                     ("gap_correlation", gap_correlation), ("cross_couplings", cross_couplings),
-                    ("far_roots", far_roots), ("typical_slope", typical_slope)):
+                    ("far_roots", far_roots), ("typical_slope", typical_slope), ("moving_root", moving_root)):
         if not isinstance(v, (bool, np.bool_)):
             raise ValueError(f"{name}: expected True or False, got {v!r}")
     for name, v in (("eps_max", eps_max), ("rho_max", rho_max)):
@@ -1127,12 +1193,15 @@ def outlier_law(model: HierarchicalModel, alphas, d: int, n_draws: int = 20_000,
                 blk = _sub_block(blk, [j == k or not keep[j] for j in blk["idx"]])
             if far_roots and exact is not None:  # the roots above k on their curves (§4.3, "The roots above k")
                 blk = _far_roots(blk, block, exact, float(alpha), lbar, memo)
+            moving = None  # k's own fluctuation inside the pencil, weighted by its share (§4.3, "The repulsion ...")
+            if moving_root and slope is not None:
+                moving = (q, sigma / np.sqrt(d), np.random.default_rng([seed, i, k, 2]).standard_normal((n_draws, 2)))
             if "far" in blk:
                 mix, out["dropped"][i, k], eg = _far_pencil_overlaps(blk, n, n_draws, rng, quantity != "q_best",
-                                                                     slope)
+                                                                     slope, moving=moving)
             else:
                 mix, out["dropped"][i, k], eg = _pencil_overlaps(blk, n, n_draws, rng, quantity != "q_best", slope,
-                                                                 gaps=True)
+                                                                 gaps=True, moving=moving)
             if mix.size == 0:
                 continue
             kept = np.resize(np.arange(mix.size), n_draws)  # dropped draws (if any): repeats of the kept ones
@@ -1148,7 +1217,7 @@ def outlier_law(model: HierarchicalModel, alphas, d: int, n_draws: int = 20_000,
                 lost = ~keep[blk["left_idx"]] if quantity == "proj" else None
                 left = _left_out_shift(blk["left_out"], q, n, n_draws, np.random.default_rng([seed, i, k, 1]),
                                        slope.curvature() if slope is not None else 0.0, lost)
-                own = _own_fluctuation(blk, eg, sigma / np.sqrt(d), n, rng.standard_normal(n_draws),
-                                       gap_correlation)
+                own = 0.0 if moving is not None else \
+                    _own_fluctuation(blk, eg, sigma / np.sqrt(d), n, rng.standard_normal(n_draws), gap_correlation)
                 out["draws"][i, k] = q + shift + own + (mix - q) + left
     return out

@@ -341,6 +341,8 @@ def test_outlier_law_bad_input():
             outlier_law(MIX2, [12.0], d=400, far_roots=bad)
         with pytest.raises(ValueError, match="typical_slope"):
             outlier_law(MIX2, [12.0], d=400, typical_slope=bad)
+        with pytest.raises(ValueError, match="moving_root"):
+            outlier_law(MIX2, [12.0], d=400, moving_root=bad)
 
 
 def test_outlier_law_takes_its_mean_part_from_the_label_law():
@@ -465,6 +467,131 @@ def test_the_own_fluctuation_and_the_gaps_covary_as_their_influences_say():
         assert np.all(np.abs(label) > 4 * se), (k, label, se)  # the check resolves the covariance
 
 
+def test_k_own_root_shift_covaries_with_the_gaps_and_its_overlap_as_its_influences_say():
+    # docs/theory.md §4.3, "The repulsion seen from the moving root": k's own root moves by u = q_k delta f_k, and the
+    # law draws delta f_k jointly with the gaps and with delta q_k: root_cov (n Cov(delta f_k, delta g_l), n Var delta
+    # f_k in k's place) and own_root (n Cov(delta q_k, delta f_k)), each a label part plus a pairs part through k's own
+    # entry. The same independent route as the test above for the label parts: on R independent latent samples of N
+    # draws, delta f_k = (zeta_k(sample) - zeta_k)/q_k from the sample's own root, q_k and the entries g_l at it; N
+    # times their covariances across the samples, 4 standard errors (from the R products) allowed.
+    # Measured with these seeds: z = +1.65, -1.18, -1.24, +1.39 (k = 1: Var, against the block's two others,
+    # own_root); +0.62, -1.12, +0.86, -0.86 (k = 2); |label| is 6.6-13.5 se.
+    from numerics.outlier_fluctuation import _block_at, _checked_latents, outlier_block
+
+    model = HierarchicalModel(m=3, gamma="1/2", link="He2", preprocessing="tanh(y)", delta="1/2")
+    alpha, N, R = 6.0, 10_000, 300
+    _, tau, Z = _checked_latents(model, [alpha], 2**19, 0)
+    samples = [_checked_latents(model, [alpha], N, 1000 + s)[1:] for s in range(R)]
+    for k in (0, 1):
+        first = outlier_variance_parts(tau, Z[:, k], alpha)
+        block = outlier_block(tau, Z, k, alpha, first)
+        blk = _block_at(block, round(alpha * 400))
+        _, _, _, _, _, _, c2, st = block["_parts"]
+        pairs_f = 2 * st[0] / alpha * c2[k] ** 2  # n Var of delta f_k's pairs part
+        gaps = (blk["root_cov"] - blk["fp"] * first["q"] * pairs_f)[1:]
+        label = np.concatenate([[blk["root_cov"][0] - pairs_f], gaps, [blk["own_root"] - first["q_pairs_f"]]])
+        zeta, q, g = np.zeros(R), np.zeros(R), np.zeros((R, len(blk["idx"]) - 1))
+        for s, (t, z) in enumerate(samples):
+            r = outlier_variance_parts(t, z[:, k], alpha)
+            K = t / (r["lam"] - t)
+            zeta[s], q[s] = r["lam"] * (1 / alpha + K.mean()), r["q"]
+            g[s] = r["lam"] * (K @ z[:, blk["idx"][1:]] ** 2) / N - zeta[s]
+        fk = (zeta - zeta.mean()) / first["q"]
+        prod = np.column_stack([fk * fk, fk[:, None] * (g - g.mean(axis=0)), fk * (q - q.mean())])
+        cov, se = N * prod.mean(axis=0) * R / (R - 1), N * prod.std(axis=0, ddof=1) / np.sqrt(R)
+        assert np.all(np.abs(cov - label) <= 4 * se), (k, cov, label, se, (cov - label) / se)
+        assert np.all(np.abs(label) > 4 * se), (k, label, se)  # the check resolves each covariance
+
+
+def test_the_own_fluctuation_and_the_root_shift_are_drawn_with_the_block_covariances():
+    # _joint_own_root draws (delta q_k, u = q_k delta f_k) as a regression on the gaps plus a correlated rest: against
+    # the covariances it is given (own_cov, root_cov, own_root, gap_cov, and sd for delta q_k), the draws' sample
+    # covariances agree within 4 of their standard errors (2e5 draws; m = 3 model at alpha = 6, k = 1 and 2).
+    from numerics.outlier_fluctuation import _block_at, _checked_latents, _joint_own_root, outlier_block
+
+    model = HierarchicalModel(m=3, gamma="1/2", link="He2", preprocessing="tanh(y)", delta="1/2")
+    alpha, n, D = 6.0, 2400, 200_000
+    _, tau, Z = _checked_latents(model, [alpha], 2**18, 0)
+    rng = np.random.default_rng(3)
+    for k in (0, 1):
+        first = outlier_variance_parts(tau, Z[:, k], alpha)
+        blk = _block_at(outlier_block(tau, Z, k, alpha, first), n)
+        q, sd = first["q"], first["sigma"] / np.sqrt(400)
+        eg = rng.multivariate_normal(np.zeros(len(blk["idx"]) - 1), blk["gap_cov"][1:, 1:], D)
+        own, u = _joint_own_root(blk, eg, q, sd, n, rng.standard_normal((D, 2)))
+        X = np.column_stack([own * np.sqrt(n), u / q * np.sqrt(n), eg])
+        want = np.block([[np.array([[sd**2 * n, blk["own_root"]], [blk["own_root"], blk["root_cov"][0]]]),
+                          np.stack([blk["own_cov"][1:], blk["root_cov"][1:]])],
+                         [np.stack([blk["own_cov"][1:], blk["root_cov"][1:]]).T, blk["gap_cov"][1:, 1:]]])
+        got = X.T @ X / D
+        se = np.sqrt((np.diag(want)[:, None] * np.diag(want)[None, :] + want**2) / D)  # Gaussian products
+        assert np.all(np.abs(got - want) <= 4 * se), (k, (got - want) / se)
+
+
+def test_the_moving_root_law_is_the_clt_for_one_direction():
+    # m = 1: a block of k alone, the pencil's root is k's own (t = 0), k's whole share is at it and the gain from the
+    # moving root vanishes, so the law with moving_root is q_k + b_k + sigma_k G/sqrt(d) as without it (the test
+    # above): the same centre within 4 Monte Carlo standard errors and the same sd within 3 %.
+    kw = dict(d=400, n_draws=20_000, n_samples=2**18)
+    law = outlier_law(TANH, [5.0], moving_root=True, **kw)
+    dr, q, sigma, b = law["draws"][0, 0], law["q"][0, 0], law["sigma"][0, 0], law["bias"][0, 0]
+    assert abs(dr.mean() - (q + b)) <= 4 * sigma / np.sqrt(400 * dr.size)
+    assert dr.std() == pytest.approx(sigma / np.sqrt(400), rel=0.03)
+
+
+@pytest.mark.slow  # about 3 min: 2 x 600 seeds at d = 400, each through the exact Schur complement
+def test_k_own_fluctuation_reaches_its_overlap_weighted_by_its_share_as_in_simulation():
+    # docs/theory.md §4.3, "The repulsion seen from the moving root": k's own first-order fluctuation delta q_k moves
+    # the overlap of the eigenvector at a root by (overlap/q_k)^2 delta q_k, so where the gaps that set the mixing
+    # covary with delta q_k, E[w delta q_k] != 0 (w the squared share). Simulation (independent route): per seed the
+    # exact Schur complement (validation.schur_complement) gives k's diagonal alone, its root zeta_d and its overlap
+    # phi_d = 1/(-F'_kk(zeta_d)) (delta q_k = phi_d - its mean), and the eigenvector's overlap at k's rank
+    # (w = (overlap/phi_d)^2). Law: the linear pencil's overlap at k's rank without k's own part and delta q_k drawn
+    # jointly with its gaps (_joint_own_root), w = (overlap/q_k)^2. m = 2, gamma = 0.3, He2, clip(y, -1, 3): k = 1
+    # (top root) at alpha = 3, where the share grows with delta q_k, and k = 2 (the lower root) at alpha = 4, where it
+    # falls. Measured on seeds 110000-110599: simulation +0.0078 +- 0.0016 and -0.0073 +- 0.0023, law +0.0059 and
+    # -0.0074. The law's Monte Carlo error (20 000 draws, about 3e-4) is small against the simulation's se; 3 se
+    # allowed, and each simulated value is at least 3 se from 0, so the check tells the sign.
+    import sys
+
+    from numerics.edge_overlap import _tau_sup
+    from numerics.outlier_fluctuation import (_block_at, _checked_latents, _exact_diagonal, _joint_own_root,
+                                              _pencil_overlaps, _RootSlope, outlier_block)
+    from numerics.resolvent import edge_of_atoms
+    from scipy.optimize import brentq
+
+    import validation.schur_complement  # noqa: F401  the module, not the function the package exports
+    schur = sys.modules["validation.schur_complement"].schur_complement
+    model, d = MIX2, 400
+    atoms = label_law(model)
+    for alpha, k in ((3.0, 0), (4.0, 1)):
+        stat = []
+        for seed in range(110000, 110600):
+            r = schur(model, d, alpha, seed, [50.0])
+            b, W = r["bulk"], r["weights"][:, k]
+            a_kk = r["F"][0, k, k] + 50.0 + np.sum(W / (b - 50.0))
+            f = lambda z: a_kk - z - np.sum(W / (b - z))  # noqa: E731  k's diagonal alone
+            zd = brentq(f, b.max() + 1e-7, 100.0)
+            stat.append((1 / (1 + np.sum(W / (b - zd) ** 2)), r["overlaps"][k, k]))
+        phi, ov = np.array(stat).T
+        x = (ov / phi) ** 2 * (phi - phi.mean())
+        sim, se = x.mean(), x.std(ddof=1) / np.sqrt(x.size)
+        n = round(alpha * d)
+        _, tau, Z = _checked_latents(model, [alpha], 2**19, 0)
+        lbar = edge_of_atoms(tau, np.full(tau.size, 1 / tau.size), alpha)[0]
+        lbar_x = edge_of_atoms(atoms.tau, atoms.p, alpha, _tau_sup(atoms))[0]
+        exact = _exact_diagonal(atoms, alpha, k, lbar_x)
+        first = dict(outlier_variance_parts(tau, Z[:, k], alpha, lbar=lbar), q=exact["q"])
+        blk = _block_at(outlier_block(tau, Z, k, alpha, first, diagonal=exact), n)
+        q = exact["q"]
+        slope = _RootSlope(atoms.tau, atoms.p, np.asarray(atoms.r)[k], alpha, exact["lam"], lbar_x)
+        law_ov, _, eg = _pencil_overlaps(blk, n, 20_000, np.random.default_rng(1), True, slope, gaps=True)
+        own, _ = _joint_own_root(blk, eg, q, first["sigma"] / np.sqrt(d), n,
+                                 np.random.default_rng(2).standard_normal((eg.shape[0], 2)))
+        law = np.mean((law_ov / q) ** 2 * own)
+        assert abs(sim) > 3 * se and abs(law - sim) <= 3 * se, (alpha, k, sim, se, law)
+
+
 def test_the_couplings_among_the_other_directions_move_the_law_as_the_simulation_does():
     # docs/theory.md §4.3, "The couplings among the others". m = 3, He2, tanh, Delta = 1/2 at d = 400: directions 2 and
     # 3 are close, and their coupling F_23 pushes 2's root towards 1's, so 1 loses more and 2 less than a pencil
@@ -532,6 +659,7 @@ def test_sub_block_keeps_the_chosen_directions_and_their_couplings():
     cov = np.eye(2)
     blk = {"idx": [4, 1, 7], "f": np.array([0.0, 0.1, -0.2]), "fp": np.array([-1.0, -2.0, -3.0]),
            "gap_cov": np.arange(9.0).reshape(3, 3), "own_cov": np.array([0.0, -1.0, -2.0]),
+           "root_cov": np.array([5.0, -3.0, -4.0]), "own_root": 0.5,
            "pairs": [(0, 1, cov), (0, 2, 2 * cov)], "cross": [(1, 2, 3.0)], "left_idx": [0],
            "_G": np.arange(6.0).reshape(2, 3)}
     sub = _sub_block(blk, [True, False, True])
@@ -539,6 +667,7 @@ def test_sub_block_keeps_the_chosen_directions_and_their_couplings():
     assert sub["idx"] == [4, 7] and sub["f"].tolist() == [0.0, -0.2] and sub["fp"].tolist() == [-1.0, -3.0]
     assert sub["gap_cov"].tolist() == [[0.0, 2.0], [6.0, 8.0]] and sub["left_idx"] == [0]
     assert sub["own_cov"].tolist() == [0.0, -2.0] and sub["cross"] == []  # direction 1 (position 1) is gone
+    assert sub["root_cov"].tolist() == [5.0, -4.0] and sub["own_root"] == 0.5  # k's own entry stays first
     full = _sub_block(blk, [True, True, True])["cross"]
     assert full == [(1, 2, 3.0)]
     assert len(sub["pairs"]) == 1 and sub["pairs"][0][:2] == (0, 1) and sub["pairs"][0][2][0, 0] == 2.0
