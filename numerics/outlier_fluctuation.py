@@ -465,9 +465,12 @@ def _pencil_overlaps(blk: dict, n: int, draws: int, rng, rank: bool, slope=None,
     Returns the overlaps and the fraction of draws dropped: where :math:`-F_1` was not positive definite,
     or a root's slope was not positive. ``gaps``: also return each kept draw's gaps
     :math:`\sqrt n\,\delta g_l` (draws x (b - 1)), for k's own fluctuation to be drawn jointly with them.
-    ``moving`` (with ``slope``): (q_k, standard normal draws), to add :func:`_moving_root_gain` at each root, k's
-    own root shift drawn jointly with the gaps (``root_cov``; docs/theory.md §4.3, "The repulsion seen from the
-    moving root"), weighted by the squared share :math:`(\text{overlap}/q_k)^2` of k at that root."""
+    ``moving`` (with ``slope``): (q_k, the sd of k's own :math:`\delta q_k`, standard normal draws x 2), for the
+    pencil seen from k's moving root (docs/theory.md §4.3, "The repulsion seen from the moving root"):
+    :math:`\delta q_k` and k's root shift u drawn jointly with the gaps (:func:`_joint_own_root`), each other
+    direction's gap at k's moving root to second order in u, :math:`+\bar f_l''(\zeta_k^*)u^2/2` (``fpp``; the
+    first order is in the gaps, and the slopes stay those at :math:`\zeta_k^*`), and :func:`_with_moving_root` at
+    each root."""
     b = len(blk["idx"])
     eg = np.zeros((draws, b - 1))
     if b > 1:
@@ -476,6 +479,9 @@ def _pencil_overlaps(blk: dict, n: int, draws: int, rng, rank: bool, slope=None,
     F0[:, range(b), range(b)] = blk["f"]
     F1[:, range(b), range(b)] = blk["fp"]
     F0[:, range(1, b), range(1, b)] += eg / np.sqrt(n)
+    if moving is not None:  # the others' gaps at k's moving root, to second order in its shift u
+        own, u = _joint_own_root(blk, eg, moving[0], moving[1], n, moving[2])
+        F0[:, range(1, b), range(1, b)] += 0.5 * blk["fpp"][1:] * u[:, None] ** 2
     try:  # -F1 is positive definite in (nearly) every draw where compare uses the law
         L, ok = np.linalg.cholesky(-F1), np.ones(draws, dtype=bool)
     except np.linalg.LinAlgError:
@@ -495,21 +501,17 @@ def _pencil_overlaps(blk: dict, n: int, draws: int, rng, rank: bool, slope=None,
         if not ok.any():
             return (np.empty(0), 1.0) + ((eg[:0],) if gaps else ())
         if moving is not None:
-            ov = _with_moving_root(ov, t, blk, eg, slope, moving, n, ok)
+            ov = _with_moving_root(ov, t, slope, moving[0], own[ok], u[ok])
     pos = _unperturbed_roots(blk)[1]
     res = (ov[:, b - 1 - pos] if rank else ov.max(axis=1), 1 - ok.mean())
     return res + ((eg[ok],) if gaps else ())
 
 
-def _with_moving_root(ov, t, blk: dict, eg, slope, moving, n: int, ok) -> np.ndarray:
-    r"""The overlaps ``ov`` at the roots ``t`` (kept draws ``ok`` x b) with k's own first-order fluctuation
-    :math:`\delta q_k` and :func:`_moving_root_gain` added at each root, both weighted by k's squared share there,
-    :math:`(\text{ov}/q_k)^2` (docs/theory.md §4.3, "The repulsion seen from the moving root"). :math:`\delta q_k`
-    and k's root shift :math:`u = q_k\,\delta f_k` are drawn jointly with the gaps ``eg`` (all draws) by
-    :func:`_joint_own_root`; ``moving``: (q_k, the sd of :math:`\delta q_k`, standard normal draws x 2)."""
-    q, sd, g = moving
-    own, u = _joint_own_root(blk, eg, q, sd, n, g)
-    return ov + (ov / q) ** 2 * (own[ok, None] + _moving_root_gain(slope, q, t, u[ok]))
+def _with_moving_root(ov, t, slope, q: float, own, u) -> np.ndarray:
+    r"""The overlaps ``ov`` at the roots ``t`` (draws x b) with k's own first-order fluctuation :math:`\delta q_k`
+    (``own``) and :func:`_moving_root_gain` (k's root shift ``u``) added at each root, both weighted by k's squared
+    share there, :math:`(\text{ov}/q_k)^2` (docs/theory.md §4.3, "The repulsion seen from the moving root")."""
+    return ov + (ov / q) ** 2 * (own[:, None] + _moving_root_gain(slope, q, t, u))
 
 
 def _joint_own_root(blk: dict, eg, q: float, sd: float, n: int, g):
@@ -589,13 +591,15 @@ def _far_pencil_overlaps(blk: dict, n: int, draws: int, rng, rank: bool, slope=N
     :math:`c_k^2/(c^\top(-F'(t))c)` at each root, k's slope below :math:`\zeta_k^*` taken as the linear
     pencil's normalisation takes it. A draw is dropped where a root does not converge or its slope is not
     negative. ``roots``: also return each kept draw's roots
-    (draws x b, t from the bottom). ``moving``: as in :func:`_pencil_overlaps`, k's own root shift drawn
-    jointly with all of the diagonal's draws (``far["root_cov"]``)."""
+    (draws x b, t from the bottom). ``moving``: as in :func:`_pencil_overlaps`; the gaps' second-order term
+    in u is added to the other directions' curves, at every t."""
     b, far = len(blk["idx"]), blk["far"]
     pos, t0, curves = far["pos"], far["t0"], far["curves"]
     f, fp = blk["f"], blk["fp"]
     e = rng.multivariate_normal(np.zeros(b - 1 + pos.size), far["diag_cov"], draws)
     eg = e[:, :b - 1]
+    if moving is not None:  # k's own fluctuation and root shift, jointly with the gaps at zeta_k*
+        own, u = _joint_own_root(blk, eg, moving[0], moving[1], n, moving[2])
     near, dfar = eg / np.sqrt(n), e[:, b - 1:] / np.sqrt(n)  # the gaps at zeta_k*; each l above: its gap at its root
     # the couplings to k above it: value and slope at both nodes; those among the others with two nodes: linear
     # between them, flat outside
@@ -635,6 +639,8 @@ def _far_pencil_overlaps(blk: dict, n: int, draws: int, rng, rank: bool, slope=N
             lo, hi = min(ta, tc), max(ta, tc)
             M[:, a, c] = M[:, c, a] = x[rows, 0] + sec * (np.clip(t, lo, hi) - ta)
             Mp[:, a, c] = Mp[:, c, a] = np.where((t > lo) & (t < hi), sec, 0.0)
+        if moving is not None:  # the others' gaps at k's moving root, to second order in u
+            D[:, 1:] += 0.5 * blk["fpp"][1:] * u[rows][:, None] ** 2
         Mn = Mp
         if slope is not None:
             ki, ks = curved(slope, tp)
@@ -706,7 +712,7 @@ def _far_pencil_overlaps(blk: dict, n: int, draws: int, rng, rank: bool, slope=N
         return (np.empty(0), 1.0, eg[:0]) + ((found[:0],) if roots else ())
     ov = ov[ok]
     if moving is not None and slope is not None:  # roots not computed (q_rank) have ov = 0: nothing added
-        ov = _with_moving_root(ov, found[ok], blk, eg, slope, moving, n, ok)
+        ov = _with_moving_root(ov, found[ok], slope, moving[0], own[ok], u[ok])
     res = (ov[:, b - 1 - above_k] if rank else ov.max(axis=1)), 1 - ok.mean(), eg[ok]
     return res + ((found[ok],) if roots else ())
 
@@ -1091,9 +1097,11 @@ def outlier_law(model: HierarchicalModel, alphas, d: int, n_draws: int = 20_000,
     ``typical_slope`` (with ``curvature``) takes k's slope below :math:`\zeta_k^*` from the typical finite-d bulk
     at this d instead of the d = infinity curve, which diverges at the d = infinity edge (:class:`_TypicalSlope`;
     docs/theory.md §4.3, "The same from the theory alone"). Off by default: measured at a few points only.
-    ``moving_root`` (with ``curvature``) measures the repulsion's gain from k's own fluctuating root rather than
-    from :math:`\zeta_k^*`: k's root shift :math:`q_k\,\delta f_k`, drawn jointly with the block's gaps, and
-    :func:`_moving_root_gain` at each root (docs/theory.md §4.3, "The repulsion seen from the moving root").
+    ``moving_root`` (with ``curvature``) sees the pencil from k's fluctuating root (docs/theory.md §4.3, "The
+    repulsion seen from the moving root"): k's own :math:`\delta q_k` and root shift :math:`u = q_k\,\delta f_k`
+    drawn jointly with the block's gaps, each other gap to second order in u, and at each root
+    :math:`\delta q_k` plus :func:`_moving_root_gain` weighted by k's squared share there. Off by default: it mends
+    the lowest roots but not direction 1 of the gamma = 0.3 model (§4.3).
 
     Returns arrays of shape (len(alphas), m): ``q``, ``sigma``, ``bias`` (:math:`b_k`, NaN where the draws
     are not computed or ``bias=False``), ``eps`` (:math:`\sigma_k/(\sqrt d q_k)`, the
@@ -1193,9 +1201,16 @@ def outlier_law(model: HierarchicalModel, alphas, d: int, n_draws: int = 20_000,
                 blk = _sub_block(blk, [j == k or not keep[j] for j in blk["idx"]])
             if far_roots and exact is not None:  # the roots above k on their curves (§4.3, "The roots above k")
                 blk = _far_roots(blk, block, exact, float(alpha), lbar, memo)
-            moving = None  # k's own fluctuation inside the pencil, weighted by its share (§4.3, "The repulsion ...")
+            moving = None  # the pencil seen from k's moving root (§4.3, "The repulsion seen from the moving root")
             if moving_root and slope is not None:
                 moving = (q, sigma / np.sqrt(d), np.random.default_rng([seed, i, k, 2]).standard_normal((n_draws, 2)))
+                if exact is not None:  # every diagonal's curvature at zeta_k*, from the law the slope comes from
+                    tau_c, p_c, R_c, lam_c, lbar_c = atoms.tau, atoms.p, np.asarray(atoms.r), exact["lam"], lbar_exact
+                else:
+                    tau_c, p_c, R_c = tau, np.full(tau.size, 1.0 / tau.size), (Z**2).T / tau.size
+                    lam_c, lbar_c = first["lam"], lbar
+                blk = dict(blk, fpp=np.array([_RootSlope(tau_c, p_c, R_c[j], float(alpha), lam_c, lbar_c).curvature()
+                                              for j in blk["idx"]]))
             if "far" in blk:
                 mix, out["dropped"][i, k], eg = _far_pencil_overlaps(blk, n, n_draws, rng, quantity != "q_best",
                                                                      slope, moving=moving)
