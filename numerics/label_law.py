@@ -26,6 +26,7 @@ Examples
 """
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -132,11 +133,14 @@ def limit_at_infinity(expr, var, side):
     return sp.Float(v[2])
 
 
+@functools.lru_cache(maxsize=256)
 def _unbounded_above(expr, var):
-    """True if expr -> +oo as var -> +oo or -oo."""
+    """True if expr -> +oo as var -> +oo or -oo. Cached: each sympy limit takes about 0.1 s, and
+    :func:`label_law` checks the preprocessing on every call, also where its law is cached."""
     return any(limit_at_infinity(expr, var, side) == sp.oo for side in (sp.oo, -sp.oo))
 
 
+@functools.lru_cache(maxsize=256)
 def _unbounded_sides(model):
     """(Y unbounded above, Y unbounded below): weights are positive, so a link tending
     to +oo (-oo) at either end of R makes Y unbounded above (below); so does noise."""

@@ -1064,6 +1064,17 @@ def _clt_holds(sigma, q, d: int) -> np.ndarray:
         return np.asarray(sigma) / (np.sqrt(d) * np.asarray(q)) <= EPS_CLT
 
 
+@functools.lru_cache(maxsize=64)
+def _edge_shares(model, alpha: float) -> np.ndarray:
+    """``numerics.edge_overlap.outlier_share`` at one alpha: deterministic, so kept (read-only) for the next
+    compare on the same model (a coverage study calls compare once per group of seeds)."""
+    from numerics.edge_overlap import outlier_share
+
+    r = outlier_share(model, alpha)
+    r.flags.writeable = False
+    return r
+
+
 def _outlier_shares(model, alphas, d: int) -> dict:
     """Per alpha, the m x m shares r_jl = E[d <w_l, u_j>^2] of direction l in the outlier eigenvector of
     direction j (docs/theory.md §4.1, "Outlier eigenvectors of other directions"): the first-order
@@ -1071,11 +1082,9 @@ def _outlier_shares(model, alphas, d: int) -> dict:
     first-order CLT holds (sigma_j / (sqrt(d) q_j) <= EPS_CLT); elsewhere the edge continuation
     R_l(lambda_j*) (numerics.edge_overlap.outlier_share), which meets the edge value as the outlier
     reaches the edge. NaN where j has no outlier, and on the diagonal."""
-    from numerics.edge_overlap import outlier_share
-
     out = {}
     for a in (float(a) for a in alphas):
-        r, mix = outlier_share(model, a), _mixing_shares(model, a)
+        r, mix = _edge_shares(model, a).copy(), _mixing_shares(model, a)
         clear = _clt_holds(mix["sigma"], mix["q"], d)  # j's share is the first-order one
         r[clear] = mix["share"][clear]
         out[a] = r
