@@ -419,6 +419,33 @@ def cmd_reproduce(args):
             f"{n_ok}/{len(s)} (alpha, k) points within the finite-size tolerance\nwrote " + ", ".join(res["files"]))
 
 
+def cmd_coverage(args):
+    from .coverage import table_coverage
+
+    try:
+        levels = [float(v) for v in args.levels.split(",")]
+    except ValueError:
+        raise CascadeError(f"--levels: expected a comma list of confidences in (0, 1), got {args.levels!r}") from None
+    for v in levels:
+        if not 0 < v < 1:
+            raise CascadeError(f"--levels: each must be a confidence in (0, 1), got {v!r}")
+    size = _int(args.group_size, "--group-size")
+    if size < 1:
+        raise CascadeError(f"--group-size: must be an integer >= 1, got {size}")
+    quantities = [q.strip() for q in args.quantity.split(",")]
+    for q in quantities:
+        if q not in ("q_best", "q_rank", "proj"):
+            raise CascadeError(f"--quantity: each must be q_best, q_rank or proj, got {q!r}")
+    res = table_coverage(args.table, quantities, levels, size)
+
+    def text():
+        head = (f"coverage of compare's bounds over groups of {size} seeds (docs/theory.md §4.6); "
+                "z: (fraction - level) / sd_level, the binomial sd with the design effect the groups show")
+        return head + "\n" + res.to_string(index=False, float_format=lambda v: f"{v:.4g}")
+
+    return render_frame(res, args.format, text)
+
+
 def cmd_plot(args):
     from .reproduce import plot_table
 
@@ -540,6 +567,17 @@ def build_parser() -> argparse.ArgumentParser:
                     help="D only: accumulate in float32 (the same samples; 0.6-0.8 of the float64 time at d = 1000)")
     rp.add_argument("--quiet", action="store_true", help="no progress bar")
     rp.set_defaults(func=cmd_reproduce, format="text")
+
+    cv = sub.add_parser("coverage", help="how often compare's bounds hold: coverage over groups of seeds of a stored "
+                                         "simulation table, with the error of correlated trials")
+    cv.add_argument("table",
+                    help="a per-seed Model S table (Parquet: cascade sweep collect --out, or validate.parquet)")
+    cv.add_argument("--quantity", default="q_best,q_rank", help="q_best, q_rank and/or proj (default: %(default)s)")
+    cv.add_argument("--levels", default="0.5,0.8,0.95", help="confidence levels (default: %(default)s)")
+    cv.add_argument("--group-size", dest="group_size", default="6",
+                    help="seeds per group, the S of compare's seed mean (default: %(default)s)")
+    _add_format(cv, ("text", "json", "csv", "latex"))
+    cv.set_defaults(func=cmd_coverage)
 
     pl = sub.add_parser("plot", help="redraw a figure from a stored Parquet table (no simulation)")
     pl.add_argument("table", help="a table written by validate or reproduce")

@@ -66,6 +66,10 @@ CASES = [
     (["reproduce", "nosuch"], "name"),
     (["reproduce", "S", "--float32"], "--float32"),
     (["plot", "nosuch.parquet"], "table"),
+    (["coverage", "nosuch.parquet"], "table"),
+    (["coverage", "t.parquet", "--levels", "0.5,1.5"], "--levels"),
+    (["coverage", "t.parquet", "--group-size", "0"], "--group-size"),
+    (["coverage", "t.parquet", "--quantity", "mse"], "--quantity"),
     (["bench", "--format", "latex"], "--format"),
 ]
 
