@@ -172,14 +172,10 @@ def table_coverage(table, quantities=("q_best", "q_rank"), levels=(0.5, 0.8, 0.9
 
     from numerics import predict
 
+    from .experiment import read_parquet_table
+
     if isinstance(table, (str, Path)):
-        path = Path(table)
-        if not path.is_file():
-            raise ValueError(f"table: no such Parquet file {str(table)!r}")
-        try:
-            table = pd.read_parquet(path)
-        except Exception as exc:  # noqa: BLE001 - pyarrow raises several kinds on a file that is not Parquet
-            raise ValueError(f"table: {str(path)!r} is not a readable Parquet table ({type(exc).__name__})") from None
+        table = read_parquet_table(table)
     require(table, pd.DataFrame, "table")
     if isinstance(quantities, str):
         quantities = [quantities]

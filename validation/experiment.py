@@ -188,6 +188,22 @@ def table_metadata(model, kind: str) -> dict:
     return {"model_json": json.dumps(model.describe()), "table_kind": kind}
 
 
+def read_parquet_table(path):
+    """A stored Parquet table (``cascade plot``, ``cascade coverage``); ValueError naming ``table`` where the file
+    is missing or is not a readable Parquet table."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"table: no such Parquet file {str(path)!r}")
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError) as exc:  # pyarrow: not Parquet, truncated, unreadable
+        raise ValueError(f"table: cannot read {str(path)!r} as a Parquet table ({exc})") from None
+
+
 def read_table_metadata(df) -> tuple[dict, str]:
     """(model description, table kind) of a stored table; ValueError if it carries none."""
     if "model_json" not in df.columns:

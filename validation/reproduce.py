@@ -528,15 +528,10 @@ def plot_table(path, out=None) -> list[str]:
     that every table carries (``model_json``, ``table_kind``): comparison summaries, spectra,
     predictions (Model S), the Model C validate table, ``reproduce_S`` and
     ``reproduce_separation``. Only d = infinity curves are recomputed; no simulation runs."""
-    from .experiment import experiment_for, read_table_metadata
+    from .experiment import experiment_for, read_parquet_table, read_table_metadata
 
+    df = read_parquet_table(path)
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"table: no such file {str(path)!r}")
-    try:
-        df = pd.read_parquet(path)
-    except (OSError, ValueError) as exc:  # pyarrow: not Parquet, truncated, unreadable
-        raise ValueError(f"table: cannot read {str(path)!r} as a Parquet table ({exc})") from None
     out = Path(out) if out else path.with_name(path.stem + "_redrawn")
     desc, kind = read_table_metadata(df)
     return experiment_for(desc).plot_table(df, kind, out)
