@@ -107,6 +107,23 @@ def sample_ratio(value, name: str = "alpha") -> float:
     return float(a)
 
 
+def confidence(value, name: str = "level") -> float:
+    """``value`` as a float if it is a real number (not a bool) strictly between 0 and 1, else a ValueError
+    that names the parameter; the one check of a confidence level (compare's bounds, their coverage).
+
+    >>> confidence(np.float64(0.95))
+    0.95
+    >>> confidence(1)
+    Traceback (most recent call last):
+    ...
+    ValueError: level: must be a confidence in (0, 1), got 1
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not 0 < float(value) < 1:
+        raise ValueError(f"{name}: must be a confidence in (0, 1), got {_shown(value, 60)}")
+    return float(value)
+
+
 def sample_ratios(value, name: str = "alphas") -> np.ndarray:
     """``value`` as a non-empty 1-d float array of finite sample ratios > 0 (a scalar becomes one
     entry), else a ValueError that names the parameter; the one check of every alpha grid.

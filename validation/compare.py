@@ -148,7 +148,7 @@ def max_chi2_mean_quantile(scales, n_seeds: int, level: float = 0.95, h: float =
     >>> round(max_chi2_mean_quantile(1, 8), 2), round(float(chi2.ppf(0.95, 8) / 8), 2)
     (1.94, 1.94)
     """
-    from theory.model import finite_array, integer
+    from theory.model import confidence, finite_array, integer
 
     S = integer(n_seeds, "n_seeds", 1)
     if isinstance(scales, (int, np.integer)) and not isinstance(scales, bool):
@@ -157,8 +157,7 @@ def max_chi2_mean_quantile(scales, n_seeds: int, level: float = 0.95, h: float =
         r = np.atleast_1d(finite_array(scales, "scales"))
         if r.ndim != 1 or r.size == 0 or np.any(r <= 0):
             raise ValueError(f"scales: expected positive scales r_j, got {scales!r}")
-    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
-        raise ValueError(f"level: must be in (0, 1), got {level!r}")
+    level = confidence(level)
     top, r = float(r.max()), r / float(r.max())
     upper = float(chi2.isf(1e-12 / r.size, 1))  # the maximum exceeds this with probability < 1e-12
     edges = np.arange(0.0, upper + h, h)
@@ -194,14 +193,13 @@ def compare(prediction, simulation: pd.DataFrame, quantity: str = "q_best", leve
     (docs/theory.md §4.3).
     """
     from numerics import Prediction
-    from theory.model import require
+    from theory.model import confidence, require
 
     require(prediction, Prediction, "prediction")
     require(simulation, pd.DataFrame, "simulation")
     if quantity not in ("q_best", "q_rank", "proj"):
         raise ValueError(f"quantity: must be 'q_best', 'q_rank' or 'proj', got {quantity!r}")
-    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
-        raise ValueError(f"level: must be a confidence in (0, 1), got {level!r}")
+    level = confidence(level)
     if simulation.empty:
         raise ValueError("simulation: the table is empty")
     ds = simulation["d"].unique()

@@ -29,16 +29,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from theory.model import integer, require
+from theory.model import confidence, integer, require
 
 __all__ = ["coverage_error", "group_coverage", "table_coverage"]
-
-
-def _level(value, name: str = "level") -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not 0 < float(value) < 1:
-        raise ValueError(f"{name}: must be a confidence in (0, 1), got {value!r}")
-    return float(value)
 
 
 def coverage_error(inside, trials, level: float) -> dict:
@@ -56,7 +49,7 @@ def coverage_error(inside, trials, level: float) -> dict:
     >>> r["fraction"], r["groups"], r["trials"]
     (0.85, 4, 20)
     """
-    L = _level(level)
+    L = confidence(level)
     I = np.asarray(inside, dtype=float)
     N = np.asarray(trials, dtype=float)
     if I.ndim != 1 or N.shape != I.shape:
@@ -105,7 +98,7 @@ def group_coverage(prediction, simulation: pd.DataFrame, quantity: str = "q_best
         raise ValueError("simulation: expected a per-seed table with a 'seed' column (validation.simulate)")
     S = integer(group_size, "group_size", 1)
     try:
-        levels = [_level(v, "levels") for v in levels]
+        levels = [confidence(v, "levels") for v in levels]
     except TypeError:
         raise ValueError(f"levels: expected a list of confidences in (0, 1), got {levels!r}") from None
     if not levels:

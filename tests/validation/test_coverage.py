@@ -82,6 +82,17 @@ def test_group_coverage_counts_compare_on_consecutive_groups_and_leaves_the_inco
             assert got.loc[basis, "sd_groups"] == pytest.approx(ref["sd_groups"], rel=1e-12)
 
 
+def test_compare_takes_a_numpy_level_as_its_float_and_refuses_the_same_bad_levels_as_coverage(small):
+    # one check of a level (theory.model.confidence) serves compare, its chi2 quantile and the coverage functions
+    sim, pred = small
+    pd.testing.assert_frame_equal(compare(pred, sim, "q_best", level=np.float64(0.9)), compare(pred, sim, "q_best", 0.9))
+    for bad in (1.0, 0, True, "0.9", float("nan")):
+        with pytest.raises(ValueError, match="level: must be a confidence in"):
+            compare(pred, sim, "q_best", level=bad)
+        with pytest.raises(ValueError, match="level: must be a confidence in"):
+            coverage_error([1, 2], [2, 2], bad)
+
+
 def test_table_coverage_rebuilds_the_model_from_the_table_and_reads_parquet(small, tmp_path):
     sim, pred = small
     path = tmp_path / "t.parquet"
