@@ -57,7 +57,8 @@ from .edge_overlap import _direction_sums, _tau_sup, edge_regime, tw_scale
 from .label_law import check_model, label_law
 from .resolvent import edge_of_atoms, resolvent_sums
 
-__all__ = ["branch_window_map", "composite_scale", "spiked_goe_overlaps", "window_map", "CANONICAL_N", "TRUNCATION"]
+__all__ = ["branch_window_map", "composite_scale", "matched_spikes", "spiked_goe_overlaps", "window_map", "CANONICAL_N",
+           "TRUNCATION"]
 
 #: the size of the canonical spiked GOE (N^{1/3}-scaled overlaps change by < 1 % from N = 1e5 to 1e6, §4.5)
 CANONICAL_N = 10**5
@@ -284,6 +285,58 @@ def composite_scale(wprime, kappa, q, d: int) -> np.ndarray:
     ratio = np.ones_like(scale)
     ratio[above] = q[above] / (2 * wp[above] * scale[above])
     return scale * ratio
+
+
+def matched_spikes(prediction, alphas, d: int, N: int = CANONICAL_N) -> tuple[np.ndarray, np.ndarray]:
+    r"""The canonical spikes placed at the model's outliers, and the overlap scale matched to its d = infinity
+    overlap (docs/theory.md §4.5, "The outliers placed where the model puts them"): two arrays of shape
+    (len(alphas), m), the canonical variable :math:`w''` to draw with and the scale, with
+    :math:`q_{k,d} \approx \text{scale}\cdot N^{1/3}\langle e_k, v\rangle^2`.
+
+    Where direction k has an outlier at d = infinity (w' > 0), its eigenvalue :math:`\zeta_k` lies
+    :math:`x_k = d^{2/3}(\zeta_k - E)/s` Tracy-Widom units above the edge E (s the edge scale); the canonical
+    spike :math:`\theta_k > 1` is the one whose outlier lies there too, :math:`N^{2/3}(\theta_k + 1/\theta_k - 2)
+    = x_k`, and the scale divides :math:`q_k` by its overlap :math:`N^{1/3}(1 - \theta_k^{-2})` (BBP), so both
+    the locations and the overlaps agree with the model's d = infinity ones exactly, not only to first order in
+    w' d^{-1/3} (:func:`window_map`'s :math:`x_k \approx w'^2`, :func:`composite_scale`'s BBP overlap 2w').
+    Then :math:`w'' = N^{1/3}(\theta_k - 1)`. Elsewhere (no outlier) :math:`w'' = w'` and the scale is
+    :math:`\kappa d^{-1/3}`; both tend to these as w' -> 0+. NaN where :func:`window_map` is NaN.
+
+    ``prediction``: a :class:`numerics.Prediction` of the diagonal (vector) solver that holds ``alphas``.
+
+    >>> from theory import HierarchicalModel
+    >>> from numerics import predict
+    >>> model = HierarchicalModel(m=1, link="He2", preprocessing="tanh(y)")
+    >>> a1 = float(predict(model, [1.0]).thresholds[0])
+    >>> w2, scale = matched_spikes(predict(model, [a1 * 0.9, a1 * 1.3]), [a1 * 0.9, a1 * 1.3], d=600)
+    >>> w, kappa = window_map(model, [a1 * 0.9, a1 * 1.3], d=600)
+    >>> bool(w2[0, 0] == w[0, 0] and scale[0, 0] == kappa[0, 0] * 600 ** (-1 / 3)), bool(w2[1, 0] > 0)
+    (True, True)
+    """
+    from .edge_overlap import edge_tw_scale
+    from .predict import Prediction
+    from theory.model import require
+
+    require(prediction, Prediction, "prediction")
+    if prediction.settings.get("solver") == "matrix":
+        raise ValueError("prediction: the matched spikes need the diagonal (vector) solver's per-direction outliers; "
+                         "coupled directions have the window of the eigen-branches (branch_window_map)")
+    a = sample_ratios(alphas)
+    idx = np.array([int(np.argmin(np.abs(prediction.alphas - x))) for x in a])
+    if np.any(np.abs(prediction.alphas[idx] / a - 1) > 1e-9):
+        raise ValueError(f"alphas: each must be one of the prediction's alphas, got {alphas!r}")
+    d, N = integer(d, "d", 2), integer(N, "N", 1000, 10**9)
+    wp, kappa = window_map(prediction.model, a, d)
+    w2, scale = wp.copy(), kappa * d ** (-1 / 3)
+    s = edge_tw_scale(prediction.model, a)[:, None]
+    x = d ** (2 / 3) * (prediction.eigenvalues[idx] - prediction.bulk_edge[idx, None]) / s
+    q = prediction.q[idx]
+    above = np.isfinite(wp) & (wp > 0) & prediction.is_outlier[idx] & (q > 0) & (x > 0)
+    y = 2 + x[above] * N ** (-2 / 3)
+    theta = (y + np.sqrt(y * y - 4)) / 2  # the root > 1 of theta + 1/theta = y
+    w2[above] = N ** (1 / 3) * (theta - 1)
+    scale[above] = q[above] / (N ** (1 / 3) * (1 - theta ** -2.0))
+    return w2, scale
 
 
 def branch_window_map(model: HierarchicalModel, alpha: float, d: int, **law_options) -> tuple[np.ndarray, np.ndarray]:

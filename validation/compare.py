@@ -101,9 +101,10 @@ The critical window (docs/theory.md §4.5): at window points, and at outlier poi
 not used, a square-root edge maps direction k onto the spiked GOE with the canonical variable
 :math:`w'` (column ``wprime``, :func:`numerics.critical_window.window_map`); q_best and q_rank are drawn
 from the canonical law (:func:`numerics.critical_window.spiked_goe_overlaps`) and the flag is the
-two-sided ``level`` interval of the seed mean (tol_basis ``window``). Above k's threshold the overlap scale
-is matched to the d = infinity overlap (:func:`numerics.critical_window.composite_scale`, docs/theory.md §4.5,
-"The composite law above the threshold").
+two-sided ``level`` interval of the seed mean (tol_basis ``window``). Where a direction has an outlier at
+d = infinity its canonical spike is placed at that outlier's location (in Tracy-Widom units) and its overlaps are
+scaled to the d = infinity overlap (:func:`numerics.critical_window.matched_spikes`, docs/theory.md §4.5, "The
+outliers placed where the model puts them"); w' still decides which directions are in the window.
 The other directions with :math:`-` ``W_GATE`` :math:`< w'_j \le` ``W_MAX`` are in the window with k: they
 are further spikes of the same canonical model, whose draws the points of one window share (an outlier
 just above the window mixes with it and takes part of its overlap). It needs
@@ -983,7 +984,7 @@ def _cut_bracket_bounds(prediction, out, d, level, want):
         return center, half
     model, m = prediction.model, prediction.model.m
     alphas = np.unique(out["alpha"].to_numpy())  # the indexing of _window_bounds, so the canonical draws are shared
-    wp, scale = _window_scales(prediction, alphas, d)
+    wp, wc, scale = _window_scales(prediction, alphas, d)
     row = {a: i for i, a in enumerate(alphas.tolist())}
     shares = {}
     for i in rows:
@@ -999,7 +1000,7 @@ def _cut_bracket_bounds(prediction, out, d, level, want):
             shares.update(_outlier_shares(model, [a], int(d)))
         col = shares[a][:, k]
         far = [j for j in range(m) if wp[r, j] > W_MAX and np.isfinite(col[j])]
-        canonical = _canonical(tuple(wp[r, spikes].tolist()), int(d) * 10**4 + 100 * r + spikes[0], J, WINDOW_DRAWS)[1]
+        canonical = _canonical(tuple(wc[r, spikes].tolist()), int(d) * 10**4 + 100 * r + spikes[0], J, WINDOW_DRAWS)[1]
         near = scale[r, k] * canonical[:, :, spikes.index(k)].sum(axis=1)
         rng = np.random.default_rng([int(d), int(round(a * 1000)), k, 13])
         lower = rng.chisquare(1, (LAW_DRAWS, len(far))) @ col[far] / d  # only the far outliers kept
@@ -1094,8 +1095,9 @@ def _window_bounds(prediction, out, d, quantity, level, want):
     direction k, and the centre and half-width of the two-sided ``level`` interval of the seed mean of
     q_best or q_rank.
     The directions in the window together with k (-W_GATE < w'_j <= W_MAX) are spikes of one canonical
-    spiked GOE; q_best is the largest of the overlap scale (kappa_k d^(-1/3), matched to the d = infinity overlap
-    above k's threshold: _window_scales) times the canonical overlaps with e_k of the top
+    spiked GOE, those with an outlier at d = infinity placed where it lies (_window_scales); q_best is the largest of
+    the overlap scale (kappa_k d^(-1/3), matched to the d = infinity overlap above k's threshold) times the canonical
+    overlaps with e_k of the top
     J = m - (outliers of the other directions above W_MAX) eigenvectors and of those outliers' shares r chi2_1 / d
     (_outlier_shares); q_rank is the canonical eigenvector at direction k's rank.
     Used where the edge is square-root, |w'_k| <= W_MAX, the window holds at most WINDOW_SPIKES directions
@@ -1105,7 +1107,7 @@ def _window_bounds(prediction, out, d, quantity, level, want):
     alphas = np.unique(out["alpha"].to_numpy())
     if prediction.settings.get("solver") == "matrix":
         return wprime, center, half
-    wp, scale = _window_scales(prediction, alphas, d)
+    wp, wc, scale = _window_scales(prediction, alphas, d)
     row = {a: i for i, a in enumerate(alphas)}
     m = prediction.model.m
     shares_at = {}
@@ -1126,7 +1128,7 @@ def _window_bounds(prediction, out, d, quantity, level, want):
         if len(spikes) > WINDOW_SPIKES or J > WINDOW_DEPTH:
             continue
         # seeded by the window's first direction (one spike: by k)
-        canonical = _canonical(tuple(wp[r, spikes].tolist()), int(d) * 10**4 + 100 * r + spikes[0], J, WINDOW_DRAWS)[1]
+        canonical = _canonical(tuple(wc[r, spikes].tolist()), int(d) * 10**4 + 100 * r + spikes[0], J, WINDOW_DRAWS)[1]
         pool = scale[r, k] * canonical[:, :, spikes.index(k)]
         seed = [int(d), r, k]
         if quantity == "q_rank":
@@ -1147,15 +1149,15 @@ def _window_bounds(prediction, out, d, quantity, level, want):
     return wprime, center, half
 
 
-def _window_scales(prediction, alphas, d: int) -> tuple[np.ndarray, np.ndarray]:
-    """The window law's w' and overlap scale of each direction at ``alphas``, (len(alphas), m) each: w' from
-    ``numerics.critical_window.window_map`` and the scale kappa d^(-1/3) matched to the d = infinity outlier
-    above the threshold (``composite_scale``; docs/theory.md §4.5, "The composite law above the threshold")."""
-    from numerics.critical_window import composite_scale, window_map
+def _window_scales(prediction, alphas, d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The window law's w', canonical spikes and overlap scale of each direction at ``alphas``, (len(alphas), m)
+    each: w' from ``numerics.critical_window.window_map`` (it decides which directions are in the window), and the
+    spikes w'' to draw with and the scale, both placed at the model's d = infinity outlier above the threshold
+    (``matched_spikes``; docs/theory.md §4.5, "The outliers placed where the model puts them")."""
+    from numerics.critical_window import matched_spikes, window_map
 
-    wp, kap = window_map(prediction.model, alphas, d)
-    q = prediction.q[[int(np.argmin(np.abs(prediction.alphas - a))) for a in np.atleast_1d(alphas)]]
-    return wp, composite_scale(wp, kap, q, d)
+    wp = window_map(prediction.model, alphas, d)[0]
+    return (wp,) + matched_spikes(prediction, alphas, d)
 
 
 @functools.lru_cache(maxsize=64)
@@ -1263,7 +1265,7 @@ def _projection_bounds(prediction, out, d, level, want) -> np.ndarray:
     sq = alphas[square_root]
     depth = min(WINDOW_DEPTH, m + 1)
     if sq.size:
-        wp, scale = _window_scales(prediction, sq, d)
+        wp, wc, scale = _window_scales(prediction, sq, d)
         edge = np.stack([_edge_table(model, a, int(d), depth) for a in sq.tolist()])  # (alphas, depth, m)
     row = {a: i for i, a in enumerate(sq.tolist())}
     shares = _outlier_shares(model, alphas, d)
@@ -1278,13 +1280,13 @@ def _projection_bounds(prediction, out, d, level, want) -> np.ndarray:
             r = row[a]
             if not np.all(np.isfinite(wp[r])):
                 continue
-            spikes = [j for j in np.argsort(-wp[r]) if -W_GATE < wp[r, j] <= W_MAX]  # the highest first
+            spikes = [j for j in np.argsort(-wc[r]) if -W_GATE < wp[r, j] <= W_MAX]  # the highest first
             far = [j for j in range(m) if wp[r, j] > W_MAX and np.isfinite(col[j])]
             J = len(spikes) + 1
             if len(spikes) > WINDOW_SPIKES or J > depth:
                 continue
             # no direction in the window: a spike far below stands for none (the GOE's top eigenvalue)
-            x, overlap = _canonical(tuple(wp[r, sorted(spikes)].tolist()) or (-20.0,),
+            x, overlap = _canonical(tuple(wc[r, sorted(spikes)].tolist()) or (-20.0,),
                                     int(d) * 10**4 + 100 * r + (min(spikes) if spikes else 99), J, WINDOW_DRAWS)
             near = [j for j in spikes if wp[r, j] > 0 and np.isfinite(col[j])]  # outliers at d = inf, highest first
             pick = rng.integers(0, x.shape[0], LAW_DRAWS)  # canonical draws reused, fresh chi2
