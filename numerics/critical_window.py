@@ -48,6 +48,8 @@ order in :math:`\alpha - \alpha_k`.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from theory import HierarchicalModel
@@ -241,20 +243,33 @@ def window_map(model: HierarchicalModel, alphas, d: int, **law_options) -> tuple
     check_model(model)
     a = sample_ratios(alphas)
     d = integer(d, "d", 2)
-    law = label_law(model, **law_options)
+    edge = _edge_map(model, tuple(a.tolist()), d) if not law_options else _edge_map.__wrapped__(model, a, d, law_options)
+    return edge[0].copy(), edge[1].copy()
+
+
+@functools.lru_cache(maxsize=256)
+def _edge_map(model: HierarchicalModel, alphas, d: int, law_options: dict | None = None):
+    """:func:`window_map`'s (w', kappa) and the edge's Tracy-Widom scale s per alpha (NaN off the square-root
+    edge); deterministic, so kept per model, alphas (a tuple) and d when no law options are given: compare asks
+    for the same grid once per group of seeds. Read-only arrays, shared by every caller."""
+    a, opts = np.asarray(alphas, dtype=float), law_options or {}
+    law = label_law(model, **opts)
     tau, p, R = law.tau, law.p, np.asarray(law.r)
     wp, kappa = np.full((a.size, R.shape[0]), np.nan), np.full((a.size, R.shape[0]), np.nan)
-    square_root = edge_regime(model, a, **law_options)
+    scale = np.full(a.size, np.nan)
+    square_root = edge_regime(model, a, **opts)
     for i in np.nonzero(square_root)[0]:
         lbar, _, psi2 = edge_of_atoms(tau, p, a[i], _tau_sup(law))
         _, G2, F, H = resolvent_sums(tau, p, R, lbar)
         f0, H = lbar * (F[:, 0] - G2[0]), H[:, 0]
         c = H * np.sqrt(2 / psi2)
-        s = tw_scale(float(a[i]), lbar, psi2)
+        scale[i] = s = tw_scale(float(a[i]), lbar, psi2)
         ok = c > 0
         wp[i, ok] = d ** (1 / 3) * f0[ok] / (c[ok] * np.sqrt(s))
         kappa[i, ok] = np.sqrt(s) / c[ok]
-    return wp, kappa
+    for x in (wp, kappa, scale):
+        x.flags.writeable = False
+    return wp, kappa, scale
 
 
 def composite_scale(wprime, kappa, q, d: int) -> np.ndarray:
@@ -313,7 +328,6 @@ def matched_spikes(prediction, alphas, d: int, N: int = CANONICAL_N) -> tuple[np
     >>> bool(w2[0, 0] == w[0, 0] and scale[0, 0] == kappa[0, 0] * 600 ** (-1 / 3)), bool(w2[1, 0] > 0)
     (True, True)
     """
-    from .edge_overlap import edge_tw_scale
     from .predict import Prediction
     from theory.model import require
 
@@ -326,10 +340,10 @@ def matched_spikes(prediction, alphas, d: int, N: int = CANONICAL_N) -> tuple[np
     if np.any(np.abs(prediction.alphas[idx] / a - 1) > 1e-9):
         raise ValueError(f"alphas: each must be one of the prediction's alphas, got {alphas!r}")
     d, N = integer(d, "d", 2), integer(N, "N", 1000, 10**9)
-    wp, kappa = window_map(prediction.model, a, d)
+    check_model(prediction.model)
+    wp, kappa, s = _edge_map(prediction.model, tuple(a.tolist()), d)
     w2, scale = wp.copy(), kappa * d ** (-1 / 3)
-    s = edge_tw_scale(prediction.model, a)[:, None]
-    x = d ** (2 / 3) * (prediction.eigenvalues[idx] - prediction.bulk_edge[idx, None]) / s
+    x = d ** (2 / 3) * (prediction.eigenvalues[idx] - prediction.bulk_edge[idx, None]) / s[:, None]
     q = prediction.q[idx]
     above = np.isfinite(wp) & (wp > 0) & prediction.is_outlier[idx] & (q > 0) & (x > 0)
     y = 2 + x[above] * N ** (-2 / 3)
